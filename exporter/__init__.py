@@ -1,0 +1,1 @@
+"""beamside exporter: Prometheus exposition of node snapshots."""
