@@ -1,0 +1,118 @@
+"""Typed errors of the distribution layer.
+
+Every protocol error says who broke the protocol: ``"remote"`` when the peer
+(or the bytes it sent) is at fault, ``"local"`` when our side was asked to do
+something the protocol does not allow.  Connection-level failures (EPMD,
+name lookup, cookie, timeouts) have their own classes so callers and the CLI
+can tell an operator exactly what went wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Blame = Literal["local", "remote"]
+
+
+class DistError(Exception):
+    """Base of every error raised by ``sidecar.dist``."""
+
+
+class ProtocolError(DistError):
+    """A violation of the distribution protocol or the external term format."""
+
+    who: Blame = "remote"
+
+    def __init__(self, message: str, *, who: Blame | None = None) -> None:
+        super().__init__(message)
+        if who is not None:
+            self.who = who
+
+
+class LocalProtocolError(ProtocolError):
+    """We were asked to send something the protocol cannot carry."""
+
+    who: Blame = "local"
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent bytes that break the protocol."""
+
+    who: Blame = "remote"
+
+
+class DecodeError(RemoteProtocolError):
+    """Bytes that are not a valid (or not an acceptable) external term.
+
+    ``offset`` is the byte offset in the input where decoding failed.
+    """
+
+    def __init__(self, message: str, offset: int = -1) -> None:
+        where = f" at byte {offset}" if offset >= 0 else ""
+        super().__init__(f"{message}{where}")
+        self.offset = offset
+
+
+class EncodeError(LocalProtocolError, TypeError):
+    """A Python value that has no (unambiguous) external term encoding."""
+
+
+class HandshakeError(DistError):
+    """The distribution handshake did not complete."""
+
+
+class HandshakeRefused(HandshakeError):
+    """The peer answered the name message with a refusing status."""
+
+    def __init__(self, status: str) -> None:
+        reasons = {
+            "nok": "the peer is already connecting to us (simultaneous connect lost)",
+            "not_allowed": "the peer does not allow connections from our node name",
+            "alive": "the peer already has a connection to a node with our name",
+        }
+        super().__init__(f"handshake refused by peer: {status} ({reasons.get(status, 'unknown')})")
+        self.status = status
+
+
+class CookieRefused(HandshakeError):
+    """The peer closed the connection after our challenge reply: wrong cookie."""
+
+
+class PeerCookieMismatch(HandshakeError):
+    """The peer's challenge acknowledgement digest is wrong: it does not know our cookie."""
+
+
+class ConnectError(DistError):
+    """Reaching the peer failed before or outside the handshake."""
+
+
+class HostUnresolvable(ConnectError):
+    """The host part of the node name does not resolve."""
+
+
+class EpmdUnreachable(ConnectError):
+    """EPMD on the peer's host does not answer."""
+
+
+class NodeNotRegistered(ConnectError):
+    """EPMD on the peer's host does not know the node's name."""
+
+
+class NodeUnreachable(ConnectError):
+    """EPMD gave a port but the node's distribution port refused us."""
+
+
+class DistTimeout(DistError, TimeoutError):
+    """A deadline expired (connect, handshake or call)."""
+
+
+class NodeDown(DistError):
+    """The connection to the peer was lost or closed."""
+
+
+class RpcError(DistError):
+    """The remote call failed on the node (``{badrpc, Reason}``)."""
+
+    def __init__(self, message: str, reason: object = None) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,0 +1,818 @@
+"""Erlang External Term Format: encoder and decoder.
+
+Mapping between Erlang and Python (both directions, nothing guessed):
+
+=====================  ==========================  ==========================
+Erlang                 decoded as                  encoded from
+=====================  ==========================  ==========================
+atom                   :class:`Atom` (a ``str``)    :class:`Atom`
+``true`` / ``false``   ``True`` / ``False``        ``bool``
+integer (any size)     ``int``                     ``int``
+float                  ``float``                   ``float``
+binary                 ``bytes``                   ``bytes``, ``bytearray``
+bitstring              :class:`BitBinary`          :class:`BitBinary`
+list (proper)          ``list``                    ``list``
+STRING_EXT list        ``list`` of ``int``         :class:`Charlist`, or a list
+                                                   of ints 0..255
+improper list          :class:`ImproperList`       :class:`ImproperList`
+tuple                  ``tuple``                   ``tuple``
+map                    ``dict`` (or :class:`Map`   ``dict``, :class:`Map`
+                       if a key is unhashable)
+pid / port / ref       :class:`Pid` / :class:`Port` / :class:`Reference`
+``fun M:F/A``          :class:`Export`             :class:`Export`
+fun                    :class:`Fun`                :class:`Fun`
+=====================  ==========================  ==========================
+
+A plain Python ``str`` is refused by the encoder: it could mean a binary, a
+charlist or an atom, so the caller says which (``s.encode()``,
+``Charlist(s)``, ``Atom(s)``).  ``None`` is refused for the same reason.
+
+Decoding is offset based (no re-slicing of the input), and bounded: every
+declared length is checked against the bytes that remain before anything is
+allocated, nesting is capped, compressed terms are inflated with a cap, so a
+malformed or hostile input raises :class:`DecodeError` and never a
+``MemoryError``, ``RecursionError`` or a hang.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from .errors import DecodeError, EncodeError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Atom",
+    "BitBinary",
+    "Charlist",
+    "DecodeLimits",
+    "Export",
+    "Fun",
+    "ImproperList",
+    "Map",
+    "Pid",
+    "Port",
+    "Reference",
+    "Term",
+    "decode",
+    "decode_from",
+    "encode",
+    "encode_into",
+]
+
+VERSION: Final = 131
+
+# Tags of the external term format (erts/doc "External Term Format").
+NEW_FLOAT_EXT: Final = 70
+BIT_BINARY_EXT: Final = 77
+COMPRESSED: Final = 80
+ATOM_CACHE_REF: Final = 82
+NEW_PID_EXT: Final = 88
+NEW_PORT_EXT: Final = 89
+NEWER_REFERENCE_EXT: Final = 90
+SMALL_INTEGER_EXT: Final = 97
+INTEGER_EXT: Final = 98
+FLOAT_EXT: Final = 99
+ATOM_EXT: Final = 100
+REFERENCE_EXT: Final = 101
+PORT_EXT: Final = 102
+PID_EXT: Final = 103
+SMALL_TUPLE_EXT: Final = 104
+LARGE_TUPLE_EXT: Final = 105
+NIL_EXT: Final = 106
+STRING_EXT: Final = 107
+LIST_EXT: Final = 108
+BINARY_EXT: Final = 109
+SMALL_BIG_EXT: Final = 110
+LARGE_BIG_EXT: Final = 111
+NEW_FUN_EXT: Final = 112
+EXPORT_EXT: Final = 113
+NEW_REFERENCE_EXT: Final = 114
+SMALL_ATOM_EXT: Final = 115
+MAP_EXT: Final = 116
+FUN_EXT: Final = 117
+ATOM_UTF8_EXT: Final = 118
+SMALL_ATOM_UTF8_EXT: Final = 119
+V4_PORT_EXT: Final = 120
+LOCAL_EXT: Final = 121
+
+
+class Atom(str):
+    """An Erlang atom.  A ``str`` subclass, so it compares equal to its text."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"Atom({str.__repr__(self)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Pid:
+    node: Atom
+    id: int
+    serial: int
+    creation: int
+
+    def __str__(self) -> str:
+        return f"<{self.node}.{self.id}.{self.serial}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    node: Atom
+    id: int
+    creation: int
+
+    def __str__(self) -> str:
+        return f"#Port<{self.node}.{self.id}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    node: Atom
+    creation: int
+    ids: tuple[int, ...]
+
+    def __str__(self) -> str:
+        return f"#Ref<{self.node}.{'.'.join(str(i) for i in reversed(self.ids))}>"
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """``fun Module:Function/Arity``."""
+
+    module: Atom
+    function: Atom
+    arity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fun:
+    """A local fun (NEW_FUN_EXT).  Opaque: it can be passed back, not called."""
+
+    arity: int
+    uniq: bytes
+    index: int
+    module: Atom
+    old_index: int
+    old_uniq: int
+    pid: Pid
+    free_vars: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BitBinary:
+    """A bitstring whose length is not a multiple of 8.
+
+    ``bits`` is the number of significant bits in the last byte (1..8); the
+    unused low bits of the last byte are zero.
+    """
+
+    data: bytes
+    bits: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8 or not self.data:
+            raise ValueError("BitBinary needs data and 1..8 bits in its last byte")
+
+
+@dataclass(frozen=True, slots=True)
+class ImproperList:
+    """``[E1, E2, ... | Tail]`` where ``Tail`` is not ``[]``."""
+
+    elements: tuple[Any, ...]
+    tail: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Charlist:
+    """Encode ``text`` as an Erlang list of code points (an Erlang "string")."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    """An Erlang map whose keys Python cannot hash (lists, maps as keys).
+
+    Decoded maps are plain ``dict`` whenever every key is hashable.
+    """
+
+    pairs: tuple[tuple[Any, Any], ...]
+
+
+Term: TypeAlias = Any
+"""Any value this codec decodes to or encodes from (see the module table)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """Caps that keep a hostile input from costing unbounded memory or time."""
+
+    max_depth: int = 400
+    """Nesting of containers; below the interpreter's recursion limit."""
+    max_uncompressed: int = 512 * 1024 * 1024
+    """Largest declared size of a compressed term's inflated form."""
+    max_big_bytes: int = 1 << 20
+    """Largest bignum in bytes (~2.5 million decimal digits)."""
+
+
+DEFAULT_LIMITS: Final = DecodeLimits()
+
+_TRUE: Final = Atom("true")
+_FALSE: Final = Atom("false")
+
+_u16 = struct.Struct(">H").unpack_from
+_u32 = struct.Struct(">I").unpack_from
+_i32 = struct.Struct(">i").unpack_from
+_u64 = struct.Struct(">Q").unpack_from
+_f64 = struct.Struct(">d").unpack_from
+_pid_tail = struct.Struct(">III").unpack_from
+_port_tail = struct.Struct(">II").unpack_from
+_v4_port_tail = struct.Struct(">QI").unpack_from
+
+# Atoms repeat constantly (module names, tags, the node name): keep the
+# decoded objects, keyed by their encoded bytes.  Bounded, and cleared when
+# full, so a peer sending endless distinct atoms cannot grow it forever.
+_ATOM_CACHE_MAX: Final = 1 << 16
+_utf8_atoms: dict[bytes, Any] = {}
+_latin1_atoms: dict[bytes, Any] = {}
+
+
+def _atom(raw: bytes, utf8: bool, pos: int) -> Any:
+    cache = _utf8_atoms if utf8 else _latin1_atoms
+    hit = cache.get(raw)
+    if hit is not None:
+        return hit
+    try:
+        text = raw.decode("utf-8" if utf8 else "latin-1")
+    except UnicodeDecodeError:
+        raise DecodeError("atom is not valid UTF-8", pos) from None
+    if len(text) > 255:
+        raise DecodeError("atom longer than 255 characters", pos)
+    value: Any = True if text == "true" else False if text == "false" else Atom(text)
+    if len(cache) >= _ATOM_CACHE_MAX:
+        cache.clear()
+    cache[raw] = value
+    return value
+
+
+class _Decoder:
+    """The input of one decoding run and its limits."""
+
+    __slots__ = ("buf", "end", "limits")
+
+    def __init__(self, buf: bytes, end: int, limits: DecodeLimits) -> None:
+        self.buf = buf
+        self.end = end
+        self.limits = limits
+
+
+def _need(end: int, pos: int, n: int) -> None:
+    if n < 0 or pos + n > end:
+        raise DecodeError(f"truncated term: need {n} bytes, {max(end - pos, 0)} remain", pos)
+
+
+def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
+    """Decode one term at ``pos``; return it and the offset after it."""
+    buf = d.buf
+    end = d.end
+    if pos >= end:
+        raise DecodeError("truncated term: missing tag", pos)
+    tag = buf[pos]
+    pos += 1
+
+    if tag == SMALL_INTEGER_EXT:
+        if pos >= end:
+            raise DecodeError("truncated SMALL_INTEGER_EXT", pos)
+        return buf[pos], pos + 1
+
+    if tag == SMALL_ATOM_UTF8_EXT or tag == SMALL_ATOM_EXT:
+        if pos >= end:
+            raise DecodeError("truncated small atom", pos)
+        n = buf[pos]
+        pos += 1
+        if pos + n > end:
+            _need(end, pos, n)
+        return _atom(buf[pos : pos + n], tag == SMALL_ATOM_UTF8_EXT, pos), pos + n
+
+    if tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
+        if tag == SMALL_TUPLE_EXT:
+            if pos >= end:
+                raise DecodeError("truncated SMALL_TUPLE_EXT", pos)
+            arity = buf[pos]
+            pos += 1
+        else:
+            _need(end, pos, 4)
+            (arity,) = _u32(buf, pos)
+            pos += 4
+            if arity > end - pos:
+                raise DecodeError(f"tuple arity {arity} exceeds the remaining input", pos)
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        items: list[Any] = []
+        append = items.append
+        depth += 1
+        for _ in range(arity):
+            value, pos = _decode(d, pos, depth)
+            append(value)
+        return tuple(items), pos
+
+    if tag == INTEGER_EXT:
+        _need(end, pos, 4)
+        return _i32(buf, pos)[0], pos + 4
+
+    if tag == NEW_PID_EXT or tag == PID_EXT:
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        node, pos = _decode(d, pos, depth + 1)
+        if not isinstance(node, Atom):
+            raise DecodeError("pid node is not an atom", pos)
+        if tag == NEW_PID_EXT:
+            _need(end, pos, 12)
+            pid_id, serial, creation = _pid_tail(buf, pos)
+            return Pid(node, pid_id, serial, creation), pos + 12
+        _need(end, pos, 9)
+        pid_id, serial = _port_tail(buf, pos)
+        return Pid(node, pid_id, serial, buf[pos + 8]), pos + 9
+
+    if tag == BINARY_EXT:
+        _need(end, pos, 4)
+        (n,) = _u32(buf, pos)
+        pos += 4
+        _need(end, pos, n)
+        return buf[pos : pos + n], pos + n
+
+    if tag == LIST_EXT:
+        _need(end, pos, 4)
+        (n,) = _u32(buf, pos)
+        pos += 4
+        if n > end - pos:
+            raise DecodeError(f"list length {n} exceeds the remaining input", pos)
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        items: list[Any] = []
+        append = items.append
+        depth += 1
+        for _ in range(n):
+            value, pos = _decode(d, pos, depth)
+            append(value)
+        if pos < end and buf[pos] == NIL_EXT:
+            return items, pos + 1
+        tail, pos = _decode(d, pos, depth)
+        if isinstance(tail, list):
+            # A non-canonical encoding with a list as the tail: splice it.
+            return items + tail, pos
+        if isinstance(tail, ImproperList):
+            return ImproperList(tuple(items) + tail.elements, tail.tail), pos
+        return ImproperList(tuple(items), tail), pos
+
+    if tag == NIL_EXT:
+        return [], pos
+
+    if tag == STRING_EXT:
+        _need(end, pos, 2)
+        (n,) = _u16(buf, pos)
+        pos += 2
+        _need(end, pos, n)
+        return list(buf[pos : pos + n]), pos + n
+
+    if tag == NEW_FLOAT_EXT:
+        _need(end, pos, 8)
+        return _f64(buf, pos)[0], pos + 8
+
+    if tag == MAP_EXT:
+        _need(end, pos, 4)
+        (arity,) = _u32(buf, pos)
+        pos += 4
+        if arity * 2 > end - pos:
+            raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        depth += 1
+        pairs = []
+        for _ in range(arity):
+            key, pos = _decode(d, pos, depth)
+            value, pos = _decode(d, pos, depth)
+            pairs.append((key, value))
+        try:
+            return dict(pairs), pos
+        except TypeError:
+            return Map(tuple(pairs)), pos
+
+    if tag == ATOM_UTF8_EXT or tag == ATOM_EXT:
+        _need(end, pos, 2)
+        (n,) = _u16(buf, pos)
+        pos += 2
+        _need(end, pos, n)
+        return _atom(buf[pos : pos + n], tag == ATOM_UTF8_EXT, pos), pos + n
+
+    if tag == SMALL_BIG_EXT or tag == LARGE_BIG_EXT:
+        if tag == SMALL_BIG_EXT:
+            _need(end, pos, 2)
+            n = buf[pos]
+            pos += 1
+        else:
+            _need(end, pos, 5)
+            (n,) = _u32(buf, pos)
+            pos += 4
+            if n > d.limits.max_big_bytes:
+                raise DecodeError(f"bignum of {n} bytes exceeds the limit", pos)
+        _need(end, pos, n + 1)
+        sign = buf[pos]
+        if sign > 1:
+            raise DecodeError("bignum sign byte is not 0 or 1", pos)
+        value = int.from_bytes(buf[pos + 1 : pos + 1 + n], "little")
+        return (-value if sign else value), pos + 1 + n
+
+    if tag == NEWER_REFERENCE_EXT or tag == NEW_REFERENCE_EXT:
+        _need(end, pos, 2)
+        (n,) = _u16(buf, pos)
+        pos += 2
+        if n > 5:
+            raise DecodeError(f"reference with {n} id words (at most 5)", pos)
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        node, pos = _decode(d, pos, depth + 1)
+        if not isinstance(node, Atom):
+            raise DecodeError("reference node is not an atom", pos)
+        if tag == NEWER_REFERENCE_EXT:
+            _need(end, pos, 4 + 4 * n)
+            (creation,) = _u32(buf, pos)
+            pos += 4
+        else:
+            _need(end, pos, 1 + 4 * n)
+            creation = buf[pos]
+            pos += 1
+        ids = struct.unpack_from(f">{n}I", buf, pos)
+        return Reference(node, creation, ids), pos + 4 * n
+
+    if tag == NEW_PORT_EXT or tag == V4_PORT_EXT or tag == PORT_EXT:
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        node, pos = _decode(d, pos, depth + 1)
+        if not isinstance(node, Atom):
+            raise DecodeError("port node is not an atom", pos)
+        if tag == V4_PORT_EXT:
+            _need(end, pos, 12)
+            port_id, creation = _v4_port_tail(buf, pos)
+            return Port(node, port_id, creation), pos + 12
+        if tag == NEW_PORT_EXT:
+            _need(end, pos, 8)
+            port_id, creation = _port_tail(buf, pos)
+            return Port(node, port_id, creation), pos + 8
+        _need(end, pos, 5)
+        return Port(node, _u32(buf, pos)[0], buf[pos + 4]), pos + 5
+
+    if tag == BIT_BINARY_EXT:
+        _need(end, pos, 5)
+        (n,) = _u32(buf, pos)
+        bits = buf[pos + 4]
+        pos += 5
+        _need(end, pos, n)
+        if n == 0 or not 1 <= bits <= 8:
+            raise DecodeError(f"bit binary of {n} bytes with {bits} bits in the last byte", pos)
+        data = buf[pos : pos + n]
+        if bits == 8:
+            return data, pos + n
+        return BitBinary(data, bits), pos + n
+
+    if tag == EXPORT_EXT:
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        module, pos = _decode(d, pos, depth + 1)
+        function, pos = _decode(d, pos, depth + 1)
+        arity, pos = _decode(d, pos, depth + 1)
+        if not (isinstance(module, Atom) and isinstance(function, Atom)):
+            raise DecodeError("export module and function must be atoms", pos)
+        if type(arity) is not int:
+            raise DecodeError("export arity must be an integer", pos)
+        return Export(module, function, arity), pos
+
+    if tag == NEW_FUN_EXT:
+        return _decode_fun(d, pos, depth)
+
+    if tag == FLOAT_EXT:
+        _need(end, pos, 31)
+        text = buf[pos : pos + 31].split(b"\0", 1)[0]
+        try:
+            return float(text), pos + 31
+        except ValueError:
+            raise DecodeError("FLOAT_EXT is not a number", pos) from None
+
+    if tag == REFERENCE_EXT:
+        if depth >= d.limits.max_depth:
+            raise DecodeError("term nested too deeply", pos)
+        node, pos = _decode(d, pos, depth + 1)
+        if not isinstance(node, Atom):
+            raise DecodeError("reference node is not an atom", pos)
+        _need(end, pos, 5)
+        return Reference(node, buf[pos + 4], (_u32(buf, pos)[0],)), pos + 5
+
+    if tag == LOCAL_EXT:
+        raise DecodeError(
+            "LOCAL_EXT term: it is only valid inside the node that made it "
+            "(we never announce DFLAG_LOCAL_EXT)",
+            pos - 1,
+        )
+    if tag == ATOM_CACHE_REF:
+        raise DecodeError("ATOM_CACHE_REF without a distribution header atom cache", pos - 1)
+    if tag == FUN_EXT:
+        raise DecodeError("FUN_EXT (pre-R7 fun) is no longer supported", pos - 1)
+    if tag == COMPRESSED:
+        raise DecodeError("compressed term nested inside a term", pos - 1)
+    raise DecodeError(f"unknown tag {tag}", pos - 1)
+
+
+def _decode_fun(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
+    buf = d.buf
+    start = pos
+    _need(d.end, pos, 4 + 1 + 16 + 4 + 4)
+    (size,) = _u32(buf, pos)
+    _need(d.end, pos, size)
+    arity = buf[pos + 4]
+    uniq = bytes(buf[pos + 5 : pos + 21])
+    index, num_free = _port_tail(buf, pos + 21)
+    pos += 29
+    if num_free > d.end - pos:
+        raise DecodeError(f"fun with {num_free} free variables exceeds the input", pos)
+    if depth >= d.limits.max_depth:
+        raise DecodeError("term nested too deeply", pos)
+    depth += 1
+    module, pos = _decode(d, pos, depth)
+    old_index, pos = _decode(d, pos, depth)
+    old_uniq, pos = _decode(d, pos, depth)
+    pid, pos = _decode(d, pos, depth)
+    if not isinstance(module, Atom) or not isinstance(pid, Pid):
+        raise DecodeError("malformed NEW_FUN_EXT header", pos)
+    if type(old_index) is not int or type(old_uniq) is not int:
+        raise DecodeError("malformed NEW_FUN_EXT old index/uniq", pos)
+    free = []
+    for _ in range(num_free):
+        value, pos = _decode(d, pos, depth)
+        free.append(value)
+    # Size counts from the size field itself (the tag byte excluded).
+    if pos - start != size:
+        raise DecodeError(f"NEW_FUN_EXT size {size} does not match its content", start)
+    return Fun(arity, uniq, index, module, old_index, old_uniq, pid, tuple(free)), pos
+
+
+def decode_from(
+    data: bytes, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMITS
+) -> tuple[Term, int]:
+    """Decode one external term (version byte 131 first) starting at ``offset``.
+
+    Returns the term and the offset just past it, so several terms in one
+    buffer (a control message followed by a payload) decode without copies.
+    """
+    end = len(data)
+    if offset >= end:
+        raise DecodeError("empty input", offset)
+    if data[offset] != VERSION:
+        raise DecodeError(f"bad version byte {data[offset]} (expected 131)", offset)
+    pos = offset + 1
+    if pos < end and data[pos] == COMPRESSED:
+        return _decode_compressed(data, pos + 1, limits)
+    try:
+        return _decode(_Decoder(data, end, limits), pos, 0)
+    except RecursionError:  # pragma: no cover - max_depth keeps us below it
+        raise DecodeError("term nested too deeply", pos) from None
+
+
+def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Term, int]:
+    _need(len(data), pos, 4)
+    (size,) = _u32(data, pos)
+    pos += 4
+    if size > limits.max_uncompressed:
+        raise DecodeError(f"compressed term declares {size} bytes (limit exceeded)", pos)
+    inflater = zlib.decompressobj()
+    try:
+        # max_length caps the work at the declared size: no zip bomb.
+        plain = inflater.decompress(data[pos:], size + 1)
+    except zlib.error as exc:
+        raise DecodeError(f"bad zlib data in compressed term: {exc}", pos) from None
+    if len(plain) != size or not inflater.eof:
+        raise DecodeError(
+            f"compressed term inflates to {len(plain)} bytes, declared {size}", pos
+        )
+    consumed = len(data) - pos - len(inflater.unused_data)
+    value, inner = _decode(_Decoder(plain, size, limits), 0, 0)
+    if inner != size:
+        raise DecodeError("trailing bytes inside compressed term", pos)
+    return value, pos + consumed
+
+
+def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Term:
+    """Decode a whole buffer holding exactly one external term."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    value, pos = decode_from(data, 0, limits)
+    if pos != len(data):
+        raise DecodeError(f"{len(data) - pos} trailing bytes after the term", pos)
+    return value
+
+
+# --------------------------------------------------------------------------
+# Encoding
+
+_p_u16 = struct.Struct(">H").pack
+_p_u32 = struct.Struct(">I").pack
+_p_i32 = struct.Struct(">i").pack
+_p_f64 = struct.Struct(">d").pack
+_p_tag_u32 = struct.Struct(">BI").pack
+_p_tag_i32 = struct.Struct(">Bi").pack
+_p_pid_tail = struct.Struct(">III").pack
+_p_port_tail = struct.Struct(">II").pack
+_p_v4_port_tail = struct.Struct(">QI").pack
+
+_encoded_atoms: dict[str, bytes] = {}
+
+
+def _atom_bytes(text: str) -> bytes:
+    hit = _encoded_atoms.get(text)
+    if hit is not None:
+        return hit
+    raw = text.encode("utf-8")
+    if len(text) > 255:
+        raise EncodeError(f"atom longer than 255 characters: {text[:40]!r}...")
+    out = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw if len(raw) < 256 else (
+        bytes((ATOM_UTF8_EXT,)) + _p_u16(len(raw)) + raw
+    )
+    if len(_encoded_atoms) < _ATOM_CACHE_MAX:
+        _encoded_atoms[text] = out
+    return out
+
+
+def _enc(out: bytearray, term: Any, depth: int) -> None:
+    kind = type(term)
+    if kind is Atom:
+        out += _atom_bytes(term)
+    elif kind is int:
+        if 0 <= term <= 255:
+            out += bytes((SMALL_INTEGER_EXT, term))
+        elif -(1 << 31) <= term < (1 << 31):
+            out += _p_tag_i32(INTEGER_EXT, term)
+        else:
+            magnitude = -term if term < 0 else term
+            digits = magnitude.to_bytes((magnitude.bit_length() + 7) // 8, "little")
+            if len(digits) < 256:
+                out += bytes((SMALL_BIG_EXT, len(digits), 1 if term < 0 else 0))
+            else:
+                out += _p_tag_u32(LARGE_BIG_EXT, len(digits))
+                out.append(1 if term < 0 else 0)
+            out += digits
+    elif kind is tuple:
+        if depth > DEFAULT_LIMITS.max_depth:
+            raise EncodeError("term nested too deeply to encode")
+        arity = len(term)
+        if arity < 256:
+            out += bytes((SMALL_TUPLE_EXT, arity))
+        else:
+            out += _p_tag_u32(LARGE_TUPLE_EXT, arity)
+        for item in term:
+            _enc(out, item, depth + 1)
+    elif kind is list:
+        _enc_list(out, term, depth)
+    elif kind is bytes or kind is bytearray:
+        out += _p_tag_u32(BINARY_EXT, len(term))
+        out += term
+    elif kind is float:
+        out.append(NEW_FLOAT_EXT)
+        out += _p_f64(term)
+    elif kind is bool:
+        out += _atom_bytes("true" if term else "false")
+    elif kind is Pid:
+        _enc_node(out, NEW_PID_EXT, term.node)
+        out += _p_pid_tail(term.id, term.serial, term.creation)
+    elif kind is dict or kind is Map:
+        if depth > DEFAULT_LIMITS.max_depth:
+            raise EncodeError("term nested too deeply to encode")
+        pairs = term.items() if kind is dict else term.pairs
+        out += _p_tag_u32(MAP_EXT, len(pairs))
+        for key, value in pairs:
+            _enc(out, key, depth + 1)
+            _enc(out, value, depth + 1)
+    elif kind is Reference:
+        if not 1 <= len(term.ids) <= 5:
+            raise EncodeError("a reference has 1 to 5 id words")
+        out.append(NEWER_REFERENCE_EXT)
+        out += _p_u16(len(term.ids))
+        _enc_node(out, None, term.node)
+        out += _p_u32(term.creation)
+        out += struct.pack(f">{len(term.ids)}I", *term.ids)
+    elif kind is Port:
+        if term.id > 0xFFFFFFFF:
+            _enc_node(out, V4_PORT_EXT, term.node)
+            out += _p_v4_port_tail(term.id, term.creation)
+        else:
+            _enc_node(out, NEW_PORT_EXT, term.node)
+            out += _p_port_tail(term.id, term.creation)
+    elif kind is Charlist:
+        _enc_list(out, [ord(c) for c in term.text], depth)
+    elif kind is ImproperList:
+        if depth > DEFAULT_LIMITS.max_depth:
+            raise EncodeError("term nested too deeply to encode")
+        if not term.elements:
+            raise EncodeError("an improper list needs at least one element")
+        if type(term.tail) is list and not term.tail:
+            raise EncodeError("ImproperList with [] as tail is a proper list: use list")
+        out += _p_tag_u32(LIST_EXT, len(term.elements))
+        for item in term.elements:
+            _enc(out, item, depth + 1)
+        _enc(out, term.tail, depth + 1)
+    elif kind is BitBinary:
+        out += _p_tag_u32(BIT_BINARY_EXT, len(term.data))
+        out.append(term.bits)
+        out += term.data
+    elif kind is Export:
+        out.append(EXPORT_EXT)
+        out += _atom_bytes(term.module)
+        out += _atom_bytes(term.function)
+        _enc(out, term.arity, depth + 1)
+    elif kind is Fun:
+        _enc_fun(out, term, depth)
+    elif isinstance(term, str):
+        raise EncodeError(
+            f"str {term[:40]!r} is ambiguous: pass bytes for a binary, "
+            "Charlist(s) for a charlist or Atom(s) for an atom"
+        )
+    elif term is None:
+        raise EncodeError("None has no Erlang equivalent: pass Atom('undefined') or Atom('nil')")
+    elif isinstance(term, bool):  # bool subclasses are not expected, but be exact
+        out += _atom_bytes("true" if term else "false")
+    elif isinstance(term, int):
+        _enc(out, int(term), depth)
+    else:
+        raise EncodeError(f"cannot encode {kind.__name__} as an Erlang term")
+
+
+def _enc_list(out: bytearray, items: list[Any], depth: int) -> None:
+    n = len(items)
+    if n == 0:
+        out.append(NIL_EXT)
+        return
+    if n <= 0xFFFF and all(type(i) is int and 0 <= i <= 255 for i in items):
+        out.append(STRING_EXT)
+        out += _p_u16(n)
+        out += bytes(items)
+        return
+    if depth > DEFAULT_LIMITS.max_depth:
+        raise EncodeError("term nested too deeply to encode")
+    out += _p_tag_u32(LIST_EXT, n)
+    for item in items:
+        _enc(out, item, depth + 1)
+    out.append(NIL_EXT)
+
+
+def _enc_node(out: bytearray, tag: int | None, node: str) -> None:
+    if tag is not None:
+        out.append(tag)
+    out += _atom_bytes(node)
+
+
+def _enc_fun(out: bytearray, fun: Fun, depth: int) -> None:
+    if len(fun.uniq) != 16:
+        raise EncodeError("Fun.uniq must be 16 bytes")
+    body = bytearray()
+    body.append(fun.arity)
+    body += fun.uniq
+    body += _p_port_tail(fun.index, len(fun.free_vars))
+    body += _atom_bytes(fun.module)
+    _enc(body, fun.old_index, depth + 1)
+    _enc(body, fun.old_uniq, depth + 1)
+    _enc(body, fun.pid, depth + 1)
+    for var in fun.free_vars:
+        _enc(body, var, depth + 1)
+    out.append(NEW_FUN_EXT)
+    out += _p_u32(len(body) + 4)
+    out += body
+
+
+def encode_into(out: bytearray, term: Term) -> None:
+    """Append ``term`` in external format (with the 131 version byte) to ``out``."""
+    out.append(VERSION)
+    try:
+        _enc(out, term, 0)
+    except RecursionError:
+        raise EncodeError("term nested too deeply to encode") from None
+
+
+def encode(term: Term, *, compressed: int | None = None) -> bytes:
+    """Encode ``term`` as an external term.
+
+    ``compressed`` (zlib level 1..9) produces the compressed form, as
+    ``term_to_binary(T, [{compressed, Level}])`` does.
+    """
+    out = bytearray()
+    encode_into(out, term)
+    if compressed is None:
+        return bytes(out)
+    if not 0 <= compressed <= 9:
+        raise ValueError("compression level must be 0..9")
+    body = memoryview(out)[1:]
+    return (
+        bytes((VERSION, COMPRESSED)) + _p_u32(len(body)) + zlib.compress(body, compressed)
+    )
