@@ -354,7 +354,7 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             raise DecodeError(f"list length {n} exceeds the remaining input", pos)
         if depth >= d.limits.max_depth:
             raise DecodeError("term nested too deeply", pos)
-        items: list[Any] = []
+        items = []
         append = items.append
         depth += 1
         for _ in range(n):
