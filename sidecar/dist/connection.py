@@ -1,0 +1,308 @@
+"""One established distribution connection: asyncio transport over the sans-I/O core.
+
+:func:`open_connection` resolves the host, asks EPMD for the port, connects
+and runs the handshake under ONE deadline shared by all those steps.  The
+returned :class:`Connection` reads frames, hands events to its owner, keeps
+the link alive with ticks both ways and notices a silent peer.
+
+The byte stream comes from ``asyncio.open_connection``; passing ``ssl=`` is
+all a TLS transport (``-proto_dist inet_tls``) will need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl as _ssl
+import time
+from collections.abc import Callable
+from typing import Final
+
+from . import epmd
+from .errors import (
+    DistError,
+    DistTimeout,
+    EpmdUnreachable,
+    HostUnresolvable,
+    NodeDown,
+    NodeUnreachable,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from .handshake import ClientHandshake, HandshakeComplete
+from .names import NodeName
+from .protocol import DistProtocol, Event, Tick
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK: Final = 1 << 20
+DEFAULT_NET_TICKTIME: Final = 60.0
+
+EventHandler = Callable[["Connection", Event], None]
+LostHandler = Callable[["Connection", BaseException | None], None]
+
+
+async def resolve(host: str, loop: asyncio.AbstractEventLoop) -> str:
+    """The first IPv4 (else IPv6) address of ``host``."""
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise HostUnresolvable(f"host {host!r} does not resolve: {exc.strerror}") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)
+    return str(infos[0][4][0])
+
+
+async def lookup_port(address: str, alive: str, epmd_port: int) -> epmd.NodeAddress:
+    """Ask EPMD at ``address:epmd_port`` where node ``alive`` listens."""
+    try:
+        reader, writer = await asyncio.open_connection(address, epmd_port)
+    except OSError as exc:
+        raise EpmdUnreachable(
+            f"EPMD at {address}:{epmd_port} is unreachable: {exc.strerror or exc}"
+        ) from None
+    try:
+        writer.write(epmd.port_please2_request(alive))
+        await writer.drain()
+        parser = epmd.PortPleaseParser(alive)
+        while True:
+            data = await reader.read(4096)
+            if not data:
+                return parser.eof()
+            result = parser.feed(data)
+            if result is not None:
+                return result
+    except OSError as exc:
+        raise EpmdUnreachable(f"EPMD at {address}:{epmd_port} failed: {exc}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def open_connection(
+    peer: NodeName,
+    local: NodeName,
+    cookie: str,
+    *,
+    timeout: float = 10.0,
+    epmd_port: int | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    creation: int | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, HandshakeComplete]:
+    """Connect to ``peer`` and complete the handshake within ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    port_of_epmd = epmd.epmd_port() if epmd_port is None else epmd_port
+    step = "resolving the host"
+    try:
+        async with asyncio.timeout(timeout):
+            address = await resolve(peer.host, loop)
+            step = "asking EPMD"
+            node_addr = await lookup_port(address, peer.alive, port_of_epmd)
+            step = "connecting to the node"
+            try:
+                reader, writer = await asyncio.open_connection(
+                    address, node_addr.port, ssl=ssl, limit=READ_CHUNK
+                )
+            except OSError as exc:
+                raise NodeUnreachable(
+                    f"{peer}: distribution port {address}:{node_addr.port} refused us: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            step = "handshaking"
+            try:
+                done = await _handshake(reader, writer, peer, local, cookie, creation)
+            except BaseException:
+                writer.transport.abort()
+                raise
+            return reader, writer, done
+    except TimeoutError:
+        raise DistTimeout(f"{peer}: timed out after {timeout:g}s while {step}") from None
+
+
+async def _handshake(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    peer: NodeName,
+    local: NodeName,
+    cookie: str,
+    creation: int | None,
+) -> HandshakeComplete:
+    hs = ClientHandshake(str(local), cookie, expected_peer=str(peer), creation=creation)
+    writer.write(hs.data_to_send())
+    while True:
+        try:
+            data = await reader.read(4096)
+        except OSError:
+            data = b""
+        if not data:
+            hs.connection_lost()
+        done = hs.receive_data(data)
+        out = hs.data_to_send()
+        if out:
+            writer.write(out)
+        if done is not None:
+            return done
+
+
+class Connection:
+    """An established connection; its owner supplies the event handlers."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handshake: HandshakeComplete,
+        *,
+        on_event: EventHandler,
+        on_lost: LostHandler,
+        net_ticktime: float = DEFAULT_NET_TICKTIME,
+    ) -> None:
+        self.peer_name = handshake.peer_name
+        self.peer_flags = handshake.peer_flags
+        self.peer_creation = handshake.peer_creation
+        self.protocol = DistProtocol()
+        self._reader = reader
+        self._writer = writer
+        self._on_event = on_event
+        self._on_lost = on_lost
+        self._leftover = handshake.leftover
+        self.net_ticktime = net_ticktime
+        self._tick_interval = net_ticktime / 4
+        now = time.monotonic()
+        self.last_received = now
+        self._last_sent = now
+        self.bytes_out = 0
+        self._closed = False
+        self._lost_reported = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def __repr__(self) -> str:
+        return f"<Connection to {self.peer_name}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name=f"dist-read {self.peer_name}"),
+            asyncio.create_task(self._tick_loop(), name=f"dist-tick {self.peer_name}"),
+        ]
+
+    def set_peer_ticktime(self, peer_ticktime: float) -> None:
+        """Tick often enough for the stricter of the two net_ticktimes."""
+        self._tick_interval = max(0.1, min(self.net_ticktime, peer_ticktime) / 4)
+
+    # -- sending
+
+    def send_bytes(self, data: bytes) -> None:
+        if self._closed:
+            raise NodeDown(f"connection to {self.peer_name} is closed")
+        self._writer.write(data)
+        self._last_sent = time.monotonic()
+        self.bytes_out += len(data)
+
+    async def drain(self) -> None:
+        """Wait while the socket's send buffer is over its high-water mark."""
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise NodeDown(f"connection to {self.peer_name} lost: {exc}") from None
+
+    # -- loops
+
+    async def _read_loop(self) -> None:
+        error: BaseException | None = None
+        try:
+            if self._leftover:
+                self._dispatch(self.protocol.receive_data(self._leftover))
+                self._leftover = b""
+            while True:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    error = NodeDown(f"{self.peer_name} closed the connection")
+                    break
+                self.last_received = time.monotonic()
+                self._dispatch(self.protocol.receive_data(data))
+        except asyncio.CancelledError:
+            raise
+        except ProtocolError as exc:
+            log.warning("protocol error from %s (%s side): %s", self.peer_name, exc.who, exc)
+            error = exc
+        except (ConnectionError, OSError) as exc:
+            error = NodeDown(f"connection to {self.peer_name} lost: {exc}")
+        finally:
+            if not self._closed:
+                self._shutdown(error, hard=True)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if type(event) is Tick:
+                # Answer the peer's tick: it may have a much shorter
+                # net_ticktime than ours and must hear from us in time.
+                self.send_bytes(DistProtocol.tick())
+                continue
+            try:
+                self._on_event(self, event)
+            except DistError as exc:
+                log.warning("event %r from %s not handled: %s", event, self.peer_name, exc)
+
+    async def _tick_loop(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(self._tick_interval)
+            now = time.monotonic()
+            if now - self.last_received > self.net_ticktime:
+                self._shutdown(
+                    NodeDown(f"{self.peer_name} silent for more than {self.net_ticktime:g}s"),
+                    hard=True,
+                )
+                return
+            if now - self._last_sent >= self._tick_interval * 0.9:
+                try:
+                    self.send_bytes(DistProtocol.tick())
+                except NodeDown:
+                    return
+
+    # -- ending
+
+    def _shutdown(self, error: BaseException | None, *, hard: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if hard:
+            self._writer.transport.abort()
+        else:
+            self._writer.close()
+        current = asyncio.current_task()
+        for task in self._tasks:
+            if task is not current:
+                task.cancel()
+        if not self._lost_reported:
+            self._lost_reported = True
+            self._on_lost(self, error)
+
+    async def close(self) -> None:
+        """Graceful: flush what is queued, then close the socket."""
+        if self._closed:
+            return
+        with contextlib.suppress(NodeDown):
+            await asyncio.wait_for(self.drain(), timeout=5)
+        self._shutdown(None, hard=False)
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(self._writer.wait_closed(), timeout=5)
+        await self._join()
+
+    def abort(self) -> None:
+        """Hard: drop the socket now, unsent data is lost."""
+        self._shutdown(None, hard=True)
+
+    async def _join(self) -> None:
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+__all__ = ["Connection", "RemoteProtocolError", "lookup_port", "open_connection", "resolve"]
