@@ -36,6 +36,7 @@ malformed or hostile input raises :class:`DecodeError` and never a
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -233,6 +234,7 @@ _f64 = struct.Struct(">d").unpack_from
 _pid_tail = struct.Struct(">III").unpack_from
 _port_tail = struct.Struct(">II").unpack_from
 _v4_port_tail = struct.Struct(">QI").unpack_from
+_isfinite = math.isfinite
 
 # Atoms repeat constantly (module names, tags, the node name): keep the
 # decoded objects, keyed by their encoded bytes.  Bounded, and cleared when
@@ -276,139 +278,212 @@ def _need(end: int, pos: int, n: int) -> None:
         raise DecodeError(f"truncated term: need {n} bytes, {max(end - pos, 0)} remain", pos)
 
 
-def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
-    """Decode one term at ``pos``; return it and the offset after it."""
+def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], int]:
+    """Decode ``count`` consecutive terms at ``pos``; return them and the offset after.
+
+    This loop is the decoder's core.  The tags that real payloads are made of
+    are decoded inline, most frequent first, with no call per leaf term;
+    containers recurse (one frame per nesting level, counted by ``depth``);
+    everything else goes to :func:`_decode_other`.
+    """
     buf = d.buf
     end = d.end
-    if pos >= end:
-        raise DecodeError("truncated term: missing tag", pos)
-    tag = buf[pos]
-    pos += 1
-
-    if tag == SMALL_INTEGER_EXT:
+    items: list[Any] = []
+    append = items.append
+    for _ in range(count):
         if pos >= end:
-            raise DecodeError("truncated SMALL_INTEGER_EXT", pos)
-        return buf[pos], pos + 1
-
-    if tag == SMALL_ATOM_UTF8_EXT or tag == SMALL_ATOM_EXT:
-        if pos >= end:
-            raise DecodeError("truncated small atom", pos)
-        n = buf[pos]
+            raise DecodeError("truncated term: missing tag", pos)
+        tag = buf[pos]
         pos += 1
-        if pos + n > end:
-            _need(end, pos, n)
-        return _atom(buf[pos : pos + n], tag == SMALL_ATOM_UTF8_EXT, pos), pos + n
 
-    if tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
-        if tag == SMALL_TUPLE_EXT:
+        if tag == SMALL_INTEGER_EXT:
             if pos >= end:
-                raise DecodeError("truncated SMALL_TUPLE_EXT", pos)
-            arity = buf[pos]
+                raise DecodeError("truncated SMALL_INTEGER_EXT", pos)
+            append(buf[pos])
             pos += 1
-        else:
+
+        elif tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_EXT:
+            # The two atom tags real nodes send: UTF-8 (OTP 26+, minor_version 2)
+            # and latin-1 (OTP 25's term_to_binary default).
+            if tag == ATOM_EXT:
+                if pos + 2 > end:
+                    _need(end, pos, 2)
+                n = buf[pos] << 8 | buf[pos + 1]
+                pos += 2
+                cache = _latin1_atoms
+            else:
+                if pos >= end:
+                    raise DecodeError("truncated small atom", pos)
+                n = buf[pos]
+                pos += 1
+                cache = _utf8_atoms
+            if pos + n > end:
+                _need(end, pos, n)
+            raw = buf[pos : pos + n]
+            value = cache.get(raw)
+            if value is None:
+                value = _atom(raw, tag != ATOM_EXT, pos)
+            append(value)
+            pos += n
+
+        elif tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
+            if tag == SMALL_TUPLE_EXT:
+                if pos >= end:
+                    raise DecodeError("truncated SMALL_TUPLE_EXT", pos)
+                arity = buf[pos]
+                pos += 1
+            else:
+                _need(end, pos, 4)
+                (arity,) = _u32(buf, pos)
+                pos += 4
+                if arity > end - pos:
+                    raise DecodeError(f"tuple arity {arity} exceeds the remaining input", pos)
+            if depth >= d.limits.max_depth:
+                raise DecodeError("term nested too deeply", pos)
+            elements, pos = _items(d, pos, arity, depth + 1)
+            append(tuple(elements))
+
+        elif tag == INTEGER_EXT:
+            if pos + 4 > end:
+                _need(end, pos, 4)
+            append(_i32(buf, pos)[0])
+            pos += 4
+
+        elif tag == NEW_PID_EXT or tag == PID_EXT:
+            node, pos = _node(d, pos)
+            if tag == NEW_PID_EXT:
+                if pos + 12 > end:
+                    _need(end, pos, 12)
+                pid_id, serial, creation = _pid_tail(buf, pos)
+                pos += 12
+            else:
+                _need(end, pos, 9)
+                pid_id, serial = _port_tail(buf, pos)
+                creation = buf[pos + 8]
+                pos += 9
+            append(Pid(node, pid_id, serial, creation))
+
+        elif tag == LIST_EXT:
+            _need(end, pos, 4)
+            (n,) = _u32(buf, pos)
+            pos += 4
+            if n > end - pos:
+                raise DecodeError(f"list length {n} exceeds the remaining input", pos)
+            if depth >= d.limits.max_depth:
+                raise DecodeError("term nested too deeply", pos)
+            elements, pos = _items(d, pos, n, depth + 1)
+            if pos < end and buf[pos] == NIL_EXT:
+                append(elements)
+                pos += 1
+                continue
+            (tail,), pos = _items(d, pos, 1, depth + 1)
+            if isinstance(tail, list):
+                # A non-canonical encoding with a list as the tail: splice it.
+                append(elements + tail)
+            elif isinstance(tail, ImproperList):
+                append(ImproperList(tuple(elements) + tail.elements, tail.tail))
+            else:
+                append(ImproperList(tuple(elements), tail))
+
+        elif tag == STRING_EXT:
+            _need(end, pos, 2)
+            n = buf[pos] << 8 | buf[pos + 1]
+            pos += 2
+            _need(end, pos, n)
+            append(list(buf[pos : pos + n]))
+            pos += n
+
+        elif tag == BINARY_EXT:
+            _need(end, pos, 4)
+            (n,) = _u32(buf, pos)
+            pos += 4
+            _need(end, pos, n)
+            append(buf[pos : pos + n])
+            pos += n
+
+        elif tag == NIL_EXT:
+            append([])
+
+        elif tag == MAP_EXT:
             _need(end, pos, 4)
             (arity,) = _u32(buf, pos)
             pos += 4
-            if arity > end - pos:
-                raise DecodeError(f"tuple arity {arity} exceeds the remaining input", pos)
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        items: list[Any] = []
-        append = items.append
-        depth += 1
-        for _ in range(arity):
-            value, pos = _decode(d, pos, depth)
+            if arity * 2 > end - pos:
+                raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
+            if depth >= d.limits.max_depth:
+                raise DecodeError("term nested too deeply", pos)
+            flat, pos = _items(d, pos, 2 * arity, depth + 1)
+            keys = flat[0::2]
+            values = flat[1::2]
+            try:
+                mapping = dict(zip(keys, values, strict=True))
+            except TypeError:  # a key Python cannot hash (a list, a map)
+                mapping = None
+            # Keys that differ in Erlang can be equal in Python (1, 1.0 and
+            # true; {1} and {true}): keep every pair rather than lose one.
+            if mapping is None or len(mapping) != arity:
+                append(Map(tuple(zip(keys, values, strict=True))))
+            else:
+                append(mapping)
+
+        elif tag == NEW_FLOAT_EXT:
+            _need(end, pos, 8)
+            number = _f64(buf, pos)[0]
+            if not _isfinite(number):
+                raise DecodeError("NEW_FLOAT_EXT is not a finite number", pos)
+            append(number)
+            pos += 8
+
+        else:
+            value, pos = _decode_other(d, tag, pos, depth)
             append(value)
-        return tuple(items), pos
+    return items, pos
 
-    if tag == INTEGER_EXT:
-        _need(end, pos, 4)
-        return _i32(buf, pos)[0], pos + 4
 
-    if tag == NEW_PID_EXT or tag == PID_EXT:
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        node, pos = _decode(d, pos, depth + 1)
-        if not isinstance(node, Atom):
-            raise DecodeError("pid node is not an atom", pos)
-        if tag == NEW_PID_EXT:
-            _need(end, pos, 12)
-            pid_id, serial, creation = _pid_tail(buf, pos)
-            return Pid(node, pid_id, serial, creation), pos + 12
-        _need(end, pos, 9)
-        pid_id, serial = _port_tail(buf, pos)
-        return Pid(node, pid_id, serial, buf[pos + 8]), pos + 9
-
-    if tag == BINARY_EXT:
-        _need(end, pos, 4)
-        (n,) = _u32(buf, pos)
-        pos += 4
-        _need(end, pos, n)
-        return buf[pos : pos + n], pos + n
-
-    if tag == LIST_EXT:
-        _need(end, pos, 4)
-        (n,) = _u32(buf, pos)
-        pos += 4
-        if n > end - pos:
-            raise DecodeError(f"list length {n} exceeds the remaining input", pos)
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        items = []
-        append = items.append
-        depth += 1
-        for _ in range(n):
-            value, pos = _decode(d, pos, depth)
-            append(value)
-        if pos < end and buf[pos] == NIL_EXT:
-            return items, pos + 1
-        tail, pos = _decode(d, pos, depth)
-        if isinstance(tail, list):
-            # A non-canonical encoding with a list as the tail: splice it.
-            return items + tail, pos
-        if isinstance(tail, ImproperList):
-            return ImproperList(tuple(items) + tail.elements, tail.tail), pos
-        return ImproperList(tuple(items), tail), pos
-
-    if tag == NIL_EXT:
-        return [], pos
-
-    if tag == STRING_EXT:
-        _need(end, pos, 2)
-        (n,) = _u16(buf, pos)
+def _node(d: _Decoder, pos: int) -> tuple[Atom, int]:
+    """Decode the atom naming the node of a pid, port, reference (or a fun's module)."""
+    buf = d.buf
+    end = d.end
+    if pos + 1 >= end:
+        raise DecodeError("truncated node name", pos)
+    tag = buf[pos]
+    if tag == SMALL_ATOM_UTF8_EXT or tag == SMALL_ATOM_EXT:
+        n = buf[pos + 1]
         pos += 2
+    elif tag == ATOM_EXT or tag == ATOM_UTF8_EXT:
+        _need(end, pos + 1, 2)
+        n = buf[pos + 1] << 8 | buf[pos + 2]
+        pos += 3
+    else:
+        raise DecodeError(f"expected an atom, found tag {tag}", pos)
+    if pos + n > end:
         _need(end, pos, n)
-        return list(buf[pos : pos + n]), pos + n
+    raw = buf[pos : pos + n]
+    utf8 = tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_UTF8_EXT
+    value = (_utf8_atoms if utf8 else _latin1_atoms).get(raw)
+    if value is None:
+        value = _atom(raw, utf8, pos)
+    if value is True or value is False:  # a name, not a boolean: fun m:true/0
+        value = _TRUE if value else _FALSE
+    return value, pos + n
 
-    if tag == NEW_FLOAT_EXT:
-        _need(end, pos, 8)
-        return _f64(buf, pos)[0], pos + 8
 
-    if tag == MAP_EXT:
-        _need(end, pos, 4)
-        (arity,) = _u32(buf, pos)
-        pos += 4
-        if arity * 2 > end - pos:
-            raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        depth += 1
-        pairs = []
-        for _ in range(arity):
-            key, pos = _decode(d, pos, depth)
-            value, pos = _decode(d, pos, depth)
-            pairs.append((key, value))
-        try:
-            return dict(pairs), pos
-        except TypeError:
-            return Map(tuple(pairs)), pos
+def _small_int(d: _Decoder, pos: int) -> tuple[int, int]:
+    """Decode a SMALL_INTEGER_EXT or INTEGER_EXT (fun and export header fields)."""
+    buf = d.buf
+    if pos < d.end and buf[pos] == SMALL_INTEGER_EXT:
+        _need(d.end, pos + 1, 1)
+        return buf[pos + 1], pos + 2
+    if pos < d.end and buf[pos] == INTEGER_EXT:
+        _need(d.end, pos + 1, 4)
+        return _i32(buf, pos + 1)[0], pos + 5
+    raise DecodeError("expected an integer", pos)
 
-    if tag == ATOM_UTF8_EXT or tag == ATOM_EXT:
-        _need(end, pos, 2)
-        (n,) = _u16(buf, pos)
-        pos += 2
-        _need(end, pos, n)
-        return _atom(buf[pos : pos + n], tag == ATOM_UTF8_EXT, pos), pos + n
+
+def _decode_other(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int]:
+    """Decode a term of one of the less frequent tags (``pos`` is after the tag)."""
+    buf = d.buf
+    end = d.end
 
     if tag == SMALL_BIG_EXT or tag == LARGE_BIG_EXT:
         if tag == SMALL_BIG_EXT:
@@ -434,11 +509,7 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         pos += 2
         if n > 5:
             raise DecodeError(f"reference with {n} id words (at most 5)", pos)
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        node, pos = _decode(d, pos, depth + 1)
-        if not isinstance(node, Atom):
-            raise DecodeError("reference node is not an atom", pos)
+        node, pos = _node(d, pos)
         if tag == NEWER_REFERENCE_EXT:
             _need(end, pos, 4 + 4 * n)
             (creation,) = _u32(buf, pos)
@@ -451,11 +522,7 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         return Reference(node, creation, ids), pos + 4 * n
 
     if tag == NEW_PORT_EXT or tag == V4_PORT_EXT or tag == PORT_EXT:
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        node, pos = _decode(d, pos, depth + 1)
-        if not isinstance(node, Atom):
-            raise DecodeError("port node is not an atom", pos)
+        node, pos = _node(d, pos)
         if tag == V4_PORT_EXT:
             _need(end, pos, 12)
             port_id, creation = _v4_port_tail(buf, pos)
@@ -466,6 +533,18 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
             return Port(node, port_id, creation), pos + 8
         _need(end, pos, 5)
         return Port(node, _u32(buf, pos)[0], buf[pos + 4]), pos + 5
+
+    if tag == SMALL_ATOM_EXT or tag == ATOM_UTF8_EXT:
+        if tag == SMALL_ATOM_EXT:
+            _need(end, pos, 1)
+            n = buf[pos]
+            pos += 1
+        else:
+            _need(end, pos, 2)
+            (n,) = _u16(buf, pos)
+            pos += 2
+        _need(end, pos, n)
+        return _atom(buf[pos : pos + n], tag == ATOM_UTF8_EXT, pos), pos + n
 
     if tag == BIT_BINARY_EXT:
         _need(end, pos, 5)
@@ -478,18 +557,15 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         data = buf[pos : pos + n]
         if bits == 8:
             return data, pos + n
+        last = data[-1] & (0xFF00 >> bits) & 0xFF
+        if last != data[-1]:  # Erlang ignores the unused low bits: so do we
+            data = data[:-1] + bytes((last,))
         return BitBinary(data, bits), pos + n
 
     if tag == EXPORT_EXT:
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        module, pos = _decode(d, pos, depth + 1)
-        function, pos = _decode(d, pos, depth + 1)
-        arity, pos = _decode(d, pos, depth + 1)
-        if not (isinstance(module, Atom) and isinstance(function, Atom)):
-            raise DecodeError("export module and function must be atoms", pos)
-        if type(arity) is not int:
-            raise DecodeError("export arity must be an integer", pos)
+        module, pos = _node(d, pos)
+        function, pos = _node(d, pos)
+        arity, pos = _small_int(d, pos)
         return Export(module, function, arity), pos
 
     if tag == NEW_FUN_EXT:
@@ -499,16 +575,15 @@ def _decode(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         _need(end, pos, 31)
         text = buf[pos : pos + 31].split(b"\0", 1)[0]
         try:
-            return float(text), pos + 31
+            number = float(text)
         except ValueError:
-            raise DecodeError("FLOAT_EXT is not a number", pos) from None
+            number = math.nan
+        if not _isfinite(number):
+            raise DecodeError("FLOAT_EXT is not a finite number", pos)
+        return number, pos + 31
 
     if tag == REFERENCE_EXT:
-        if depth >= d.limits.max_depth:
-            raise DecodeError("term nested too deeply", pos)
-        node, pos = _decode(d, pos, depth + 1)
-        if not isinstance(node, Atom):
-            raise DecodeError("reference node is not an atom", pos)
+        node, pos = _node(d, pos)
         _need(end, pos, 5)
         return Reference(node, buf[pos + 4], (_u32(buf, pos)[0],)), pos + 5
 
@@ -541,23 +616,25 @@ def _decode_fun(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
         raise DecodeError(f"fun with {num_free} free variables exceeds the input", pos)
     if depth >= d.limits.max_depth:
         raise DecodeError("term nested too deeply", pos)
-    depth += 1
-    module, pos = _decode(d, pos, depth)
-    old_index, pos = _decode(d, pos, depth)
-    old_uniq, pos = _decode(d, pos, depth)
-    pid, pos = _decode(d, pos, depth)
-    if not isinstance(module, Atom) or not isinstance(pid, Pid):
-        raise DecodeError("malformed NEW_FUN_EXT header", pos)
-    if type(old_index) is not int or type(old_uniq) is not int:
-        raise DecodeError("malformed NEW_FUN_EXT old index/uniq", pos)
-    free = []
-    for _ in range(num_free):
-        value, pos = _decode(d, pos, depth)
-        free.append(value)
+    module, pos = _node(d, pos)
+    old_index, pos = _small_int(d, pos)
+    old_uniq, pos = _small_int(d, pos)
+    (pid,), pos = _items(d, pos, 1, depth + 1)
+    if not isinstance(pid, Pid):
+        raise DecodeError("malformed NEW_FUN_EXT: no creator pid", pos)
+    free, pos = _items(d, pos, num_free, depth + 1)
     # Size counts from the size field itself (the tag byte excluded).
     if pos - start != size:
         raise DecodeError(f"NEW_FUN_EXT size {size} does not match its content", start)
     return Fun(arity, uniq, index, module, old_index, old_uniq, pid, tuple(free)), pos
+
+
+def _decode_one(d: _Decoder, pos: int) -> tuple[Term, int]:
+    try:
+        (value,), pos = _items(d, pos, 1, 0)
+    except RecursionError:  # pragma: no cover - max_depth keeps us below it
+        raise DecodeError("term nested too deeply", pos) from None
+    return value, pos
 
 
 def decode_from(
@@ -567,7 +644,10 @@ def decode_from(
 
     Returns the term and the offset just past it, so several terms in one
     buffer (a control message followed by a payload) decode without copies.
+    ``data`` should be ``bytes``; a ``bytearray`` or ``memoryview`` is copied.
     """
+    if type(data) is not bytes:
+        data = bytes(data)
     end = len(data)
     if offset >= end:
         raise DecodeError("empty input", offset)
@@ -576,10 +656,7 @@ def decode_from(
     pos = offset + 1
     if pos < end and data[pos] == COMPRESSED:
         return _decode_compressed(data, pos + 1, limits)
-    try:
-        return _decode(_Decoder(data, end, limits), pos, 0)
-    except RecursionError:  # pragma: no cover - max_depth keeps us below it
-        raise DecodeError("term nested too deeply", pos) from None
+    return _decode_one(_Decoder(data, end, limits), pos)
 
 
 def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Term, int]:
@@ -599,7 +676,7 @@ def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Ter
             f"compressed term inflates to {len(plain)} bytes, declared {size}", pos
         )
     consumed = len(data) - pos - len(inflater.unused_data)
-    value, inner = _decode(_Decoder(plain, size, limits), 0, 0)
+    value, inner = _decode_one(_Decoder(plain, size, limits), 0)
     if inner != size:
         raise DecodeError("trailing bytes inside compressed term", pos)
     return value, pos + consumed

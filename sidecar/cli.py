@@ -1,0 +1,141 @@
+"""The ``beamside`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .dist.errors import (
+    ConnectError,
+    CookieRefused,
+    DistError,
+    DistTimeout,
+    EpmdUnreachable,
+    HandshakeError,
+    HostUnresolvable,
+    NodeNotRegistered,
+    PeerCookieMismatch,
+)
+
+# Exit codes, so scripts can tell failures apart.
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3  # host, EPMD, node name, port
+EXIT_COOKIE = 4
+EXIT_TIMEOUT = 5
+EXIT_PROTOCOL = 6
+
+
+class UsageError(Exception):
+    pass
+
+
+def read_cookie(args: argparse.Namespace) -> str:
+    """The cookie from --cookie, --cookie-file or --cookie-env (never echoed)."""
+    given = [x for x in (args.cookie, args.cookie_file, args.cookie_env) if x is not None]
+    if len(given) > 1:
+        raise UsageError("give only one of --cookie, --cookie-file, --cookie-env")
+    if args.cookie is not None:
+        cookie: str = args.cookie
+    elif args.cookie_file is not None:
+        try:
+            cookie = Path(args.cookie_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read cookie file {args.cookie_file}: {exc.strerror}"
+            ) from None
+    elif args.cookie_env is not None:
+        cookie = os.environ.get(args.cookie_env, "").strip()
+        if not cookie:
+            raise UsageError(f"environment variable {args.cookie_env} is empty or unset")
+    else:
+        default = Path.home() / ".erlang.cookie"
+        try:
+            cookie = default.read_text(encoding="utf-8").strip()
+        except OSError:
+            raise UsageError(
+                "no cookie: give --cookie, --cookie-file or --cookie-env "
+                f"(and {default} is not readable)"
+            ) from None
+    if not cookie:
+        raise UsageError("the cookie is empty")
+    return cookie
+
+
+def _exit_code(exc: DistError) -> int:
+    if isinstance(exc, CookieRefused | PeerCookieMismatch):
+        return EXIT_COOKIE
+    if isinstance(exc, DistTimeout):
+        return EXIT_TIMEOUT
+    if isinstance(exc, HostUnresolvable | EpmdUnreachable | NodeNotRegistered | ConnectError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, HandshakeError):
+        return EXIT_UNREACHABLE
+    return EXIT_PROTOCOL
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from .probe import probe
+
+    cookie = read_cookie(args)
+    if args.timeout <= 0:
+        raise UsageError("--timeout must be positive")
+    try:
+        result = asyncio.run(probe(args.node, cookie, timeout=args.timeout))
+    except ValueError as exc:  # a malformed node name
+        raise UsageError(str(exc)) from None
+    except DistError as exc:
+        print(f"beamside probe: {args.node}: {exc}", file=sys.stderr)
+        return _exit_code(exc)
+    print(result.render())
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="beamside",
+        description="Operations sidecar for Erlang and Elixir clusters.",
+    )
+    parser.add_argument("--version", action="version", version=f"beamside {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    probe = sub.add_parser(
+        "probe",
+        help="connect to a node as a hidden node and print a summary",
+        description=(
+            "Connect to NODE as a hidden node and print its OTP release, ERTS version, "
+            "uptime, process count and running applications. Exit codes: 0 ok, "
+            f"{EXIT_USAGE} usage, {EXIT_UNREACHABLE} unreachable (host, EPMD, name), "
+            f"{EXIT_COOKIE} cookie refused, {EXIT_TIMEOUT} timeout, "
+            f"{EXIT_PROTOCOL} protocol error."
+        ),
+    )
+    probe.add_argument("node", help="node name, e.g. app@10.0.0.5 or app@host")
+    probe.add_argument("--cookie", help="the cookie itself (local trials only: visible in ps)")
+    probe.add_argument("--cookie-file", help="file holding the cookie")
+    probe.add_argument("--cookie-env", help="environment variable holding the cookie")
+    probe.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    probe.set_defaults(func=cmd_probe)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UsageError as exc:
+        print(f"beamside {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""``beamside probe``: connect to one node as a hidden node and summarise it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from .dist.names import default_local_name, parse_node_name
+from .dist.node import LocalNode, charlist
+from .dist.term import Atom
+
+
+@dataclass(frozen=True, slots=True)
+class Application:
+    name: str
+    description: str
+    version: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    node: str
+    otp_release: str
+    erts_version: str
+    uptime_seconds: float
+    process_count: int
+    applications: tuple[Application, ...]
+
+    def render(self) -> str:
+        apps = ", ".join(f"{a.name} {a.version}" for a in self.applications) or "(none)"
+        return "\n".join(
+            [
+                f"node:          {self.node}",
+                f"otp release:   {self.otp_release}",
+                f"erts version:  {self.erts_version}",
+                f"uptime:        {format_duration(self.uptime_seconds)}",
+                f"processes:     {self.process_count}",
+                f"applications:  {apps}",
+            ]
+        )
+
+
+def format_duration(seconds: float) -> str:
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if days or hours:
+        parts.append(f"{hours}h")
+    if days or hours or minutes:
+        parts.append(f"{minutes}m")
+    parts.append(f"{secs}s")
+    return " ".join(parts)
+
+
+def _applications(value: Any) -> tuple[Application, ...]:
+    apps = []
+    for item in value if isinstance(value, list) else []:
+        if type(item) is tuple and len(item) == 3:
+            name, desc, vsn = item
+            apps.append(Application(str(name), _text(desc), _text(vsn)))
+    return tuple(apps)
+
+
+def _text(value: Any) -> str:
+    try:
+        return charlist(value)
+    except TypeError:
+        return repr(value)
+
+
+async def probe(node: str, cookie: str, *, timeout: float = 10.0) -> ProbeResult:
+    """Connect to ``node`` within ``timeout`` and read its summary."""
+    peer = parse_node_name(node)
+    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie)
+    try:
+        async with asyncio.timeout(timeout):
+            await local.connect(node, timeout=timeout)
+
+            async def call(module: str, function: str, *args: Any) -> Any:
+                return await local.rpc(node, module, function, list(args), timeout=timeout)
+
+            release, version, wall_clock, procs, apps = await asyncio.gather(
+                call("erlang", "system_info", Atom("otp_release")),
+                call("erlang", "system_info", Atom("version")),
+                call("erlang", "statistics", Atom("wall_clock")),
+                call("erlang", "system_info", Atom("process_count")),
+                call("application", "which_applications"),
+            )
+    finally:
+        await local.close()
+    return ProbeResult(
+        node=node,
+        otp_release=_text(release),
+        erts_version=_text(version),
+        uptime_seconds=wall_clock[0] / 1000 if type(wall_clock) is tuple else 0.0,
+        process_count=procs if type(procs) is int else -1,
+        applications=_applications(apps),
+    )
