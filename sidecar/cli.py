@@ -96,6 +96,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import main_demo
+
+    if args.interval <= 0:
+        raise UsageError("--interval must be positive")
+    return main_demo(args.interval, args.duration)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beamside",
@@ -121,6 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--cookie-env", help="environment variable holding the cookie")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     probe.set_defaults(func=cmd_probe)
+
+    demo = sub.add_parser(
+        "demo",
+        help="start a throwaway local node, attach to it and show it live",
+        description=(
+            "Start a throwaway Erlang node (private EPMD on a free loopback port, random "
+            "cookie), attach as a hidden node, print its summary and live figures. "
+            "Ctrl-C stops everything the demo started."
+        ),
+    )
+    demo.add_argument("--interval", type=float, default=5.0, help="seconds between figures")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from .dist.errors import DistTimeout
 from .dist.names import default_local_name, parse_node_name
 from .dist.node import LocalNode, charlist
 from .dist.term import Atom
@@ -71,26 +72,19 @@ def _text(value: Any) -> str:
         return repr(value)
 
 
-async def probe(node: str, cookie: str, *, timeout: float = 10.0) -> ProbeResult:
-    """Connect to ``node`` within ``timeout`` and read its summary."""
-    peer = parse_node_name(node)
-    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie)
-    try:
-        async with asyncio.timeout(timeout):
-            await local.connect(node, timeout=timeout)
+async def read_summary(local: LocalNode, node: str, *, timeout: float = 10.0) -> ProbeResult:
+    """Read ``node``'s summary over ``local`` (connecting if needed)."""
 
-            async def call(module: str, function: str, *args: Any) -> Any:
-                return await local.rpc(node, module, function, list(args), timeout=timeout)
+    async def call(module: str, function: str, *args: Any) -> Any:
+        return await local.rpc(node, module, function, list(args), timeout=timeout)
 
-            release, version, wall_clock, procs, apps = await asyncio.gather(
-                call("erlang", "system_info", Atom("otp_release")),
-                call("erlang", "system_info", Atom("version")),
-                call("erlang", "statistics", Atom("wall_clock")),
-                call("erlang", "system_info", Atom("process_count")),
-                call("application", "which_applications"),
-            )
-    finally:
-        await local.close()
+    release, version, wall_clock, procs, apps = await asyncio.gather(
+        call("erlang", "system_info", Atom("otp_release")),
+        call("erlang", "system_info", Atom("version")),
+        call("erlang", "statistics", Atom("wall_clock")),
+        call("erlang", "system_info", Atom("process_count")),
+        call("application", "which_applications"),
+    )
     return ProbeResult(
         node=node,
         otp_release=_text(release),
@@ -99,3 +93,20 @@ async def probe(node: str, cookie: str, *, timeout: float = 10.0) -> ProbeResult
         process_count=procs if type(procs) is int else -1,
         applications=_applications(apps),
     )
+
+
+async def probe(node: str, cookie: str, *, timeout: float = 10.0) -> ProbeResult:
+    """Connect to ``node`` as a throwaway hidden node and read its summary,
+    all within ``timeout`` seconds."""
+    peer = parse_node_name(node)
+    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie)
+    try:
+        async with asyncio.timeout(timeout):
+            await local.connect(node, timeout=timeout)
+            return await read_summary(local, node, timeout=timeout)
+    except TimeoutError as exc:
+        if isinstance(exc, DistTimeout):
+            raise
+        raise DistTimeout(f"{node}: no summary within {timeout:g}s") from None
+    finally:
+        await local.close()

@@ -96,7 +96,9 @@ class ClientHandshake:
         self.peer_flags = 0
         self.peer_creation = 0
         name = local_name.encode("utf-8")
-        self._queue(_NAME_HDR.pack(ord("N"), flags, self.creation) + struct.pack(">H", len(name)) + name)
+        self._queue(
+            _NAME_HDR.pack(ord("N"), flags, self.creation) + struct.pack(">H", len(name)) + name
+        )
 
     def __repr__(self) -> str:  # never shows the cookie
         return f"<ClientHandshake {self.local_name} state={self.state.value}>"
@@ -152,7 +154,9 @@ class ClientHandshake:
             return None
         if self.state is State.AWAIT_ACK:
             if tag != ord("a") or len(msg) != 17:
-                raise RemoteProtocolError(f"expected challenge ack, got tag {tag} ({len(msg)} bytes)")
+                raise RemoteProtocolError(
+                    f"expected challenge ack, got tag {tag} ({len(msg)} bytes)"
+                )
             if msg[1:] != gen_digest(self._challenge, self._cookie):
                 raise PeerCookieMismatch(
                     f"{self.peer_name} answered our challenge with a wrong digest: "

@@ -34,6 +34,7 @@ from .protocol import (
     MonitorRequest,
     RegSend,
     Send,
+    Tick,
     UnknownControl,
     UnlinkId,
     UnlinkIdAck,
@@ -279,7 +280,7 @@ class LocalNode:
         self._mailboxes.pop(box.pid, None)
         if box.name is not None and self._registered.get(box.name) is box:
             del self._registered[box.name]
-        for ref, (watcher, node, who) in list(self._monitors.items()):
+        for ref, (watcher, _peer, _who) in list(self._monitors.items()):
             if watcher == box.pid:
                 self.demonitor(ref)
 
@@ -297,9 +298,7 @@ class LocalNode:
         conn.send_bytes(conn.protocol.reg_send(sender or self._rpc_pid, Atom(name), message))
         await conn.drain()
 
-    async def monitor(
-        self, watcher: Mailbox, target: Pid | tuple[str, str]
-    ) -> Reference:
+    async def monitor(self, watcher: Mailbox, target: Pid | tuple[str, str]) -> Reference:
         """Monitor a remote process (pid, or ``(name, node)``); a :class:`Down`
         arrives in ``watcher`` when it exits or the connection is lost."""
         wire_target: Pid | Atom
@@ -372,58 +371,46 @@ class LocalNode:
     # ------------------------------------------------------------ dispatch
 
     def _on_event(self, conn: Connection, event: Event) -> None:
-        kind = type(event)
-        if kind is Send:
-            assert isinstance(event, Send)
-            self._deliver(conn, event.to, event.message)
-        elif kind is RegSend:
-            assert isinstance(event, RegSend)
-            box = self._registered.get(event.to_name)
-            if box is not None:
-                box.deliver(event.message)
-            else:
-                log.debug("message to unregistered name %s dropped", event.to_name)
-        elif kind is MonitorExit:
-            assert isinstance(event, MonitorExit)
-            entry = self._monitors.pop(event.ref, None)
-            if entry is not None:
-                watcher, _peer, who = entry
-                box = self._mailboxes.get(watcher)
+        match event:
+            case Send(to=to, message=message):
+                self._deliver(conn, to, message)
+            case RegSend(to_name=name, message=message):
+                box = self._registered.get(name)
                 if box is not None:
-                    box.deliver(Down(event.ref, who, event.reason))
-        elif kind is MonitorRequest:
-            assert isinstance(event, MonitorRequest)
-            # We never keep remote monitors: our pids are not Erlang processes
-            # that exit; answer at once so the peer does not wait forever.
-            if not self._exists(event.target):
-                conn.send_bytes(
-                    conn.protocol.monitor_exit(event.target, event.sender, event.ref, _NOPROC)
-                )
-        elif kind is UnlinkId:
-            assert isinstance(event, UnlinkId)
-            conn.send_bytes(conn.protocol.unlink_id_ack(event.id, event.to, event.sender))
-        elif kind is Link:
-            assert isinstance(event, Link)
-            if not self._exists(event.to):
-                conn.send_bytes(conn.protocol.exit(event.to, event.sender, _NOPROC))
-        elif kind is Exit:
-            assert isinstance(event, Exit)
-            box = self._mailboxes.get(event.to)
-            if box is not None:
-                box.deliver((Atom("EXIT"), event.sender, event.reason))
-        elif kind is AliasSend or kind is GroupLeader or kind is DemonitorRequest:
-            pass
-        elif kind is UnlinkIdAck:
-            pass
-        elif kind is UnknownControl:
-            log.debug("ignoring control message from %s: %r", conn.peer_name, event)
+                    box.deliver(message)
+                else:
+                    log.debug("message to unregistered name %s dropped", name)
+            case MonitorExit(ref=ref, reason=reason):
+                entry = self._monitors.pop(ref, None)
+                if entry is not None:
+                    watcher, _peer, who = entry
+                    box = self._mailboxes.get(watcher)
+                    if box is not None:
+                        box.deliver(Down(ref, who, reason))
+            case MonitorRequest(sender=sender, target=target, ref=ref):
+                # Our pids never exit while the connection lives, so a monitor
+                # on one of them needs no bookkeeping; one on a pid we do not
+                # have is answered at once, or the peer would wait forever.
+                if not self._exists(target):
+                    conn.send_bytes(conn.protocol.monitor_exit(target, sender, ref, _NOPROC))
+            case UnlinkId(id=unlink_id, sender=sender, to=to):
+                conn.send_bytes(conn.protocol.unlink_id_ack(unlink_id, to, sender))
+            case Link(sender=sender, to=to):
+                if not self._exists(to):
+                    conn.send_bytes(conn.protocol.exit(to, sender, _NOPROC))
+            case Exit(sender=sender, to=to, reason=reason):
+                box = self._mailboxes.get(to)
+                if box is not None:
+                    box.deliver((Atom("EXIT"), sender, reason))
+            case UnknownControl():
+                log.debug("ignoring control message from %s: %r", conn.peer_name, event)
+            case AliasSend() | GroupLeader() | DemonitorRequest() | UnlinkIdAck() | Tick():
+                pass
 
     def _exists(self, target: Pid | Atom) -> bool:
         if isinstance(target, Pid):
             return (
-                target in self._mailboxes
-                or target == self._group_leader
-                or target == self._rpc_pid
+                target in self._mailboxes or target == self._group_leader or target == self._rpc_pid
             )
         return target in self._registered
 
@@ -453,7 +440,9 @@ class LocalNode:
         if type(sender) is not Pid:
             return
         reply = self._io_reply(conn.peer_name, request)
-        conn.send_bytes(conn.protocol.send(self._group_leader, sender, (Atom("io_reply"), reply_as, reply)))
+        conn.send_bytes(
+            conn.protocol.send(self._group_leader, sender, (Atom("io_reply"), reply_as, reply))
+        )
 
     def _io_reply(self, peer: str, request: Any) -> Any:
         if type(request) is not tuple or not request:
@@ -512,4 +501,3 @@ def charlist(value: Any) -> str:
 
 
 __all__ = ["Down", "LocalNode", "Mailbox", "charlist"]
-

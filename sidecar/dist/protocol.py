@@ -307,27 +307,27 @@ def _control_event(c: tuple[Any, ...], message: Any, has_payload: bool) -> Event
             raise ValueError("payload missing")
         return message
 
-    if op == SEND_SENDER or op == SEND_SENDER_TT:
+    if op in (SEND_SENDER, SEND_SENDER_TT):
         return Send(_pid(c[1]), _pid(c[2]), payload())
-    if op == SEND or op == SEND_TT:
+    if op in (SEND, SEND_TT):
         return Send(None, _pid(c[2]), payload())
-    if op == REG_SEND or op == REG_SEND_TT:
+    if op in (REG_SEND, REG_SEND_TT):
         if type(c[3]) is not Atom:
             raise TypeError("REG_SEND target is not an atom")
         return RegSend(_pid(c[1]), c[3], payload())
-    if op == ALIAS_SEND or op == ALIAS_SEND_TT:
+    if op in (ALIAS_SEND, ALIAS_SEND_TT):
         return AliasSend(_pid(c[1]), _ref(c[2]), payload())
     if op == MONITOR_P_EXIT:
         return MonitorExit(_pid_or_name(c[1]), _pid(c[2]), _ref(c[3]), c[4])
     if op == PAYLOAD_MONITOR_P_EXIT:
         return MonitorExit(_pid_or_name(c[1]), _pid(c[2]), _ref(c[3]), payload())
-    if op == EXIT or op == EXIT_TT:
+    if op in (EXIT, EXIT_TT):
         return Exit(_pid(c[1]), _pid(c[2]), c[3])
-    if op == PAYLOAD_EXIT or op == PAYLOAD_EXIT_TT:
+    if op in (PAYLOAD_EXIT, PAYLOAD_EXIT_TT):
         return Exit(_pid(c[1]), _pid(c[2]), payload())
-    if op == EXIT2 or op == EXIT2_TT:
+    if op in (EXIT2, EXIT2_TT):
         return Exit(_pid(c[1]), _pid(c[2]), c[3], exit2=True)
-    if op == PAYLOAD_EXIT2 or op == PAYLOAD_EXIT2_TT:
+    if op in (PAYLOAD_EXIT2, PAYLOAD_EXIT2_TT):
         return Exit(_pid(c[1]), _pid(c[2]), payload(), exit2=True)
     if op == LINK:
         return Link(_pid(c[1]), _pid(c[2]))

@@ -262,6 +262,26 @@ def _atom(raw: bytes, utf8: bool, pos: int) -> Any:
     return value
 
 
+# A frozen dataclass's __init__ sets each field through object.__setattr__,
+# which costs more than all the rest of decoding a pid; pids fill process
+# listings, so the decoder sets the slots through their descriptors instead.
+_object_new = object.__new__
+_set_pid_node = Pid.__dict__["node"].__set__
+_set_pid_id = Pid.__dict__["id"].__set__
+_set_pid_serial = Pid.__dict__["serial"].__set__
+_set_pid_creation = Pid.__dict__["creation"].__set__
+
+
+def _new_pid(node: Atom, pid_id: int, serial: int, creation: int) -> Pid:
+    """``Pid(node, pid_id, serial, creation)``, faster."""
+    pid: Pid = _object_new(Pid)
+    _set_pid_node(pid, node)
+    _set_pid_id(pid, pid_id)
+    _set_pid_serial(pid, serial)
+    _set_pid_creation(pid, creation)
+    return pid
+
+
 class _Decoder:
     """The input of one decoding run and its limits."""
 
@@ -284,58 +304,51 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
     This loop is the decoder's core.  The tags that real payloads are made of
     are decoded inline, most frequent first, with no call per leaf term;
     containers recurse (one frame per nesting level, counted by ``depth``);
-    everything else goes to :func:`_decode_other`.
+    the other tags go to :func:`_decode_other`.
+
+    ``d.end`` is always ``len(d.buf)``, so the fixed-size reads here skip
+    their bounds checks: running off the end raises ``IndexError`` or
+    ``struct.error``, which :func:`_decode_one` turns into a DecodeError.
+    Slices never raise, so every variable-length read is checked first.
     """
     buf = d.buf
     end = d.end
     items: list[Any] = []
     append = items.append
     for _ in range(count):
-        if pos >= end:
-            raise DecodeError("truncated term: missing tag", pos)
         tag = buf[pos]
-        pos += 1
 
         if tag == SMALL_INTEGER_EXT:
-            if pos >= end:
-                raise DecodeError("truncated SMALL_INTEGER_EXT", pos)
-            append(buf[pos])
-            pos += 1
+            append(buf[pos + 1])
+            pos += 2
 
         elif tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_EXT:
             # The two atom tags real nodes send: UTF-8 (OTP 26+, minor_version 2)
             # and latin-1 (OTP 25's term_to_binary default).
             if tag == ATOM_EXT:
-                if pos + 2 > end:
-                    _need(end, pos, 2)
-                n = buf[pos] << 8 | buf[pos + 1]
-                pos += 2
+                start = pos + 3
+                stop = start + (buf[pos + 1] << 8 | buf[pos + 2])
                 cache = _latin1_atoms
             else:
-                if pos >= end:
-                    raise DecodeError("truncated small atom", pos)
-                n = buf[pos]
-                pos += 1
+                start = pos + 2
+                stop = start + buf[pos + 1]
                 cache = _utf8_atoms
-            if pos + n > end:
-                _need(end, pos, n)
-            raw = buf[pos : pos + n]
+            if stop > end:
+                _need(end, start, stop - start)
+            raw = buf[start:stop]
             value = cache.get(raw)
             if value is None:
-                value = _atom(raw, tag != ATOM_EXT, pos)
+                value = _atom(raw, tag != ATOM_EXT, start)
             append(value)
-            pos += n
+            pos = stop
 
         elif tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
             if tag == SMALL_TUPLE_EXT:
-                if pos >= end:
-                    raise DecodeError("truncated SMALL_TUPLE_EXT", pos)
-                arity = buf[pos]
-                pos += 1
+                arity = buf[pos + 1]
+                pos += 2
             else:
-                _need(end, pos, 4)
-                (arity,) = _u32(buf, pos)
-                pos += 4
+                (arity,) = _u32(buf, pos + 1)
+                pos += 5
                 if arity > end - pos:
                     raise DecodeError(f"tuple arity {arity} exceeds the remaining input", pos)
             if depth >= d.limits.max_depth:
@@ -344,29 +357,36 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             append(tuple(elements))
 
         elif tag == INTEGER_EXT:
-            if pos + 4 > end:
-                _need(end, pos, 4)
-            append(_i32(buf, pos)[0])
-            pos += 4
+            append(_i32(buf, pos + 1)[0])
+            pos += 5
 
         elif tag == NEW_PID_EXT or tag == PID_EXT:
-            node, pos = _node(d, pos)
+            # The node atom, inline when it is already in the atom cache.
+            pos += 1
+            node_tag = buf[pos]
+            node: Any = None
+            if node_tag == ATOM_EXT:
+                stop = pos + 3 + (buf[pos + 1] << 8 | buf[pos + 2])
+                node = _latin1_atoms.get(buf[pos + 3 : stop])
+            elif node_tag == SMALL_ATOM_UTF8_EXT:
+                stop = pos + 2 + buf[pos + 1]
+                node = _utf8_atoms.get(buf[pos + 2 : stop])
+            if type(node) is Atom and stop <= end:
+                pos = stop
+            else:
+                node, pos = _node(d, pos)
             if tag == NEW_PID_EXT:
-                if pos + 12 > end:
-                    _need(end, pos, 12)
                 pid_id, serial, creation = _pid_tail(buf, pos)
                 pos += 12
             else:
-                _need(end, pos, 9)
                 pid_id, serial = _port_tail(buf, pos)
                 creation = buf[pos + 8]
                 pos += 9
-            append(Pid(node, pid_id, serial, creation))
+            append(_new_pid(node, pid_id, serial, creation))
 
         elif tag == LIST_EXT:
-            _need(end, pos, 4)
-            (n,) = _u32(buf, pos)
-            pos += 4
+            (n,) = _u32(buf, pos + 1)
+            pos += 5
             if n > end - pos:
                 raise DecodeError(f"list length {n} exceeds the remaining input", pos)
             if depth >= d.limits.max_depth:
@@ -386,58 +406,56 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
                 append(ImproperList(tuple(elements), tail))
 
         elif tag == STRING_EXT:
-            _need(end, pos, 2)
-            n = buf[pos] << 8 | buf[pos + 1]
-            pos += 2
+            n = buf[pos + 1] << 8 | buf[pos + 2]
+            pos += 3
             _need(end, pos, n)
             append(list(buf[pos : pos + n]))
             pos += n
 
         elif tag == BINARY_EXT:
-            _need(end, pos, 4)
-            (n,) = _u32(buf, pos)
-            pos += 4
+            (n,) = _u32(buf, pos + 1)
+            pos += 5
             _need(end, pos, n)
             append(buf[pos : pos + n])
             pos += n
 
         elif tag == NIL_EXT:
             append([])
+            pos += 1
 
         elif tag == MAP_EXT:
-            _need(end, pos, 4)
-            (arity,) = _u32(buf, pos)
-            pos += 4
+            (arity,) = _u32(buf, pos + 1)
+            pos += 5
             if arity * 2 > end - pos:
                 raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
             if depth >= d.limits.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             flat, pos = _items(d, pos, 2 * arity, depth + 1)
-            keys = flat[0::2]
-            values = flat[1::2]
-            try:
-                mapping = dict(zip(keys, values, strict=True))
-            except TypeError:  # a key Python cannot hash (a list, a map)
-                mapping = None
-            # Keys that differ in Erlang can be equal in Python (1, 1.0 and
-            # true; {1} and {true}): keep every pair rather than lose one.
-            if mapping is None or len(mapping) != arity:
-                append(Map(tuple(zip(keys, values, strict=True))))
-            else:
-                append(mapping)
+            append(_make_map(flat[0::2], flat[1::2]))
 
         elif tag == NEW_FLOAT_EXT:
-            _need(end, pos, 8)
-            number = _f64(buf, pos)[0]
+            number = _f64(buf, pos + 1)[0]
             if not _isfinite(number):
-                raise DecodeError("NEW_FLOAT_EXT is not a finite number", pos)
+                raise DecodeError("NEW_FLOAT_EXT is not a finite number", pos + 1)
             append(number)
-            pos += 8
+            pos += 9
 
         else:
-            value, pos = _decode_other(d, tag, pos, depth)
+            value, pos = _decode_other(d, tag, pos + 1, depth)
             append(value)
     return items, pos
+
+
+def _make_map(keys: list[Any], values: list[Any]) -> Any:
+    try:
+        mapping = dict(zip(keys, values, strict=True))
+    except TypeError:  # a key Python cannot hash (a list, a map)
+        return Map(tuple(zip(keys, values, strict=True)))
+    if len(mapping) != len(keys):
+        # Keys that differ in Erlang can be equal in Python (1, 1.0 and true;
+        # {1} and {true}): keep every pair rather than lose one.
+        return Map(tuple(zip(keys, values, strict=True)))
+    return mapping
 
 
 def _node(d: _Decoder, pos: int) -> tuple[Atom, int]:
@@ -632,6 +650,9 @@ def _decode_fun(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
 def _decode_one(d: _Decoder, pos: int) -> tuple[Term, int]:
     try:
         (value,), pos = _items(d, pos, 1, 0)
+    except (IndexError, struct.error):
+        # A fixed-size read in _items ran off the end of the input.
+        raise DecodeError("truncated term: the input ends too early", d.end) from None
     except RecursionError:  # pragma: no cover - max_depth keeps us below it
         raise DecodeError("term nested too deeply", pos) from None
     return value, pos
@@ -742,7 +763,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
                 out.append(1 if term < 0 else 0)
             out += digits
     elif kind is tuple:
-        if depth > DEFAULT_LIMITS.max_depth:
+        if depth >= DEFAULT_LIMITS.max_depth:
             raise EncodeError("term nested too deeply to encode")
         arity = len(term)
         if arity < 256:
@@ -757,6 +778,8 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
         out += _p_tag_u32(BINARY_EXT, len(term))
         out += term
     elif kind is float:
+        if not _isfinite(term):
+            raise EncodeError(f"{term} has no Erlang equivalent: Erlang floats are finite")
         out.append(NEW_FLOAT_EXT)
         out += _p_f64(term)
     elif kind is bool:
@@ -765,7 +788,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
         _enc_node(out, NEW_PID_EXT, term.node)
         out += _p_pid_tail(term.id, term.serial, term.creation)
     elif kind is dict or kind is Map:
-        if depth > DEFAULT_LIMITS.max_depth:
+        if depth >= DEFAULT_LIMITS.max_depth:
             raise EncodeError("term nested too deeply to encode")
         pairs = term.items() if kind is dict else term.pairs
         out += _p_tag_u32(MAP_EXT, len(pairs))
@@ -790,7 +813,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
     elif kind is Charlist:
         _enc_list(out, [ord(c) for c in term.text], depth)
     elif kind is ImproperList:
-        if depth > DEFAULT_LIMITS.max_depth:
+        if depth >= DEFAULT_LIMITS.max_depth:
             raise EncodeError("term nested too deeply to encode")
         if not term.elements:
             raise EncodeError("an improper list needs at least one element")
@@ -836,7 +859,7 @@ def _enc_list(out: bytearray, items: list[Any], depth: int) -> None:
         out += _p_u16(n)
         out += bytes(items)
         return
-    if depth > DEFAULT_LIMITS.max_depth:
+    if depth >= DEFAULT_LIMITS.max_depth:
         raise EncodeError("term nested too deeply to encode")
     out += _p_tag_u32(LIST_EXT, n)
     for item in items:
@@ -851,6 +874,8 @@ def _enc_node(out: bytearray, tag: int | None, node: str) -> None:
 
 
 def _enc_fun(out: bytearray, fun: Fun, depth: int) -> None:
+    if depth >= DEFAULT_LIMITS.max_depth:
+        raise EncodeError("term nested too deeply to encode")
     if len(fun.uniq) != 16:
         raise EncodeError("Fun.uniq must be 16 bytes")
     body = bytearray()
@@ -875,6 +900,9 @@ def encode_into(out: bytearray, term: Term) -> None:
         _enc(out, term, 0)
     except RecursionError:
         raise EncodeError("term nested too deeply to encode") from None
+    except (struct.error, ValueError) as exc:
+        # A field out of its range: a pid id over 32 bits, a fun arity over 255...
+        raise EncodeError(f"a value does not fit its external format field: {exc}") from None
 
 
 def encode(term: Term, *, compressed: int | None = None) -> bytes:

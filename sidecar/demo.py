@@ -1,0 +1,215 @@
+"""``beamside demo``: a throwaway local node, attached to, shown live.
+
+Everything it starts is its own and stopped on exit (Ctrl-C or SIGTERM): a
+private EPMD on a free loopback port, and one Erlang node with a random
+cookie, bound to loopback.  Nothing touches a system EPMD on 4369.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from .dist.errors import DistError
+from .dist.node import LocalNode
+from .dist.term import Atom
+from .probe import read_summary
+
+
+class DemoError(Exception):
+    """The demo could not start (missing Erlang, node failing to boot...)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _executable(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise DemoError(
+            f"{name} not found: install Erlang/OTP first "
+            "(`apt-get install -y erlang-base`, or run `bash scripts/demo.sh`)"
+        )
+    return path
+
+
+class ThrowawayNode:
+    """A private EPMD plus one Erlang node, both stopped by :meth:`stop`."""
+
+    def __init__(self, apps: Sequence[str] = ()) -> None:
+        self.epmd_port = free_port()
+        self.cookie = secrets.token_hex(16)
+        self.name = f"demo-{secrets.token_hex(3)}@127.0.0.1"
+        self.apps = tuple(apps)
+        self._logdir = Path(tempfile.mkdtemp(prefix="beamside-demo-"))
+        self._epmd: subprocess.Popen[bytes] | None = None
+        self._node: subprocess.Popen[bytes] | None = None
+        self._logs: list[IO[bytes]] = []
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        log = (self._logdir / log_name).open("wb")
+        self._logs.append(log)
+        env = dict(os.environ, ERL_EPMD_PORT=str(self.epmd_port))
+        for var in ("ERL_AFLAGS", "ERL_FLAGS", "ERL_ZFLAGS"):
+            env.pop(var, None)
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE,  # the node halts when this pipe closes
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches us, not the node directly
+        )
+
+    def start(self) -> None:
+        erl = _executable("erl")
+        epmd = _executable("epmd")
+        self._epmd = self._spawn(
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], "epmd.log"
+        )
+        # Halt when our stdin closes, so a killed demo leaves no node behind.
+        watch = "spawn(fun()->P=open_port({fd,0,1},[in,eof]),receive{P,eof}->halt(0)end end)"
+        starts = ",".join(f"application:ensure_all_started({a})" for a in self.apps)
+        self._node = self._spawn(
+            [
+                erl,
+                "-name", self.name,
+                "-setcookie", self.cookie,
+                "-noinput",
+                "-start_epmd", "false",
+                "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
+                "-eval", f"{watch}{',' + starts if starts else ''}.",
+            ],
+            "node.log",
+        )  # fmt: skip
+
+    def log_tail(self) -> str:
+        path = self._logdir / "node.log"
+        with contextlib.suppress(OSError):
+            return path.read_text(errors="replace")[-2000:]
+        return ""
+
+    def alive(self) -> bool:
+        return self._node is not None and self._node.poll() is None
+
+    def stop(self) -> None:
+        for proc in (self._node, self._epmd):
+            if proc is None or proc.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for log in self._logs:
+            log.close()
+        shutil.rmtree(self._logdir, ignore_errors=True)
+
+
+async def _attach(local: LocalNode, node: ThrowawayNode, timeout: float) -> None:
+    """Connect once the node has booted and registered (retrying until then)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.1
+    while True:
+        if not node.alive():
+            raise DemoError(f"the demo node exited while starting:\n{node.log_tail()}")
+        try:
+            await local.connect(node.name, timeout=2)
+            return
+        except DistError as exc:
+            if time.monotonic() + delay > deadline:
+                raise DemoError(f"could not attach to {node.name}: {exc}") from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+async def _live(local: LocalNode, peer: str, interval: float, out: IO[str]) -> None:
+    previous: int | None = None
+    while True:
+        procs, memory, queue, (reds, _) = await asyncio.gather(
+            local.rpc(peer, "erlang", "system_info", [Atom("process_count")]),
+            local.rpc(peer, "erlang", "memory", [Atom("total")]),
+            local.rpc(peer, "erlang", "statistics", [Atom("total_run_queue_lengths")]),
+            local.rpc(peer, "erlang", "statistics", [Atom("exact_reductions")]),
+        )
+        rate = "" if previous is None else f"  reductions/s {int((reds - previous) / interval)}"
+        previous = reds
+        print(
+            f"{time.strftime('%H:%M:%S')}  processes {procs}  memory {memory / 1e6:.1f} MB"
+            f"  run queue {queue}{rate}",
+            file=out,
+            flush=True,
+        )
+        await asyncio.sleep(interval)
+
+
+async def run_demo(
+    *, interval: float = 5.0, duration: float | None = None, out: IO[str] = sys.stdout
+) -> None:
+    """Start, attach, show; stops everything on return, cancellation or error."""
+    node = ThrowawayNode()
+    node.start()
+    local = LocalNode(
+        f"beamside-demo-{os.getpid()}@127.0.0.1", node.cookie, epmd_port=node.epmd_port
+    )
+    try:
+        await _attach(local, node, timeout=30)
+        summary = await read_summary(local, node.name)
+        print(summary.render(), file=out)
+        print(
+            f"\nattached to {node.name} as hidden node {local.name} "
+            f"(private EPMD on 127.0.0.1:{node.epmd_port})\n"
+            f"probe it yourself:\n"
+            f"  ERL_EPMD_PORT={node.epmd_port} beamside probe {node.name} "
+            f"--cookie {node.cookie}\n"
+            f"live figures every {interval:g}s; Ctrl-C stops the demo and its node\n",
+            file=out,
+            flush=True,
+        )
+        live = _live(local, node.name, interval, out)
+        if duration is None:
+            await live
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live, timeout=duration)
+    finally:
+        await local.close()
+        node.stop()
+        print("demo stopped: node and EPMD gone", file=out, flush=True)
+
+
+def main_demo(interval: float, duration: float | None) -> int:
+    async def runner() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        # Cancellation (Ctrl-C, SIGTERM) unwinds run_demo's cleanup.
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_demo(interval=interval, duration=duration)
+
+    try:
+        asyncio.run(runner())
+    except DemoError as exc:
+        print(f"beamside demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
