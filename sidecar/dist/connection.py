@@ -107,7 +107,7 @@ async def open_connection(
                 )
             except OSError as exc:
                 raise NodeUnreachable(
-                    f"{peer}: distribution port {address}:{node_addr.port} refused us: "
+                    f"distribution port {address}:{node_addr.port} refused us: "
                     f"{exc.strerror or exc}"
                 ) from None
             step = "handshaking"
@@ -118,7 +118,7 @@ async def open_connection(
                 raise
             return reader, writer, done
     except TimeoutError:
-        raise DistTimeout(f"{peer}: timed out after {timeout:g}s while {step}") from None
+        raise DistTimeout(f"timed out after {timeout:g}s while {step}") from None
 
 
 async def _handshake(

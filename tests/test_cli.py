@@ -1,0 +1,176 @@
+"""``beamside probe`` and ``beamside demo`` as a user runs them (real processes, real nodes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import EXIT_COOKIE, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
+from tests.conftest import NodeFactory
+from tests.nodes import ErlangNode, free_port, pid_alive
+
+
+def beamside(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_probe_prints_summary(any_node: ErlangNode, tmp_path: Path) -> None:
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(any_node.cookie + "\n")
+    proc = beamside("probe", any_node.name, "--cookie-file", str(cookie_file))
+    assert proc.returncode == 0, proc.stderr
+    fields = dict(
+        (key.strip(), value.strip())
+        for key, value in (line.split(":", 1) for line in proc.stdout.splitlines())
+    )
+    assert fields["node"] == any_node.name
+    assert fields["otp release"] == any_node.eval("erlang:system_info(otp_release).").strip('"')
+    assert fields["erts version"] == any_node.eval("erlang:system_info(version).").strip('"')
+    assert int(fields["processes"]) > 20
+    assert "kernel" in fields["applications"] and "stdlib" in fields["applications"]
+    assert fields["uptime"].endswith("s")
+    # The probe is hidden and gone afterwards.
+    assert any_node.eval("nodes().") == "[]"
+
+
+def test_probe_short_name(node_factory: NodeFactory) -> None:
+    node = node_factory("otp25", longnames=False)
+    proc = beamside("probe", node.name, "--cookie", node.cookie)
+    assert proc.returncode == 0, proc.stderr
+    assert f"node:          {node.name}" in proc.stdout
+
+
+def test_probe_cookie_env(otp25_node: ErlangNode) -> None:
+    proc = beamside("probe", otp25_node.name, "--cookie-env", "MY_COOKIE",
+                    env={"MY_COOKIE": otp25_node.cookie})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_probe_wrong_cookie(otp25_node: ErlangNode) -> None:
+    proc = beamside("probe", otp25_node.name, "--cookie", "definitely-wrong")
+    assert_one_line_error(proc, EXIT_COOKIE, "cookie was refused", otp25_node.name)
+    assert "definitely-wrong" not in proc.stderr
+
+
+def test_probe_name_not_registered(epmd_port: int) -> None:
+    proc = beamside("probe", "ghost@127.0.0.1", "--cookie", "c")
+    assert_one_line_error(proc, EXIT_UNREACHABLE, "'ghost' is not registered")
+
+
+def test_probe_epmd_unreachable() -> None:
+    port = free_port()
+    proc = beamside("probe", "app@127.0.0.1", "--cookie", "c", env={"ERL_EPMD_PORT": str(port)})
+    assert_one_line_error(proc, EXIT_UNREACHABLE, "EPMD", f"127.0.0.1:{port}", "unreachable")
+
+
+def test_probe_host_unresolvable() -> None:
+    proc = beamside("probe", "app@no-such-host.invalid", "--cookie", "c")
+    assert_one_line_error(proc, EXIT_UNREACHABLE, "does not resolve", "no-such-host.invalid")
+
+
+@pytest.fixture
+def silent_epmd() -> Iterator[int]:
+    """A loopback listener that accepts and never answers: a hung EPMD."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for sock in accepted:
+        sock.close()
+    server.close()
+
+
+def test_probe_timeout(silent_epmd: int) -> None:
+    started = time.monotonic()
+    proc = beamside("probe", "app@127.0.0.1", "--cookie", "c", "--timeout", "1",
+                    env={"ERL_EPMD_PORT": str(silent_epmd)})  # fmt: skip
+    assert_one_line_error(proc, EXIT_TIMEOUT, "timed out after 1s", "asking EPMD")
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["probe", "no-at-sign", "--cookie", "c"], "no '@host' part"),
+        (["probe", "a@b", "--cookie", "c", "--cookie-env", "X"], "only one of"),
+        (["probe", "a@b", "--cookie-file", "/nonexistent/cookie"], "cannot read cookie file"),
+        (["probe", "a@b", "--cookie", "c", "--timeout", "0"], "--timeout must be positive"),
+    ],
+)
+def test_probe_usage_errors(args: list[str], needle: str) -> None:
+    assert_one_line_error(beamside(*args), EXIT_USAGE, needle)
+
+
+def test_demo_runs_and_cleans_up() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "0.5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "processes" in line and "memory" in line and "reductions/s" in line:
+            break
+    text = "".join(lines)
+    assert "otp release:" in text and "attached to demo-" in text, text
+    node_pids = subprocess.run(
+        ["pgrep", "-f", "demo-.*@127.0.0.1"], capture_output=True, text=True
+    ).stdout.split()
+    assert node_pids, "the demo node should be running"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "demo stopped" in out
+    time.sleep(0.5)
+    assert not any(pid_alive(int(pid)) for pid in node_pids), "demo left its node running"
