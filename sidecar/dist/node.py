@@ -63,17 +63,39 @@ class Down:
     reason: Any
 
 
-class Mailbox:
-    """A local Erlang process stand-in: a pid and a queue of received messages."""
+MessageCallback = Callable[[Any], None]
 
-    def __init__(self, node: LocalNode, pid: Pid, name: Atom | None, maxsize: int) -> None:
+
+class Mailbox:
+    """A local Erlang process stand-in: a pid and its received messages.
+
+    Messages go to ``callback`` when one is given, else into a queue read with
+    :meth:`receive`; a bounded queue (``maxsize``) drops and counts overflow
+    rather than grow without limit.
+    """
+
+    def __init__(
+        self,
+        node: LocalNode,
+        pid: Pid,
+        name: Atom | None,
+        maxsize: int,
+        callback: MessageCallback | None = None,
+    ) -> None:
         self.node = node
         self.pid = pid
         self.name = name
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize)
+        self._callback = callback
         self.dropped = 0
 
     def deliver(self, message: Any) -> None:
+        if self._callback is not None:
+            try:
+                self._callback(message)
+            except Exception:
+                log.exception("message callback of %s failed", self.pid)
+            return
         try:
             self._queue.put_nowait(message)
         except asyncio.QueueFull:
@@ -265,12 +287,19 @@ class LocalNode:
 
     # ------------------------------------------------------------ processes
 
-    def mailbox(self, name: str | None = None, *, maxsize: int = 0) -> Mailbox:
-        """A new local pid with a message queue; optionally registered as ``name``."""
+    def mailbox(
+        self,
+        name: str | None = None,
+        *,
+        maxsize: int = 0,
+        callback: MessageCallback | None = None,
+    ) -> Mailbox:
+        """A new local pid with a message queue (or ``callback``), optionally
+        registered as ``name`` so the peers can send to ``{Name, OurNode}``."""
         atom = Atom(name) if name is not None else None
         if atom is not None and atom in self._registered:
             raise LocalProtocolError(f"name {name!r} is already registered")
-        box = Mailbox(self, self._new_pid(), atom, maxsize)
+        box = Mailbox(self, self._new_pid(), atom, maxsize, callback)
         self._mailboxes[box.pid] = box
         if atom is not None:
             self._registered[atom] = box
@@ -340,6 +369,8 @@ class LocalNode:
 
         Raises :class:`RpcError` for ``{badrpc, Reason}``, :class:`DistTimeout`
         when no answer comes in time and :class:`NodeDown` if the peer goes.
+        As with ``rex``, a timeout does not stop the call on the node: what
+        we call there must bound its own work (our agents all do).
         """
         try:
             async with asyncio.timeout(timeout):

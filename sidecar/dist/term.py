@@ -733,7 +733,10 @@ def _atom_bytes(text: str) -> bytes:
     hit = _encoded_atoms.get(text)
     if hit is not None:
         return hit
-    raw = text.encode("utf-8")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: no Erlang atom has them
+        raise EncodeError(f"atom is not valid Unicode text: {text[:40]!r}") from None
     if len(text) > 255:
         raise EncodeError(f"atom longer than 255 characters: {text[:40]!r}...")
     out = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw if len(raw) < 256 else (

@@ -265,3 +265,20 @@ async def test_short_names(node_factory: NodeFactory, cookie: str, epmd_port: in
         assert await local.rpc(node.name, "erlang", "node", []) == A(node.name)
     finally:
         await local.close()
+
+
+async def test_node_sends_to_our_registered_name(any_node: ErlangNode, local: LocalNode) -> None:
+    got: list[object] = []
+    arrived = asyncio.Event()
+
+    def on_message(message: object) -> None:
+        got.append(message)
+        arrived.set()
+
+    local.mailbox("beamside_inbox", callback=on_message)
+    await local.rpc(any_node.name, "erlang", "node", [])
+    # The node sends to {Name, OurNode} on its own, as an agent would.
+    any_node.eval(f"{{beamside_inbox, '{local.name}'}} ! {{hello, self(), <<\"payload\">>}}, ok.")
+    await asyncio.wait_for(arrived.wait(), timeout=5)
+    tag, sender, payload = got[0]  # type: ignore[misc]
+    assert tag == A("hello") and type(sender) is Pid and payload == b"payload"
