@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .config import CookieSource
 from .dist.errors import (
     ConnectError,
     CookieRefused,
@@ -36,35 +36,25 @@ class UsageError(Exception):
 
 
 def read_cookie(args: argparse.Namespace) -> str:
-    """The cookie from --cookie, --cookie-file or --cookie-env (never echoed)."""
-    given = [x for x in (args.cookie, args.cookie_file, args.cookie_env) if x is not None]
+    """The cookie from --cookie, --cookie-file or --cookie-env, else
+    ~/.erlang.cookie as erl does (never echoed)."""
+    given = [
+        source
+        for source, value in (
+            (CookieSource("inline", args.cookie or ""), args.cookie),
+            (CookieSource("file", args.cookie_file or ""), args.cookie_file),
+            (CookieSource("env", args.cookie_env or ""), args.cookie_env),
+        )
+        if value is not None
+    ]
     if len(given) > 1:
         raise UsageError("give only one of --cookie, --cookie-file, --cookie-env")
-    if args.cookie is not None:
-        cookie: str = args.cookie
-    elif args.cookie_file is not None:
-        try:
-            cookie = Path(args.cookie_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read cookie file {args.cookie_file}: {exc.strerror}"
-            ) from None
-    elif args.cookie_env is not None:
-        cookie = os.environ.get(args.cookie_env, "").strip()
-        if not cookie:
-            raise UsageError(f"environment variable {args.cookie_env} is empty or unset")
-    else:
-        default = Path.home() / ".erlang.cookie"
-        try:
-            cookie = default.read_text(encoding="utf-8").strip()
-        except OSError:
-            raise UsageError(
-                "no cookie: give --cookie, --cookie-file or --cookie-env "
-                f"(and {default} is not readable)"
-            ) from None
-    if not cookie:
-        raise UsageError("the cookie is empty")
-    return cookie
+    source = given[0] if given else CookieSource("file", str(Path.home() / ".erlang.cookie"))
+    try:
+        return source.read()
+    except ValueError as exc:
+        hint = "" if given else " (give --cookie, --cookie-file or --cookie-env)"
+        raise UsageError(f"{exc}{hint}") from None
 
 
 def _exit_code(exc: DistError) -> int:

@@ -693,9 +693,7 @@ def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Ter
     except zlib.error as exc:
         raise DecodeError(f"bad zlib data in compressed term: {exc}", pos) from None
     if len(plain) != size or not inflater.eof:
-        raise DecodeError(
-            f"compressed term inflates to {len(plain)} bytes, declared {size}", pos
-        )
+        raise DecodeError(f"compressed term inflates to {len(plain)} bytes, declared {size}", pos)
     consumed = len(data) - pos - len(inflater.unused_data)
     value, inner = _decode_one(_Decoder(plain, size, limits), 0)
     if inner != size:
@@ -739,8 +737,10 @@ def _atom_bytes(text: str) -> bytes:
         raise EncodeError(f"atom is not valid Unicode text: {text[:40]!r}") from None
     if len(text) > 255:
         raise EncodeError(f"atom longer than 255 characters: {text[:40]!r}...")
-    out = bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw if len(raw) < 256 else (
-        bytes((ATOM_UTF8_EXT,)) + _p_u16(len(raw)) + raw
+    out = (
+        bytes((SMALL_ATOM_UTF8_EXT, len(raw))) + raw
+        if len(raw) < 256
+        else (bytes((ATOM_UTF8_EXT,)) + _p_u16(len(raw)) + raw)
     )
     if len(_encoded_atoms) < _ATOM_CACHE_MAX:
         _encoded_atoms[text] = out
@@ -921,6 +921,4 @@ def encode(term: Term, *, compressed: int | None = None) -> bytes:
     if not 0 <= compressed <= 9:
         raise ValueError("compression level must be 0..9")
     body = memoryview(out)[1:]
-    return (
-        bytes((VERSION, COMPRESSED)) + _p_u32(len(body)) + zlib.compress(body, compressed)
-    )
+    return bytes((VERSION, COMPRESSED)) + _p_u32(len(body)) + zlib.compress(body, compressed)

@@ -1,0 +1,339 @@
+"""The configuration file (YAML), validated into small frozen classes.
+
+Every problem is reported with the file and the key path (``targets[1].cookie_env``),
+all of them at once, so ``beamside check-config`` can list everything to fix.
+Unknown keys are errors.  Cookies are never part of an error message, a
+``repr`` or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from .dist.names import NodeName, parse_node_name
+
+T = TypeVar("T")
+
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9568"
+DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
+DEFAULT_METRICS_INTERVAL = 15.0
+DEFAULT_LIVE_INTERVAL = 1.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration file."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+def parse_duration(text: object) -> float:
+    """``"15s"``, ``"2m"``, ``"500ms"``, ``"1h"`` -> seconds."""
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise ValueError(f"expected a duration like '15s' or '2m', got {text!r}")
+    if isinstance(text, int | float):
+        raise ValueError(f"duration {text!r} needs a unit: write '{text}s'")
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"expected a duration like '15s', '2m' or '500ms', got {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_listen(text: object) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for IPv6) -> (host, port)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected 'host:port', got {text!r}")
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"expected 'host:port', got {text!r}")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"port in {text!r} is not a number from 0 to 65535")
+    return host, int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSource:
+    """Where a target's cookie comes from; the cookie itself is read on demand."""
+
+    kind: Literal["file", "env", "inline"]
+    reference: str = field(repr=False)
+
+    def describe(self) -> str:
+        return {"file": f"file {self.reference}", "env": f"${self.reference}"}.get(
+            self.kind, "inline cookie"
+        )
+
+    def read(self) -> str:
+        """The cookie; ``ValueError`` (without the cookie) if it cannot be had."""
+        if self.kind == "inline":
+            value = self.reference
+        elif self.kind == "file":
+            try:
+                value = Path(self.reference).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read cookie file {self.reference}: {exc.strerror}"
+                ) from None
+        else:
+            value = os.environ.get(self.reference, "").strip()
+            if not value:
+                raise ValueError(f"environment variable {self.reference} is empty or unset")
+        if not value:
+            raise ValueError(f"the cookie from {self.describe()} is empty")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    nodes: tuple[str, ...]
+    cookie: CookieSource
+    discover: Literal["none", "connected"] = "none"
+    family: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Intervals:
+    metrics: float = DEFAULT_METRICS_INTERVAL
+    live: float = DEFAULT_LIVE_INTERVAL
+
+
+@dataclass(frozen=True, slots=True)
+class OtlpConfig:
+    endpoint: str
+    interval: float = DEFAULT_METRICS_INTERVAL
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    cluster: str
+    node_name: str | None
+    targets: tuple[Target, ...]
+    intervals: Intervals = Intervals()
+    http_listen: tuple[str, int] = ("127.0.0.1", 9568)
+    grpc_listen: tuple[str, int] = ("127.0.0.1", 50051)
+    otlp: OtlpConfig | None = None
+    source: str = "<config>"
+
+
+class _Reader:
+    """Walks the YAML tree, collecting problems with their key paths."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}" if path else message)
+
+    def mapping(self, value: object, path: str, allowed: set[str]) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.problem(path, f"expected a mapping, got {type(value).__name__}")
+            return {}
+        for key in value:
+            if not isinstance(key, str) or key not in allowed:
+                hint = f" (known keys: {', '.join(sorted(allowed))})"
+                self.problem(_join(path, str(key)), f"unknown key{hint}")
+        return value
+
+    def convert(
+        self, mapping: Mapping[str, Any], key: str, path: str, fn: Callable[[Any], T], default: T
+    ) -> T:
+        if key not in mapping:
+            return default
+        try:
+            return fn(mapping[key])
+        except ValueError as exc:
+            self.problem(_join(path, key), str(exc))
+            return default
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _label_value(what: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not _LABEL_VALUE.match(value):
+            raise ValueError(f"{what} must be 1-128 letters, digits, '_', '.' or '-'")
+        return value
+
+    return check
+
+
+def _node_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a node name like app@host, got {value!r}")
+    return str(parse_node_name(value))
+
+
+def _positive_interval(minimum: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        seconds = parse_duration(value)
+        if seconds < minimum:
+            raise ValueError(f"must be at least {minimum:g}s, got {value!r}")
+        return seconds
+
+    return check
+
+
+def _target(r: _Reader, value: object, path: str) -> Target | None:
+    allowed = {"nodes", "cookie", "cookie_file", "cookie_env", "discover", "family"}
+    m = r.mapping(value, path, allowed)
+    if not m:
+        if value is not None and isinstance(value, dict):
+            r.problem(path, "a target needs 'nodes' and a cookie")
+        return None
+    nodes: list[str] = []
+    raw_nodes = m.get("nodes")
+    if isinstance(raw_nodes, str):
+        raw_nodes = [raw_nodes]
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        r.problem(_join(path, "nodes"), "expected a non-empty list of node names")
+    else:
+        for i, item in enumerate(raw_nodes):
+            try:
+                nodes.append(_node_name(item))
+            except ValueError as exc:
+                r.problem(f"{path}.nodes[{i}]", str(exc))
+    given = [k for k in ("cookie", "cookie_file", "cookie_env") if k in m]
+    cookie: CookieSource | None = None
+    if len(given) != 1:
+        r.problem(
+            path,
+            "give exactly one of cookie_file, cookie_env, cookie"
+            + (f" (got {', '.join(given)})" if given else ""),
+        )
+    else:
+        key = given[0]
+        ref = m[key]
+        if not isinstance(ref, str) or not ref:
+            # Never echo the value: it may be the cookie itself.
+            r.problem(_join(path, key), "expected a non-empty string")
+        else:
+            kind: Literal["file", "env", "inline"] = (
+                "file" if key == "cookie_file" else "env" if key == "cookie_env" else "inline"
+            )
+            cookie = CookieSource(kind, ref)
+    discover = m.get("discover", "none")
+    if discover not in ("none", "connected"):
+        r.problem(_join(path, "discover"), f"expected 'none' or 'connected', got {discover!r}")
+        discover = "none"
+    family = r.convert(m, "family", path, _label_value("family"), None)
+    if cookie is None or not nodes:
+        return None
+    return Target(tuple(nodes), cookie, discover, family)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem."""
+    r = _Reader()
+    top = r.mapping(
+        data,
+        "",
+        {"cluster", "node_name", "targets", "intervals", "http", "grpc", "otlp"},
+    )
+    if data is None or not isinstance(data, dict):
+        if data is None:
+            r.problem("", "the file is empty")
+        raise ConfigError(source, r.problems)
+    cluster = r.convert(top, "cluster", "", _label_value("cluster"), "")
+    if "cluster" not in top:
+        r.problem("cluster", "required (a short name for this cluster, used as a label)")
+    node_name = r.convert(top, "node_name", "", _node_name, None)
+
+    targets: list[Target] = []
+    raw_targets = top.get("targets")
+    if not isinstance(raw_targets, list) or not raw_targets:
+        r.problem("targets", "expected a non-empty list of targets")
+    else:
+        for i, item in enumerate(raw_targets):
+            target = _target(r, item, f"targets[{i}]")
+            if target is not None:
+                targets.append(target)
+    seen: dict[str, str] = {}
+    for i, target in enumerate(targets):
+        for node in target.nodes:
+            if node in seen:
+                r.problem(f"targets[{i}].nodes", f"{node} is already listed in {seen[node]}")
+            seen[node] = f"targets[{i}]"
+
+    im = r.mapping(top.get("intervals"), "intervals", {"metrics", "live"})
+    intervals = Intervals(
+        metrics=r.convert(im, "metrics", "intervals", _positive_interval(1.0), 15.0),
+        live=r.convert(im, "live", "intervals", _positive_interval(0.1), 1.0),
+    )
+    hm = r.mapping(top.get("http"), "http", {"listen"})
+    http_listen = r.convert(hm, "listen", "http", parse_listen, parse_listen(DEFAULT_HTTP_LISTEN))
+    gm = r.mapping(top.get("grpc"), "grpc", {"listen"})
+    grpc_listen = r.convert(gm, "listen", "grpc", parse_listen, parse_listen(DEFAULT_GRPC_LISTEN))
+    if http_listen == grpc_listen and http_listen[1] != 0:
+        r.problem("grpc.listen", "same address as http.listen")
+
+    otlp: OtlpConfig | None = None
+    if top.get("otlp") is not None:
+        om = r.mapping(top.get("otlp"), "otlp", {"endpoint", "interval", "headers"})
+        endpoint = om.get("endpoint")
+        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+            r.problem("otlp.endpoint", "expected an http(s) URL of an OTLP/HTTP receiver")
+        headers_raw = om.get("headers") or {}
+        if not isinstance(headers_raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in headers_raw.items()
+        ):
+            r.problem("otlp.headers", "expected a mapping of header name to string value")
+            headers_raw = {}
+        otlp = OtlpConfig(
+            endpoint=endpoint if isinstance(endpoint, str) else "",
+            interval=r.convert(om, "interval", "otlp", _positive_interval(1.0), 15.0),
+            headers=tuple(sorted(headers_raw.items())),
+        )
+
+    if r.problems:
+        raise ConfigError(source, r.problems)
+    return Config(
+        cluster=cluster,
+        node_name=node_name,
+        targets=tuple(targets),
+        intervals=intervals,
+        http_listen=http_listen,
+        grpc_listen=grpc_listen,
+        otlp=otlp,
+        source=source,
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    return parse_config(data, source)
+
+
+def local_node_name(config: Config) -> NodeName | None:
+    return parse_node_name(config.node_name) if config.node_name else None
