@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ EXIT_UNREACHABLE = 3  # host, EPMD, node name, port
 EXIT_COOKIE = 4
 EXIT_TIMEOUT = 5
 EXIT_PROTOCOL = 6
+EXIT_CONFIG = 7
 
 
 class UsageError(Exception):
@@ -86,6 +88,58 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    nodes = sum(len(t.nodes) for t in config.targets)
+    print(
+        f"{args.file}: ok — cluster {config.cluster!r}, {len(config.targets)} target(s), "
+        f"{nodes} seed node(s), metrics every {config.intervals.metrics:g}s, "
+        f"http {config.http_listen[0]}:{config.http_listen[1]}"
+    )
+    for i, target in enumerate(config.targets):
+        print(
+            f"  targets[{i}]: {', '.join(target.nodes)} "
+            f"(cookie from {target.cookie.describe()}, discover {target.discover}"
+            f"{', family ' + target.family if target.family else ''})"
+        )
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .daemon import Daemon
+    from .logs import setup_json_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    setup_json_logging()
+
+    async def main() -> None:
+        try:
+            daemon = Daemon(config)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {config.http_listen[0]}:{config.http_listen[1]}: {exc.strerror}"
+            ) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await daemon.run(stop)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main_demo
 
@@ -119,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--cookie-env", help="environment variable holding the cookie")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     probe.set_defaults(func=cmd_probe)
+
+    run = sub.add_parser(
+        "run",
+        help="the daemon: attach to the configured nodes and serve metrics",
+        description="Run beamside with a YAML config file; JSON logs go to stderr; "
+        "SIGTERM detaches cleanly from every node.",
+    )
+    run.add_argument("--config", required=True, help="YAML config file")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and explain what is wrong",
+    )
+    check.add_argument("file", help="YAML config file")
+    check.set_defaults(func=cmd_check_config)
 
     demo = sub.add_parser(
         "demo",

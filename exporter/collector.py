@@ -1,0 +1,151 @@
+"""The Prometheus collector: renders the last snapshots, never calls a node.
+
+``collect()`` reads what the node manager last stored (whole objects replaced
+atomically by the manager), so a scrape costs only rendering, whatever state
+the managed nodes are in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from .snapshot import NodeSnapshot
+from .vm_metrics import vm_metric_families
+
+NODE_LABELS = ["node", "family", "cluster"]
+STATES = ("connecting", "up", "down", "cookie_refused", "error")
+
+
+class StatusView(Protocol):
+    """What the collector reads of one managed node (``sidecar.manager.NodeStatus``)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def state(self) -> object: ...
+    @property
+    def agent_version(self) -> int: ...
+    @property
+    def collect_errors(self) -> int: ...
+    @property
+    def connect_failures(self) -> Mapping[str, int]: ...
+    @property
+    def attaches(self) -> int: ...
+    @property
+    def last_collect_duration(self) -> float: ...
+    @property
+    def last_success(self) -> float: ...
+
+
+class SnapshotSource(Protocol):
+    """The node manager, as far as the exporter is concerned."""
+
+    cluster: str
+
+    @property
+    def snapshots(self) -> Mapping[str, NodeSnapshot]: ...
+    def statuses(self) -> Sequence[StatusView]: ...
+
+
+class BeamsideCollector(Collector):
+    def __init__(self, source: SnapshotSource, version: str) -> None:
+        self._source = source
+        self._version = version
+
+    def collect(self) -> Iterator[Metric]:
+        snapshots = list(self._source.snapshots.values())
+        statuses = list(self._source.statuses())
+        yield from vm_metric_families(snapshots)
+        yield from self._own(statuses)
+
+    def _own(self, statuses: Sequence[StatusView]) -> Iterator[Metric]:
+        cluster = self._source.cluster
+        build = InfoMetricFamily("beamside_build", "beamside version", labels=["cluster"])
+        build.add_metric([cluster], {"version": self._version})
+        yield build
+
+        managed = GaugeMetricFamily(
+            "beamside_nodes_managed", "Nodes beamside manages", labels=["cluster"]
+        )
+        managed.add_metric([cluster], len(statuses))
+        yield managed
+
+        up = GaugeMetricFamily(
+            "beamside_node_up", "1 when beamside is attached to the node", labels=NODE_LABELS
+        )
+        state = GaugeMetricFamily(
+            "beamside_node_state",
+            "The node's attachment state (1 for the current state)",
+            labels=[*NODE_LABELS, "state"],
+        )
+        agent = GaugeMetricFamily(
+            "beamside_agent_version",
+            "Version of the agent loaded on the node (0 when not attached)",
+            labels=NODE_LABELS,
+        )
+        duration = GaugeMetricFamily(
+            "beamside_collect_duration_seconds",
+            "Time the last collection on the node took, round trip",
+            labels=NODE_LABELS,
+        )
+        last_ok = GaugeMetricFamily(
+            "beamside_collect_last_success_timestamp_seconds",
+            "Unix time of the last successful collection on the node",
+            labels=NODE_LABELS,
+        )
+        age = GaugeMetricFamily(
+            "beamside_snapshot_age_seconds",
+            "Age of the snapshot the node's series come from",
+            labels=NODE_LABELS,
+        )
+        errors = CounterMetricFamily(
+            "beamside_collect_errors",
+            "Failed collections on the node",
+            labels=NODE_LABELS,
+        )
+        failures = CounterMetricFamily(
+            "beamside_node_connect_failures",
+            "Failed attempts to connect to the node, by reason",
+            labels=[*NODE_LABELS, "reason"],
+        )
+        attaches = CounterMetricFamily(
+            "beamside_node_attaches",
+            "Times beamside attached to the node (first time and after each reconnect)",
+            labels=NODE_LABELS,
+        )
+        now = time.time()
+        for s in statuses:
+            labels = [s.node, s.family, cluster]
+            current = getattr(s.state, "value", str(s.state))
+            up.add_metric(labels, 1.0 if current == "up" else 0.0)
+            for name in STATES:
+                state.add_metric([*labels, name], 1.0 if current == name else 0.0)
+            agent.add_metric(labels, float(s.agent_version if current == "up" else 0))
+            duration.add_metric(labels, s.last_collect_duration)
+            errors.add_metric(labels, float(s.collect_errors))
+            attaches.add_metric(labels, float(s.attaches))
+            for reason, count in sorted(s.connect_failures.items()):
+                failures.add_metric([*labels, reason], float(count))
+            if s.last_success:
+                last_ok.add_metric(labels, s.last_success)
+                age.add_metric(labels, max(now - s.last_success, 0.0))
+        yield from (up, state, agent, duration, last_ok, age, errors, failures, attaches)
+
+
+def build_registry(source: SnapshotSource, version: str) -> CollectorRegistry:
+    """Our own registry (never the global one) holding only our collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(BeamsideCollector(source, version))
+    return registry

@@ -1,0 +1,58 @@
+"""``beamside run``: the daemon wiring (local node, node manager, HTTP endpoint).
+
+Runs until ``stop`` is set (SIGTERM/SIGINT in the CLI), then stops
+collecting, detaches from every node, and closes the HTTP endpoint last so
+the final state can still be scraped while detaching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from exporter.collector import build_registry
+from exporter.http import MetricsServer
+
+from . import __version__
+from .config import Config
+from .dist.names import NodeName, default_local_name, parse_node_name
+from .dist.node import LocalNode
+from .manager import NodeManager
+
+log = logging.getLogger(__name__)
+
+
+def local_name_for(config: Config) -> NodeName:
+    """Our hidden node's name: configured, else one of the same kind as the targets."""
+    if config.node_name:
+        return parse_node_name(config.node_name)
+    return default_local_name(parse_node_name(config.targets[0].nodes[0]), "beamside")
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # The default cookie is never used: every target brings its own.
+        self.local = LocalNode(local_name_for(config), cookie="unused-default")
+        self.manager = NodeManager(config, self.local)
+        self.registry = build_registry(self.manager, __version__)
+        host, port = config.http_listen
+        self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.http.start()
+        log.info(
+            "beamside %s serving %s/metrics as %s",
+            __version__,
+            self.http.url,
+            self.local.name,
+            extra={"cluster": self.config.cluster},
+        )
+        try:
+            await self.manager.start()
+            await stop.wait()
+            log.info("stopping: detaching from %d node(s)", len(self.manager.statuses()))
+        finally:
+            await self.manager.stop()
+            self.http.stop()
+            log.info("stopped")

@@ -1,0 +1,373 @@
+"""The node registry: one supervised task per managed node.
+
+Each node's task connects (with that target's cookie), loads and attaches the
+agents, then collects one snapshot per interval until the connection drops;
+then it backs off briefly and starts over, so a node that returns is attached
+again within seconds with its agents reloaded.  A node whose cookie is
+refused is reported (state, counter, one log line per change) and retried
+slowly; the others are not affected.
+
+``discover: connected`` follows each seed's ``nodes()``: nodes joining the
+mesh are added with the seed's cookie and family override, nodes that left
+every seed's view are dropped.
+
+Nothing here is called by a scrape: the exporter reads :attr:`snapshots` and
+:meth:`statuses`, which are replaced whole, never mutated in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from exporter.snapshot import NodeSnapshot
+
+from . import agents
+from .config import Config, CookieSource, Target
+from .dist.errors import (
+    CookieRefused,
+    DistError,
+    DistTimeout,
+    HandshakeError,
+    NodeDown,
+    PeerCookieMismatch,
+)
+from .dist.node import LocalNode
+from .dist.term import Atom
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN = 0.25
+RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
+RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
+DETACH_TIMEOUT = 5.0
+
+
+class NodeState(enum.Enum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    COOKIE_REFUSED = "cookie_refused"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What the exporter and the control plane see of one managed node."""
+
+    node: str
+    family: str
+    state: NodeState = NodeState.CONNECTING
+    last_error: str = ""
+    agent_version: int = 0
+    otp_release: str = ""
+    uptime_seconds: float = 0.0
+    discovered_by: str | None = None
+    collect_errors: int = 0
+    connect_failures: Mapping[str, int] = field(default_factory=dict)
+    attaches: int = 0
+    last_collect_duration: float = 0.0
+    last_success: float = 0.0
+
+
+class CookieUnavailable(DistError):
+    """The target's cookie file or variable could not be read."""
+
+
+@dataclass
+class _Managed:
+    target: Target
+    discovered_by: str | None
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A short label value for a connection failure."""
+    if isinstance(exc, CookieUnavailable):
+        return "cookie_unavailable"
+    if isinstance(exc, CookieRefused | PeerCookieMismatch):
+        return "cookie"
+    if isinstance(exc, DistTimeout):
+        return "timeout"
+    if isinstance(exc, HandshakeError):
+        return "handshake"
+    name = type(exc).__name__
+    return {
+        "HostUnresolvable": "resolve",
+        "EpmdUnreachable": "epmd",
+        "NodeNotRegistered": "not_registered",
+        "NodeUnreachable": "refused",
+        "NodeDown": "down",
+    }.get(name, "error")
+
+
+class NodeManager:
+    def __init__(self, config: Config, local: LocalNode) -> None:
+        self.config = config
+        self.local = local
+        self.cluster = config.cluster
+        self.snapshots: dict[str, NodeSnapshot] = {}
+        self._status: dict[str, NodeStatus] = {}
+        self._nodes: dict[str, _Managed] = {}
+        self._discovery: list[asyncio.Task[None]] = []
+        self._seen_by: dict[str, set[str]] = {}  # seed -> its nodes() at last look
+        self._stopping = False
+        self.rounds_completed = 0
+        local.on_node_down(self._on_node_down)
+
+    # ------------------------------------------------------------ public API
+
+    def statuses(self) -> list[NodeStatus]:
+        return list(self._status.values())
+
+    def status(self, node: str) -> NodeStatus | None:
+        return self._status.get(node)
+
+    @property
+    def ready(self) -> bool:
+        """Every node has been tried at least once."""
+        return all(s.state is not NodeState.CONNECTING for s in self._status.values())
+
+    async def start(self) -> None:
+        for target in self.config.targets:
+            for node in target.nodes:
+                self.add_target(node, target)
+            if target.discover == "connected":
+                for seed in target.nodes:
+                    self._discovery.append(
+                        asyncio.create_task(self._discover(seed, target), name=f"discover {seed}")
+                    )
+
+    def add_target(
+        self,
+        node: str,
+        target: Target | None = None,
+        *,
+        cookie: CookieSource | None = None,
+        family: str | None = None,
+        discovered_by: str | None = None,
+    ) -> bool:
+        """Manage ``node`` from now on; False if it already is."""
+        if node in self._nodes or self._stopping:
+            return False
+        if target is None:
+            if cookie is None:
+                raise ValueError("a new target needs a cookie source")
+            target = Target((node,), cookie, "none", family)
+        managed = _Managed(target, discovered_by)
+        self._nodes[node] = managed
+        self._status[node] = NodeStatus(
+            node, target.family or "unknown", discovered_by=discovered_by
+        )
+        managed.task = asyncio.create_task(self._run_node(node, managed), name=f"node {node}")
+        log.info("managing %s", node, extra={"node": node, "discovered_by": discovered_by})
+        return True
+
+    async def remove_target(self, node: str) -> bool:
+        """Stop managing ``node``: detach its agents and close the connection."""
+        managed = self._nodes.pop(node, None)
+        if managed is None:
+            return False
+        if managed.task is not None:
+            managed.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await managed.task
+        await self._detach(node)
+        self._status.pop(node, None)
+        self.snapshots.pop(node, None)
+        log.info("stopped managing %s", node, extra={"node": node})
+        return True
+
+    async def live(self, node: str, keys: list[str], timeout: float = 2.0) -> dict[str, Any]:
+        """The live subset of metrics for ``node`` (for the 1 s stream)."""
+        if node not in self._nodes:
+            raise KeyError(node)
+        return await agents.live(self.local, node, keys, timeout=timeout)
+
+    async def stop(self) -> None:
+        """Stop collecting, detach every node cleanly, close connections."""
+        self._stopping = True
+        for task in self._discovery:
+            task.cancel()
+        tasks = [m.task for m in self._nodes.values() if m.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._discovery, return_exceptions=True)
+        await asyncio.gather(*(self._detach(node) for node in list(self._nodes)))
+        await self.local.close()
+
+    # ------------------------------------------------------------ per node
+
+    def _set(self, node: str, **changes: Any) -> NodeStatus:
+        status = replace(self._status[node], **changes)
+        self._status[node] = status
+        return status
+
+    def _on_node_down(self, peer: str, error: BaseException | None) -> None:
+        managed = self._nodes.get(peer)
+        if managed is not None:
+            managed.wake.set()
+
+    async def _run_node(self, node: str, managed: _Managed) -> None:
+        delay = RETRY_MIN
+        while True:
+            try:
+                await self._attach(node, managed)
+                delay = RETRY_MIN
+                await self._collect_loop(node, managed)
+            except asyncio.CancelledError:
+                raise
+            except DistError as exc:
+                delay = self._connection_failed(node, exc, delay)
+            except Exception as exc:  # a bug must not kill supervision
+                log.exception("unexpected failure managing %s", node, extra={"node": node})
+                self._set(node, state=NodeState.ERROR, last_error=repr(exc))
+                delay = RETRY_MAX
+            self.snapshots.pop(node, None)
+            managed.wake.clear()
+            jittered = delay * random.uniform(0.8, 1.2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(managed.wake.wait(), timeout=jittered)
+
+    def _connection_failed(self, node: str, exc: DistError, delay: float) -> float:
+        reason = failure_reason(exc)
+        before = self._status[node]
+        failures = dict(before.connect_failures)
+        failures[reason] = failures.get(reason, 0) + 1
+        state = {
+            "cookie": NodeState.COOKIE_REFUSED,
+            "cookie_unavailable": NodeState.ERROR,
+        }.get(reason, NodeState.DOWN)
+        self._set(node, state=state, last_error=str(exc), connect_failures=failures)
+        if before.state is not state or before.last_error != str(exc):
+            level = logging.ERROR if state is NodeState.COOKIE_REFUSED else logging.WARNING
+            log.log(level, "%s is %s: %s", node, state.value, exc,
+                    extra={"node": node, "reason": reason})  # fmt: skip
+        if state is not NodeState.DOWN:
+            return RETRY_COOKIE
+        return min(delay * 2, RETRY_MAX) if before.state is state else RETRY_MIN
+
+    async def _attach(self, node: str, managed: _Managed) -> None:
+        try:
+            cookie = managed.target.cookie.read()
+        except ValueError as exc:
+            raise CookieUnavailable(str(exc)) from None
+        await self.local.connect(node, cookie=cookie)
+        info = await agents.ensure_loaded(self.local, node)
+        await agents.attach(self.local, node)
+        family = managed.target.family or info.family_hint or "unknown"
+        status = self._set(
+            node,
+            state=NodeState.UP,
+            family=family,
+            last_error="",
+            agent_version=info.version,
+            otp_release=info.otp_release,
+            attaches=self._status[node].attaches + 1,
+        )
+        log.info("attached to %s", node, extra={"node": node, "family": status.family,
+                                                 "otp_release": info.otp_release})  # fmt: skip
+
+    async def _collect_loop(self, node: str, managed: _Managed) -> None:
+        interval = self.config.intervals.metrics
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            started = time.monotonic()
+            try:
+                data = await agents.collect(self.local, node, timeout=max(interval * 0.8, 1.0))
+            except (NodeDown, DistTimeout):
+                if not self.local.is_connected(node):
+                    raise NodeDown(f"{node} went down") from None
+                self._count_collect_error(node, "timeout")
+            except DistError as exc:
+                self._count_collect_error(node, str(exc))
+            else:
+                duration = time.monotonic() - started
+                status = self._set(
+                    node,
+                    last_collect_duration=duration,
+                    last_success=time.time(),
+                    uptime_seconds=_uptime(data),
+                )
+                self.snapshots[node] = NodeSnapshot(
+                    node=node,
+                    family=status.family,
+                    cluster=self.cluster,
+                    taken_at=time.time(),
+                    duration=duration,
+                    data=data,
+                )
+            self._round_done()
+            next_tick += interval
+            wait = next_tick - loop.time()
+            if wait < 0:  # fell behind: skip ticks rather than burst
+                next_tick = loop.time()
+                wait = 0
+            managed.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(managed.wake.wait(), timeout=wait)
+            if not self.local.is_connected(node):
+                raise NodeDown(f"{node} went down")
+
+    def _count_collect_error(self, node: str, error: str) -> None:
+        status = self._status[node]
+        self._set(node, collect_errors=status.collect_errors + 1, last_error=error)
+        log.warning("collection on %s failed: %s", node, error, extra={"node": node})
+
+    def _round_done(self) -> None:
+        if self.ready:
+            self.rounds_completed += 1
+
+    async def _detach(self, node: str) -> None:
+        if not self.local.is_connected(node):
+            return
+        try:
+            await agents.detach(self.local, node, timeout=DETACH_TIMEOUT)
+        except DistError as exc:
+            log.warning("detaching from %s failed: %s", node, exc, extra={"node": node})
+        await self.local.disconnect(node)
+
+    # ------------------------------------------------------------ discovery
+
+    async def _discover(self, seed: str, target: Target) -> None:
+        """Follow ``nodes()`` on ``seed`` every interval."""
+        interval = max(min(self.config.intervals.metrics, 5.0), 1.0)
+        known: set[str] = set()
+        while True:
+            await asyncio.sleep(interval)
+            if not self.local.is_connected(seed):
+                continue
+            try:
+                peers = await self.local.rpc(seed, "erlang", "nodes", [], timeout=5)
+            except DistError as exc:
+                log.debug("discovery on %s failed: %s", seed, exc)
+                continue
+            current = {str(p) for p in peers if isinstance(p, Atom)}
+            for node in sorted(current - known):
+                self.add_target(node, target=Target((node,), target.cookie, "none", target.family),
+                                discovered_by=seed)  # fmt: skip
+            for node in sorted(known - current):
+                managed = self._nodes.get(node)
+                still_seen = any(
+                    node in self._seen_by.get(other, set())
+                    for other in self._seen_by
+                    if other != seed
+                )
+                if managed is not None and managed.discovered_by is not None and not still_seen:
+                    await self.remove_target(node)
+            known = current
+            self._seen_by[seed] = current
+
+
+def _uptime(data: Mapping[str, Any]) -> float:
+    value = data.get("uptime_ms")
+    return value / 1000 if isinstance(value, int) else 0.0

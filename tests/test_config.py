@@ -1,0 +1,183 @@
+"""The config file: defaults, every kind of mistake, cookies never echoed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sidecar.cli import EXIT_CONFIG
+from sidecar.config import (
+    ConfigError,
+    CookieSource,
+    load_config,
+    parse_config,
+    parse_duration,
+    parse_listen,
+)
+
+MINIMAL = """
+cluster: prod
+targets:
+  - nodes: [app@127.0.0.1]
+    cookie_env: APP_COOKIE
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "beamside.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert str(tmp_path / "beamside.yaml") in str(info.value)
+    return info.value.problems
+
+
+def test_minimal_config_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.cluster == "prod"
+    assert config.node_name is None
+    assert config.intervals.metrics == 15.0 and config.intervals.live == 1.0
+    assert config.http_listen == ("127.0.0.1", 9568)
+    assert config.grpc_listen == ("127.0.0.1", 50051)
+    assert config.otlp is None
+    (target,) = config.targets
+    assert target.nodes == ("app@127.0.0.1",)
+    assert target.cookie == CookieSource("env", "APP_COOKIE")
+    assert target.discover == "none" and target.family is None
+
+
+def test_full_config(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+cluster: prod-eu
+node_name: beamside@127.0.0.1
+targets:
+  - nodes: [a@10.0.0.1, b@10.0.0.2]
+    cookie_file: /etc/beamside/cookie
+    discover: connected
+    family: payments
+  - nodes: [c@host]
+    cookie: inline-secret
+intervals: {metrics: 1s, live: 500ms}
+http: {listen: "0.0.0.0:9100"}
+grpc: {listen: "[::1]:50052"}
+otlp: {endpoint: "http://127.0.0.1:4318/v1/metrics", interval: 30s}
+""",
+        )
+    )
+    assert config.node_name == "beamside@127.0.0.1"
+    assert config.targets[0].discover == "connected"
+    assert config.targets[0].family == "payments"
+    assert config.targets[1].cookie.kind == "inline"
+    assert config.intervals.metrics == 1.0 and config.intervals.live == 0.5
+    assert config.http_listen == ("0.0.0.0", 9100)
+    assert config.grpc_listen == ("::1", 50052)
+    assert config.otlp is not None and config.otlp.interval == 30.0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MINIMAL + "colour: blue\n", "colour: unknown key"),
+        (MINIMAL + "intervals: {metrics: 15}\n", "intervals.metrics: duration 15 needs a unit"),
+        (MINIMAL + "intervals: {metrics: 500ms}\n", "intervals.metrics: must be at least 1s"),
+        (MINIMAL + "intervals: {metric: 5s}\n", "intervals.metric: unknown key"),
+        (MINIMAL + "http: {listen: nowhere}\n", "http.listen: expected 'host:port'"),
+        (MINIMAL + "http: {listen: 'a:99999'}\n", "http.listen: port in 'a:99999'"),
+        ("targets: []\n", "cluster: required"),
+        ("cluster: x\ntargets: []\n", "targets: expected a non-empty list"),
+        ("cluster: 'bad name!'\n" + MINIMAL.split("\n", 2)[2], "cluster: cluster must be"),
+        (
+            "cluster: x\ntargets:\n  - nodes: [app]\n    cookie_env: C\n",
+            "targets[0].nodes[0]: node name 'app' has no '@host' part",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n",
+            "targets[0]: give exactly one of cookie_file, cookie_env, cookie",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n    discover: dns\n",
+            "targets[0].discover: expected 'none' or 'connected'",
+        ),
+        (
+            "cluster: x\ntargets:\n  - {nodes: [a@h], cookie_env: C}\n"
+            "  - {nodes: [a@h], cookie_env: D}\n",
+            "targets[1].nodes: a@h is already listed in targets[0]",
+        ),
+        ("cluster: [unclosed\n", "not valid YAML"),
+        ("", "the file is empty"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, text)
+    assert any(expected in p for p in found), found
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "cluster: x\nbogus: 1\nintervals: {metrics: fast}\ntargets:\n  - {nodes: [a@h]}\n",
+    )
+    assert len(found) == 3, found
+
+
+def test_cookie_never_in_errors(tmp_path: Path) -> None:
+    text = (
+        "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie: TOPSECRETVALUE\n"
+        "    cookie_env: ALSO\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "TOPSECRETVALUE" not in str(info.value)
+    config = parse_config(
+        {"cluster": "x", "targets": [{"nodes": ["a@h"], "cookie": "TOPSECRETVALUE"}]}
+    )
+    assert "TOPSECRETVALUE" not in repr(config)
+
+
+def test_cookie_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "cookie"
+    path.write_text("from-file\n")
+    assert CookieSource("file", str(path)).read() == "from-file"
+    monkeypatch.setenv("BEAMSIDE_TEST_COOKIE", "from-env")
+    assert CookieSource("env", "BEAMSIDE_TEST_COOKIE").read() == "from-env"
+    with pytest.raises(ValueError, match="cannot read cookie file"):
+        CookieSource("file", str(tmp_path / "missing")).read()
+    with pytest.raises(ValueError, match="NOPE_UNSET is empty or unset"):
+        CookieSource("env", "NOPE_UNSET").read()
+
+
+def test_durations_and_listen() -> None:
+    assert parse_duration("15s") == 15 and parse_duration("2m") == 120
+    assert parse_duration("500ms") == 0.5 and parse_duration("1h") == 3600
+    for bad in ("15", "s", "-1s", "1d", True, None):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    assert parse_listen("[::]:80") == ("::", 80)
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    good = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "check-config", str(write(tmp_path, MINIMAL))],
+        capture_output=True,
+        text=True,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "ok" in good.stdout and "$APP_COOKIE" in good.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "check-config",
+         str(write(tmp_path, MINIMAL + "extra: 1\n"))],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert bad.returncode == EXIT_CONFIG
+    assert "extra: unknown key" in bad.stderr and "Traceback" not in bad.stderr
