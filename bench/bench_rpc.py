@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sidecar.dist.node import LocalNode  # noqa: E402
-from tests.nodes import Epmd, ErlangNode, random_cookie  # noqa: E402
+from sidecar.dist.node import LocalNode
+from tests.nodes import Epmd, ErlangNode, random_cookie
 
 
 def percentiles(samples_us: list[float]) -> dict[str, float]:
@@ -30,7 +30,12 @@ def percentiles(samples_us: list[float]) -> dict[str, float]:
     def pick(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    return {"p50": pick(0.50), "p90": pick(0.90), "p99": pick(0.99), "mean": statistics.mean(ordered)}
+    return {
+        "p50": pick(0.50),
+        "p90": pick(0.90),
+        "p99": pick(0.99),
+        "mean": statistics.mean(ordered),
+    }
 
 
 def erlang_reference(a: ErlangNode, b: ErlangNode, calls: int) -> list[float]:
@@ -86,7 +91,10 @@ def main() -> None:
             b.stop()
     print(f"rpc erlang:node/0 on loopback, {args.calls} sequential calls (microseconds)")
     print(f"{'':28}{'p50':>9}{'p90':>9}{'p99':>9}{'mean':>9}")
-    for label, row in (("Erlang rpc:call (reference)", reference), ("beamside LocalNode.rpc", mine)):
+    for label, row in (
+        ("Erlang rpc:call (reference)", reference),
+        ("beamside LocalNode.rpc", mine),
+    ):
         print(f"{label:28}" + "".join(f"{row[k]:9.0f}" for k in ("p50", "p90", "p99", "mean")))
     print(f"ratio beamside/Erlang p50: {mine['p50'] / reference['p50']:.2f}")
     print(f"beamside p50 {mine['p50'] / 1000:.3f} ms (target < 1 ms)")

@@ -197,9 +197,11 @@ class Charlist:
 
 @dataclass(frozen=True, slots=True)
 class Map:
-    """An Erlang map whose keys Python cannot hash (lists, maps as keys).
+    """An Erlang map whose keys Python cannot hash (lists, maps as keys), or
+    that has keys Erlang tells apart and Python does not (``1``, ``1.0`` and
+    ``true``).
 
-    Decoded maps are plain ``dict`` whenever every key is hashable.
+    Decoded maps are plain ``dict`` whenever every key is hashable and distinct.
     """
 
     pairs: tuple[tuple[Any, Any], ...]
@@ -440,6 +442,10 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             append(number)
             pos += 9
 
+        elif tag == NEW_FUN_EXT:  # here, not in _decode_other: one frame less per level
+            value, pos = _decode_fun(d, pos + 1, depth)
+            append(value)
+
         else:
             value, pos = _decode_other(d, tag, pos + 1, depth)
             append(value)
@@ -586,9 +592,6 @@ def _decode_other(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int
         arity, pos = _small_int(d, pos)
         return Export(module, function, arity), pos
 
-    if tag == NEW_FUN_EXT:
-        return _decode_fun(d, pos, depth)
-
     if tag == FLOAT_EXT:
         _need(end, pos, 31)
         text = buf[pos : pos + 31].split(b"\0", 1)[0]
@@ -659,7 +662,7 @@ def _decode_one(d: _Decoder, pos: int) -> tuple[Term, int]:
 
 
 def decode_from(
-    data: bytes, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMITS
+    data: bytes | bytearray | memoryview, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMITS
 ) -> tuple[Term, int]:
     """Decode one external term (version byte 131 first) starting at ``offset``.
 
@@ -701,7 +704,7 @@ def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Ter
     return value, pos + consumed
 
 
-def decode(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Term:
+def decode(data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS) -> Term:
     """Decode a whole buffer holding exactly one external term."""
     if not isinstance(data, bytes):
         data = bytes(data)
