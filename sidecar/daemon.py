@@ -30,10 +30,10 @@ def local_name_for(config: Config) -> NodeName:
 
 
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, epmd_port: int | None = None) -> None:
         self.config = config
         # The default cookie is never used: every target brings its own.
-        self.local = LocalNode(local_name_for(config), cookie="unused-default")
+        self.local = LocalNode(local_name_for(config), "unused-default", epmd_port=epmd_port)
         self.manager = NodeManager(config, self.local)
         self.registry = build_registry(self.manager, __version__)
         host, port = config.http_listen

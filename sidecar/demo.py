@@ -1,4 +1,4 @@
-"""``beamside demo``: a throwaway local node, attached to, shown live.
+"""``beamside demo``: a throwaway local node, attached to by the real daemon.
 
 Everything it starts is its own and stopped on exit (Ctrl-C or SIGTERM): a
 private EPMD on a free loopback port, and one Erlang node with a random
@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from .dist.errors import DistError
+from .config import parse_config
+from .daemon import Daemon
 from .dist.node import LocalNode
 from .dist.term import Atom
+from .manager import NodeState
 from .probe import read_summary
 
 
@@ -88,15 +90,21 @@ class ThrowawayNode:
         self._node = self._spawn(
             [
                 erl,
-                "-name", self.name,
-                "-setcookie", self.cookie,
+                "-name",
+                self.name,
+                "-setcookie",
+                self.cookie,
                 "-noinput",
-                "-start_epmd", "false",
-                "-kernel", "inet_dist_use_interface", "{127,0,0,1}",
-                "-eval", f"{watch}{',' + starts if starts else ''}.",
+                "-start_epmd",
+                "false",
+                "-kernel",
+                "inet_dist_use_interface",
+                "{127,0,0,1}",
+                "-eval",
+                f"{watch}{',' + starts if starts else ''}.",
             ],
             "node.log",
-        )  # fmt: skip
+        )
 
     def log_tail(self) -> str:
         path = self._logdir / "node.log"
@@ -124,21 +132,32 @@ class ThrowawayNode:
         shutil.rmtree(self._logdir, ignore_errors=True)
 
 
-async def _attach(local: LocalNode, node: ThrowawayNode, timeout: float) -> None:
-    """Connect once the node has booted and registered (retrying until then)."""
+def _listen_address(preferred: tuple[str, int]) -> tuple[str, int]:
+    """``preferred`` if it is free, else a free port on the same host."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(preferred)
+        except OSError:
+            return preferred[0], 0
+    return preferred
+
+
+async def _wait_attached(daemon: Daemon, node: ThrowawayNode, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    delay = 0.1
     while True:
+        status = daemon.manager.status(node.name)
+        if (
+            status is not None
+            and status.state is NodeState.UP
+            and node.name in daemon.manager.snapshots
+        ):
+            return
         if not node.alive():
             raise DemoError(f"the demo node exited while starting:\n{node.log_tail()}")
-        try:
-            await local.connect(node.name, timeout=2)
-            return
-        except DistError as exc:
-            if time.monotonic() + delay > deadline:
-                raise DemoError(f"could not attach to {node.name}: {exc}") from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 1.0)
+        if time.monotonic() > deadline:
+            why = status.last_error if status is not None else "not started"
+            raise DemoError(f"could not attach to {node.name} within {timeout:g}s: {why}")
+        await asyncio.sleep(0.1)
 
 
 async def _live(local: LocalNode, peer: str, interval: float, out: IO[str]) -> None:
@@ -162,38 +181,60 @@ async def _live(local: LocalNode, peer: str, interval: float, out: IO[str]) -> N
 
 
 async def run_demo(
-    *, interval: float = 5.0, duration: float | None = None, out: IO[str] = sys.stdout
+    *,
+    interval: float = 5.0,
+    duration: float | None = None,
+    http_listen: tuple[str, int] = ("127.0.0.1", 9568),
+    out: IO[str] = sys.stdout,
 ) -> None:
-    """Start, attach, show; stops everything on return, cancellation or error."""
-    node = ThrowawayNode()
+    """Start a node with os_mon and mnesia, run the daemon on it, show where to look.
+
+    Stops everything on return, cancellation or error.
+    """
+    node = ThrowawayNode(apps=("os_mon", "mnesia"))
     node.start()
-    local = LocalNode(
-        f"beamside-demo-{os.getpid()}@127.0.0.1", node.cookie, epmd_port=node.epmd_port
+    config = parse_config(
+        {
+            "cluster": "demo",
+            "node_name": f"beamside-demo-{os.getpid()}@127.0.0.1",
+            "targets": [{"nodes": [node.name], "cookie": node.cookie, "family": "demo"}],
+            "intervals": {"metrics": f"{interval:g}s"},
+            "http": {"listen": "{}:{}".format(*_listen_address(http_listen))},
+        },
+        "<demo>",
     )
+    daemon = Daemon(config, epmd_port=node.epmd_port)
+    stop = asyncio.Event()
+    running = asyncio.create_task(daemon.run(stop), name="beamside daemon")
     try:
-        await _attach(local, node, timeout=30)
-        summary = await read_summary(local, node.name)
+        await _wait_attached(daemon, node, timeout=60)
+        summary = await read_summary(daemon.local, node.name)
+        url = daemon.http.url
         print(summary.render(), file=out)
         print(
-            f"\nattached to {node.name} as hidden node {local.name} "
-            f"(private EPMD on 127.0.0.1:{node.epmd_port})\n"
-            f"probe it yourself:\n"
-            f"  ERL_EPMD_PORT={node.epmd_port} beamside probe {node.name} "
+            f"\nattached to {node.name} as hidden node {daemon.local.name}\n"
+            f"metrics:   {url}/metrics  (every {interval:g}s)\n"
+            f"health:    {url}/healthz  {url}/readyz\n"
+            f"try:       curl -s {url}/metrics | grep -E '^(erlang_vm_processes|beamside_node_up)'"
+            "\n"
+            f"probe:     ERL_EPMD_PORT={node.epmd_port} beamside probe {node.name} "
             f"--cookie {node.cookie}\n"
-            f"live figures every {interval:g}s; Ctrl-C stops the demo and its node\n",
+            f"Ctrl-C stops the demo, its node and its private EPMD\n",
             file=out,
             flush=True,
         )
-        live = _live(local, node.name, interval, out)
+        live = _live(daemon.local, node.name, interval, out)
         if duration is None:
             await live
         else:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(live, timeout=duration)
     finally:
-        await local.close()
+        stop.set()
+        with contextlib.suppress(Exception):
+            await running
         node.stop()
-        print("demo stopped: node and EPMD gone", file=out, flush=True)
+        print("demo stopped: agents detached, node and EPMD gone", file=out, flush=True)
 
 
 def main_demo(interval: float, duration: float | None) -> int:

@@ -249,8 +249,14 @@ class NodeManager:
         self._set(node, state=state, last_error=str(exc), connect_failures=failures)
         if before.state is not state or before.last_error != str(exc):
             level = logging.ERROR if state is NodeState.COOKIE_REFUSED else logging.WARNING
-            log.log(level, "%s is %s: %s", node, state.value, exc,
-                    extra={"node": node, "reason": reason})  # fmt: skip
+            log.log(
+                level,
+                "%s is %s: %s",
+                node,
+                state.value,
+                exc,
+                extra={"node": node, "reason": reason},
+            )
         if state is not NodeState.DOWN:
             return RETRY_COOKIE
         return min(delay * 2, RETRY_MAX) if before.state is state else RETRY_MIN
@@ -273,8 +279,11 @@ class NodeManager:
             otp_release=info.otp_release,
             attaches=self._status[node].attaches + 1,
         )
-        log.info("attached to %s", node, extra={"node": node, "family": status.family,
-                                                 "otp_release": info.otp_release})  # fmt: skip
+        log.info(
+            "attached to %s",
+            node,
+            extra={"node": node, "family": status.family, "otp_release": info.otp_release},
+        )
 
     async def _collect_loop(self, node: str, managed: _Managed) -> None:
         interval = self.config.intervals.metrics
@@ -353,8 +362,11 @@ class NodeManager:
                 continue
             current = {str(p) for p in peers if isinstance(p, Atom)}
             for node in sorted(current - known):
-                self.add_target(node, target=Target((node,), target.cookie, "none", target.family),
-                                discovered_by=seed)  # fmt: skip
+                self.add_target(
+                    node,
+                    target=Target((node,), target.cookie, "none", target.family),
+                    discovered_by=seed,
+                )
             for node in sorted(known - current):
                 managed = self._nodes.get(node)
                 still_seen = any(

@@ -68,8 +68,9 @@ def test_probe_short_name(node_factory: NodeFactory) -> None:
 
 
 def test_probe_cookie_env(otp25_node: ErlangNode) -> None:
-    proc = beamside("probe", otp25_node.name, "--cookie-env", "MY_COOKIE",
-                    env={"MY_COOKIE": otp25_node.cookie})  # fmt: skip
+    proc = beamside(
+        "probe", otp25_node.name, "--cookie-env", "MY_COOKIE", env={"MY_COOKIE": otp25_node.cookie}
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -126,8 +127,15 @@ def silent_epmd() -> Iterator[int]:
 
 def test_probe_timeout(silent_epmd: int) -> None:
     started = time.monotonic()
-    proc = beamside("probe", "app@127.0.0.1", "--cookie", "c", "--timeout", "1",
-                    env={"ERL_EPMD_PORT": str(silent_epmd)})  # fmt: skip
+    proc = beamside(
+        "probe",
+        "app@127.0.0.1",
+        "--cookie",
+        "c",
+        "--timeout",
+        "1",
+        env={"ERL_EPMD_PORT": str(silent_epmd)},
+    )
     assert_one_line_error(proc, EXIT_TIMEOUT, "timed out after 1s", "asking EPMD")
     assert time.monotonic() - started < 10
 

@@ -132,8 +132,7 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
 
 def test_cookie_never_in_errors(tmp_path: Path) -> None:
     text = (
-        "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie: TOPSECRETVALUE\n"
-        "    cookie_env: ALSO\n"
+        "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie: TOPSECRETVALUE\n    cookie_env: ALSO\n"
     )
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
@@ -174,10 +173,15 @@ def test_check_config_command(tmp_path: Path) -> None:
     assert good.returncode == 0, good.stderr
     assert "ok" in good.stdout and "$APP_COOKIE" in good.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "sidecar.cli", "check-config",
-         str(write(tmp_path, MINIMAL + "extra: 1\n"))],
+        [
+            sys.executable,
+            "-m",
+            "sidecar.cli",
+            "check-config",
+            str(write(tmp_path, MINIMAL + "extra: 1\n")),
+        ],
         capture_output=True,
         text=True,
-    )  # fmt: skip
+    )
     assert bad.returncode == EXIT_CONFIG
     assert "extra: unknown key" in bad.stderr and "Traceback" not in bad.stderr

@@ -111,9 +111,7 @@ async def test_send_receive_registered(any_node: ErlangNode, local: LocalNode) -
 
 
 async def test_monitor_and_down(any_node: ErlangNode, local: LocalNode) -> None:
-    any_node.eval(
-        "register(victim, spawn(fun() -> receive die -> exit(boom) end end)), ok."
-    )
+    any_node.eval("register(victim, spawn(fun() -> receive die -> exit(boom) end end)), ok.")
     victim = await local.rpc(any_node.name, "erlang", "whereis", [A("victim")])
     box = local.mailbox()
     ref = await local.monitor(box, victim)
@@ -174,9 +172,7 @@ async def test_wrong_cookie(otp25_node: ErlangNode, epmd_port: int) -> None:
     assert otp25_node.eval("nodes(hidden).") == "[]"
 
 
-async def test_idle_connection_survives_ticks(
-    node_factory: NodeFactory, local: LocalNode
-) -> None:
+async def test_idle_connection_survives_ticks(node_factory: NodeFactory, local: LocalNode) -> None:
     # The node's net_ticktime (2 s) is much shorter than ours (60 s): we must
     # tick in time for it, and it for us.
     node = node_factory("otp28", extra_args=["-kernel", "net_ticktime", "2"])

@@ -326,9 +326,36 @@ def test_every_vector_has_an_expected_value_and_both_releases_made_them() -> Non
 def test_vectors_cover_every_tag_the_codec_handles() -> None:
     top_level = {vector(name)[1] for name in GOLDEN}
     handled = {
-        70, 77, 80, 88, 89, 90, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107,
-        108, 109, 110, 111, 112, 113, 114, 115, 116, 118, 119, 120,
-    }  # fmt: skip
+        70,
+        77,
+        80,
+        88,
+        89,
+        90,
+        97,
+        98,
+        99,
+        100,
+        101,
+        102,
+        103,
+        104,
+        105,
+        106,
+        107,
+        108,
+        109,
+        110,
+        111,
+        112,
+        113,
+        114,
+        115,
+        116,
+        118,
+        119,
+        120,
+    }
     assert handled <= top_level
 
 
@@ -355,8 +382,15 @@ def test_golden_encode_byte_exact(name: str) -> None:
 
 def test_byte_exact_vectors_include_every_kind() -> None:
     assert len(BYTE_EXACT) > 120
-    assert {"local_fun", "port_v4", "map_large", "large_big_neg", "nested_mixture",
-            "map_large@otp28", "local_fun@otp28"} <= set(BYTE_EXACT)  # fmt: skip
+    assert {
+        "local_fun",
+        "port_v4",
+        "map_large",
+        "large_big_neg",
+        "nested_mixture",
+        "map_large@otp28",
+        "local_fun@otp28",
+    } <= set(BYTE_EXACT)
 
 
 def test_expected_values_encode_byte_exact() -> None:
@@ -604,8 +638,9 @@ def random_term(rng: random.Random, depth: int = 0) -> Any:
     if kind == 3:
         return rng.randrange(-(2 ** rng.randrange(32, 2200)), 2 ** rng.randrange(32, 2200))
     if kind == 4:
-        return rng.choice([rng.uniform(-1e6, 1e6), rng.random() * 10.0 ** rng.randrange(-300, 300),
-                           -0.0, 5e-324])  # fmt: skip
+        return rng.choice(
+            [rng.uniform(-1e6, 1e6), rng.random() * 10.0 ** rng.randrange(-300, 300), -0.0, 5e-324]
+        )
     if kind == 5:
         return rng.randbytes(rng.randrange(40))
     if kind == 6:
@@ -615,11 +650,18 @@ def random_term(rng: random.Random, depth: int = 0) -> Any:
     if kind == 7:
         return Charlist("".join(chr(rng.choice([97, 233, 0x3BB, 0x1F600])) for _ in range(5)))
     if kind == 8:
-        return Pid(rng.choice([NONODE, REMOTE]), rng.randrange(2**28), rng.randrange(2**13),
-                   rng.randrange(2**32))  # fmt: skip
+        return Pid(
+            rng.choice([NONODE, REMOTE]),
+            rng.randrange(2**28),
+            rng.randrange(2**13),
+            rng.randrange(2**32),
+        )
     if kind == 9:
-        return Port(REMOTE, rng.choice([rng.randrange(2**28), rng.randrange(2**60)]),
-                    rng.randrange(1, 2**32))  # fmt: skip
+        return Port(
+            REMOTE,
+            rng.choice([rng.randrange(2**28), rng.randrange(2**60)]),
+            rng.randrange(1, 2**32),
+        )
     if kind == 10:
         ids = tuple(rng.randrange(2**32) for _ in range(3))
         return Reference(REMOTE, rng.randrange(1, 2**32), (ids[0] & 0x3FFFF, *ids[1:]))
@@ -631,8 +673,7 @@ def random_term(rng: random.Random, depth: int = 0) -> Any:
     if kind == 13:
         return tuple(children)
     if kind == 14:
-        return {random_term(rng, 3) if rng.random() < 0.5 else i: c
-                for i, c in enumerate(children)}  # fmt: skip
+        return {random_term(rng, 3) if rng.random() < 0.5 else i: c for i, c in enumerate(children)}
     if kind == 15:
         return Map(tuple(([i], c) for i, c in enumerate(children)))
     if kind == 16:
@@ -688,15 +729,27 @@ def test_round_trip_through_a_real_node(runtime: str, tmp_path: Path) -> None:
     rng = random.Random(seed)
     batch = [random_term(rng) for _ in range(300)]
     # Plus a real node's local fun, and every golden vector's value.
-    batch += [normalize(expected_value(name)) for name in sorted(EXPECTED)
-              if name not in ("string_max", "list_small_ints_65536")]  # fmt: skip
+    batch += [
+        normalize(expected_value(name))
+        for name in sorted(EXPECTED)
+        if name not in ("string_max", "list_small_ints_65536")
+    ]
     sent = [encode(term) for term in batch]
     (tmp_path / "in").write_bytes(b"".join(struct.pack(">I", len(b)) + b for b in sent))
     subprocess.run(
-        [_erl(runtime), "-noshell", "-eval", ERL_ROUND_TRIP, "-extra",
-         str(tmp_path / "in"), str(tmp_path / "out")],
-        check=True, timeout=60, capture_output=True,
-    )  # fmt: skip
+        [
+            _erl(runtime),
+            "-noshell",
+            "-eval",
+            ERL_ROUND_TRIP,
+            "-extra",
+            str(tmp_path / "in"),
+            str(tmp_path / "out"),
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     out = (tmp_path / "out").read_bytes()
     fun_pid = Pid(NONODE, 0, 0, 0) if runtime == "otp28" else None
     pos = 0
@@ -978,8 +1031,37 @@ def test_random_bytes_decode_or_raise_decode_error(data: bytes) -> None:
 
 
 # Bytes that make a random byte string more likely to go somewhere.
-_TAGS = bytes([70, 77, 80, 88, 89, 90, 97, 98, 99, 100, 104, 105, 106, 107, 108, 109, 110,
-               111, 112, 113, 114, 115, 116, 118, 119, 120, 121])  # fmt: skip
+_TAGS = bytes(
+    [
+        70,
+        77,
+        80,
+        88,
+        89,
+        90,
+        97,
+        98,
+        99,
+        100,
+        104,
+        105,
+        106,
+        107,
+        108,
+        109,
+        110,
+        111,
+        112,
+        113,
+        114,
+        115,
+        116,
+        118,
+        119,
+        120,
+        121,
+    ]
+)
 
 
 @settings(max_examples=1000, deadline=None)
@@ -995,9 +1077,12 @@ SMALL_VECTORS = sorted(name for name in GOLDEN if len(vector(name)) < 2048)
 @settings(max_examples=1000, deadline=None)
 @given(
     st.sampled_from(SMALL_VECTORS),
-    st.lists(st.tuples(st.integers(0, 2047), st.integers(0, 255), st.integers(0, 2)),
-             min_size=1, max_size=4),
-)  # fmt: skip
+    st.lists(
+        st.tuples(st.integers(0, 2047), st.integers(0, 255), st.integers(0, 2)),
+        min_size=1,
+        max_size=4,
+    ),
+)
 def test_mutated_vectors_decode_or_raise_decode_error(
     name: str, edits: list[tuple[int, int, int]]
 ) -> None:
