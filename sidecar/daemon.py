@@ -12,6 +12,7 @@ import logging
 
 from exporter.collector import build_registry
 from exporter.http import MetricsServer
+from exporter.otlp import OtlpBridge, otlp_http_reader
 
 from . import __version__
 from .config import Config
@@ -38,6 +39,17 @@ class Daemon:
         self.registry = build_registry(self.manager, __version__)
         host, port = config.http_listen
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
+        self.otlp: OtlpBridge | None = None
+        if config.otlp is not None:
+            reader = otlp_http_reader(
+                config.otlp.endpoint, config.otlp.interval, dict(config.otlp.headers)
+            )
+            self.otlp = OtlpBridge(self.registry, reader)
+
+    async def _refresh_otlp(self, bridge: OtlpBridge, interval: float) -> None:
+        while True:
+            bridge.refresh()
+            await asyncio.sleep(interval / 2)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.http.start()
@@ -48,11 +60,21 @@ class Daemon:
             self.local.name,
             extra={"cluster": self.config.cluster},
         )
+        refresher: asyncio.Task[None] | None = None
         try:
             await self.manager.start()
+            if self.otlp is not None and self.config.otlp is not None:
+                refresher = asyncio.create_task(
+                    self._refresh_otlp(self.otlp, self.config.otlp.interval), name="otlp refresh"
+                )
             await stop.wait()
             log.info("stopping: detaching from %d node(s)", len(self.manager.statuses()))
         finally:
+            if refresher is not None:
+                refresher.cancel()
             await self.manager.stop()
+            if self.otlp is not None:
+                self.otlp.refresh()
+                await asyncio.to_thread(self.otlp.shutdown)
             self.http.stop()
             log.info("stopped")
