@@ -143,8 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main_demo
 
-    if args.interval <= 0:
-        raise UsageError("--interval must be positive")
+    if args.interval < 1:
+        raise UsageError("--interval must be at least 1 (seconds)")
     return main_demo(args.interval, args.duration)
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import logging
 import os
 import secrets
 import shutil
@@ -18,14 +21,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .config import parse_config
 from .daemon import Daemon
-from .dist.node import LocalNode
-from .dist.term import Atom
 from .manager import NodeState
 from .probe import read_summary
 
@@ -50,6 +51,13 @@ def _executable(name: str) -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the demo process dies, however it dies (Linux)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+
+
 class ThrowawayNode:
     """A private EPMD plus one Erlang node, both stopped by :meth:`stop`."""
 
@@ -63,7 +71,9 @@ class ThrowawayNode:
         self._node: subprocess.Popen[bytes] | None = None
         self._logs: list[IO[bytes]] = []
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, *, die_with_us: bool = False
+    ) -> subprocess.Popen[bytes]:
         log = (self._logdir / log_name).open("wb")
         self._logs.append(log)
         env = dict(os.environ, ERL_EPMD_PORT=str(self.epmd_port))
@@ -76,13 +86,16 @@ class ThrowawayNode:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,  # Ctrl-C reaches us, not the node directly
+            preexec_fn=_die_with_parent if die_with_us else None,
         )
 
     def start(self) -> None:
         erl = _executable("erl")
         epmd = _executable("epmd")
         self._epmd = self._spawn(
-            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"], "epmd.log"
+            [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+            "epmd.log",
+            die_with_us=True,  # epmd has no stdin to watch: the kernel stops it
         )
         # Halt when our stdin closes, so a killed demo leaves no node behind.
         watch = "spawn(fun()->P=open_port({fd,0,1},[in,eof]),receive{P,eof}->halt(0)end end)"
@@ -160,24 +173,38 @@ async def _wait_attached(daemon: Daemon, node: ThrowawayNode, timeout: float) ->
         await asyncio.sleep(0.1)
 
 
-async def _live(local: LocalNode, peer: str, interval: float, out: IO[str]) -> None:
-    previous: int | None = None
+def _field(data: Mapping[str, Any], section: str, key: str) -> Any:
+    part = data.get(section)
+    return part.get(key) if isinstance(part, dict) else None
+
+
+async def _live(daemon: Daemon, node: str, interval: float, out: IO[str]) -> None:
+    """One line per new snapshot, read from what the daemon collected (no extra calls)."""
+    seen: float | None = None
+    previous: tuple[float, int] | None = None
     while True:
-        procs, memory, queue, (reds, _) = await asyncio.gather(
-            local.rpc(peer, "erlang", "system_info", [Atom("process_count")]),
-            local.rpc(peer, "erlang", "memory", [Atom("total")]),
-            local.rpc(peer, "erlang", "statistics", [Atom("total_run_queue_lengths")]),
-            local.rpc(peer, "erlang", "statistics", [Atom("exact_reductions")]),
-        )
-        rate = "" if previous is None else f"  reductions/s {int((reds - previous) / interval)}"
-        previous = reds
-        print(
-            f"{time.strftime('%H:%M:%S')}  processes {procs}  memory {memory / 1e6:.1f} MB"
-            f"  run queue {queue}{rate}",
-            file=out,
-            flush=True,
-        )
-        await asyncio.sleep(interval)
+        snapshot = daemon.manager.snapshots.get(node)
+        if snapshot is not None and snapshot.taken_at != seen:
+            seen = snapshot.taken_at
+            data = snapshot.data
+            procs = _field(data, "limits", "process_count")
+            memory = _field(data, "memory", "total")
+            queue = _field(data, "run_queues", "normal")
+            reds = _field(data, "statistics", "reductions")
+            rate = ""
+            if isinstance(reds, int):
+                if previous is not None and snapshot.taken_at > previous[0]:
+                    per_s = (reds - previous[1]) / (snapshot.taken_at - previous[0])
+                    rate = f"  reductions/s {int(per_s)}"
+                previous = (snapshot.taken_at, reds)
+            mem = f"{memory / 1e6:.1f} MB" if isinstance(memory, int) else "?"
+            print(
+                f"{time.strftime('%H:%M:%S')}  processes {procs}  memory {mem}"
+                f"  run queue {queue}  collected in {snapshot.duration * 1000:.1f} ms{rate}",
+                file=out,
+                flush=True,
+            )
+        await asyncio.sleep(min(interval, 1.0) / 2)
 
 
 async def run_demo(
@@ -223,7 +250,7 @@ async def run_demo(
             file=out,
             flush=True,
         )
-        live = _live(daemon.local, node.name, interval, out)
+        live = _live(daemon, node.name, interval, out)
         if duration is None:
             await live
         else:
@@ -238,6 +265,9 @@ async def run_demo(
 
 
 def main_demo(interval: float, duration: float | None) -> int:
+    # The node takes a moment to boot: its first "not registered yet" is noise.
+    logging.basicConfig(level=logging.ERROR, format="beamside: %(message)s")
+
     async def runner() -> None:
         task = asyncio.current_task()
         assert task is not None

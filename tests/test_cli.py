@@ -155,7 +155,7 @@ def test_probe_usage_errors(args: list[str], needle: str) -> None:
 
 def test_demo_runs_and_cleans_up() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "0.5"],
+        [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

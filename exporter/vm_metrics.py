@@ -1,0 +1,1163 @@
+"""Prometheus metric families from node snapshots (``beamside_agent:collect/1``).
+
+:func:`vm_metric_families` is a pure function of the snapshots: no network,
+no clock, no global registry.  Every series carries ``node``, ``family`` and
+``cluster`` first, then its own labels.  Names follow prometheus.erl where
+that project has the metric (``erlang_vm_statistics_*``, ``erlang_vm_dist_*``,
+``erlang_vm_msacc_*``, ``erlang_mnesia_*``) and SPEC §3 (``erlang_vm_memory_bytes``,
+``erlang_vm_processes``, ``erlang_vm_atoms`` ...); other VM metrics are under
+``erlang_vm_``, os_mon under ``erlang_os_mon_`` and what the agent says about
+itself under ``beamside_agent_``.  Units are in the names (``_bytes``,
+``_seconds``, ``_ratio``; ``_words`` where the VM counts in words), counters
+end in ``_total``.
+
+A section the node answered with ``{error, Reason}`` yields no series (and a
+``beamside_agent_section_error{section}`` sample); the other sections of the
+same snapshot still render.  A section whose shape we do not understand (a
+different agent version, say) is skipped the same way and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+from .snapshot import NodeSnapshot
+
+__all__ = ["BASE_LABELS", "vm_metric_families"]
+
+log = logging.getLogger(__name__)
+
+BASE_LABELS: Final = ("node", "family", "cluster")
+
+# dist controller socket stats (inet:getstat) -> prometheus.erl names
+_DIST_SOCKET: Final = (
+    ("recv_oct", "erlang_vm_dist_recv_bytes", "Bytes received by the distribution socket."),
+    ("recv_cnt", "erlang_vm_dist_recv_cnt", "Packets received by the distribution socket."),
+    ("recv_max", "erlang_vm_dist_recv_max_bytes", "Largest packet received, in bytes."),
+    ("recv_avg", "erlang_vm_dist_recv_avg_bytes", "Average packet size received, in bytes."),
+    ("recv_dvi", "erlang_vm_dist_recv_dvi_bytes", "Average deviation of received packet size."),
+    ("send_oct", "erlang_vm_dist_send_bytes", "Bytes sent by the distribution socket."),
+    ("send_cnt", "erlang_vm_dist_send_cnt", "Packets sent by the distribution socket."),
+    ("send_max", "erlang_vm_dist_send_max_bytes", "Largest packet sent, in bytes."),
+    ("send_avg", "erlang_vm_dist_send_avg_bytes", "Average packet size sent, in bytes."),
+    ("send_pend", "erlang_vm_dist_send_pend_bytes", "Bytes waiting to be sent by the socket."),
+)
+_DIST_PORT: Final = (
+    ("input", "erlang_vm_dist_port_input_bytes", "Bytes read from the distribution port."),
+    ("output", "erlang_vm_dist_port_output_bytes", "Bytes written to the distribution port."),
+    ("memory", "erlang_vm_dist_port_memory_bytes", "Memory of the distribution port."),
+    ("queue_size", "erlang_vm_dist_port_queue_size_bytes", "Bytes queued in the dist port."),
+)
+_DIST_PROC: Final = (
+    ("memory", "erlang_vm_dist_proc_memory_bytes", "Memory of the distribution controller."),
+    ("heap_size", "erlang_vm_dist_proc_heap_size_words", "Heap of the dist controller, words."),
+    (
+        "total_heap_size",
+        "erlang_vm_dist_proc_total_heap_size_words",
+        "Total heap of the distribution controller process, words.",
+    ),
+    ("stack_size", "erlang_vm_dist_proc_stack_size_words", "Stack of the dist controller, words."),
+    (
+        "message_queue_len",
+        "erlang_vm_dist_proc_message_queue_len",
+        "Message queue length of the distribution controller process.",
+    ),
+    (
+        "reductions",
+        "erlang_vm_dist_proc_reductions",
+        "Reductions executed by the distribution controller process.",
+    ),
+)
+
+# (key in the `limits` section, metric, help)
+_LIMITS: Final = (
+    ("process_count", "erlang_vm_processes", "Processes currently existing on the node."),
+    ("process_limit", "erlang_vm_process_limit", "Maximum number of simultaneous processes."),
+    ("port_count", "erlang_vm_ports", "Ports currently existing on the node."),
+    ("port_limit", "erlang_vm_port_limit", "Maximum number of simultaneous ports."),
+    ("atom_count", "erlang_vm_atoms", "Atoms currently existing on the node."),
+    ("atom_limit", "erlang_vm_atom_limit", "Maximum number of atoms."),
+    ("ets_count", "erlang_vm_ets_tables", "ETS tables currently existing on the node."),
+    ("ets_limit", "erlang_vm_ets_limit", "Maximum number of ETS tables."),
+    ("modules_loaded", "erlang_vm_modules", "Modules loaded."),
+    ("modules_old_code", "erlang_vm_modules_old_code", "Modules that still have old code."),
+    ("registered_names", "erlang_vm_registered_names", "Locally registered process names."),
+    ("dist_links", "erlang_vm_dist_links", "Connected nodes (visible and hidden)."),
+    ("persistent_terms", "erlang_vm_persistent_terms", "Terms in persistent_term storage."),
+    ("max_fds", "erlang_vm_poll_max_fds", "Maximum file descriptors the poll set handles."),
+    ("poll_set_fds", "erlang_vm_poll_set_fds", "File descriptors in the VM's poll sets."),
+    ("open_fds", "erlang_vm_open_fds", "Open file descriptors of the node's OS process."),
+    ("fd_limit", "erlang_vm_max_fds", "Soft limit on open file descriptors of the OS process."),
+)
+
+# (key in `system`, metric, help, scale)
+_SYSTEM: Final = (
+    ("schedulers", "erlang_vm_schedulers", "Scheduler threads.", 1.0),
+    ("schedulers_online", "erlang_vm_schedulers_online", "Schedulers online.", 1.0),
+    ("dirty_cpu_schedulers", "erlang_vm_dirty_cpu_schedulers", "Dirty CPU schedulers.", 1.0),
+    (
+        "dirty_cpu_schedulers_online",
+        "erlang_vm_dirty_cpu_schedulers_online",
+        "Dirty CPU schedulers online.",
+        1.0,
+    ),
+    ("dirty_io_schedulers", "erlang_vm_dirty_io_schedulers", "Dirty IO schedulers.", 1.0),
+    ("logical_processors", "erlang_vm_logical_processors", "Logical processors.", 1.0),
+    (
+        "logical_processors_available",
+        "erlang_vm_logical_processors_available",
+        "Logical processors available to the VM.",
+        1.0,
+    ),
+    (
+        "logical_processors_online",
+        "erlang_vm_logical_processors_online",
+        "Logical processors online.",
+        1.0,
+    ),
+    ("cpu_quota", "erlang_vm_cpu_quota", "CPU quota of the VM's container (cgroup).", 1.0),
+    ("thread_pool_size", "erlang_vm_thread_pool_size", "Async thread pool size.", 1.0),
+    ("wordsize", "erlang_vm_wordsize_bytes", "Size of an Erlang term word.", 1.0),
+    ("smp_support", "erlang_vm_smp_support", "1 if the emulator has SMP support.", 1.0),
+    ("threads", "erlang_vm_threads", "1 if the emulator has thread support.", 1.0),
+    ("time_correction", "erlang_vm_time_correction", "1 if time correction is on.", 1.0),
+    ("port_parallelism", "erlang_vm_port_parallelism", "1 if port parallelism is on.", 1.0),
+    ("kernel_poll", "erlang_vm_kernel_poll", "1 if kernel poll is used.", 1.0),
+    (
+        "dist_buf_busy_limit",
+        "erlang_vm_dist_buf_busy_limit_bytes",
+        "Distribution buffer busy limit.",
+        1.0,
+    ),
+    (
+        "context_reductions",
+        "erlang_vm_context_reductions",
+        "Reductions a process may execute before it is preempted.",
+        1.0,
+    ),
+    ("min_heap_size", "erlang_vm_min_heap_size_words", "Default minimum heap size.", 1.0),
+    (
+        "min_bin_vheap_size",
+        "erlang_vm_min_bin_vheap_size_words",
+        "Default minimum binary virtual heap size.",
+        1.0,
+    ),
+    (
+        "max_heap_size",
+        "erlang_vm_max_heap_size_words",
+        "Default maximum heap size (0: unlimited).",
+        1.0,
+    ),
+    (
+        "fullsweep_after",
+        "erlang_vm_fullsweep_after",
+        "Default generational collections before a full sweep.",
+        1.0,
+    ),
+    (
+        "start_time_ms",
+        "erlang_vm_start_time_seconds",
+        "Unix time the VM started (changes when the node restarts).",
+        1e-3,
+    ),
+    (
+        "system_time_ms",
+        "erlang_vm_system_time_seconds",
+        "The node's OS system time when the snapshot was taken (clock skew checks).",
+        1e-3,
+    ),
+    (
+        "time_offset_us",
+        "erlang_vm_time_offset_seconds",
+        "Erlang monotonic time to system time offset.",
+        1e-6,
+    ),
+)
+
+# (key in `statistics`, counter name without _total, help, scale)
+_STATISTICS: Final = (
+    (
+        "context_switches",
+        "erlang_vm_statistics_context_switches",
+        "Context switches since the VM started.",
+        1.0,
+    ),
+    (
+        "reductions",
+        "erlang_vm_statistics_reductions",
+        "Reductions executed since the VM started.",
+        1.0,
+    ),
+    (
+        "exact_reductions",
+        "erlang_vm_statistics_exact_reductions",
+        "Exact reductions executed since the VM started.",
+        1.0,
+    ),
+    (
+        "gc_count",
+        "erlang_vm_statistics_garbage_collection_number_of_gcs",
+        "Garbage collections since the VM started.",
+        1.0,
+    ),
+    (
+        "gc_words_reclaimed",
+        "erlang_vm_statistics_garbage_collection_words_reclaimed",
+        "Words reclaimed by garbage collection.",
+        1.0,
+    ),
+    (
+        "io_input",
+        "erlang_vm_statistics_bytes_received",
+        "Bytes received through ports.",
+        1.0,
+    ),
+    ("io_output", "erlang_vm_statistics_bytes_output", "Bytes output to ports.", 1.0),
+    (
+        "runtime_ms",
+        "erlang_vm_statistics_runtime_seconds",
+        "CPU time of all threads of the VM.",
+        1e-3,
+    ),
+    (
+        "wall_clock_ms",
+        "erlang_vm_statistics_wallclock_time_seconds",
+        "Wall clock time since the VM started.",
+        1e-3,
+    ),
+)
+
+_MEMSUP: Final = {
+    "total_memory": ("erlang_os_mon_memory_total_bytes", "Memory available to the VM's host."),
+    "free_memory": ("erlang_os_mon_memory_free_bytes", "Free memory of the host."),
+    "system_total_memory": (
+        "erlang_os_mon_memory_system_total_bytes",
+        "Total memory of the host.",
+    ),
+    "buffered_memory": ("erlang_os_mon_memory_buffered_bytes", "Memory used for buffers."),
+    "cached_memory": ("erlang_os_mon_memory_cached_bytes", "Memory used for the page cache."),
+    "available_memory": (
+        "erlang_os_mon_memory_available_bytes",
+        "Memory available for new work without swapping.",
+    ),
+    "shared_memory": ("erlang_os_mon_memory_shared_bytes", "Shared memory of the host."),
+    "largest_free": ("erlang_os_mon_memory_largest_free_bytes", "Largest free memory block."),
+    "total_swap": ("erlang_os_mon_swap_total_bytes", "Total swap space."),
+    "free_swap": ("erlang_os_mon_swap_free_bytes", "Free swap space."),
+}
+
+_MNESIA_COUNTERS: Final = (
+    (
+        "transaction_commits",
+        "erlang_mnesia_committed_transactions",
+        "Transactions committed since mnesia started.",
+    ),
+    (
+        "transaction_failures",
+        "erlang_mnesia_failed_transactions",
+        "Transactions failed since mnesia started.",
+    ),
+    (
+        "transaction_restarts",
+        "erlang_mnesia_restarted_transactions",
+        "Transactions restarted since mnesia started.",
+    ),
+    (
+        "transaction_log_writes",
+        "erlang_mnesia_logged_transactions",
+        "Transactions logged since mnesia started.",
+    ),
+)
+
+_NAME_PART = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+# --------------------------------------------------------------------------- building
+
+
+class _Families:
+    """Families by exposition name, with the label names each was created with."""
+
+    def __init__(self) -> None:
+        self._families: dict[str, tuple[Metric, tuple[str, ...], str]] = {}
+
+    def get(self, kind: str, name: str, doc: str, labels: tuple[str, ...]) -> tuple[Metric, str]:
+        """The family and the name of its samples (counters: ``name_total``)."""
+        entry = self._families.get(name)
+        if entry is not None:
+            family, known, sample_name = entry
+            if known != labels:
+                raise ValueError(f"{name}: labels {labels} != {known}")
+            return family, sample_name
+        names = [*BASE_LABELS, *labels]
+        if kind == "gauge":
+            family = GaugeMetricFamily(name, doc, labels=names)
+            sample_name = name
+        elif kind == "counter":
+            family = CounterMetricFamily(name, doc, labels=names)
+            sample_name = f"{family.name}_total"
+        elif kind == "info":
+            family = InfoMetricFamily(name, doc, labels=names)
+            sample_name = f"{name}_info"
+        else:  # pragma: no cover - programming error
+            raise ValueError(kind)
+        self._families[name] = (family, labels, sample_name)
+        return family, sample_name
+
+    def collect(self) -> list[Metric]:
+        return [family for family, _, _ in self._families.values()]
+
+
+class _Node:
+    """Adds one node's samples; ``node``/``family``/``cluster`` go first.
+
+    Samples are appended directly (what ``add_metric`` does, without its
+    per-call zip of label names: rendering hundreds of nodes stays cheap).
+    """
+
+    def __init__(self, families: _Families, snap: NodeSnapshot) -> None:
+        self._families = families
+        self._base = {"node": snap.node, "family": snap.family, "cluster": snap.cluster}
+
+    def gauge(self, name: str, doc: str, value: Any, **labels: str) -> None:
+        self._add("gauge", name, doc, value, labels)
+
+    def counter(self, name: str, doc: str, value: Any, **labels: str) -> None:
+        """``name`` without ``_total``: the exposition adds it."""
+        self._add("counter", name, doc, value, labels)
+
+    def info(self, name: str, doc: str, values: Mapping[str, str]) -> None:
+        """``name`` without ``_info``: the exposition adds it."""
+        family, sample_name = self._families.get("info", name, doc, tuple(values))
+        family.samples.append(Sample(sample_name, {**self._base, **values}, 1.0, None))
+
+    def _add(self, kind: str, name: str, doc: str, value: Any, labels: dict[str, str]) -> None:
+        t = type(value)
+        if t is int or t is float:
+            number = float(value)
+        elif t is bool:
+            number = 1.0 if value else 0.0
+        else:
+            return
+        family, sample_name = self._families.get(kind, name, doc, tuple(labels))
+        family.samples.append(Sample(sample_name, {**self._base, **labels}, number, None))
+
+
+def num(value: Any) -> float | None:
+    """An Erlang number (or boolean, as 0/1) as float; None for anything else."""
+    if type(value) is bool:
+        return 1.0 if value else 0.0
+    if type(value) is int or type(value) is float:
+        return float(value)
+    return None
+
+
+def text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return str(value)
+    return "" if value is None else str(value)
+
+
+def is_error(value: Any) -> bool:
+    return type(value) is tuple and len(value) == 2 and value[0] == "error"
+
+
+def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
+    value = data.get(key)
+    return value if isinstance(value, dict) else None
+
+
+# --------------------------------------------------------------------------- sections
+
+Renderer = Callable[[_Node, Mapping[str, Any], Mapping[str, Any]], None]
+
+
+def _versions(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.info(
+        "erlang_vm",
+        "OTP release, ERTS version, architecture and emulator flavor of the node.",
+        {
+            "otp_release": text(s.get("otp_release")),
+            "erts_version": text(s.get("erts_version")),
+            "system_architecture": text(s.get("system_architecture")),
+            "emulator_flavor": text(s.get("emulator_flavor")),
+        },
+    )
+    apps = s.get("applications")
+    if isinstance(apps, dict):
+        n.gauge("erlang_vm_applications", "Applications running on the node.", len(apps))
+        for app, vsn in sorted(apps.items()):
+            n.info(
+                "erlang_vm_application",
+                "Applications running on the node, with their versions.",
+                {"application": text(app), "version": text(vsn)},
+            )
+
+
+def _memory(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for kind, value in sorted(s.items()):
+        n.gauge(
+            "erlang_vm_memory_bytes",
+            "Memory allocated by the VM, by kind (erlang:memory/0 and persistent_term).",
+            value,
+            kind=text(kind),
+        )
+    atom, atom_used = num(s.get("atom")), num(s.get("atom_used"))
+    if atom is not None and atom_used is not None:
+        doc = "Memory allocated for atoms, used and free."
+        n.gauge("erlang_vm_memory_atom_bytes", doc, atom_used, usage="used")
+        n.gauge("erlang_vm_memory_atom_bytes", doc, atom - atom_used, usage="free")
+    procs, procs_used = num(s.get("processes")), num(s.get("processes_used"))
+    if procs is not None and procs_used is not None:
+        doc = "Memory allocated for processes, used and free."
+        n.gauge("erlang_vm_memory_processes_bytes", doc, procs_used, usage="used")
+        n.gauge("erlang_vm_memory_processes_bytes", doc, procs - procs_used, usage="free")
+    system = num(s.get("system"))
+    if system is not None:
+        doc = "Memory allocated for the emulator that is not process memory, by usage."
+        parts = ("atom", "binary", "code", "ets")  # as prometheus.erl splits it
+        other = system
+        for part in parts:
+            v = num(s.get(part))
+            if v is not None:
+                n.gauge("erlang_vm_memory_system_bytes", doc, v, usage=part)
+                other -= v
+        n.gauge("erlang_vm_memory_system_bytes", doc, max(other, 0.0), usage="other")
+
+
+def _allocators(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    total_carriers = 0.0
+    for alloc, sizes in sorted(s.items()):
+        if not isinstance(sizes, dict):
+            continue
+        a = text(alloc)
+        blocks = carriers = 0.0
+        for kind in ("mbcs", "mbcs_pool", "sbcs"):
+            b = num(sizes.get(f"{kind}_blocks_size")) or 0.0
+            c = num(sizes.get(f"{kind}_carriers_size")) or 0.0
+            blocks += b
+            carriers += c
+            n.gauge(
+                "erlang_vm_allocator_blocks_bytes",
+                "Bytes in blocks (allocated data) of an allocator, by carrier kind.",
+                b,
+                alloc=a,
+                kind=kind,
+            )
+            n.gauge(
+                "erlang_vm_allocator_carriers_bytes",
+                "Bytes in carriers (memory from the OS) of an allocator, by carrier kind.",
+                c,
+                alloc=a,
+                kind=kind,
+            )
+        total_carriers += carriers
+        n.gauge(
+            "erlang_vm_allocator_instances",
+            "Instances of an allocator.",
+            sizes.get("instances"),
+            alloc=a,
+        )
+        n.gauge(
+            "erlang_vm_allocator_unused_bytes",
+            "Bytes in an allocator's carriers not used by blocks (fragmentation).",
+            max(carriers - blocks, 0.0),
+            alloc=a,
+        )
+        if carriers > 0:
+            n.gauge(
+                "erlang_vm_allocator_usage_ratio",
+                "Blocks over carriers of an allocator (1 - fragmentation).",
+                blocks / carriers,
+                alloc=a,
+            )
+    n.gauge(
+        "erlang_vm_allocated_bytes",
+        "Bytes in the carriers of all alloc_util allocators.",
+        total_carriers,
+    )
+
+
+def _allocated_areas(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for area, value in sorted(s.items()):
+        n.gauge(
+            "erlang_vm_allocated_area_bytes",
+            "Memory of the VM's internal areas (erlang:system_info(allocated_areas)).",
+            value,
+            area=text(area),
+        )
+
+
+def _limits(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for key, name, doc in _LIMITS:
+        n.gauge(name, doc, s.get(key))
+    doc = "Connected nodes by connection type."
+    n.gauge("erlang_vm_dist_nodes", doc, s.get("dist_visible"), type="visible")
+    n.gauge("erlang_vm_dist_nodes", doc, s.get("dist_hidden"), type="hidden")
+    n.gauge(
+        "erlang_vm_sockets",
+        "Open sockets: inet driver ports and socket (NIF) sockets.",
+        s.get("socket_count"),
+        api="socket",
+    )
+    ports = _section(data, "ports")
+    kinds = ports.get("by_kind") if ports else None
+    if isinstance(kinds, dict):
+        inet = sum(
+            num(v.get("count")) or 0.0
+            for k, v in kinds.items()
+            if isinstance(v, dict) and text(k) in ("tcp_inet", "udp_inet", "sctp_inet")
+        )
+        n.gauge(
+            "erlang_vm_sockets",
+            "Open sockets: inet driver ports and socket (NIF) sockets.",
+            inet,
+            api="inet",
+        )
+
+
+def _system(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for key, name, doc, scale in _SYSTEM:
+        v = num(s.get(key))
+        if v is not None:
+            n.gauge(name, doc, v * scale)
+    ms = s.get("multi_scheduling")
+    if isinstance(ms, str):
+        n.gauge(
+            "erlang_vm_multi_scheduling",
+            "1 if multi-scheduling is enabled (0 when blocked).",
+            1 if ms == "enabled" else 0,
+        )
+    uptime = num(data.get("uptime_ms"))
+    if uptime is not None:
+        n.gauge("erlang_vm_uptime_seconds", "Time since the VM started.", uptime / 1000)
+
+
+def _run_queues(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge(
+        "erlang_vm_statistics_run_queues_length",
+        "Processes and ports ready to run on the normal run queues.",
+        s.get("normal"),
+    )
+    n.gauge(
+        "erlang_vm_statistics_dirty_cpu_run_queue_length",
+        "Length of the dirty CPU run queue.",
+        s.get("dirty_cpu"),
+    )
+    n.gauge(
+        "erlang_vm_statistics_dirty_io_run_queue_length",
+        "Length of the dirty IO run queue.",
+        s.get("dirty_io"),
+    )
+    for i, v in enumerate(_list(s.get("per_scheduler")), 1):
+        n.gauge(
+            "erlang_vm_run_queue_length",
+            "Run queue length of each normal scheduler.",
+            v,
+            scheduler=str(i),
+        )
+    doc = "Active tasks (running or ready) by scheduler type."
+    n.gauge("erlang_vm_active_tasks", doc, s.get("active_tasks"), type="normal")
+    n.gauge("erlang_vm_active_tasks", doc, s.get("active_tasks_dirty_cpu"), type="dirty_cpu")
+    n.gauge("erlang_vm_active_tasks", doc, s.get("active_tasks_dirty_io"), type="dirty_io")
+    for i, v in enumerate(_list(s.get("active_tasks_per_scheduler")), 1):
+        n.gauge(
+            "erlang_vm_scheduler_active_tasks",
+            "Active tasks of each normal scheduler.",
+            v,
+            scheduler=str(i),
+        )
+
+
+def _statistics(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for key, name, doc, scale in _STATISTICS:
+        v = num(s.get(key))
+        if v is not None:
+            n.counter(name, doc, v * scale)
+    words = num(s.get("gc_words_reclaimed"))
+    system = _section(data, "system")
+    wordsize = num(system.get("wordsize")) if system else None
+    if words is not None and wordsize is not None:
+        n.counter(
+            "erlang_vm_statistics_garbage_collection_bytes_reclaimed",
+            "Bytes reclaimed by garbage collection.",
+            words * wordsize,
+        )
+
+
+def _scheduler_utilization(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    enabled = s.get("enabled") is True
+    n.gauge(
+        "erlang_vm_scheduler_wall_time_enabled",
+        "1 if scheduler_wall_time is on (needed for utilisation).",
+        enabled,
+    )
+    if not enabled:
+        return
+    for kind in ("normal", "dirty_cpu", "dirty_io"):
+        values = [v for v in (num(x) for x in _list(s.get(kind))) if v is not None]
+        for i, v in enumerate(values, 1):
+            n.gauge(
+                "erlang_vm_scheduler_utilization_ratio",
+                "Busy fraction of each scheduler since the previous snapshot.",
+                v,
+                type=kind,
+                scheduler=str(i),
+            )
+        if values:
+            n.gauge(
+                "erlang_vm_scheduler_utilization_average_ratio",
+                "Average busy fraction of the schedulers of a type.",
+                sum(values) / len(values),
+                type=kind,
+            )
+
+
+def _msacc(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    enabled = s.get("enabled") is True
+    n.gauge(
+        "erlang_vm_msacc_enabled",
+        "1 if microstate accounting has data (it is on, or was).",
+        enabled,
+    )
+    if not enabled:
+        return
+    threads = s.get("threads")
+    if isinstance(threads, dict):
+        for kind, count in sorted(threads.items()):
+            n.gauge(
+                "erlang_vm_msacc_threads",
+                "Threads of each type accounted for.",
+                count,
+                type=text(kind),
+            )
+    micro = s.get("microseconds")
+    if not isinstance(micro, dict):
+        return
+    for kind, states in sorted(micro.items()):
+        if not isinstance(states, dict):
+            continue
+        for state, us in sorted(states.items()):
+            st = text(state)
+            if not _NAME_PART.match(st):
+                continue
+            v = num(us)
+            if v is None:
+                continue
+            n.counter(
+                f"erlang_vm_msacc_{st}_seconds",
+                f"Time threads of each type spent in the {st} state (microstate accounting).",
+                v / 1e6,
+                type=text(kind),
+            )
+
+
+def _processes(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge(
+        "erlang_vm_process_messages_queued",
+        "Messages in all message queues of the processes walked.",
+        s.get("mq_sum"),
+    )
+    n.gauge(
+        "erlang_vm_process_message_queue_max",
+        "Longest message queue of a process.",
+        s.get("mq_max"),
+    )
+    n.gauge(
+        "erlang_vm_processes_with_messages",
+        "Processes with a non-empty message queue.",
+        s.get("mq_nonzero"),
+    )
+    n.gauge(
+        "erlang_vm_processes_above_message_queue_threshold",
+        "Processes whose message queue is longer than the threshold.",
+        s.get("mq_above"),
+    )
+    n.gauge(
+        "erlang_vm_process_message_queue_threshold",
+        "The message queue threshold the agent counts against.",
+        s.get("mq_threshold"),
+    )
+    n.gauge(
+        "erlang_vm_process_walk_processes",
+        "Processes looked at by the last walk (one chunk).",
+        s.get("walked"),
+    )
+    n.gauge(
+        "erlang_vm_process_walk_covered",
+        "Processes the message queue figures are made of (all chunks).",
+        s.get("covered"),
+    )
+    n.gauge(
+        "erlang_vm_process_walk_chunks",
+        "Chunks the process table is walked in, one per snapshot.",
+        s.get("chunks"),
+    )
+    oldest = num(s.get("oldest_ms"))
+    if oldest is not None:
+        n.gauge(
+            "erlang_vm_process_walk_age_seconds",
+            "Age of the oldest chunk result in the message queue figures.",
+            oldest / 1000,
+        )
+    n.gauge(
+        "erlang_vm_process_walk_vanished",
+        "Processes that exited while the last walk looked at them.",
+        s.get("vanished"),
+    )
+    n.gauge(
+        "erlang_vm_process_walk_truncated",
+        "1 if the last walk stopped at its process or time limit.",
+        s.get("truncated"),
+    )
+    us = num(s.get("duration_us"))
+    if us is not None:
+        n.gauge(
+            "erlang_vm_process_walk_duration_seconds",
+            "How long the last process walk took on the node.",
+            us / 1e6,
+        )
+    for rank, p in enumerate(_list(s.get("top_message_queue")), 1):
+        if isinstance(p, dict):
+            n.gauge(
+                "erlang_vm_process_top_message_queue_length",
+                "Longest message queues: rank, registered name or pid.",
+                p.get("message_queue_len"),
+                rank=str(rank),
+                process=_proc_label(p),
+            )
+    if "memory_sum" in s:
+        n.gauge(
+            "erlang_vm_process_memory_sum_bytes",
+            "Memory of the processes walked.",
+            s.get("memory_sum"),
+        )
+        n.gauge(
+            "erlang_vm_process_memory_max_bytes",
+            "Memory of the largest process.",
+            s.get("memory_max"),
+        )
+        n.gauge(
+            "erlang_vm_processes_above_memory_threshold",
+            "Processes using more memory than the threshold.",
+            s.get("memory_above"),
+        )
+        n.gauge(
+            "erlang_vm_process_memory_threshold_bytes",
+            "The process memory threshold the agent counts against.",
+            s.get("memory_threshold"),
+        )
+        for rank, p in enumerate(_list(s.get("top_memory")), 1):
+            if isinstance(p, dict):
+                n.gauge(
+                    "erlang_vm_process_top_memory_bytes",
+                    "Largest processes by memory: rank, registered name or pid.",
+                    p.get("memory"),
+                    rank=str(rank),
+                    process=_proc_label(p),
+                )
+
+
+def _proc_label(p: Mapping[str, Any]) -> str:
+    return text(p.get("name")) or text(p.get("pid"))
+
+
+def _ports(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    kinds = s.get("by_kind")
+    if isinstance(kinds, dict):
+        for kind, v in sorted(kinds.items()):
+            if not isinstance(v, dict):
+                continue
+            k = text(kind)
+            n.gauge("erlang_vm_ports_by_kind", "Ports by driver kind.", v.get("count"), kind=k)
+            n.gauge(
+                "erlang_vm_port_memory_bytes",
+                "Memory of the ports of a kind.",
+                v.get("memory"),
+                kind=k,
+            )
+            n.gauge(
+                "erlang_vm_port_queue_bytes",
+                "Bytes queued in the ports of a kind.",
+                v.get("queue_size"),
+                kind=k,
+            )
+            n.gauge(
+                "erlang_vm_port_input_bytes",
+                "Bytes read by the open ports of a kind.",
+                v.get("input"),
+                kind=k,
+            )
+            n.gauge(
+                "erlang_vm_port_output_bytes",
+                "Bytes written by the open ports of a kind.",
+                v.get("output"),
+                kind=k,
+            )
+    n.gauge(
+        "erlang_vm_port_walk_truncated",
+        "1 if the port walk stopped at max_ports.",
+        s.get("truncated"),
+    )
+
+
+def _ets(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge("erlang_vm_ets_objects", "Objects in all ETS tables walked.", s.get("objects"))
+    for p in _list(s.get("top_memory")):
+        if not isinstance(p, dict):
+            continue
+        name = text(p.get("name"))
+        n.gauge(
+            "erlang_vm_ets_top_memory_bytes",
+            "Largest ETS tables by memory (tables sharing a name are summed).",
+            p.get("memory_bytes"),
+            table=name,
+        )
+        n.gauge(
+            "erlang_vm_ets_top_objects",
+            "Objects in the largest ETS tables.",
+            p.get("size"),
+            table=name,
+        )
+        n.gauge(
+            "erlang_vm_ets_top_tables",
+            "ETS tables with this name among the largest.",
+            p.get("tables"),
+            table=name,
+        )
+
+
+def _kernel(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge("erlang_vm_global_names", "Names registered with global.", s.get("global_names"))
+    n.gauge("erlang_vm_global_locks", "Locks held through global.", s.get("global_locks"))
+    n.gauge("erlang_vm_logger_handlers", "Logger handlers installed.", s.get("logger_handlers"))
+    n.gauge("erlang_vm_heart", "1 if heart watches the node.", s.get("heart"))
+    n.gauge(
+        "erlang_vm_applications_loaded",
+        "Applications loaded (running or not).",
+        s.get("applications_loaded"),
+    )
+    level = s.get("logger_level")
+    if isinstance(level, str):
+        n.info("erlang_vm_logger", "Logger primary level.", {"level": text(level)})
+
+
+def _dist(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge(
+        "erlang_vm_dist_pending_connections",
+        "Distribution connections being set up.",
+        s.get("pending"),
+    )
+    for peer in _list(s.get("peers")):
+        if not isinstance(peer, dict):
+            continue
+        labels = {"peer": text(peer.get("node")), "type": text(peer.get("type"))}
+        n.gauge(
+            "erlang_vm_dist_node_state",
+            "State of the connection to a peer: 1 pending, 2 up_pending, 3 up.",
+            {"pending": 1, "up_pending": 2, "up": 3}.get(text(peer.get("state")), 0),
+            **labels,
+        )
+        ctrl = peer.get("controller")
+        if not isinstance(ctrl, dict):
+            continue
+        socket = ctrl.get("socket")
+        if isinstance(socket, dict):
+            for key, name, doc in _DIST_SOCKET:
+                n.gauge(name, doc, socket.get(key), **labels)
+        port = ctrl.get("port")
+        if isinstance(port, dict):
+            for key, name, doc in _DIST_PORT:
+                n.gauge(name, doc, port.get(key), **labels)
+        proc = ctrl.get("process")
+        if isinstance(proc, dict):
+            for key, name, doc in _DIST_PROC:
+                n.gauge(name, doc, proc.get(key), **labels)
+
+
+def _sysmon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    state = text(s.get("state"))
+    n.gauge(
+        "beamside_agent_attached",
+        "1 if beamside's agent process runs on the node.",
+        state != "not_attached",
+    )
+    for st in ("owner", "taken_by_other", "disabled", "not_attached"):
+        n.gauge(
+            "beamside_agent_system_monitor",
+            "Who holds the node's system monitor: beamside (owner), somebody else, nobody.",
+            state == st,
+            state=st,
+        )
+    if state == "not_attached":
+        return
+    n.gauge("beamside_agent_sidecars", "Sidecars attached to the node.", s.get("sidecars"))
+    if state not in ("owner", "taken_by_other"):
+        return
+    for event in ("long_gc", "long_schedule", "large_heap", "busy_port", "busy_dist_port"):
+        n.counter(
+            "erlang_vm_system_monitor_events",
+            "System monitor events counted since beamside attached.",
+            s.get(event),
+            event=event,
+        )
+
+
+def _plugins(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for name, section in sorted(s.items()):
+        key = f"plugins.{text(name)}"
+        if is_error(section):
+            _section_error(n, key)
+            continue
+        render = _PLUGINS.get(text(name))
+        if render is None or not isinstance(section, dict):
+            continue
+        _guarded(n, key, render, section, data)
+
+
+def _os_mon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for part, render in (("cpu", _os_mon_cpu), ("memory", _os_mon_memory), ("disk", _os_mon_disk)):
+        sub = s.get(part)
+        if is_error(sub):
+            _section_error(n, f"plugins.os_mon.{part}")
+        elif isinstance(sub, dict):
+            _guarded(n, f"plugins.os_mon.{part}", render, sub, data)
+
+
+def _os_mon_cpu(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge("erlang_os_mon_cpu_load1", "Host load average over 1 minute.", s.get("load1"))
+    n.gauge("erlang_os_mon_cpu_load5", "Host load average over 5 minutes.", s.get("load5"))
+    n.gauge("erlang_os_mon_cpu_load15", "Host load average over 15 minutes.", s.get("load15"))
+    n.gauge("erlang_os_mon_os_processes", "OS processes on the host.", s.get("nprocs"))
+    util = s.get("util")
+    if isinstance(util, dict):
+        for mode, pct in sorted(util.items()):
+            v = num(pct)
+            if v is None:
+                continue
+            if mode == "busy":
+                n.gauge(
+                    "erlang_os_mon_cpu_busy_ratio",
+                    "Host CPU busy fraction since the previous snapshot.",
+                    v / 100,
+                )
+            else:
+                n.gauge(
+                    "erlang_os_mon_cpu_utilization_ratio",
+                    "Host CPU time fraction by mode since the previous snapshot.",
+                    v / 100,
+                    mode=text(mode),
+                )
+
+
+def _os_mon_memory(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    system = s.get("system")
+    if isinstance(system, dict):
+        for key, value in system.items():
+            spec = _MEMSUP.get(text(key))
+            if spec is not None:
+                n.gauge(spec[0], spec[1], value)
+    n.gauge(
+        "erlang_os_mon_memory_allocated_bytes",
+        "Memory allocated on the host at memsup's last check.",
+        s.get("allocated"),
+    )
+    n.gauge(
+        "erlang_os_mon_memory_worst_process_bytes",
+        "Memory of the node's largest process at memsup's last check.",
+        s.get("worst_process"),
+    )
+    for key, name, doc in (
+        (
+            "system_high_watermark",
+            "erlang_os_mon_memory_system_high_watermark_ratio",
+            "memsup's system memory alarm threshold.",
+        ),
+        (
+            "process_high_watermark",
+            "erlang_os_mon_memory_process_high_watermark_ratio",
+            "memsup's process memory alarm threshold.",
+        ),
+    ):
+        v = num(s.get(key))
+        if v is not None:
+            n.gauge(name, doc, v / 100)
+
+
+def _os_mon_disk(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    for d in _list(s.get("disks")):
+        if not isinstance(d, dict):
+            continue
+        mount = text(d.get("mount"))
+        kib, cap = num(d.get("total_kib")), num(d.get("capacity"))
+        if kib is not None:
+            n.gauge(
+                "erlang_os_mon_disk_size_bytes", "Size of a mounted disk.", kib * 1024, mount=mount
+            )
+        if cap is not None:
+            n.gauge(
+                "erlang_os_mon_disk_used_ratio",
+                "Used fraction of a mounted disk.",
+                cap / 100,
+                mount=mount,
+            )
+    v = num(s.get("almost_full_threshold"))
+    if v is not None:
+        n.gauge(
+            "erlang_os_mon_disk_almost_full_threshold_ratio",
+            "disksup's disk almost full alarm threshold.",
+            v / 100,
+        )
+
+
+def _mnesia(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    running = text(s.get("is_running"))
+    n.gauge("erlang_mnesia_running", "1 if mnesia is running on the node.", running == "yes")
+    if running != "yes":
+        return
+    n.gauge("erlang_mnesia_held_locks", "Locks held by mnesia.", s.get("held_locks"))
+    n.gauge("erlang_mnesia_lock_queue", "Transactions waiting for a lock.", s.get("lock_queue"))
+    tx = s.get("transactions")
+    if isinstance(tx, dict):
+        n.gauge(
+            "erlang_mnesia_transaction_participants",
+            "Transactions this node takes part in.",
+            tx.get("participants"),
+        )
+        n.gauge(
+            "erlang_mnesia_transaction_coordinators",
+            "Transactions this node coordinates.",
+            tx.get("coordinators"),
+        )
+    elif is_error(tx):
+        _section_error(n, "plugins.mnesia.transactions")
+    for key, name, doc in _MNESIA_COUNTERS:
+        n.counter(name, doc, s.get(key))
+    n.gauge("erlang_mnesia_db_nodes", "Nodes of the mnesia schema.", s.get("db_nodes"))
+    n.gauge(
+        "erlang_mnesia_running_db_nodes",
+        "Nodes of the schema where mnesia runs.",
+        s.get("running_db_nodes"),
+    )
+    tables = s.get("tables")
+    if not isinstance(tables, dict):
+        return
+    n.gauge("erlang_mnesia_tables", "Tables of the schema (up to max_tables).", len(tables))
+    total = 0.0
+    for table, info in sorted(tables.items()):
+        if not isinstance(info, dict):
+            continue
+        t = text(table)
+        storage = text(info.get("storage_type"))
+        mem = num(info.get("memory_bytes"))
+        if mem is not None:
+            total += mem
+            n.gauge(
+                "erlang_mnesia_tablewise_memory_usage_bytes",
+                "Memory of each table's local copy.",
+                mem,
+                table=t,
+                type=storage,
+            )
+        n.gauge(
+            "erlang_mnesia_tablewise_size",
+            "Records in each table's local copy.",
+            info.get("size"),
+            table=t,
+        )
+    n.gauge(
+        "erlang_mnesia_memory_usage_bytes",
+        "Memory of all local table copies.",
+        total,
+    )
+
+
+_PLUGINS: Final[Mapping[str, Renderer]] = {"os_mon": _os_mon, "mnesia": _mnesia}
+
+_SECTIONS: Final[Sequence[tuple[str, Renderer]]] = (
+    ("versions", _versions),
+    ("memory", _memory),
+    ("allocators", _allocators),
+    ("allocated_areas", _allocated_areas),
+    ("limits", _limits),
+    ("system", _system),
+    ("run_queues", _run_queues),
+    ("statistics", _statistics),
+    ("scheduler_utilization", _scheduler_utilization),
+    ("msacc", _msacc),
+    ("processes", _processes),
+    ("ports", _ports),
+    ("ets", _ets),
+    ("kernel", _kernel),
+    ("dist", _dist),
+    ("sysmon", _sysmon),
+    ("plugins", _plugins),
+)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _section_error(n: _Node, section: str) -> None:
+    n.gauge(
+        "beamside_agent_section_error",
+        "1 for each snapshot section the node could not compute.",
+        1,
+        section=section,
+    )
+
+
+def _guarded(
+    n: _Node, key: str, render: Renderer, section: Mapping[str, Any], data: Mapping[str, Any]
+) -> None:
+    try:
+        render(n, section, data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        log.warning("cannot render section %s", key, exc_info=True)
+        _section_error(n, key)
+
+
+def _agent(n: _Node, snap: NodeSnapshot) -> None:
+    data = snap.data
+    us = num(data.get("duration_us"))
+    if us is not None:
+        n.gauge(
+            "beamside_agent_collect_duration_seconds",
+            "Time the last collect took on the node.",
+            us / 1e6,
+        )
+
+
+# --------------------------------------------------------------------------- API
+
+
+def vm_metric_families(snapshots: Iterable[NodeSnapshot]) -> list[Metric]:
+    """The metric families of the given snapshots (one family per name, with
+    the samples of every node)."""
+    families = _Families()
+    for snap in snapshots:
+        n = _Node(families, snap)
+        data = snap.data
+        _agent(n, snap)
+        for key, render in _SECTIONS:
+            section = data.get(key)
+            if section is None:
+                continue
+            if is_error(section):
+                _section_error(n, key)
+                continue
+            if not isinstance(section, dict):
+                _section_error(n, key)
+                continue
+            _guarded(n, key, render, section, data)
+    return families.collect()

@@ -1,0 +1,436 @@
+"""beamside's Erlang agents: load them into a node, attach, collect, detach.
+
+The agents are the ``beamside_*`` modules compiled from ``erl_agents/`` by
+``scripts/build_agents.sh`` (``erlc +deterministic`` on OTP 25) into
+``sidecar/agents/ebin/``, which ships inside this package: a sidecar host needs
+no Erlang.  ``ebin/manifest.json`` carries the agent protocol version (from
+``-define(VERSION, N)`` in ``beamside_agent.erl``, the one source of truth)
+and the md5 of every module.
+
+Everything here is one or a few ``rpc`` calls through the node's ``rex``:
+
+* :func:`ensure_loaded` -- loads the agents with ``code:atomic_load/1`` when
+  they are missing, older, or differ in any module's md5 from ours; an agent
+  already there is first detached and its modules deleted and purged (soft
+  purge first; a hard purge can only hit processes still running beamside
+  code, never the user's).  Returns the node's :class:`AgentInfo`.
+* :func:`attach` / :func:`detach` -- the long-lived ``beamside_sysmon``
+  process, tied to our connection; detach also unloads every ``beamside_*``
+  module, so nothing of ours is left on the node.
+* :func:`collect` -- one call per tick, the whole snapshot (a ``dict`` with
+  :class:`~sidecar.dist.term.Atom` keys; binaries stay ``bytes``; a section
+  that failed on the node is an ``(Atom('error'), reason)`` tuple).
+* :func:`live` -- a cheap subset for the 1 s live stream.
+
+Options are given as Python mappings with ``str`` keys; ``str`` values are
+sent as atoms (see :func:`to_opts_term`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from sidecar.dist.errors import DistError, DistTimeout, RpcError
+from sidecar.dist.node import LocalNode
+from sidecar.dist.term import Atom, Charlist, Pid
+
+__all__ = [
+    "AGENT_MODULES",
+    "AGENT_VERSION",
+    "AgentError",
+    "AgentInfo",
+    "Beam",
+    "attach",
+    "beams",
+    "collect",
+    "detach",
+    "ensure_loaded",
+    "is_error",
+    "live",
+    "to_opts_term",
+    "unload",
+]
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "beamside_"
+_OK = Atom("ok")
+_ERROR = Atom("error")
+_AGENT = "beamside_agent"
+
+
+class AgentError(DistError):
+    """An agent call answered ``{error, Reason}`` (or the agent is unusable)."""
+
+    def __init__(self, message: str, reason: object = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Beam:
+    """One compiled agent module shipped in this package."""
+
+    module: str
+    md5: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Manifest:
+    version: int
+    modules: Mapping[str, str]
+
+
+def _ebin() -> Traversable:
+    return resources.files(__name__).joinpath("ebin")
+
+
+@functools.cache
+def _manifest() -> _Manifest:
+    raw = json.loads(_ebin().joinpath("manifest.json").read_text(encoding="utf-8"))
+    version = raw["version"]
+    modules = raw["modules"]
+    if type(version) is not int or not isinstance(modules, dict):
+        raise RuntimeError("sidecar/agents/ebin/manifest.json is malformed")
+    return _Manifest(version, MappingProxyType({str(k): str(v) for k, v in modules.items()}))
+
+
+@functools.cache
+def beams() -> tuple[Beam, ...]:
+    """The agent beams in this package, with the md5 the manifest gives."""
+    manifest = _manifest()
+    out = []
+    for module, md5 in sorted(manifest.modules.items()):
+        data = _ebin().joinpath(f"{module}.beam").read_bytes()
+        out.append(Beam(module, md5, data))
+    return tuple(out)
+
+
+AGENT_VERSION: Final[int] = _manifest().version
+AGENT_MODULES: Final[Mapping[str, str]] = _manifest().modules
+
+
+Action = Literal["kept", "loaded", "replaced"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentInfo:
+    """``beamside_agent:info()`` of a node, plus what :func:`ensure_loaded` did."""
+
+    node: str
+    agent_version: int
+    otp_release: str
+    erts_version: str
+    system_architecture: str
+    emulator_flavor: str
+    wordsize: int
+    os_pid: int | None
+    uptime_ms: int
+    family_hint: str
+    family_source: str
+    release_version: str | None
+    applications: Mapping[str, str]
+    plugins: Mapping[str, bool]
+    modules: Mapping[str, str]
+    attached: bool
+    action: Action = "kept"
+
+    @property
+    def version(self) -> int:
+        """The agent protocol version (``agent_version``)."""
+        return self.agent_version
+
+    @classmethod
+    def from_term(cls, term: Any, action: Action = "kept") -> AgentInfo:
+        if not isinstance(term, dict):
+            raise AgentError(f"beamside_agent:info() returned {term!r}", term)
+        apps = term.get("applications")
+        plugins = term.get("plugins")
+        modules = term.get("modules")
+        os_pid = term.get("os_pid")
+        release = term.get("release_version")
+        return cls(
+            node=str(term.get("node", "")),
+            agent_version=int(term.get("agent_version", 0)),
+            otp_release=text(term.get("otp_release")),
+            erts_version=text(term.get("erts_version")),
+            system_architecture=text(term.get("system_architecture")),
+            emulator_flavor=text(term.get("emulator_flavor")),
+            wordsize=int(term.get("wordsize", 8)),
+            os_pid=os_pid if type(os_pid) is int else None,
+            uptime_ms=int(term.get("uptime_ms", 0)),
+            family_hint=text(term.get("family_hint")) or "erlang",
+            family_source=text(term.get("family_source")) or "default",
+            release_version=None if release is None else text(release),
+            applications=MappingProxyType(
+                {str(k): text(v) for k, v in apps.items()} if isinstance(apps, dict) else {}
+            ),
+            plugins=MappingProxyType(
+                {str(k): v is True for k, v in plugins.items()} if isinstance(plugins, dict) else {}
+            ),
+            modules=MappingProxyType(
+                {str(k): text(v) for k, v in modules.items()} if isinstance(modules, dict) else {}
+            ),
+            attached=term.get("attached") is True,
+            action=action,
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def text(value: Any) -> str:
+    """An Erlang binary, atom or charlist as ``str`` (``""`` for anything else)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list) and all(type(c) is int for c in value):
+        return "".join(chr(c) for c in value if 0 <= c < 0x110000)
+    return ""
+
+
+def is_error(value: Any) -> bool:
+    """True for an Erlang ``{error, Reason}``."""
+    return type(value) is tuple and len(value) == 2 and value[0] == _ERROR
+
+
+def to_opts_term(opts: Mapping[str, Any] | None) -> dict[Atom, Any]:
+    """Options for the agents: keys become atoms, ``str`` values atoms,
+    lists and nested mappings are converted the same way."""
+    return {Atom(k): _opt_value(v) for k, v in (opts or {}).items()}
+
+
+def _opt_value(value: Any) -> Any:
+    if isinstance(value, bool | int | float | bytes | Atom):
+        return value
+    if isinstance(value, str):
+        return Atom(value)
+    if isinstance(value, Mapping):
+        return {Atom(str(k)): _opt_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_opt_value(v) for v in value]
+    raise TypeError(f"cannot send option value {value!r} to an agent")
+
+
+@asynccontextmanager
+async def _deadline(what: str, node: str, timeout: float) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(timeout):
+            yield
+    except TimeoutError as exc:
+        if isinstance(exc, DistError):
+            raise
+        raise DistTimeout(f"{what} on {node} timed out after {timeout:g}s") from None
+
+
+async def _call(
+    local: LocalNode, node: str, function: str, args: Sequence[Any], timeout: float
+) -> Any:
+    """``beamside_agent:Function(Args)``; an rpc failure becomes :class:`AgentError`."""
+    try:
+        return await local.rpc(node, _AGENT, function, args, timeout=timeout)
+    except RpcError as exc:
+        raise AgentError(
+            f"beamside_agent:{function}/{len(args)} failed on {node}: {exc.reason!r}", exc.reason
+        ) from exc
+
+
+def _ok(reply: Any, what: str, node: str) -> Any:
+    if type(reply) is tuple and len(reply) == 2 and reply[0] == _OK:
+        return reply[1]
+    if is_error(reply):
+        raise AgentError(f"{what} on {node}: {reply[1]!r}", reply[1])
+    raise AgentError(f"{what} on {node}: unexpected reply {reply!r}", reply)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+async def loaded_agent_modules(local: LocalNode, node: str, *, timeout: float = 10.0) -> list[str]:
+    """Every ``beamside_*`` module loaded on the node."""
+    mods = await local.rpc(node, "erlang", "loaded", [], timeout=timeout)
+    return sorted(str(m) for m in mods if isinstance(m, str) and m.startswith(PREFIX))
+
+
+async def ensure_loaded(
+    local: LocalNode,
+    node: str,
+    *,
+    timeout: float = 15.0,
+    allow_downgrade: bool = True,
+) -> AgentInfo:
+    """Make sure the node runs exactly our agents; return its :class:`AgentInfo`.
+
+    Nothing is loaded when every module is there with our md5.  Otherwise
+    the agent present (older, newer or different) is detached, its modules
+    deleted and purged, and ours loaded with ``code:atomic_load/1`` (all or
+    nothing).  With ``allow_downgrade=False`` a node running a newer agent
+    than ours raises :class:`AgentError` instead of being downgraded.
+    """
+    async with _deadline("loading agents", node, timeout):
+        present = await loaded_agent_modules(local, node, timeout=timeout)
+        action: Action = "loaded"
+        if present:
+            info: AgentInfo | None = None
+            if _AGENT in present:
+                try:
+                    info = AgentInfo.from_term(await _call(local, node, "info", [], timeout))
+                except AgentError as exc:
+                    log.info("agent on %s does not answer info(): %s", node, exc)
+            if info is not None and _same(info, present):
+                return info
+            if info is not None and info.agent_version > AGENT_VERSION and not allow_downgrade:
+                raise AgentError(
+                    f"{node} runs agent version {info.agent_version}, newer than ours "
+                    f"({AGENT_VERSION}); not downgrading"
+                )
+            log.info(
+                "replacing agent on %s (version %s, modules %s)",
+                node,
+                info.agent_version if info else "?",
+                present,
+            )
+            if _AGENT in present:
+                await _stop_agent(local, node, timeout)
+            await unload(local, node, timeout=timeout)
+            action = "replaced"
+        await _load(local, node, timeout)
+        return AgentInfo.from_term(await _call(local, node, "info", [], timeout), action)
+
+
+def _same(info: AgentInfo, present: Iterable[str]) -> bool:
+    return (
+        info.agent_version == AGENT_VERSION
+        and set(AGENT_MODULES) <= set(present)
+        and all(info.modules.get(m) == md5 for m, md5 in AGENT_MODULES.items())
+    )
+
+
+async def _stop_agent(local: LocalNode, node: str, timeout: float) -> None:
+    """Ask whatever agent is there to stop its processes (best effort)."""
+    try:
+        await _call(local, node, "detach", [], timeout)
+    except AgentError as exc:
+        log.info("old agent on %s did not detach cleanly: %s", node, exc)
+
+
+async def _load(local: LocalNode, node: str, timeout: float) -> None:
+    entries = [(Atom(b.module), Charlist(f"{b.module}.beam"), b.data) for b in beams()]
+    reply = await local.rpc(node, "code", "atomic_load", [entries], timeout=timeout)
+    if reply != _OK:
+        raise AgentError(f"loading agents on {node} failed: {reply!r}", reply)
+
+
+async def unload(
+    local: LocalNode, node: str, *, timeout: float = 10.0, grace: float = 2.0
+) -> list[str]:
+    """Delete and purge every ``beamside_*`` module on the node.
+
+    Soft purge first; only if old beamside code is still running after
+    ``grace`` seconds (a walker of a timed-out collect, say) is it purged
+    hard, which kills just the processes running that code.  Returns the
+    modules unloaded.
+    """
+    async with _deadline("unloading agents", node, timeout):
+        mods = await loaded_agent_modules(local, node, timeout=timeout)
+        for mod in mods:
+            await _purge(local, node, mod, grace, timeout)  # any old code first
+            await local.rpc(node, "code", "delete", [Atom(mod)], timeout=timeout)
+            await _purge(local, node, mod, grace, timeout)
+        return mods
+
+
+async def _purge(local: LocalNode, node: str, mod: str, grace: float, timeout: float) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + grace
+    while True:
+        if await local.rpc(node, "code", "soft_purge", [Atom(mod)], timeout=timeout):
+            return
+        if loop.time() >= end:
+            log.warning("old code of %s on %s still in use after %gs: purging", mod, node, grace)
+            await local.rpc(node, "code", "purge", [Atom(mod)], timeout=timeout)
+            return
+        await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- calls
+
+
+async def attach(
+    local: LocalNode,
+    node: str,
+    opts: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 10.0,
+) -> Pid:
+    """Start (idempotent) the agent process tied to our connection; its pid.
+
+    ``opts``: ``system_monitor`` (bool), ``long_gc`` / ``long_schedule`` (ms),
+    ``large_heap`` (words), ``busy_port`` / ``busy_dist_port`` (bool),
+    ``scheduler_wall_time`` / ``msacc`` (bool, off unless asked).
+    """
+    reply = await _call(local, node, "attach", [local.atom, to_opts_term(opts)], timeout)
+    pid = _ok(reply, "attach", node)
+    if not isinstance(pid, Pid):
+        raise AgentError(f"attach on {node}: unexpected reply {reply!r}", reply)
+    return pid
+
+
+async def detach(local: LocalNode, node: str, *, timeout: float = 10.0) -> list[str]:
+    """Stop the agent process and unload every ``beamside_*`` module.
+
+    Returns the modules unloaded.  Safe to call when nothing is loaded.
+    """
+    async with _deadline("detaching", node, timeout):
+        present = await loaded_agent_modules(local, node, timeout=timeout)
+        if _AGENT in present:
+            await _stop_agent(local, node, timeout)
+        return await unload(local, node, timeout=timeout)
+
+
+async def collect(
+    local: LocalNode,
+    node: str,
+    opts: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    """``beamside_agent:collect(Opts)``: the snapshot, as decoded.
+
+    Raises :class:`AgentError` when the node answers ``{error, _}`` as a
+    whole (a failed section is an ``{error, _}`` value inside the dict).
+    """
+    reply = await _call(local, node, "collect", [to_opts_term(opts)], timeout)
+    snapshot = _ok(reply, "collect", node)
+    if not isinstance(snapshot, dict):
+        raise AgentError(f"collect on {node}: unexpected reply {reply!r}", reply)
+    return snapshot
+
+
+async def live(
+    local: LocalNode,
+    node: str,
+    keys: Sequence[str],
+    opts: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = 5.0,
+) -> dict[str, Any]:
+    """``beamside_agent:live(Keys, Opts)``: the chosen values (``{error, _}``
+    for an unknown key)."""
+    reply = await _call(local, node, "live", [[Atom(k) for k in keys], to_opts_term(opts)], timeout)
+    values = _ok(reply, "live", node)
+    if not isinstance(values, dict):
+        raise AgentError(f"live on {node}: unexpected reply {reply!r}", reply)
+    return values

@@ -1,0 +1,104 @@
+"""Fixtures and helpers for the agent tests (real nodes, see tests/nodes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from exporter.snapshot import NodeSnapshot
+from exporter.vm_metrics import vm_metric_families
+from sidecar import agents
+from sidecar.dist.node import LocalNode
+from tests.nodes import ErlangNode
+
+
+@pytest.fixture
+async def local(cookie: str, epmd_port: int) -> AsyncIterator[LocalNode]:
+    node = LocalNode("beamside-agents@127.0.0.1", cookie, epmd_port=epmd_port)
+    yield node
+    await node.close()
+
+
+async def snapshot(
+    local: LocalNode, node: ErlangNode, opts: dict[str, Any] | None = None, family: str = "test"
+) -> NodeSnapshot:
+    """One collect, wrapped as the exporter sees it."""
+    taken = time.time()
+    t0 = time.perf_counter()
+    data = await agents.collect(local, node.name, opts, timeout=30)
+    return NodeSnapshot(
+        node=node.name,
+        family=family,
+        cluster="agents-test",
+        taken_at=taken,
+        duration=time.perf_counter() - t0,
+        data=data,
+    )
+
+
+class _SnapshotCollector(Collector):
+    def __init__(self, snapshots: Iterable[NodeSnapshot]) -> None:
+        self._snapshots = list(snapshots)
+
+    def collect(self) -> Iterable[Metric]:
+        return vm_metric_families(self._snapshots)
+
+
+def exposition(snapshots: Iterable[NodeSnapshot]) -> bytes:
+    """The text exposition, from a registry of our own (never the global one)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_SnapshotCollector(snapshots))
+    return generate_latest(registry)
+
+
+def family_names(snapshots: Iterable[NodeSnapshot]) -> set[str]:
+    return {f.name for f in vm_metric_families(snapshots)}
+
+
+def section_errors(data: dict[str, Any]) -> dict[str, Any]:
+    return {str(k): v for k, v in data.items() if agents.is_error(v)}
+
+
+async def wait_for(node: ErlangNode, expr: str, expected: str, timeout: float = 5.0) -> str:
+    """Poll ``node.aeval(expr)`` until it prints ``expected``; the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await node.aeval(expr)
+        if value == expected or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+# Everything beamside could leave on a node, as one printed term.  Run through
+# the node's own control channel, never through the client under test (whose
+# control server is registered as beamside_test_control: not ours).
+RESIDUE_EXPR = """
+Beamside = fun(A) -> S = atom_to_list(A),
+                     lists:prefix("beamside_", S) andalso not lists:prefix("beamside_test_", S)
+           end,
+Mods = [M || M <- erlang:loaded(), Beamside(M)],
+Names = [N || N <- registered(), Beamside(N)],
+Tabs = [T || T <- ets:all(), is_atom(T) andalso Beamside(T)],
+Procs = [P || P <- processes(),
+              case process_info(P, [current_function, initial_call, dictionary]) of
+                  [{current_function, {CM, _, _}}, {initial_call, {IM, _, _}}, {dictionary, D}] ->
+                      Beamside(CM) orelse Beamside(IM) orelse
+                          case lists:keyfind('$initial_call', 1, D) of
+                              {_, {DM, _, _}} -> Beamside(DM);
+                              _ -> false
+                          end;
+                  _ -> false
+              end],
+Msacc = erlang:system_flag(microstate_accounting, false),
+{Mods, Names, Tabs, Procs, erlang:system_monitor(),
+ erlang:statistics(scheduler_wall_time), Msacc}.
+"""
+
+NO_RESIDUE = "{[],[],[],[],undefined,undefined,false}"
