@@ -23,7 +23,7 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -187,10 +187,20 @@ class NodeManager:
         return True
 
     async def live(self, node: str, keys: list[str], timeout: float = 2.0) -> dict[str, Any]:
-        """The live subset of metrics for ``node`` (for the 1 s stream)."""
+        """The live subset of metrics for ``node``, read now (one small call)."""
         if node not in self._nodes:
             raise KeyError(node)
         return await agents.live(self.local, node, keys, timeout=timeout)
+
+    async def live_stream(self, node: str, keys: list[str]) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`live` every ``intervals.live`` (what the gRPC stream serves)."""
+        interval = self.config.intervals.live
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            yield await self.live(node, keys, timeout=max(interval, 1.0))
+            next_tick = max(next_tick + interval, loop.time())
+            await asyncio.sleep(next_tick - loop.time())
 
     async def stop(self) -> None:
         """Stop collecting, detach every node cleanly, close connections."""

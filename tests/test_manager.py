@@ -82,6 +82,15 @@ async def test_live_path(manager: NodeManager, otp25_node: ErlangNode) -> None:
     assert values["process_count"] > 10 and values["memory_total"] > 1_000_000
     with pytest.raises(KeyError):
         await manager.live("nobody@127.0.0.1", ["process_count"])
+    # The stream yields at intervals.live (1 s here).
+    started = time.monotonic()
+    readings = []
+    async for reading in manager.live_stream(otp25_node.name, ["reductions"]):
+        readings.append(reading["reductions"])
+        if len(readings) == 3:
+            break
+    assert 1.5 < time.monotonic() - started < 5
+    assert readings == sorted(readings)
 
 
 async def test_family_from_release_when_not_overridden(
