@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import CookieSource
+from .config import ConfigError, CookieSource
 from .dist.errors import (
     ConnectError,
     CookieRefused,
@@ -89,13 +89,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from .config import load_config
 
-    try:
-        config = load_config(args.file)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
+    config = load_config(args.file)
     nodes = sum(len(t.nodes) for t in config.targets)
     print(
         f"{args.file}: ok — cluster {config.cluster!r}, {len(config.targets)} target(s), "
@@ -112,15 +108,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import ConfigError, load_config
+    from .config import load_config
     from .daemon import Daemon
     from .logs import setup_json_logging
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_CONFIG
+    config = load_config(args.config)
     setup_json_logging()
 
     async def main() -> None:
@@ -213,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"beamside {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
     return code

@@ -72,19 +72,7 @@ OUR_FLAGS: Final = (
 )
 
 # The peer must have these for us to talk to it (OTP 25 and newer have them).
-REQUIRED_FROM_PEER: Final = (
-    DFlag.EXTENDED_REFERENCES
-    | DFlag.EXTENDED_PIDS_PORTS
-    | DFlag.UTF8_ATOMS
-    | DFlag.NEW_FUN_TAGS
-    | DFlag.BIG_CREATION
-    | DFlag.NEW_FLOATS
-    | DFlag.MAP_TAG
-    | DFlag.EXPORT_PTR_TAG
-    | DFlag.BIT_BINARIES
-    | DFlag.HANDSHAKE_23
-    | DFlag.DIST_MONITOR
-)
+REQUIRED_FROM_PEER: Final = MANDATORY | DFlag.DIST_MONITOR
 
 
 def describe(flags: int) -> str:
