@@ -1,0 +1,1 @@
+"""Alarms: the engine, the checks that feed it, and the Alertmanager sink."""
