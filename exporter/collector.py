@@ -8,7 +8,7 @@ the managed nodes are in.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client.core import (
@@ -59,16 +59,62 @@ class SnapshotSource(Protocol):
     def statuses(self) -> Sequence[StatusView]: ...
 
 
+class AlarmView(Protocol):
+    """An active alarm, as far as the exporter is concerned (``sidecar.alarms.model.Alarm``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def severity(self) -> object: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+
+
+class AlarmSource(Protocol):
+    def active(self) -> Sequence[AlarmView]: ...
+
+
+MetricsProvider = Callable[[], Iterable[Metric]]
+
+
 class BeamsideCollector(Collector):
-    def __init__(self, source: SnapshotSource, version: str) -> None:
+    def __init__(
+        self,
+        source: SnapshotSource,
+        version: str,
+        *,
+        alarms: AlarmSource | None = None,
+        extra: Sequence[MetricsProvider] = (),
+    ) -> None:
         self._source = source
         self._version = version
+        self._alarms = alarms
+        self._extra = tuple(extra)
 
     def collect(self) -> Iterator[Metric]:
         snapshots = list(self._source.snapshots.values())
         statuses = list(self._source.statuses())
         yield from vm_metric_families(snapshots)
         yield from self._own(statuses)
+        if self._alarms is not None:
+            yield self._alarm_family(self._alarms.active())
+        for provider in self._extra:
+            yield from provider()
+
+    def _alarm_family(self, active: Sequence[AlarmView]) -> Metric:
+        family = GaugeMetricFamily(
+            "beamside_alarm_active",
+            "1 for each active alarm (node is empty for a family-wide alarm)",
+            labels=["alarm", "severity", "node", "family", "cluster"],
+        )
+        for alarm in active:
+            family.add_metric(
+                [alarm.id, str(alarm.severity), alarm.node, alarm.family, self._source.cluster],
+                1.0,
+            )
+        return family
 
     def _own(self, statuses: Sequence[StatusView]) -> Iterator[Metric]:
         cluster = self._source.cluster
@@ -144,8 +190,14 @@ class BeamsideCollector(Collector):
         yield from (up, state, agent, duration, last_ok, age, errors, failures, attaches)
 
 
-def build_registry(source: SnapshotSource, version: str) -> CollectorRegistry:
+def build_registry(
+    source: SnapshotSource,
+    version: str,
+    *,
+    alarms: AlarmSource | None = None,
+    extra: Sequence[MetricsProvider] = (),
+) -> CollectorRegistry:
     """Our own registry (never the global one) holding only our collector."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(BeamsideCollector(source, version))
+    registry.register(BeamsideCollector(source, version, alarms=alarms, extra=extra))
     return registry

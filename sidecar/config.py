@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .alarms.alertmanager import AlertmanagerConfig
+from .alarms.catalogue import BUILTIN, SETTING_KEYS, AlarmConfig, GlobalParam
 from .dist.names import NodeName, parse_node_name
 
 T = TypeVar("T")
@@ -29,6 +31,7 @@ DEFAULT_LIVE_INTERVAL = 1.0
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_ATOM_TEXT = re.compile(r"^[a-z][A-Za-z0-9_@]{0,254}$")
 
 
 class ConfigError(Exception):
@@ -128,6 +131,8 @@ class Config:
     http_listen: tuple[str, int] = ("127.0.0.1", 9568)
     grpc_listen: tuple[str, int] = ("127.0.0.1", 50051)
     otlp: OtlpConfig | None = None
+    alarms: AlarmConfig = field(default_factory=AlarmConfig)
+    alertmanager: AlertmanagerConfig | None = None
     source: str = "<config>"
 
 
@@ -247,7 +252,18 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     top = r.mapping(
         data,
         "",
-        {"cluster", "node_name", "targets", "intervals", "http", "grpc", "otlp"},
+        {
+            "cluster",
+            "node_name",
+            "targets",
+            "intervals",
+            "http",
+            "grpc",
+            "otlp",
+            "alarms",
+            "global_config",
+            "alertmanager",
+        },
     )
     if data is None or not isinstance(data, dict):
         if data is None:
@@ -304,6 +320,30 @@ def parse_config(data: object, source: str = "<config>") -> Config:
             headers=tuple(sorted(headers_raw.items())),
         )
 
+    alarms = AlarmConfig(
+        overrides=_alarm_overrides(r, top.get("alarms")),
+        global_params=_global_params(r, top.get("global_config")),
+    )
+    alertmanager: AlertmanagerConfig | None = None
+    if top.get("alertmanager") is not None:
+        path = "alertmanager"
+        am = r.mapping(top.get(path), path, {"urls", "resend_interval", "timeout"})
+        urls = am.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        try:
+            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+                raise ValueError("urls: expected a list of Alertmanager URLs")
+            alertmanager = AlertmanagerConfig(
+                urls=tuple(urls),
+                resend_interval=r.convert(
+                    am, "resend_interval", path, _positive_interval(1.0), 60.0
+                ),
+                timeout=r.convert(am, "timeout", path, _positive_interval(0.1), 5.0),
+            )
+        except (ValueError, TypeError) as exc:
+            r.problem(path, str(exc))
+
     if r.problems:
         raise ConfigError(source, r.problems)
     return Config(
@@ -314,8 +354,58 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         http_listen=http_listen,
         grpc_listen=grpc_listen,
         otlp=otlp,
+        alarms=alarms,
+        alertmanager=alertmanager,
         source=source,
     )
+
+
+def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for alarm_id, settings in r.mapping(value, "alarms", set(BUILTIN)).items():
+        if alarm_id not in BUILTIN:
+            continue
+        path = f"alarms.{alarm_id}"
+        m = r.mapping(settings, path, SETTING_KEYS)
+        checked: dict[str, Any] = {}
+        for key, raw in m.items():
+            if key not in SETTING_KEYS:
+                continue
+            if key in ("delay", "hold", "window"):
+                checked[key] = r.convert(m, key, path, parse_duration, None)
+            elif key == "enabled":
+                if isinstance(raw, bool):
+                    checked[key] = raw
+                else:
+                    r.problem(_join(path, key), "expected true or false")
+            elif isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+                checked[key] = float(raw)
+            else:
+                r.problem(_join(path, key), f"expected a non-negative number, got {raw!r}")
+        overrides[alarm_id] = {k: v for k, v in checked.items() if v is not None}
+    return overrides
+
+
+def _global_params(r: _Reader, value: object) -> tuple[GlobalParam, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        r.problem("global_config", "expected a list of {app, key[, family]}")
+        return ()
+    params: list[GlobalParam] = []
+    for i, item in enumerate(value):
+        path = f"global_config[{i}]"
+        m = r.mapping(item, path, {"app", "key", "family"})
+        app, key = m.get("app"), m.get("key")
+        if not isinstance(app, str) or not _ATOM_TEXT.match(app):
+            r.problem(_join(path, "app"), "expected an application name")
+            continue
+        if not isinstance(key, str) or not _ATOM_TEXT.match(key):
+            r.problem(_join(path, "key"), "expected a parameter name")
+            continue
+        family = r.convert(m, "family", path, _label_value("family"), None)
+        params.append(GlobalParam(app, key, family))
+    return tuple(params)
 
 
 def load_config(path: str | Path) -> Config:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from exporter.collector import build_registry
+from exporter.collector import MetricsProvider, build_registry
 from exporter.http import MetricsServer
 from exporter.otlp import OtlpBridge, otlp_http_reader
 
 from . import __version__
+from .alarms.alertmanager import AlertmanagerSink
+from .alarms.checks import AlarmChecker
+from .alarms.engine import AlarmEngine
 from .config import Config
 from .dist.names import NodeName, default_local_name, parse_node_name
 from .dist.node import LocalNode
@@ -35,8 +38,21 @@ class Daemon:
         self.config = config
         # The default cookie is never used: every target brings its own.
         self.local = LocalNode(local_name_for(config), "unused-default", epmd_port=epmd_port)
-        self.manager = NodeManager(config, self.local)
-        self.registry = build_registry(self.manager, __version__)
+        self.alarms = AlarmEngine(config.cluster)
+        self.checker = AlarmChecker(
+            self.alarms,
+            config.alarms.overrides,
+            config.alarms.global_params,
+            interval=config.intervals.metrics,
+        )
+        self.manager = NodeManager(config, self.local, self.checker)
+        self.alertmanager: AlertmanagerSink | None = None
+        extra: list[MetricsProvider] = []
+        if config.alertmanager is not None:
+            self.alertmanager = AlertmanagerSink(config.alertmanager, config.cluster)
+            self.alarms.subscribe(self.alertmanager.publish)
+            extra.append(self.alertmanager.metric_families)
+        self.registry = build_registry(self.manager, __version__, alarms=self.alarms, extra=extra)
         host, port = config.http_listen
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
         self.otlp: OtlpBridge | None = None
@@ -62,6 +78,8 @@ class Daemon:
         )
         refresher: asyncio.Task[None] | None = None
         try:
+            if self.alertmanager is not None:
+                await self.alertmanager.start()
             await self.manager.start()
             if self.otlp is not None and self.config.otlp is not None:
                 refresher = asyncio.create_task(
@@ -73,6 +91,8 @@ class Daemon:
             if refresher is not None:
                 refresher.cancel()
             await self.manager.stop()
+            if self.alertmanager is not None:
+                await self.alertmanager.stop()
             if self.otlp is not None:
                 self.otlp.refresh()
                 await asyncio.to_thread(self.otlp.shutdown)

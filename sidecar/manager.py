@@ -30,6 +30,7 @@ from typing import Any
 from exporter.snapshot import NodeSnapshot
 
 from . import agents
+from .alarms.checks import AlarmChecker
 from .config import Config, CookieSource, Target
 from .dist.errors import (
     CookieRefused,
@@ -110,9 +111,12 @@ def failure_reason(exc: BaseException) -> str:
 
 
 class NodeManager:
-    def __init__(self, config: Config, local: LocalNode) -> None:
+    def __init__(
+        self, config: Config, local: LocalNode, checker: AlarmChecker | None = None
+    ) -> None:
         self.config = config
         self.local = local
+        self.checker = checker
         self.cluster = config.cluster
         self.snapshots: dict[str, NodeSnapshot] = {}
         self._status: dict[str, NodeStatus] = {}
@@ -137,6 +141,10 @@ class NodeManager:
         return all(s.state is not NodeState.CONNECTING for s in self._status.values())
 
     async def start(self) -> None:
+        if self.checker is not None:
+            self._discovery.append(
+                asyncio.create_task(self._evaluate(self.checker), name="alarm checks")
+            )
         for target in self.config.targets:
             for node in target.nodes:
                 self.add_target(node, target)
@@ -183,6 +191,8 @@ class NodeManager:
         await self._detach(node)
         self._status.pop(node, None)
         self.snapshots.pop(node, None)
+        if self.checker is not None:
+            self.checker.forget(node)
         log.info("stopped managing %s", node, extra={"node": node})
         return True
 
@@ -301,8 +311,15 @@ class NodeManager:
         next_tick = loop.time()
         while True:
             started = time.monotonic()
+            opts = (
+                self.checker.collect_options(node, self._status[node].family)
+                if self.checker is not None
+                else None
+            )
             try:
-                data = await agents.collect(self.local, node, timeout=max(interval * 0.8, 1.0))
+                data = await agents.collect(
+                    self.local, node, opts, timeout=max(interval * 0.8, 1.0)
+                )
             except (NodeDown, DistTimeout):
                 if not self.local.is_connected(node):
                     raise NodeDown(f"{node} went down") from None
@@ -317,7 +334,7 @@ class NodeManager:
                     last_success=time.time(),
                     uptime_seconds=_uptime(data),
                 )
-                self.snapshots[node] = NodeSnapshot(
+                snapshot = NodeSnapshot(
                     node=node,
                     family=status.family,
                     cluster=self.cluster,
@@ -325,6 +342,12 @@ class NodeManager:
                     duration=duration,
                     data=data,
                 )
+                self.snapshots[node] = snapshot
+                if self.checker is not None:
+                    try:
+                        self.checker.on_snapshot(snapshot)
+                    except Exception:  # a check bug must not stop collection
+                        log.exception("alarm checks on %s failed", node, extra={"node": node})
             self._round_done()
             next_tick += interval
             wait = next_tick - loop.time()
@@ -354,6 +377,17 @@ class NodeManager:
         except DistError as exc:
             log.warning("detaching from %s failed: %s", node, exc, extra={"node": node})
         await self.local.disconnect(node)
+
+    async def _evaluate(self, checker: AlarmChecker) -> None:
+        """Availability and family checks, every second (in memory, cheap)."""
+        while True:
+            try:
+                statuses = self.statuses()
+                checker.on_statuses(statuses)
+                checker.on_family(self.snapshots, statuses)
+            except Exception:
+                log.exception("alarm evaluation failed")
+            await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------ discovery
 

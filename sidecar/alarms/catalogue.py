@@ -1,0 +1,321 @@
+"""The built-in alarms: ids, default thresholds, cause and repair texts.
+
+Thresholds are overridable per alarm in the config file (``alarms:``):
+severity levels (``warning``/``minor``/``major``/``critical``), ``clear_ratio``
+(hysteresis), ``delay`` (condition must hold this long), ``hold`` (how long
+an event-like alarm stays raised), ``window`` (for growth rates) and
+``enabled``.  Unknown ids and keys are config errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .model import Severity
+
+W, MI, MA, CR = Severity.WARNING, Severity.MINOR, Severity.MAJOR, Severity.CRITICAL
+MiB = 1024 * 1024
+
+Scope = Literal["node", "family"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSpec:
+    id: str
+    scope: Scope
+    levels: tuple[tuple[Severity, float], ...]
+    unit: str
+    repair: str
+    clear_ratio: float = 0.9
+    delay: float = 0.0
+    hold: float = 0.0
+    window: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """A spec with the config's overrides applied."""
+
+    spec: AlarmSpec
+    levels: tuple[tuple[Severity, float], ...]
+    clear_ratio: float
+    delay: float
+    hold: float
+    window: float
+    enabled: bool = True
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+
+def _limit(alarm: str, what: str) -> AlarmSpec:
+    return AlarmSpec(
+        alarm,
+        "node",
+        ((MI, 0.7), (MA, 0.85), (CR, 0.95)),
+        "ratio",
+        f"Find what is creating {what} (check growth in Grafana, the top processes or "
+        f"tables) and stop the leak; raise the limit at the next restart if the load is real.",
+    )
+
+
+_SPECS: tuple[AlarmSpec, ...] = (
+    _limit("process_limit", "processes"),
+    _limit("port_limit", "ports"),
+    _limit("atom_limit", "atoms (list_to_atom/binary_to_atom on external input?)"),
+    _limit("ets_limit", "ETS tables"),
+    _limit("open_file_limit", "file descriptors"),
+    AlarmSpec(
+        "open_socket_limit",
+        "node",
+        ((MI, 0.5), (MA, 0.8)),
+        "ratio",
+        "Sockets use file descriptors: find the listener or client pool leaking sockets, "
+        "or raise the fd limit (ulimit -n).",
+    ),
+    AlarmSpec(
+        "module_limit",
+        "node",
+        ((MI, 10_000), (MA, 20_000)),
+        "count",
+        "Something generates modules at run time: find and bound it.",
+    ),
+    AlarmSpec(
+        "dist_link_limit",
+        "node",
+        ((MI, 500), (MA, 1000)),
+        "count",
+        "The mesh is larger than planned: consider hidden nodes or a partial mesh.",
+    ),
+    AlarmSpec(
+        "process_message_queue",
+        "node",
+        ((MI, 10_000), (MA, 100_000)),
+        "messages",
+        "Inspect the process (Processes/GetProcess): find why it cannot keep up "
+        "(blocked call, slow consumer) and shed or spread the load.",
+    ),
+    AlarmSpec(
+        "process_memory_high_watermark",
+        "node",
+        ((MI, 512 * MiB), (MA, 2048 * MiB)),
+        "bytes",
+        "Inspect the process: large state, big mailbox or binaries held; consider "
+        "hibernate, a GC, or max_heap_size.",
+    ),
+    AlarmSpec(
+        "system_memory_high_watermark",
+        "node",
+        ((MI, 0.8), (MA, 0.9)),
+        "ratio",
+        "The host is short of memory: find the biggest consumers (node memory by kind, "
+        "other processes on the host) before the OOM killer does.",
+    ),
+    AlarmSpec(
+        "disk_almost_full",
+        "node",
+        ((MI, 85), (MA, 95)),
+        "percent",
+        "Free space on the named mount: logs, crash dumps, mnesia/disk_log files.",
+    ),
+    AlarmSpec(
+        "os_cpu_load",
+        "node",
+        ((MI, 1.5), (MA, 3.0)),
+        "load per core",
+        "The host is overloaded: check the node's schedulers and other host processes.",
+    ),
+    AlarmSpec(
+        "binary_memory_growth",
+        "node",
+        ((MI, 2.0), (MA, 4.0)),
+        "growth factor",
+        "Binary memory keeps growing: look for processes holding refc binaries "
+        "(recon:bin_leak-style GC, long-lived processes touching large binaries).",
+        window=600.0,
+    ),
+    AlarmSpec(
+        "long_gc_storm",
+        "node",
+        ((MI, 10), (MA, 60)),
+        "events/min",
+        "Garbage collections over the long_gc threshold: find processes with huge heaps.",
+        hold=120.0,
+    ),
+    AlarmSpec(
+        "long_schedule_storm",
+        "node",
+        ((MI, 10), (MA, 60)),
+        "events/min",
+        "Processes or ports run too long without yielding: NIFs, huge list operations.",
+        hold=120.0,
+    ),
+    AlarmSpec(
+        "busy_dist_port",
+        "node",
+        ((MI, 1), (MA, 10)),
+        "events/min",
+        "Distribution buffers are full: large messages between nodes or a slow link; "
+        "consider +zdbbl or smaller messages.",
+        hold=120.0,
+    ),
+    AlarmSpec(
+        "old_code",
+        "node",
+        ((W, 1),),
+        "modules",
+        "Old module versions are still loaded: soft-purge them (Code/SoftPurge) once "
+        "no process runs them.",
+    ),
+    AlarmSpec(
+        "shell_history_size",
+        "node",
+        ((MI, 50 * MiB), (MA, 200 * MiB)),
+        "bytes",
+        "Trim the shell history files or lower shell_history_file_bytes.",
+    ),
+    AlarmSpec(
+        "corrupt_startup_file",
+        "node",
+        ((MA, 1),),
+        "files",
+        "Fix the named file before the node restarts: it would not boot.",
+    ),
+    AlarmSpec(
+        "mnesia_inconsistent_database",
+        "node",
+        ((CR, 1),),
+        "events",
+        "Mnesia saw a partitioned network: decide which side wins and restart the other "
+        "nodes' mnesia (mnesia:set_master_nodes/1).",
+        hold=3600.0,
+    ),
+    AlarmSpec(
+        "mnesia_overload",
+        "node",
+        ((MI, 1),),
+        "events",
+        "Mnesia's transaction log or dumper cannot keep up: check dump_log_write_threshold "
+        "and disk speed.",
+        hold=300.0,
+    ),
+    AlarmSpec(
+        "sasl_alarm",
+        "node",
+        ((MA, 1),),
+        "alarms",
+        "An alarm set on the node with alarm_handler: see its description.",
+    ),
+    AlarmSpec(
+        "node_down",
+        "node",
+        ((CR, 1),),
+        "down",
+        "Check the node's host and logs (crash dump, OOM killer, heart); beamside "
+        "reattaches by itself when it returns.",
+    ),
+    AlarmSpec(
+        "node_restarted",
+        "node",
+        ((W, 1),),
+        "restarts",
+        "The node restarted: read its crash dump or logs to find why.",
+        hold=600.0,
+    ),
+    AlarmSpec(
+        "dist_link_down",
+        "node",
+        ((MA, 1),),
+        "links",
+        "A node lost its distribution link to another node of its family: check the "
+        "network, net_ticktime and the other node.",
+    ),
+    AlarmSpec(
+        "different_module_versions",
+        "family",
+        ((MA, 1),),
+        "modules",
+        "Load the same version of the listed modules on every node of the family.",
+    ),
+    AlarmSpec(
+        "different_application_versions",
+        "family",
+        ((MA, 1),),
+        "applications",
+        "Run the same application versions on every node of the family.",
+    ),
+    AlarmSpec(
+        "global_config_missing",
+        "family",
+        ((MA, 1),),
+        "parameters",
+        "Set the listed parameters on every node of the family (Config/SetGlobal).",
+    ),
+    AlarmSpec(
+        "global_config_inconsistent",
+        "family",
+        ((MA, 1),),
+        "parameters",
+        "Give the listed parameters the same value on every node (Config/SetGlobal).",
+    ),
+    AlarmSpec(
+        "time_zone_mismatch",
+        "family",
+        ((W, 1),),
+        "nodes",
+        "Run every node of the family in the same time zone (TZ).",
+    ),
+    AlarmSpec(
+        "clock_skew",
+        "family",
+        ((MI, 1.0), (MA, 5.0)),
+        "seconds",
+        "Check NTP/chrony on the hosts of the listed nodes.",
+    ),
+)
+
+BUILTIN: Mapping[str, AlarmSpec] = {s.id: s for s in _SPECS}
+_LEVEL_KEYS = {"warning": W, "minor": MI, "major": MA, "critical": CR}
+SETTING_KEYS = {*_LEVEL_KEYS, "clear_ratio", "delay", "hold", "window", "enabled"}
+
+
+def resolve(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, AlarmSettings]:
+    """Every built-in alarm's settings, the (already validated) overrides applied."""
+    settings: dict[str, AlarmSettings] = {}
+    for alarm_id, spec in BUILTIN.items():
+        o = overrides.get(alarm_id, {})
+        levels = dict(spec.levels)
+        for key, severity in _LEVEL_KEYS.items():
+            if key in o:
+                levels[severity] = float(o[key])
+        settings[alarm_id] = AlarmSettings(
+            spec=spec,
+            levels=tuple(sorted(levels.items())),
+            clear_ratio=float(o.get("clear_ratio", spec.clear_ratio)),
+            delay=float(o.get("delay", spec.delay)),
+            hold=float(o.get("hold", spec.hold)),
+            window=float(o.get("window", spec.window)),
+            enabled=bool(o.get("enabled", True)),
+        )
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalParam:
+    """An application env parameter that must be equal across a family."""
+
+    app: str
+    key: str
+    family: str | None = None  # None: every family
+
+    def __str__(self) -> str:
+        return f"{self.app}.{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmConfig:
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    global_params: tuple[GlobalParam, ...] = ()

@@ -1,0 +1,700 @@
+"""The built-in checks: node checks on each snapshot, family checks across nodes.
+
+All inputs are what the agents already sent in the per-tick snapshot (no
+extra calls); the few costlier inputs (module md5s, startup files) are asked
+for every few ticks through :meth:`AlarmChecker.collect_options`.  A check
+whose data is missing is not evaluated, so its alarm is neither raised nor
+cleared by the gap.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from exporter.snapshot import NodeSnapshot
+
+from .catalogue import AlarmSettings, GlobalParam, resolve
+from .engine import AlarmEngine, Finding, graded
+from .model import Severity
+
+UP = "up"
+_SASL_NAME = re.compile(r"^\{?'?([a-z][A-Za-z0-9_@]*)")
+MAX_INFO_ITEMS = 20
+
+
+class StatusLike(Protocol):
+    @property
+    def node(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def state(self) -> object: ...
+    @property
+    def last_error(self) -> str: ...
+
+
+def get(data: Mapping[str, Any], *path: str) -> Any:
+    """``data[a][b]...`` or None when missing or a section failed (``{error, _}``)."""
+    value: Any = data
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    if isinstance(value, tuple) and value and value[0] == "error":
+        return None
+    return value
+
+
+def number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@dataclass
+class _NodeHistory:
+    binary: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=512))
+    counters: dict[str, tuple[float, float]] = field(default_factory=dict)
+    uptime_ms: float | None = None
+    peers_seen: set[str] = field(default_factory=set)
+    forwarded: set[str] = field(default_factory=set)
+    ticks: int = 0
+
+
+class AlarmChecker:
+    def __init__(
+        self,
+        engine: AlarmEngine,
+        overrides: Mapping[str, Mapping[str, Any]] | None = None,
+        global_params: Sequence[GlobalParam] = (),
+        *,
+        interval: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.settings: dict[str, AlarmSettings] = resolve(overrides or {})
+        self.global_params = tuple(global_params)
+        self.interval = interval
+        self._clock = clock
+        self._history: dict[str, _NodeHistory] = {}
+        self._first_seen: dict[tuple[str, str], float] = {}
+        self._last_trigger: dict[tuple[str, str], tuple[float, Finding]] = {}
+        # Costlier inputs, asked for every so many ticks.
+        self._md5_every = max(1, round(60 / interval))
+        self._startup_every = max(1, round(300 / interval))
+        self._md5: dict[str, Mapping[str, Any]] = {}
+        self._env: dict[str, Mapping[Any, Any]] = {}
+
+    # ------------------------------------------------------------ plumbing
+
+    def collect_options(self, node: str, family: str) -> dict[str, Any]:
+        """Extra agent options for ``node``'s next collect."""
+        history = self._history.setdefault(node, _NodeHistory())
+        tick = history.ticks
+        opts: dict[str, Any] = {}
+        if tick % self._md5_every == 0:
+            opts["modules_md5"] = True
+        if tick % self._startup_every == 0:
+            opts["startup_files"] = True
+        params = self._params_for(family)
+        if params:
+            opts["env_keys"] = [(p.app, p.key) for p in params]
+        return opts
+
+    def _params_for(self, family: str) -> list[GlobalParam]:
+        return [p for p in self.global_params if p.family in (None, family)]
+
+    def mark_global(self, param: GlobalParam) -> None:
+        """Mark a parameter global at run time (the Config API's MarkGlobal)."""
+        if param not in self.global_params:
+            self.global_params = (*self.global_params, param)
+
+    def forget(self, node: str) -> None:
+        self._history.pop(node, None)
+        self._md5.pop(node, None)
+        self._env.pop(node, None)
+        self.engine.clear_source(node)
+
+    def _enabled(self, alarm: str) -> AlarmSettings | None:
+        s = self.settings.get(alarm)
+        return s if s is not None and s.enabled else None
+
+    def _gate(self, source: str, finding: Finding | None, now: float) -> Finding | None:
+        """Apply ``delay`` (hold off raising) and ``hold`` (keep an event raised)."""
+        s = self.settings.get(finding.alarm if finding else "")
+        key = (finding.alarm if finding else "", source)
+        if finding is None or s is None:
+            return finding
+        if s.delay > 0 and self.engine.current_severity(finding.alarm, source) is None:
+            first = self._first_seen.setdefault(key, now)
+            if now - first < s.delay:
+                return None
+        return finding
+
+    def _report(
+        self, source: str, node: str, family: str, results: Mapping[str, Finding | None]
+    ) -> None:
+        now = self._clock()
+        findings = []
+        for alarm, finding in results.items():
+            s = self.settings[alarm] if alarm in self.settings else self.settings["sasl_alarm"]
+            if finding is None:
+                self._first_seen.pop((alarm, source), None)
+                held = self._last_trigger.get((alarm, source))
+                if s.hold > 0 and held is not None and now - held[0] < s.hold:
+                    findings.append(held[1])
+                continue
+            if s.hold > 0:
+                self._last_trigger[(alarm, source)] = (now, finding)
+            gated = self._gate(source, finding, now)
+            if gated is not None:
+                findings.append(gated)
+        self.engine.update(
+            source, node=node, family=family, evaluated=results.keys(), findings=findings
+        )
+
+    def _graded(
+        self,
+        alarm: str,
+        source: str,
+        value: float | None,
+        cause: Callable[[float], str],
+        info: dict[str, Any] | None = None,
+    ) -> dict[str, Finding | None]:
+        s = self._enabled(alarm)
+        if s is None or value is None:
+            return {}
+        current = self.engine.current_severity(alarm, source)
+        severity = graded(value, s.levels, current, s.clear_ratio)
+        if severity is None:
+            return {alarm: None}
+        return {alarm: Finding(alarm, severity, cause(value), s.spec.repair, info or {})}
+
+    def _flag(
+        self, alarm: str, raised: bool | None, cause: str, info: dict[str, Any] | None = None
+    ) -> dict[str, Finding | None]:
+        s = self._enabled(alarm)
+        if s is None or raised is None:
+            return {}
+        if not raised:
+            return {alarm: None}
+        severity = max(sev for sev, _ in s.levels)
+        return {alarm: Finding(alarm, severity, cause, s.spec.repair, info or {})}
+
+    # ------------------------------------------------------------ node checks
+
+    def on_snapshot(self, snap: NodeSnapshot) -> None:
+        data = snap.data
+        node = snap.node
+        history = self._history.setdefault(node, _NodeHistory())
+        history.ticks += 1
+        now = snap.taken_at
+        r: dict[str, Finding | None] = {}
+
+        def ratio(alarm: str, num: Any, den: Any, what: str) -> None:
+            n, d = number(num), number(den)
+            if n is None or not d:
+                return
+            r.update(
+                self._graded(alarm, node, n / d, lambda v: f"{what}: {n:.0f} of {d:.0f} ({v:.0%})")
+            )
+
+        limits = get(data, "limits") or {}
+        ratio(
+            "process_limit", limits.get("process_count"), limits.get("process_limit"), "processes"
+        )
+        ratio("port_limit", limits.get("port_count"), limits.get("port_limit"), "ports")
+        ratio("atom_limit", limits.get("atom_count"), limits.get("atom_limit"), "atoms")
+        ratio("ets_limit", limits.get("ets_count"), limits.get("ets_limit"), "ETS tables")
+        ratio("open_file_limit", limits.get("open_fds"), limits.get("max_fds"), "file descriptors")
+        ratio(
+            "open_socket_limit",
+            limits.get("socket_count"),
+            limits.get("max_fds"),
+            "sockets against the fd limit",
+        )
+        r.update(
+            self._graded(
+                "module_limit",
+                node,
+                number(limits.get("modules_loaded")),
+                lambda v: f"{v:.0f} modules loaded",
+            )
+        )
+        r.update(
+            self._graded(
+                "dist_link_limit",
+                node,
+                number(limits.get("dist_links")),
+                lambda v: f"{v:.0f} distribution links",
+            )
+        )
+
+        procs = get(data, "processes") or {}
+        top = [_offender(o) for o in (procs.get("top_message_queue") or [])][:5]
+        r.update(
+            self._graded(
+                "process_message_queue",
+                node,
+                number(procs.get("mq_max")),
+                lambda v: f"a process has {v:.0f} messages in its queue",
+                {"top_offenders": top},
+            )
+        )
+        top_mem = [_offender(o) for o in (procs.get("top_memory") or [])][:5]
+        r.update(
+            self._graded(
+                "process_memory_high_watermark",
+                node,
+                number(procs.get("max_memory")),
+                lambda v: f"a process uses {v / 2**20:.0f} MiB",
+                {"top_processes": top_mem},
+            )
+        )
+
+        self._os_checks(data, node, r)
+        self._growth_and_rates(data, node, history, now, r)
+        self._node_events(data, node, history, r)
+
+        self._report(node, node, snap.family, r)
+        md5 = get(data, "modules")
+        if isinstance(md5, Mapping):
+            self._md5[node] = md5
+        env = get(data, "env")
+        if isinstance(env, Mapping):
+            self._env[node] = env
+
+    def _os_checks(self, data: Mapping[str, Any], node: str, r: dict[str, Finding | None]) -> None:
+        os_mon = get(data, "plugins", "os_mon")
+        sasl = get(data, "alarms", "sasl")
+        forwarded = isinstance(sasl, list)  # os_mon's own alarms come through SASL
+        if isinstance(os_mon, Mapping):
+            cpus = number(get(data, "system", "logical_processors")) or 1.0
+            load1 = number(get(os_mon, "cpu", "load1"))
+            r.update(
+                self._graded(
+                    "os_cpu_load",
+                    node,
+                    None if load1 is None else load1 / cpus,
+                    lambda v: f"load average {v:.2f} per core",
+                )
+            )
+            if not forwarded:
+                total = number(get(os_mon, "memory", "system", "total_memory"))
+                avail = number(get(os_mon, "memory", "system", "available_memory"))
+                if total and avail is not None:
+                    r.update(
+                        self._graded(
+                            "system_memory_high_watermark",
+                            node,
+                            (total - avail) / total,
+                            lambda v: f"host memory {v:.0%} used",
+                        )
+                    )
+                disks = get(os_mon, "disk", "disks") or []
+                worst = max(disks, key=lambda d: number(d.get("capacity")) or 0, default=None)
+                if isinstance(worst, Mapping):
+                    mount = text(worst.get("mount"))
+                    r.update(
+                        self._graded(
+                            "disk_almost_full",
+                            node,
+                            number(worst.get("capacity")),
+                            lambda v: f"{mount} is {v:.0f}% full",
+                            {"mount": mount},
+                        )
+                    )
+        else:
+            view = get(data, "alarms", "memory_view")
+            if isinstance(view, Mapping):
+                total = number(view.get("total"))
+                avail = number(view.get("available"))
+                if total and avail is not None:
+                    r.update(
+                        self._graded(
+                            "system_memory_high_watermark",
+                            node,
+                            (total - avail) / total,
+                            lambda v: f"host memory {v:.0%} used (node's own view)",
+                        )
+                    )
+
+    def _growth_and_rates(
+        self,
+        data: Mapping[str, Any],
+        node: str,
+        history: _NodeHistory,
+        now: float,
+        r: dict[str, Finding | None],
+    ) -> None:
+        binary = number(get(data, "memory", "binary"))
+        s = self._enabled("binary_memory_growth")
+        if binary is not None and s is not None:
+            history.binary.append((now, binary))
+            while history.binary and now - history.binary[0][0] > s.window:
+                history.binary.popleft()
+            span = now - history.binary[0][0]
+            low = min(v for _, v in history.binary)
+            if span >= s.window / 2 and low > 0:
+                growth = binary / low if binary >= 64 * 2**20 else 0.0
+                r.update(
+                    self._graded(
+                        "binary_memory_growth",
+                        node,
+                        growth,
+                        lambda v: (
+                            f"binary memory grew {v:.1f}x in {span / 60:.0f} min "
+                            f"to {binary / 2**20:.0f} MiB"
+                        ),
+                    )
+                )
+        for alarm, counter in (
+            ("long_gc_storm", "long_gc"),
+            ("long_schedule_storm", "long_schedule"),
+            ("busy_dist_port", "busy_dist_port"),
+        ):
+            count = number(get(data, "sysmon", counter))
+            if count is None:
+                continue
+            previous = history.counters.get(counter)
+            history.counters[counter] = (now, count)
+            if previous is None or now <= previous[0] or count < previous[1]:
+                continue
+            per_min = (count - previous[1]) / (now - previous[0]) * 60
+            r.update(self._graded(alarm, node, per_min, _per_minute(counter)))
+
+    def _node_events(
+        self,
+        data: Mapping[str, Any],
+        node: str,
+        history: _NodeHistory,
+        r: dict[str, Finding | None],
+    ) -> None:
+        old = number(get(data, "limits", "modules_old_code"))
+        modules = get(data, "alarms", "old_code", "modules")
+        r.update(
+            self._graded(
+                "old_code",
+                node,
+                old,
+                lambda v: f"{v:.0f} module(s) have old code",
+                {"modules": [text(m) for m in (modules or [])][:MAX_INFO_ITEMS]},
+            )
+        )
+        history_bytes = number(get(data, "alarms", "shell_history", "bytes"))
+        r.update(
+            self._graded(
+                "shell_history_size",
+                node,
+                history_bytes,
+                lambda v: f"shell history uses {v / 2**20:.1f} MiB",
+            )
+        )
+        startup = get(data, "startup_files")
+        if isinstance(startup, Mapping):
+            errors = [
+                {"file": text(e.get("file")), "reason": text(e.get("reason"))[:300]}
+                for e in (startup.get("errors") or [])
+                if isinstance(e, Mapping)
+            ]
+            files = ", ".join(e["file"] for e in errors[:3])
+            r.update(
+                self._flag(
+                    "corrupt_startup_file",
+                    bool(errors),
+                    f"startup file(s) would not parse: {files}",
+                    {"errors": errors[:MAX_INFO_ITEMS]},
+                )
+            )
+        mnesia = get(data, "alarms", "mnesia")
+        if isinstance(mnesia, Mapping):
+            for alarm, counter in (
+                ("mnesia_inconsistent_database", "inconsistent_count"),
+                ("mnesia_overload", "overload_count"),
+            ):
+                count = number(mnesia.get(counter))
+                previous = history.counters.get(alarm)
+                if count is None:
+                    continue
+                history.counters[alarm] = (0.0, count)
+                fired = previous is not None and count > previous[1]
+                last = mnesia.get(
+                    "last_inconsistent" if "inconsistent" in alarm else "last_overload"
+                )
+                r.update(
+                    self._flag(
+                        alarm,
+                        fired,
+                        f"mnesia reported {alarm.removeprefix('mnesia_')}",
+                        {"last": text(last)[:500]} if last else {},
+                    )
+                )
+        uptime = number(data.get("uptime_ms"))
+        if uptime is not None:
+            restarted = history.uptime_ms is not None and uptime < history.uptime_ms
+            history.uptime_ms = uptime
+            r.update(
+                self._flag("node_restarted", restarted, f"uptime went back to {uptime / 1000:.0f}s")
+            )
+        sasl = get(data, "alarms", "sasl")
+        if isinstance(sasl, list) and self._enabled("sasl_alarm") is not None:
+            self._forward_sasl(node, sasl, history, r)
+
+    def _forward_sasl(
+        self, node: str, alarms: list[Any], history: _NodeHistory, r: dict[str, Finding | None]
+    ) -> None:
+        s = self.settings["sasl_alarm"]
+        severity = max(sev for sev, _ in s.levels)
+        grouped: dict[str, list[dict[str, str]]] = {}
+        for entry in alarms:
+            if not isinstance(entry, Mapping):
+                continue
+            alarm_text = text(entry.get("id"))
+            match = _SASL_NAME.match(alarm_text)
+            name = match.group(1) if match else "sasl_alarm"
+            grouped.setdefault(name, []).append(
+                {"id": alarm_text[:200], "description": text(entry.get("description"))[:500]}
+            )
+        for name in history.forwarded - grouped.keys():
+            r.setdefault(name, None)
+        for name, entries in grouped.items():
+            first = entries[0]
+            cause = first["description"] or first["id"]
+            r[name] = Finding(
+                name,
+                severity,
+                f"set on the node: {cause}",
+                s.spec.repair,
+                {"alarms": entries[:MAX_INFO_ITEMS]},
+            )
+        history.forwarded = set(grouped)
+
+    # ------------------------------------------------------------ availability
+
+    def on_statuses(self, statuses: Iterable[StatusLike]) -> None:
+        """``node_down``: a managed node beamside cannot reach (after ``delay``)."""
+        for status in statuses:
+            state = getattr(status.state, "value", str(status.state))
+            down = state not in (UP, "connecting")
+            cause = f"{status.node} is {state}: {status.last_error}" if down else ""
+            self._report(
+                status.node, status.node, status.family, self._flag("node_down", down, cause)
+            )
+
+    # ------------------------------------------------------------ family checks
+
+    def on_family(
+        self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[StatusLike]
+    ) -> None:
+        up: dict[str, list[NodeSnapshot]] = {}
+        up_nodes = set()
+        for status in statuses:
+            if getattr(status.state, "value", status.state) == UP and status.node in snapshots:
+                up.setdefault(status.family, []).append(snapshots[status.node])
+                up_nodes.add(status.node)
+        for family, members in up.items():
+            self._dist_links(family, members, up_nodes)
+            source = f"family:{family}"
+            r: dict[str, Finding | None] = {}
+            if len(members) >= 2:
+                r.update(self._module_versions(members))
+                r.update(self._app_versions(members))
+                r.update(self._global_config(family, members))
+                r.update(self._time_checks(source, members))
+            else:
+                r.update(
+                    {
+                        a: None
+                        for a in (
+                            "different_module_versions",
+                            "different_application_versions",
+                            "global_config_missing",
+                            "global_config_inconsistent",
+                            "time_zone_mismatch",
+                            "clock_skew",
+                        )
+                        if self._enabled(a)
+                    }
+                )
+            self._report(source, "", family, r)
+
+    def _dist_links(self, family: str, members: list[NodeSnapshot], up_nodes: set[str]) -> None:
+        names = {m.node for m in members}
+        for snap in members:
+            connected = get(snap.data, "dist_nodes")
+            if not isinstance(connected, list):
+                continue
+            peers = {text(p) for p in connected}
+            history = self._history.setdefault(snap.node, _NodeHistory())
+            history.peers_seen |= peers & names
+            lost = sorted((history.peers_seen & up_nodes & names) - peers - {snap.node})
+            self._report(
+                snap.node,
+                snap.node,
+                family,
+                self._flag(
+                    "dist_link_down",
+                    bool(lost),
+                    f"{snap.node} has no distribution link to {', '.join(lost[:5])}",
+                    {"lost": lost[:MAX_INFO_ITEMS]},
+                ),
+            )
+
+    def _module_versions(self, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
+        md5s = {m.node: self._md5[m.node] for m in members if m.node in self._md5}
+        if len(md5s) < 2:
+            return {}
+        by_module: dict[str, dict[str, str]] = {}
+        for node, modules in md5s.items():
+            for mod, digest in modules.items():
+                name = text(mod)
+                if not name.startswith("beamside_"):
+                    by_module.setdefault(name, {})[node] = text(digest)
+        differing = {
+            mod: versions
+            for mod, versions in sorted(by_module.items())
+            if len(set(versions.values())) > 1
+        }
+        listed = ", ".join(list(differing)[:5])
+        return self._flag(
+            "different_module_versions",
+            bool(differing),
+            f"{len(differing)} module(s) differ across the family: {listed}",
+            {"modules": dict(list(differing.items())[:MAX_INFO_ITEMS])},
+        )
+
+    def _app_versions(self, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
+        apps: dict[str, dict[str, str]] = {}
+        known = []
+        for m in members:
+            running = get(m.data, "versions", "applications")
+            if not isinstance(running, Mapping):
+                continue
+            known.append(m.node)
+            for app, vsn in running.items():
+                apps.setdefault(text(app), {})[m.node] = text(vsn)
+        if len(known) < 2:
+            return {}
+        differing = {
+            app: {n: versions.get(n, "missing") for n in known}
+            for app, versions in sorted(apps.items())
+            if len(versions) < len(known) or len(set(versions.values())) > 1
+        }
+        listed = ", ".join(list(differing)[:5])
+        return self._flag(
+            "different_application_versions",
+            bool(differing),
+            f"application versions differ across the family: {listed}",
+            {"applications": dict(list(differing.items())[:MAX_INFO_ITEMS])},
+        )
+
+    def _global_config(self, family: str, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
+        params = self._params_for(family)
+        if not params:
+            return {"global_config_missing": None, "global_config_inconsistent": None}
+        envs = {m.node: self._env[m.node] for m in members if m.node in self._env}
+        if len(envs) < 2:
+            return {}
+        missing: dict[str, list[str]] = {}
+        inconsistent: dict[str, dict[str, str]] = {}
+        for param in params:
+            values: dict[str, Any] = {}
+            for node, env in envs.items():
+                values[node] = _env_value(env, param)
+            set_on = {n: v for n, v in values.items() if v is not None}
+            if set_on and len(set_on) < len(values):
+                missing[str(param)] = sorted(n for n, v in values.items() if v is None)
+            if len({v[0] for v in set_on.values()}) > 1:
+                inconsistent[str(param)] = {n: v[1] for n, v in set_on.items()}
+        return {
+            **self._flag(
+                "global_config_missing",
+                bool(missing),
+                f"global parameter(s) unset on some nodes: {', '.join(missing)}",
+                {"missing_on": missing},
+            ),
+            **self._flag(
+                "global_config_inconsistent",
+                bool(inconsistent),
+                f"global parameter(s) differ: {', '.join(inconsistent)}",
+                {"values": inconsistent},
+            ),
+        }
+
+    def _time_checks(self, source: str, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
+        offsets = {m.node: number(get(m.data, "time", "utc_offset_s")) for m in members}
+        known_tz = {n: o for n, o in offsets.items() if o is not None}
+        r: dict[str, Finding | None] = {}
+        if len(known_tz) >= 2:
+            zones = sorted({o for o in known_tz.values()})
+            r.update(
+                self._flag(
+                    "time_zone_mismatch",
+                    len(zones) > 1,
+                    f"nodes run with UTC offsets {', '.join(f'{z:+.0f}s' for z in zones)}",
+                    {"utc_offset_s": known_tz},
+                )
+            )
+        skews: dict[str, float] = {}
+        for m in members:
+            node_time = number(m.data.get("system_time_us"))
+            if node_time is not None:
+                # Node clock minus ours at the middle of the round trip.
+                skews[m.node] = node_time / 1e6 - (m.taken_at - m.duration / 2)
+        if len(skews) >= 2:
+            spread = max(skews.values()) - min(skews.values())
+            r.update(
+                self._graded(
+                    "clock_skew",
+                    source,
+                    spread,
+                    lambda v: f"node clocks differ by {v:.2f}s",
+                    {"offsets_s": {n: round(s, 3) for n, s in skews.items()}},
+                )
+            )
+        return r
+
+
+def _per_minute(counter: str) -> Callable[[float], str]:
+    return lambda v: f"{v:.1f} {counter} events per minute"
+
+
+def _offender(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        return {"entry": text(entry)[:200]}
+    return {
+        text(k): (text(v)[:200] if not isinstance(v, int | float) else v) for k, v in entry.items()
+    }
+
+
+def _env_value(env: Mapping[Any, Any], param: GlobalParam) -> tuple[Any, str] | None:
+    """(hash, printed value) of ``param`` in an agent ``env`` section, None if unset."""
+    for key, value in env.items():
+        if (
+            isinstance(key, tuple)
+            and len(key) == 2
+            and (text(key[0]), text(key[1]))
+            == (
+                param.app,
+                param.key,
+            )
+        ):
+            if isinstance(value, Mapping):
+                return value.get("hash"), text(value.get("text"))[:300]
+            return None
+    return None
+
+
+__all__ = ["AlarmChecker", "Severity"]
