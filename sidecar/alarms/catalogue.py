@@ -3,8 +3,9 @@
 Thresholds are overridable per alarm in the config file (``alarms:``):
 severity levels (``warning``/``minor``/``major``/``critical``), ``clear_ratio``
 (hysteresis), ``delay`` (condition must hold this long), ``hold`` (how long
-an event-like alarm stays raised), ``window`` (for growth rates) and
-``enabled``.  Unknown ids and keys are config errors.
+an event-like alarm stays raised), ``window`` (the span of a growth rate; for
+``corrupt_startup_file`` and ``different_module_versions`` how often their
+inputs are re-read) and ``enabled``.  Unknown ids and keys are config errors.
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ _SPECS: tuple[AlarmSpec, ...] = (
         ((MA, 1),),
         "files",
         "Fix the named file before the node restarts: it would not boot.",
+        window=300.0,  # how often the files are re-read
     ),
     AlarmSpec(
         "mnesia_inconsistent_database",
@@ -239,6 +241,7 @@ _SPECS: tuple[AlarmSpec, ...] = (
         ((MA, 1),),
         "modules",
         "Load the same version of the listed modules on every node of the family.",
+        window=60.0,  # how often module md5s are re-read (and on any code change)
     ),
     AlarmSpec(
         "different_application_versions",

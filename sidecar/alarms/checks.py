@@ -71,6 +71,8 @@ class _NodeHistory:
     peers_seen: set[str] = field(default_factory=set)
     forwarded: set[str] = field(default_factory=set)
     ticks: int = 0
+    code_state: tuple[Any, Any] | None = None
+    code_changed: bool = False
 
 
 class AlarmChecker:
@@ -91,11 +93,15 @@ class AlarmChecker:
         self._history: dict[str, _NodeHistory] = {}
         self._first_seen: dict[tuple[str, str], float] = {}
         self._last_trigger: dict[tuple[str, str], tuple[float, Finding]] = {}
-        # Costlier inputs, asked for every so many ticks.
-        self._md5_every = max(1, round(60 / interval))
-        self._startup_every = max(1, round(300 / interval))
+        # Costlier inputs, asked for every so many ticks (the alarms' ``window``)
+        # and whenever the node's code changed (modules loaded or old code).
+        self._md5_every = self._ticks(self.settings["different_module_versions"].window)
+        self._startup_every = self._ticks(self.settings["corrupt_startup_file"].window)
         self._md5: dict[str, Mapping[str, Any]] = {}
         self._env: dict[str, Mapping[Any, Any]] = {}
+
+    def _ticks(self, period: float) -> int:
+        return max(1, round(period / self.interval))
 
     # ------------------------------------------------------------ plumbing
 
@@ -104,7 +110,7 @@ class AlarmChecker:
         history = self._history.setdefault(node, _NodeHistory())
         tick = history.ticks
         opts: dict[str, Any] = {}
-        if tick % self._md5_every == 0:
+        if tick % self._md5_every == 0 or history.code_changed:
             opts["modules_md5"] = True
         if tick % self._startup_every == 0:
             opts["startup_files"] = True
@@ -212,6 +218,9 @@ class AlarmChecker:
             )
 
         limits = get(data, "limits") or {}
+        code_state = (limits.get("modules_loaded"), limits.get("modules_old_code"))
+        history.code_changed = history.code_state is not None and code_state != history.code_state
+        history.code_state = code_state
         ratio(
             "process_limit", limits.get("process_count"), limits.get("process_limit"), "processes"
         )
