@@ -287,8 +287,7 @@ class AlarmChecker:
 
     def _os_checks(self, data: Mapping[str, Any], node: str, r: dict[str, Finding | None]) -> None:
         os_mon = get(data, "plugins", "os_mon")
-        sasl = get(data, "alarms", "sasl")
-        forwarded = isinstance(sasl, list)  # os_mon's own alarms come through SASL
+        forwarded = _sasl_alarms(data) is not None  # os_mon's own alarms come through SASL
         if isinstance(os_mon, Mapping):
             cpus = number(get(data, "system", "logical_processors")) or 1.0
             load1 = number(get(os_mon, "cpu", "load1"))
@@ -328,8 +327,8 @@ class AlarmChecker:
         else:
             view = get(data, "alarms", "memory_view")
             if isinstance(view, Mapping):
-                total = number(view.get("total"))
-                avail = number(view.get("available"))
+                total = number(view.get("total_bytes"))
+                avail = number(view.get("available_bytes"))
                 if total and avail is not None:
                     r.update(
                         self._graded(
@@ -430,8 +429,8 @@ class AlarmChecker:
         mnesia = get(data, "alarms", "mnesia")
         if isinstance(mnesia, Mapping):
             for alarm, counter in (
-                ("mnesia_inconsistent_database", "inconsistent_count"),
-                ("mnesia_overload", "overload_count"),
+                ("mnesia_inconsistent_database", "inconsistent_database"),
+                ("mnesia_overload", "overload"),
             ):
                 count = number(mnesia.get(counter))
                 previous = history.counters.get(alarm)
@@ -457,8 +456,8 @@ class AlarmChecker:
             r.update(
                 self._flag("node_restarted", restarted, f"uptime went back to {uptime / 1000:.0f}s")
             )
-        sasl = get(data, "alarms", "sasl")
-        if isinstance(sasl, list) and self._enabled("sasl_alarm") is not None:
+        sasl = _sasl_alarms(data)
+        if sasl is not None and self._enabled("sasl_alarm") is not None:
             self._forward_sasl(node, sasl, history, r)
 
     def _forward_sasl(
@@ -472,7 +471,8 @@ class AlarmChecker:
                 continue
             alarm_text = text(entry.get("id"))
             match = _SASL_NAME.match(alarm_text)
-            name = match.group(1) if match else "sasl_alarm"
+            given = entry.get("name")
+            name = text(given) if given else match.group(1) if match else "sasl_alarm"
             grouped.setdefault(name, []).append(
                 {"id": alarm_text[:200], "description": text(entry.get("description"))[:500]}
             )
@@ -674,6 +674,14 @@ class AlarmChecker:
                 )
             )
         return r
+
+
+def _sasl_alarms(data: Mapping[str, Any]) -> list[Any] | None:
+    """The alarms set in the node's SASL alarm_handler, None when not known."""
+    sasl = get(data, "alarms", "sasl")
+    if isinstance(sasl, Mapping):
+        sasl = sasl.get("alarms")
+    return sasl if isinstance(sasl, list) else None
 
 
 def _per_minute(counter: str) -> Callable[[float], str]:

@@ -218,9 +218,9 @@ def test_sasl_alarms_forwarded_and_cleared(clock: Clock) -> None:
         {"id": b'{disk_almost_full,"/data"}', "description": b"[]"},
         {"id": b"my_alarm", "description": b'"disk on fire"'},
     ]
-    checker.on_snapshot(snapshot("n", alarms={"sasl": sasl}))
+    checker.on_snapshot(snapshot("n", alarms={"sasl": {"count": 2, "alarms": sasl}}))
     assert {a.id for a in eng.active()} == {"disk_almost_full", "my_alarm"}
-    checker.on_snapshot(snapshot("n", alarms={"sasl": sasl[1:]}))
+    checker.on_snapshot(snapshot("n", alarms={"sasl": {"count": 1, "alarms": sasl[1:]}}))
     assert {a.id for a in eng.active()} == {"my_alarm"}
-    checker.on_snapshot(snapshot("n", alarms={"sasl": []}))
+    checker.on_snapshot(snapshot("n", alarms={"sasl": {"count": 0, "alarms": []}}))
     assert eng.active() == []
