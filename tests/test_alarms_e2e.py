@@ -173,23 +173,31 @@ def test_code_and_application_consistency(
     tmp_path: Path,
 ) -> None:
     a, b = node_factory("otp25"), node_factory("otp25")
-    run_beamside(started, tmp_path, [a, b], alertmanager)
-    v1 = compile_module(tmp_path, "beamside_e2e_mod", 1)
-    v2 = compile_module(tmp_path, "beamside_e2e_mod", 2)
+    # Module md5s are re-read every `window` (default 60 s) and on code changes
+    # the counts show; a reload-and-purge within one tick needs the window.
+    run_beamside(
+        started,
+        tmp_path,
+        [a, b],
+        alertmanager,
+        alarms={"different_module_versions": {"window": "1s"}},
+    )
+    v1 = compile_module(tmp_path, "e2e_probe_mod", 1)
+    v2 = compile_module(tmp_path, "e2e_probe_mod", 2)
 
     # old_code: the module loaded twice on one node, then soft-purged.
-    a.eval(load_expr("beamside_e2e_mod", v1))
-    a.eval(load_expr("beamside_e2e_mod", v2))
+    a.eval(load_expr("e2e_probe_mod", v1))
+    a.eval(load_expr("e2e_probe_mod", v2))
     assert_raised(alertmanager, alertname="old_code", node=a.name)
-    assert a.eval("code:soft_purge(beamside_e2e_mod).") == "true"
+    assert a.eval("code:soft_purge(e2e_probe_mod).") == "true"
     assert_resolved(alertmanager, alertname="old_code", node=a.name)
 
     # Different module versions across the family (a has v2, b gets v1), then equal.
-    b.eval(load_expr("beamside_e2e_mod", v1))
+    b.eval(load_expr("e2e_probe_mod", v1))
     alert = assert_raised(alertmanager, alertname="different_module_versions", family="app")
-    assert "beamside_e2e_mod" in alert["annotations"]["cause"]
-    b.eval(load_expr("beamside_e2e_mod", v2))
-    b.eval("code:soft_purge(beamside_e2e_mod).")
+    assert "e2e_probe_mod" in alert["annotations"]["cause"]
+    b.eval(load_expr("e2e_probe_mod", v2))
+    b.eval("code:soft_purge(e2e_probe_mod).")
     assert_resolved(alertmanager, alertname="different_module_versions", family="app")
 
     # Different application versions, then the same.
