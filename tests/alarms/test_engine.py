@@ -224,3 +224,29 @@ def test_sasl_alarms_forwarded_and_cleared(clock: Clock) -> None:
     assert {a.id for a in eng.active()} == {"my_alarm"}
     checker.on_snapshot(snapshot("n", alarms={"sasl": {"count": 0, "alarms": []}}))
     assert eng.active() == []
+
+
+def test_dist_link_down_time_zone_and_clock_skew(clock: Clock) -> None:
+    from types import SimpleNamespace
+
+    eng = AlarmEngine("c", clock=clock)
+    checker = AlarmChecker(eng, interval=1, clock=clock)
+    up = [
+        SimpleNamespace(node=n, family="f", state=SimpleNamespace(value="up"), last_error="")
+        for n in ("a", "b")
+    ]
+    a = snapshot("a", dist_nodes=[Atom("b")], time={"utc_offset_s": 0})
+    b = snapshot("b", dist_nodes=[Atom("a")], time={"utc_offset_s": 3600})
+    b.data["system_time_us"] += 3_000_000  # b's clock is 3 s ahead
+    checker.on_family({"a": a, "b": b}, up)
+    active = {x.id: x for x in eng.active()}
+    assert "dist_link_down" not in active
+    assert active["time_zone_mismatch"].key.source == "family:f"
+    assert active["clock_skew"].severity is MI and "3.00s" in active["clock_skew"].cause
+    # a loses its link to b while both are up.
+    a2 = snapshot("a", dist_nodes=[], time={"utc_offset_s": 0})
+    checker.on_family({"a": a2, "b": b}, up)
+    lost = eng.get(AlarmKey("dist_link_down", "a"))
+    assert lost is not None and lost.info["lost"] == ["b"]
+    checker.on_family({"a": a, "b": b}, up)
+    assert eng.get(AlarmKey("dist_link_down", "a")) is None
