@@ -29,14 +29,16 @@ When things are sent
     a beamside that died or lost its network lets its alerts resolve by
     themselves within three intervals instead of firing forever (the
     ``BeamsideDown`` rule in ``alert_rules/`` says why).  Because ``endsAt``
-    is explicit, Alertmanager's ``resolve_timeout`` (default 5 m, applied only
-    to alerts sent without ``endsAt``) does not come into it; still keep
-    ``resend_interval`` below it, as for any client, so a tool that strips
-    ``endsAt`` would not see flapping.  A clear sends the alert once more with
-    ``endsAt`` = the clear time: Alertmanager marks it resolved at once (this
-    relies on beamside's and Alertmanager's clocks agreeing to within the
-    delivery delay: with a larger skew the alert resolves at the latest
-    ``endsAt`` instead, still at most three intervals later).
+    is explicit, Alertmanager's ``resolve_timeout`` (default 5 m) plays no
+    part: it applies only to alerts sent without ``endsAt``.  What matters is
+    that re-sends come before ``endsAt``, which the factor 3 ensures; keeping
+    ``resend_interval`` below ``resolve_timeout`` as well (the default 60 s
+    is) costs nothing, and Alertmanager's client docs expect re-sends every
+    30 s to 3 min.  A clear sends the alert once more with ``endsAt`` = the
+    clear time: Alertmanager marks it resolved at once (this relies on
+    beamside's and Alertmanager's clocks agreeing to within the delivery
+    delay: with a larger skew the alert resolves at the latest ``endsAt``
+    instead, still at most three intervals later).
 
 Labels
     ``alertname`` (the alarm id), ``severity``, ``node``, ``family``,
@@ -319,12 +321,12 @@ class AlertmanagerSink:
         Active alarms are left as they are (they end at their ``endsAt`` unless
         a beamside re-sends them)."""
         tasks = [t._task for t in self.targets if t._task is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for t in self.targets:
             t._task = None
             t._wake = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._loop = None
         bound = self.config.timeout if timeout is None else timeout
         pending = [t for t in self.targets if t.queue_size]
@@ -347,17 +349,21 @@ class AlertmanagerSink:
     # ---------------------------------------------------------------- sending
 
     async def _run(self, t: AlertmanagerTarget) -> None:
-        assert t._wake is not None
-        while True:
-            t._wake.clear()
+        wake = t._wake
+        assert wake is not None
+        while t._wake is wake:  # stop() clears it (belt and braces with the cancel)
+            wake.clear()
             now = time.monotonic()
             due = t._next_resend
             if t._flush_at is not None:
                 due = min(due, t._flush_at)
             due = max(due, t._retry_at)
             if due > now:
+                # not asyncio.wait_for: on 3.11 it can swallow a cancel that
+                # comes as the event is set
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(t._wake.wait(), due - now)
+                    async with asyncio.timeout(due - now):
+                        await wake.wait()
                 continue
             try:
                 await self._push(t, full=now >= t._next_resend)
@@ -390,7 +396,9 @@ class AlertmanagerSink:
             if e.retryable:
                 return
             # Alertmanager kept the valid alerts of the batch; sending the same
-            # again would be refused again.
+            # again would be refused again: on to the next re-send.
+            if full:
+                t._next_resend = started + self.config.resend_interval
         else:
             self._succeeded(t, full, started)
         with self._lock:
