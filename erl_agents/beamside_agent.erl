@@ -14,8 +14,12 @@
 %%% Modules (all prefixed `beamside_', all unloaded again by `detach'):
 %%%   beamside_agent           this API; info, collect/live orchestration.
 %%%   beamside_vm              the kernel/erts core sections of a snapshot.
-%%%   beamside_procs           the bounded process walk (message queues).
+%%%   beamside_procs           the bounded process walk (queues, memory).
+%%%   beamside_alarms          the `alarms' section (node-side alarm data).
+%%%   beamside_checks          the opt-in, costlier sections (startup_files,
+%%%                            modules, env).
 %%%   beamside_sysmon          the one long-lived process (see attach/2).
+%%%   beamside_alarm_handler   its SASL alarm_handler event handler.
 %%%   beamside_plugin          the plugin behaviour and the built-in list.
 %%%   beamside_plugin_os_mon   cpu_sup / memsup / disksup, when os_mon runs.
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
@@ -28,6 +32,14 @@
 %%%   agent it talks to.  The sidecar also compares the md5 of every module
 %%%   (info/0 `modules'), so a rebuild without a bump is still replaced.
 %%%   Cost: nothing.
+%%%   History:
+%%%     1  first version.
+%%%     2  collect/1: new sections `alarms', `time', `dist_nodes'; opt-in
+%%%        sections `startup_files', `modules', `env' (Opts startup_files,
+%%%        modules_md5, env_keys); `processes' always reports max_memory and
+%%%        top_memory (memory slices, Opts memory_chunk) and `memory_max' is
+%%%        renamed `max_memory'; attach/2 also forwards SASL alarms and
+%%%        mnesia system events (new module beamside_alarm_handler).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -71,14 +83,23 @@
 %%%     * microstate accounting, only with Opts `msacc => true' and only if it
 %%%       was off; turned off again on exit (not if the process is killed).
 %%%     * cpu_sup:util/1 state (cpu_sup measures per calling process).
+%%%     * when sasl runs: beamside_alarm_handler, a supervised handler in
+%%%       SASL's alarm_handler event manager, keeping the alarms set (see
+%%%       beamside_alarm_handler); when mnesia runs: a mnesia system event
+%%%       subscription (inconsistent_database and mnesia_overload counted).
+%%%       Both are also installed by a later collect if sasl / mnesia start
+%%%       after attach, and both are removed by the manager / mnesia itself
+%%%       if the process dies.
 %%%   Cost: one process, one small ETS table, a message per system monitor
-%%%   event (thresholds above keep them rare).
+%%%   event (thresholds above keep them rare), an ETS write per SASL alarm
+%%%   set or cleared, a message per mnesia system event.
 %%%
 %%% detach() -> ok
 %%%   Stops beamside_sysmon (which releases the system monitor and the flags
-%%%   it turned on).  The sidecar then deletes and purges every beamside_*
+%%%   it turned on, deletes its alarm_handler handler and unsubscribes from
+%%%   mnesia).  The sidecar then deletes and purges every beamside_*
 %%%   module: after that no beamside module, process, registered name, ETS
-%%%   table, system monitor or flag is left.
+%%%   table, event handler, subscription, system monitor or flag is left.
 %%%
 %%% collect(Opts) -> {ok, Snapshot :: map()} | {error, term()}
 %%%   Everything the sidecar exports, in one reply, mostly numbers.  Each
@@ -106,8 +127,75 @@
 %%%     ets                    table count, top_n table names by memory
 %%%     kernel                 global names/locks, logger handlers and level
 %%%     dist                   per peer: socket stats, port/process stats
-%%%     sysmon                 system monitor state and event counters
+%%%     sysmon                 system monitor state and event counters, the
+%%%                            forwarders' state: alarm_handler (installed |
+%%%                            pending | not_running | {error, R}) and
+%%%                            mnesia_subscribed (boolean)
 %%%     plugins                #{Plugin => map() | {error, Reason}}
+%%%     alarms                 node-side alarm data (beamside_alarms), each
+%%%                            part `{error, Reason}' on its own:
+%%%       sasl            not_running | #{count, truncated, alarms =>
+%%%                       [#{id, description, name, set_at_ms}]}: the
+%%%                       alarms set in SASL's alarm_handler (os_mon's
+%%%                       memsup/disksup alarms included), at most 100,
+%%%                       id/description printed (~0tP, depth 20, <= 512
+%%%                       bytes), name = the id's atom (or first atom);
+%%%                       from beamside_sysmon's table when attached (no
+%%%                       call), else alarm_handler:get_alarms() (1 s).
+%%%       mnesia          not_running | not_attached | #{subscribed,
+%%%                       inconsistent_database (count),
+%%%                       last_inconsistent_database (#{context, node,
+%%%                       at_ms} | none), overload (count), last_overload
+%%%                       (#{details, at_ms} | none)}: counted since attach.
+%%%       old_code        #{count, modules (<= 100 atoms, sorted)}: modules
+%%%                       with old code (the same check_old_code walk as
+%%%                       limits.modules_old_code: done once per collect).
+%%%       shell_history   disabled | #{path, bytes, files, truncated,
+%%%                       limit_bytes (kernel shell_history_file_bytes,
+%%%                       when set)}: the shell history directory (kernel
+%%%                       shell_history_path, else filename:basedir(
+%%%                       user_cache, "erlang-history")), at most 1000
+%%%                       entries listed.
+%%%       memory_view     os_mon (memsup runs: see plugins.os_mon) |
+%%%                       unavailable (not Linux) | #{total_bytes,
+%%%                       available_bytes, free_bytes, swap_total_bytes,
+%%%                       swap_free_bytes (from /proc/meminfo, <= 64 KB
+%%%                       read), cgroup => #{max_bytes (integer | max),
+%%%                       current_bytes} (cgroup v2, when readable)}.
+%%%                            Cost: ETS reads, one check_old_code BIF per
+%%%                            module (shared with limits), a list_dir and
+%%%                            a stat per history file when enabled, two
+%%%                            or three small /proc and /sys reads: about
+%%%                            100-300 us.
+%%%     time                   #{system_time_us (os:system_time),
+%%%                            erlang_system_time_us, utc_offset_s (local
+%%%                            time minus UTC, seconds)}.  Cost: a few us.
+%%%     dist_nodes             [node()]: visible connected nodes (nodes()),
+%%%                            sorted, at most 1000 (limits.dist_visible
+%%%                            has the count).  Cost: one BIF.
+%%%   Opt-in sections, computed only when their option is given (absent
+%%%   otherwise, whatever `sections' says), meant to be asked for every N
+%%%   ticks (beamside_checks):
+%%%     startup_files          with startup_files => true: #{checked,
+%%%                            truncated, errors => [#{file, reason}]}: the
+%%%                            files that would stop the node from
+%%%                            restarting parsed: sys.config (-config),
+%%%                            the boot file (-boot), releases/*/*.rel and
+%%%                            releases/RELEASES under code:root_dir(), the
+%%%                            .app of every running application.  At most
+%%%                            200 files, 10 MB each (bigger: too_large),
+%%%                            startup_files_timeout_ms (2000) in all.
+%%%                            Cost: reading and parsing those files, in
+%%%                            a separate process: typically 5-50 ms.
+%%%     modules                with modules_md5 => true: #{Mod => Md5Hex}
+%%%                            of every loaded module but beamside's own
+%%%                            (at most 20000).  Cost: about 2 us a module.
+%%%     env                    with env_keys => [{App, Key}] (<= 100; a
+%%%                            2-element list works too): #{{App, Key} =>
+%%%                            undefined | #{hash => erlang:phash2(Value),
+%%%                            text => printed value (<= 512 bytes)}};
+%%%                            env_text => false leaves text out (values
+%%%                            may be secrets).  Cost: one ETS read each.
 %%%   Opts (all optional):
 %%%     sections          all | [Section]          (all)
 %%%     versions          boolean()                (true) applications list
@@ -118,8 +206,13 @@
 %%%                                                when attached (0: all)
 %%%     walk_max_age_ms   integer()                (600000) chunk results kept
 %%%     walk_timeout_ms   integer()                (2000) walk time cap
-%%%     walk_memory       boolean()                (false) also per-process
-%%%                                                memory (about 7x the walk)
+%%%     memory_chunk      integer()                (5000) processes per call
+%%%                                                asked for memory too (0:
+%%%                                                every one walked)
+%%%     walk_memory       boolean()                (false) memory of every
+%%%                                                process, whole table in
+%%%                                                one call (about 7x the
+%%%                                                walk), memory_sum too
 %%%     memory_threshold  integer()                (104857600) bytes
 %%%     max_ports         integer()                (10000)
 %%%     max_peers         integer()                (1000)
@@ -130,12 +223,19 @@
 %%%     plugin_timeout_ms integer()                (2000) per plugin
 %%%     max_tables        integer()                (1000) mnesia tables
 %%%     max_disks         integer()                (64) disksup mounts
+%%%     startup_files     boolean()                (absent) see above
+%%%     startup_files_timeout_ms integer()         (2000)
+%%%     modules_md5       boolean()                (absent) see above
+%%%     env_keys          [{App, Key}]             (absent) see above
+%%%     env_text          boolean()                (true)
 %%%   Cost, measured on a 2-core VM, OTP 25: about 1.5 ms plus the process
 %%%   walk (4 ms to list 100,000 processes, then 0.16 us per process looked
-%%%   at: one chunk of at most walk_chunk per call when attached, see
+%%%   at: one chunk of at most walk_chunk per call when attached, plus about
+%%%   1.5 us per process of the memory slice, at most memory_chunk, see
 %%%   beamside_procs) and the plugins (cpu_sup/memsup/disksup/mnesia calls,
 %%%   well under 1 ms each).  At 100,000 processes a call costs the node
-%%%   about 14 ms of CPU: under 0.1 % of one scheduler at a 15 s interval.
+%%%   about COST_MS ms of CPU: COST_PCT % of one scheduler at a 15 s
+%%%   interval (budget 0.2 %).
 %%%   Side effect worth knowing: statistics(reductions | exact_reductions |
 %%%   runtime | wall_clock) keep one VM-wide "since last call" value, which
 %%%   any caller (ours included) moves; we only use the totals.
@@ -151,16 +251,18 @@
 -export([version/0, info/0, attach/2, detach/0, collect/1, live/2]).
 %% Helpers shared by the other beamside modules.
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
-         running_apps/1, int_opt/4]).
+         running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 1).
+-define(VERSION, 2).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 -define(MAX_LIVE_KEYS, 32).
 
 -define(SECTIONS, [versions, memory, allocators, allocated_areas, limits, system,
                    run_queues, statistics, scheduler_utilization, msacc, processes,
-                   ports, ets, kernel, dist, sysmon, plugins]).
+                   ports, ets, kernel, dist, sysmon, plugins, alarms, time, dist_nodes]).
+%% Computed only when their option is in Opts: {Section, Option}.
+-define(OPT_IN, [{startup_files, startup_files}, {modules, modules_md5}, {env, env_keys}]).
 
 -type section() :: atom().
 -type opts() :: #{atom() => term()}.
@@ -249,22 +351,29 @@ live(_, _) ->
 collect_(Opts) ->
     T0 = erlang:monotonic_time(microsecond),
     SysTime = os:system_time(microsecond),
-    Wanted = case maps:get(sections, Opts, all) of
-                 all -> ?SECTIONS;
-                 L when is_list(L) -> [S || S <- ?SECTIONS, lists:member(S, L)];
-                 _ -> ?SECTIONS
-             end,
-    %% The running applications serve two sections; ask once.
-    NeedApps = lists:member(versions, Wanted) orelse lists:member(plugins, Wanted),
-    Apps = case NeedApps of
+    Wanted0 = case maps:get(sections, Opts, all) of
+                  all -> ?SECTIONS;
+                  L when is_list(L) -> [S || S <- ?SECTIONS, lists:member(S, L)];
+                  _ -> ?SECTIONS
+              end,
+    Wanted = Wanted0 ++ [S || {S, Opt} <- ?OPT_IN, opt_in(Opt, Opts)],
+    Need = fun(Ss) -> lists:any(fun(S) -> lists:member(S, Wanted) end, Ss) end,
+    %% The running applications serve several sections, and so does the old
+    %% code walk: each is done once.
+    Apps = case Need([versions, plugins, startup_files]) of
                true -> safe(fun() -> running_apps(?APPS_TIMEOUT) end);
                false -> []
            end,
+    OldCode = case Need([limits, alarms]) of
+                  true -> safe(fun beamside_vm:old_code/0);
+                  false -> []
+              end,
+    Ctx = #{apps => Apps, old_code => OldCode},
     {Snap, Timings} =
         lists:foldl(
           fun(S, {Acc, Ts}) ->
                   S0 = erlang:monotonic_time(microsecond),
-                  V = safe(fun() -> section(S, Opts, Apps) end),
+                  V = safe(fun() -> section(S, Opts, Ctx) end),
                   {Acc#{S => V}, Ts#{S => erlang:monotonic_time(microsecond) - S0}}
           end, {#{}, #{}}, Wanted),
     Snap#{agent_version => ?VERSION,
@@ -274,12 +383,19 @@ collect_(Opts) ->
           timings => Timings,
           duration_us => erlang:monotonic_time(microsecond) - T0}.
 
--spec section(section(), opts(), term()) -> term().
-section(versions, Opts, Apps) -> versions(Opts, Apps);
+opt_in(env_keys, Opts) -> is_list(maps:get(env_keys, Opts, false));
+opt_in(Opt, Opts) -> maps:get(Opt, Opts, false) =:= true.
+
+-spec section(section(), opts(), map()) -> term().
+section(versions, Opts, #{apps := Apps}) -> versions(Opts, Apps);
 section(processes, Opts, _) -> beamside_procs:walk(Opts);
-section(plugins, Opts, Apps) -> plugins(Opts, Apps);
+section(plugins, Opts, #{apps := Apps}) -> plugins(Opts, Apps);
 section(sysmon, _, _) -> beamside_sysmon:snapshot();
-section(S, Opts, _) -> beamside_vm:section(S, Opts).
+section(alarms, Opts, Ctx) -> beamside_alarms:section(Opts, Ctx);
+section(startup_files, Opts, Ctx) -> beamside_checks:startup_files(Opts, Ctx);
+section(modules, Opts, _) -> beamside_checks:modules(Opts);
+section(env, Opts, _) -> beamside_checks:env(Opts);
+section(S, Opts, Ctx) -> beamside_vm:section(S, Opts, Ctx).
 
 versions(Opts, Apps) ->
     Base = #{otp_release => to_bin(erlang:system_info(otp_release)),
@@ -348,7 +464,12 @@ live_(K, Opts) ->
                        plugins -> safe(fun() -> running_apps(?APPS_TIMEOUT) end);
                        _ -> []
                    end,
-            section(K, Opts, Apps);
+            OldCode = case K of
+                          limits -> safe(fun beamside_vm:old_code/0);
+                          alarms -> safe(fun beamside_vm:old_code/0);
+                          _ -> []
+                      end,
+            section(K, Opts, #{apps => Apps, old_code => OldCode});
         false ->
             {error, unknown_key}
     end.
@@ -372,6 +493,7 @@ agent_modules() ->
 is_beamside(M) ->
     lists:prefix(?PREFIX, atom_to_list(M)).
 
+-spec hex(binary()) -> binary().
 hex(Bin) ->
     << <<(hex_digit(N))>> || <<N:4>> <= Bin >>.
 
@@ -457,11 +579,24 @@ run_bounded(Fun, Timeout, SpawnOpts) ->
 reason(R) when is_atom(R); is_integer(R) -> R;
 reason({R, Extra}) when is_atom(R), is_atom(Extra) -> {R, Extra};
 reason(R) ->
-    Text = iolist_to_binary(io_lib:format("~0tP", [R, 12])),
-    case byte_size(Text) > 256 of
-        true -> <<(binary:part(Text, 0, 256))/binary, "...">>;
-        false -> Text
-    end.
+    Text = case unicode:characters_to_binary(io_lib:format("~0tP", [R, 12])) of
+               B when is_binary(B) -> B;
+               _ -> iolist_to_binary(io_lib:format("~0P", [R, 12]))
+           end,
+    truncate(Text, 259).
+
+%% At most Max bytes of a (UTF-8) binary, cut on a character boundary, with
+%% "..." at the end when cut.
+-spec truncate(binary(), pos_integer()) -> binary().
+truncate(Bin, Max) when byte_size(Bin) =< Max ->
+    Bin;
+truncate(Bin, Max) ->
+    Part = binary:part(Bin, 0, max(0, Max - 3)),
+    Good = case unicode:characters_to_binary(Part) of
+               {incomplete, G, _} -> G;
+               _ -> Part
+           end,
+    <<Good/binary, "...">>.
 
 -spec opt(atom(), map(), term()) -> term().
 opt(Key, Opts, Default) -> maps:get(Key, Opts, Default).

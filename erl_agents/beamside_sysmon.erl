@@ -25,30 +25,63 @@
 %%%     then `erlang:system_flag(microstate_accounting, false)' by hand).
 %%%   * cpu_sup:util/1 state: cpu_sup measures utilisation per calling
 %%%     process, so the sidecar asks through this process (cpu_util/1).
+%%%   * The SASL alarm forwarder, when sasl's `alarm_handler' event manager
+%%%     runs (at attach, or at the first collect after sasl started or
+%%%     restarted: ensure_forwarders/1): beamside_alarm_handler, added as a
+%%%     supervised handler (the request gen_event:add_sup_handler/3 sends,
+%%%     with a 1 s limit instead of `infinity'), id
+%%%     {beamside_alarm_handler, Ref}, seeded with alarm_handler:get_alarms()
+%%%     (see beamside_alarm_handler).  The manager links to this process and
+%%%     removes the handler when this process exits, however it exits;
+%%%     terminate/2 also deletes it explicitly (1 s limit) so that it is gone
+%%%     when detach returns.  If the handler is removed by somebody else, it is
+%%%     added again at the next collect.
+%%%   * A mnesia system event subscription, when mnesia runs (same rule:
+%%%     attach or a later collect): mnesia_subscr:subscribe(self(), system)
+%%%     (what mnesia:subscribe(system) does, called from a helper with a 1 s
+%%%     limit); mnesia links to this process and drops the subscription when
+%%%     it exits; terminate/2 unsubscribes explicitly (1 s limit).  Only
+%%%     inconsistent_database and mnesia_overload events are kept: a count,
+%%%     and the last one (printed, bounded) with its time.
+%%%
+%%% It traps exits: the alarm_handler manager and mnesia_subscr link to it,
+%%% and their going away (sasl or mnesia stopped) must not take it down.
 %%%
 %%% Its ETS table (named beamside_sysmon, public, owned by this process and
 %%% so gone with it) holds the counters, its state, the previous
-%%% scheduler_wall_time sample used to compute utilisation between collects
-%%% and the latest result of each process walk chunk (beamside_procs).
+%%% scheduler_wall_time sample used to compute utilisation between collects,
+%%% the latest result of each process walk chunk and memory slice
+%%% (beamside_procs), the alarms set in alarm_handler (one row each, written
+%%% by beamside_alarm_handler) and the mnesia event counters.
 %%%
 %%% Cost: one process (hibernates when idle), one small table, one message per
 %%% system monitor event; the default thresholds (long_gc 100 ms,
-%%% long_schedule 100 ms, large_heap 32 Mi words) keep events rare.
+%%% long_schedule 100 ms, large_heap 32 Mi words) keep events rare.  One ETS
+%%% write per SASL alarm set or cleared, one message per mnesia system event.
 %%% ===========================================================================
 -module(beamside_sysmon).
 -behaviour(gen_server).
 
--export([start/2, stop/0, snapshot/0, swap_sample/2, cpu_util/1]).
+-export([start/2, stop/0, snapshot/0, swap_sample/2, cached/2, cpu_util/1]).
 -export([chunks_available/0, next_chunk/1, store_chunk/2, chunks/1]).
+-export([next_slice/2, store_slice/3, slices/2]).
+-export([ensure_forwarders/1, forwarders/0, sasl_alarms/1, mnesia_events/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TAB, ?MODULE).
+-define(CALL_MS, 1000).             % each call to alarm_handler / mnesia_subscr
+-define(RETRY_MS, 60000).           % after a failed installation, wait this long
 
 -record(st, {sidecars = [] :: [node()],
              sysmon = disabled :: owner | taken_by_other | disabled,
              swt = false :: boolean(),
              msacc = false :: boolean(),
-             cpu_primed = false :: boolean()}).
+             cpu_primed = false :: boolean(),
+             %% {Manager, Ref} of the installed alarm forwarder.
+             ah = undefined :: undefined | {pid(), reference()},
+             ah_failed = undefined :: undefined | {pid(), integer()},
+             %% mnesia_subscr we are subscribed to.
+             mnesia = undefined :: undefined | pid()}).
 
 %%% ---------------------------------------------------------------------------
 %%% API
@@ -100,13 +133,17 @@ snapshot() ->
                         Other ->
                             Other
                     end,
+            [{alarm_handler, _, _, AlarmHandler}] = ets:lookup(?TAB, alarm_handler),
+            MnesiaSubscr = ets:lookup_element(?TAB, mnesia_events, 2),
             #{state => State,
               long_gc => LongGc, long_schedule => LongSched, large_heap => LargeHeap,
               busy_port => BusyPort, busy_dist_port => BusyDist,
               attached_ms => erlang:monotonic_time(millisecond) - SinceMs,
               sidecars => Sidecars,
               scheduler_wall_time => Swt,
-              msacc => Msacc}
+              msacc => Msacc,
+              alarm_handler => AlarmHandler,
+              mnesia_subscribed => is_pid(MnesiaSubscr)}
     end.
 
 %% Store Value under Key in our table and return what was there (undefined
@@ -121,6 +158,16 @@ swap_sample(Key, Value) ->
                 [] -> undefined
             end
     catch error:badarg -> undefined
+    end.
+
+%% Fun() computed once per attach and kept in our table (computed at every
+%% call when not attached).
+-spec cached(term(), fun(() -> T)) -> T.
+cached(Key, Fun) ->
+    try ets:lookup(?TAB, {cached, Key}) of
+        [{_, V}] -> V;
+        [] -> V = Fun(), ets:insert(?TAB, {{cached, Key}, V}), V
+    catch error:badarg -> Fun()
     end.
 
 %% Process walk chunks (see beamside_procs): which chunk to walk next, the
@@ -150,6 +197,81 @@ chunks(K) ->
     catch error:badarg -> []
     end.
 
+%% Memory slices of the walk (see beamside_procs): slice J of L within chunk
+%% I, the next one at every visit of chunk I.
+-spec next_slice(non_neg_integer(), pos_integer()) -> non_neg_integer().
+next_slice(I, L) ->
+    try ets:update_counter(?TAB, {slice_next, I}, {2, 1}, {{slice_next, I}, -1}) rem L
+    catch error:badarg -> 0
+    end.
+
+%% Geometry {K, L}: when it changes (the process count crossed a chunk or
+%% slice boundary, or a call asked for another walk_chunk / memory_chunk),
+%% the results of the previous geometry are dropped: they cover other ranges.
+-spec store_slice({pos_integer(), pos_integer()}, {non_neg_integer(), non_neg_integer()},
+                  map()) -> ok.
+store_slice(Geometry, {I, J}, Result) ->
+    try
+        case ets:lookup(?TAB, slice_geometry) of
+            [{_, Geometry}] -> ok;
+            _ -> ets:match_delete(?TAB, {{slice, '_', '_'}, '_', '_'}),
+                 ets:insert(?TAB, {slice_geometry, Geometry})
+        end,
+        ets:insert(?TAB, {{slice, I, J}, erlang:monotonic_time(millisecond), Result}),
+        ok
+    catch error:badarg -> ok
+    end.
+
+%% [{AgeMs, Result}] of slices {I, J}, I < K, J < L, that have a result.
+-spec slices(pos_integer(), pos_integer()) -> [{non_neg_integer(), map()}].
+slices(K, L) ->
+    Now = erlang:monotonic_time(millisecond),
+    try [{Now - T, R} || I <- lists:seq(0, K - 1), J <- lists:seq(0, L - 1),
+                         {_, T, R} <- ets:lookup(?TAB, {slice, I, J})]
+    catch error:badarg -> []
+    end.
+
+%% Install the alarm forwarder / mnesia subscription if their application
+%% runs and they are not there yet (a no-op call otherwise).
+-spec ensure_forwarders(timeout()) -> ok | {error, term()}.
+ensure_forwarders(Timeout) ->
+    try gen_server:call(?MODULE, ensure_forwarders, Timeout)
+    catch exit:{timeout, _} -> {error, timeout};
+          exit:{noproc, _} -> {error, not_attached};
+          exit:{normal, _} -> {error, not_attached}
+    end.
+
+%% What the forwarders are attached to, from the table (no call):
+%% {AlarmManager | undefined, Status, MnesiaSubscr | undefined}, or
+%% not_attached.
+-spec forwarders() -> {pid() | undefined, term(), pid() | undefined} | not_attached.
+forwarders() ->
+    try
+        [{alarm_handler, AH, _Ref, Status}] = ets:lookup(?TAB, alarm_handler),
+        Subscr = ets:lookup_element(?TAB, mnesia_events, 2),
+        {AH, Status, Subscr}
+    catch error:_ -> not_attached
+    end.
+
+%% {Count, [{IdText, DescText, NameText, SetAtMs}]} (at most Max).
+-spec sasl_alarms(non_neg_integer()) -> {non_neg_integer(), [tuple()]}.
+sasl_alarms(Max) ->
+    Pattern = {{sasl_alarm, '_'}, '$1', '$2', '$3', '$4'},
+    Count = ets:select_count(?TAB, [{Pattern, [], [true]}]),
+    Rows = case Max > 0 andalso ets:select(?TAB, [{Pattern, [], [{{'$1', '$2', '$3', '$4'}}]}],
+                                           Max) of
+               {L, _Cont} -> L;
+               _ -> []
+           end,
+    {Count, lists:sort(Rows)}.
+
+%% The mnesia event counters: {InconsistentCount, LastInconsistent,
+%% OverloadCount, LastOverload} (last ones: map() | none).
+-spec mnesia_events() -> {non_neg_integer(), map() | none, non_neg_integer(), map() | none}.
+mnesia_events() ->
+    [{mnesia_events, _Subscr, IC, IL, OC, OL}] = ets:lookup(?TAB, mnesia_events),
+    {IC, IL, OC, OL}.
+
 %% cpu_sup:util([detailed]) as seen from this process (since the previous
 %% call): #{busy, user, nice_user, kernel, wait, idle, ...} in percent, or
 %% undefined (not attached, os_mon/cpu_sup not running, or first call).
@@ -173,6 +295,7 @@ init({Sidecar, Opts}) ->
         User -> group_leader(User, self())
     end,
     _ = process_flag(message_queue_data, off_heap),
+    _ = process_flag(trap_exit, true),
     case lists:member(Sidecar, erlang:nodes(connected)) of
         false ->
             {stop, {not_connected, Sidecar}};
@@ -180,6 +303,8 @@ init({Sidecar, Opts}) ->
             true = erlang:monitor_node(Sidecar, true),
             ?TAB = ets:new(?TAB, [named_table, public, set, {read_concurrency, true}]),
             ets:insert(?TAB, {counters, 0, 0, 0, 0, 0}),
+            ets:insert(?TAB, {alarm_handler, undefined, undefined, not_running}),
+            ets:insert(?TAB, {mnesia_events, undefined, 0, none, 0, none}),
             Sysmon = take_sysmon(Opts),
             Swt = case maps:get(scheduler_wall_time, Opts, false) of
                       true -> _ = erlang:system_flag(scheduler_wall_time, true), true;
@@ -192,6 +317,7 @@ init({Sidecar, Opts}) ->
             St = #st{sidecars = [Sidecar], sysmon = Sysmon, swt = Swt, msacc = Msacc},
             meta(St),
             self() ! prime_cpu,
+            self() ! ensure_forwarders,
             {ok, St}
     end.
 
@@ -220,6 +346,8 @@ handle_call(cpu_util, _From, St) ->
         _ ->
             {reply, read_cpu(), St}
     end;
+handle_call(ensure_forwarders, _From, St) ->
+    {reply, ok, ensure_mnesia(ensure_alarm_handler(St))};
 handle_call(_Other, _From, St) ->
     {reply, {error, unknown_call}, St}.
 
@@ -241,6 +369,20 @@ handle_info({nodedown, Node}, #st{sidecars = Ns} = St) ->
             meta(St1),
             {noreply, St1}
     end;
+handle_info({mnesia_system_event, Event}, St) ->
+    mnesia_event(Event),
+    {noreply, St};
+handle_info(ensure_forwarders, St) ->
+    {noreply, ensure_mnesia(ensure_alarm_handler(St))};
+handle_info({gen_event_EXIT, {beamside_alarm_handler, Ref}, _Why}, #st{ah = {_, Ref}} = St) ->
+    %% Our handler was removed (by somebody else, or it crashed): forget
+    %% its alarms; the next collect adds it again.
+    {noreply, forget_alarm_handler(not_running, St)};
+handle_info({'EXIT', Pid, _Why}, #st{ah = {Pid, _}} = St) ->
+    {noreply, forget_alarm_handler(not_running, St)};
+handle_info({'EXIT', Pid, _Why}, #st{mnesia = Pid} = St) ->
+    ets:update_element(?TAB, mnesia_events, {2, undefined}),
+    {noreply, St#st{mnesia = undefined}};
 handle_info(prime_cpu, St) ->
     case whereis(cpu_sup) of
         undefined ->
@@ -266,6 +408,22 @@ terminate(_Reason, St) ->
         false -> ok
     end,
     [erlang:monitor_node(N, false) || N <- St#st.sidecars],
+    Me = self(),
+    case St#st.ah of
+        {AH, Ref} ->
+            _ = beamside_agent:run_bounded(
+                  fun() -> gen_event:delete_handler(AH, {beamside_alarm_handler, Ref}, remove) end,
+                  ?CALL_MS, []);
+        undefined ->
+            ok
+    end,
+    case St#st.mnesia of
+        undefined ->
+            ok;
+        _ ->
+            _ = beamside_agent:run_bounded(
+                  fun() -> mnesia_subscr:unsubscribe(Me, system) end, ?CALL_MS, [])
+    end,
     ok.
 
 %%% ---------------------------------------------------------------------------
@@ -319,3 +477,101 @@ read_cpu() ->
     catch C:R ->
             {error, {C, beamside_agent:reason(R)}}
     end.
+
+%%% ---------------------------------------------------------------------------
+%%% SASL alarm_handler forwarder
+
+ensure_alarm_handler(#st{ah = Cur, ah_failed = Failed} = St) ->
+    case {whereis(alarm_handler), Cur} of
+        {undefined, undefined} ->
+            St;
+        {undefined, _} ->
+            forget_alarm_handler(not_running, St);
+        {AH, {AH, _}} ->
+            St;
+        {AH, _} ->
+            Now = erlang:monotonic_time(millisecond),
+            case Failed of
+                {AH, At} when Now - At < ?RETRY_MS -> St;
+                _ -> install_alarm_handler(AH, forget_alarm_handler(not_running, St))
+            end
+    end.
+
+install_alarm_handler(AH, St) ->
+    Ref = make_ref(),
+    Handler = {beamside_alarm_handler, Ref},
+    ets:insert(?TAB, {alarm_handler, AH, Ref, pending}),
+    %% gen_event:add_sup_handler(AH, Handler, Args) is this request with an
+    %% infinite time-out; the supervising process is the last element.
+    Request = {add_sup_handler, Handler, {?TAB, Ref}, self()},
+    case catch gen:call(AH, self(), Request, ?CALL_MS) of
+        {ok, ok} ->
+            Alarms = case catch gen_event:call(AH, alarm_handler, get_alarms, ?CALL_MS) of
+                         L when is_list(L) -> L;
+                         _ -> []                % the default handler was replaced
+                     end,
+            _ = (catch gen_event:call(AH, Handler, {seed, Alarms}, ?CALL_MS)),
+            ets:insert(?TAB, {alarm_handler, AH, Ref, installed}),
+            St#st{ah = {AH, Ref}, ah_failed = undefined};
+        Other ->
+            Why = case Other of
+                      {'EXIT', {R, _}} -> R;
+                      {'EXIT', R} -> R;
+                      {ok, R} -> R;
+                      R -> R
+                  end,
+            %% No Ref in the table: should the manager still add the handler
+            %% later, it removes itself at its first event.
+            ets:insert(?TAB, {alarm_handler, AH, undefined, {error, beamside_agent:reason(Why)}}),
+            St#st{ah_failed = {AH, erlang:monotonic_time(millisecond)}}
+    end.
+
+forget_alarm_handler(Status, St) ->
+    ets:match_delete(?TAB, {{sasl_alarm, '_'}, '_', '_', '_', '_'}),
+    ets:insert(?TAB, {alarm_handler, undefined, undefined, Status}),
+    St#st{ah = undefined}.
+
+%%% ---------------------------------------------------------------------------
+%%% mnesia system events
+
+ensure_mnesia(#st{mnesia = Cur} = St) ->
+    case whereis(mnesia_subscr) of
+        undefined when Cur =:= undefined ->
+            St;
+        undefined ->
+            ets:update_element(?TAB, mnesia_events, {2, undefined}),
+            St#st{mnesia = undefined};
+        Cur ->
+            St;
+        MS ->
+            Self = self(),
+            Subscribe = fun() ->
+                                case mnesia:system_info(is_running) of
+                                    yes -> mnesia_subscr:subscribe(Self, system);
+                                    Other -> {error, Other}
+                                end
+                        end,
+            case beamside_agent:run_bounded(Subscribe, ?CALL_MS, []) of
+                {ok, {ok, _}} -> subscribed(MS, St);
+                {ok, {error, {already_exists, _}}} -> subscribed(MS, St);
+                _ -> St                                 % not running yet: next collect
+            end
+    end.
+
+subscribed(MS, St) ->
+    ets:update_element(?TAB, mnesia_events, {2, MS}),
+    St#st{mnesia = MS}.
+
+mnesia_event({inconsistent_database, Context, Node}) ->
+    Last = #{context => beamside_alarm_handler:print(Context),
+             node => beamside_alarm_handler:print(Node),
+             at_ms => erlang:system_time(millisecond)},
+    _ = ets:update_counter(?TAB, mnesia_events, {3, 1}),
+    ets:update_element(?TAB, mnesia_events, {4, Last});
+mnesia_event({mnesia_overload, Details}) ->
+    Last = #{details => beamside_alarm_handler:print(Details),
+             at_ms => erlang:system_time(millisecond)},
+    _ = ets:update_counter(?TAB, mnesia_events, {5, 1}),
+    ets:update_element(?TAB, mnesia_events, {6, Last});
+mnesia_event(_) ->
+    true.

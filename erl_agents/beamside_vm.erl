@@ -49,31 +49,65 @@
 %%%                    inet:getstat of the distribution socket when the
 %%%                    controller is a port, process stats when it is a
 %%%                    process (TLS); pending connections are counted.
+%%%   time             system_time_us (os:system_time/1, the OS clock),
+%%%                    erlang_system_time_us (erlang:system_time/1, which
+%%%                    time correction may hold back), utc_offset_s (local
+%%%                    time minus UTC, from one universaltime reading).  ~5 us
+%%%   dist_nodes       erlang:nodes(visible), sorted, at most 1000.    ~1 us
+%%%
+%%% old_code() -> [module()]: modules with old code, one check_old_code BIF
+%%% per loaded module; beamside_agent runs it once per collect and hands the
+%%% result to `limits' (count) and `alarms' (list) through the context.
 %%% ===========================================================================
 -module(beamside_vm).
 
--export([section/2]).
+-export([section/3, old_code/0]).
+
+-define(MAX_DIST_NODES, 1000).
 
 -define(MAX_ALLOCATORS, 64).
 -define(MAX_PORT_KINDS, 32).
 -define(SOCKET_STATS, [recv_oct, recv_cnt, recv_max, recv_avg, recv_dvi,
                        send_oct, send_cnt, send_max, send_avg, send_pend]).
 
--spec section(atom(), map()) -> term().
-section(memory, _) -> memory();
-section(allocators, _) -> allocators();
-section(allocated_areas, _) -> allocated_areas();
-section(limits, Opts) -> limits(Opts);
-section(system, _) -> system();
-section(run_queues, _) -> run_queues();
-section(statistics, _) -> statistics();
-section(scheduler_utilization, _) -> scheduler_utilization();
-section(msacc, _) -> msacc();
-section(ports, Opts) -> ports(Opts);
-section(dist, Opts) -> dist(Opts);
-section(ets, Opts) -> ets(Opts);
-section(kernel, _) -> kernel();
-section(Other, _) -> {error, {unknown_section, Other}}.
+%% Ctx: #{old_code => [module()] | {error, _}} (see beamside_agent).
+-spec section(atom(), map(), map()) -> term().
+section(memory, _, _) -> memory();
+section(allocators, _, _) -> allocators();
+section(allocated_areas, _, _) -> allocated_areas();
+section(limits, Opts, Ctx) -> limits(Opts, Ctx);
+section(system, _, _) -> system();
+section(run_queues, _, _) -> run_queues();
+section(statistics, _, _) -> statistics();
+section(scheduler_utilization, _, _) -> scheduler_utilization();
+section(msacc, _, _) -> msacc();
+section(ports, Opts, _) -> ports(Opts);
+section(dist, Opts, _) -> dist(Opts);
+section(ets, Opts, _) -> ets(Opts);
+section(kernel, _, _) -> kernel();
+section(time, _, _) -> time_section();
+section(dist_nodes, _, _) -> lists:sublist(lists:sort(erlang:nodes(visible)), ?MAX_DIST_NODES);
+section(Other, _, _) -> {error, {unknown_section, Other}}.
+
+-spec old_code() -> [module()].
+old_code() ->
+    [M || M <- erlang:loaded(), erlang:check_old_code(M)].
+
+time_section() ->
+    Utc = erlang:universaltime(),
+    Local = erlang:universaltime_to_localtime(Utc),
+    #{system_time_us => os:system_time(microsecond),
+      erlang_system_time_us => erlang:system_time(microsecond),
+      utc_offset_s => offset_s(Local, Utc)}.
+
+%% Local minus UTC in seconds; the two dates are at most a day apart (no
+%% calendar module: it may not be loaded, and we never load code).
+offset_s({D1, {H1, M1, S1}}, {D2, {H2, M2, S2}}) ->
+    Days = if D1 =:= D2 -> 0;
+              D1 > D2 -> 1;
+              true -> -1
+           end,
+    Days * 86400 + (H1 - H2) * 3600 + (M1 - M2) * 60 + (S1 - S2).
 
 %%% ---------------------------------------------------------------------------
 
@@ -141,8 +175,12 @@ allocated_areas() ->
 
 %%% ---------------------------------------------------------------------------
 
-limits(Opts) ->
+limits(Opts, Ctx) ->
     Loaded = erlang:loaded(),
+    OldCode = case maps:get(old_code, Ctx, undefined) of
+                  L when is_list(L) -> L;
+                  _ -> old_code()
+              end,
     Base = #{process_count => erlang:system_info(process_count),
              process_limit => erlang:system_info(process_limit),
              port_count => erlang:system_info(port_count),
@@ -152,7 +190,7 @@ limits(Opts) ->
              ets_count => erlang:system_info(ets_count),
              ets_limit => erlang:system_info(ets_limit),
              modules_loaded => length(Loaded),
-             modules_old_code => length([M || M <- Loaded, erlang:check_old_code(M)]),
+             modules_old_code => length(OldCode),
              registered_names => length(erlang:registered()),
              dist_visible => length(erlang:nodes(visible)),
              dist_hidden => length(erlang:nodes(hidden)),

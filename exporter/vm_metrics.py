@@ -735,36 +735,40 @@ def _processes(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
                 rank=str(rank),
                 process=_proc_label(p),
             )
-    if "memory_sum" in s:
-        n.gauge(
-            "erlang_vm_process_memory_sum_bytes",
-            "Memory of the processes walked.",
-            s.get("memory_sum"),
-        )
-        n.gauge(
-            "erlang_vm_process_memory_max_bytes",
-            "Memory of the largest process.",
-            s.get("memory_max"),
-        )
-        n.gauge(
-            "erlang_vm_processes_above_memory_threshold",
-            "Processes using more memory than the threshold.",
-            s.get("memory_above"),
-        )
-        n.gauge(
-            "erlang_vm_process_memory_threshold_bytes",
-            "The process memory threshold the agent counts against.",
-            s.get("memory_threshold"),
-        )
-        for rank, p in enumerate(_list(s.get("top_memory")), 1):
-            if isinstance(p, dict):
-                n.gauge(
-                    "erlang_vm_process_top_memory_bytes",
-                    "Largest processes by memory: rank, registered name or pid.",
-                    p.get("memory"),
-                    rank=str(rank),
-                    process=_proc_label(p),
-                )
+    n.gauge(
+        "erlang_vm_process_memory_sum_bytes",
+        "Memory of the processes walked (only when every process is asked).",
+        s.get("memory_sum"),
+    )
+    n.gauge(
+        "erlang_vm_process_memory_max_bytes",
+        "Memory of the largest process.",
+        s.get("max_memory"),
+    )
+    n.gauge(
+        "erlang_vm_processes_above_memory_threshold",
+        "Processes using more memory than the threshold.",
+        s.get("memory_above"),
+    )
+    n.gauge(
+        "erlang_vm_process_memory_threshold_bytes",
+        "The process memory threshold the agent counts against.",
+        s.get("memory_threshold"),
+    )
+    n.gauge(
+        "erlang_vm_process_memory_covered",
+        "Processes the process memory figures are made of (all memory slices).",
+        s.get("memory_covered"),
+    )
+    for rank, p in enumerate(_list(s.get("top_memory")), 1):
+        if isinstance(p, dict):
+            n.gauge(
+                "erlang_vm_process_top_memory_bytes",
+                "Largest processes by memory: rank, registered name or pid.",
+                p.get("memory"),
+                rank=str(rank),
+                process=_proc_label(p),
+            )
 
 
 def _proc_label(p: Mapping[str, Any]) -> str:
@@ -910,6 +914,53 @@ def _sysmon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
             s.get(event),
             event=event,
         )
+
+
+def _alarms(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    sasl = s.get("sasl")
+    if isinstance(sasl, dict):
+        n.gauge("erlang_vm_sasl_alarms", "Alarms set in SASL's alarm_handler.", sasl.get("count"))
+    mnesia = s.get("mnesia")
+    if isinstance(mnesia, dict):
+        doc = "mnesia system events seen since beamside attached, by event."
+        for key, event in (
+            ("inconsistent_database", "inconsistent_database"),
+            ("overload", "mnesia_overload"),
+        ):
+            n.counter("erlang_mnesia_system_events", doc, mnesia.get(key), event=event)
+    history = s.get("shell_history")
+    if isinstance(history, dict):
+        n.gauge(
+            "erlang_vm_shell_history_bytes",
+            "Bytes used by the shell history directory.",
+            history.get("bytes"),
+        )
+    view = s.get("memory_view")
+    if isinstance(view, dict):
+        for key, kind in (("total_bytes", "total"), ("available_bytes", "available")):
+            n.gauge(
+                "erlang_vm_system_memory_bytes",
+                "System memory as the node sees it (/proc/meminfo; os_mon not running).",
+                view.get(key),
+                kind=kind,
+            )
+        cgroup = view.get("cgroup")
+        if isinstance(cgroup, dict):
+            for key, kind in (("max_bytes", "max"), ("current_bytes", "current")):
+                n.gauge(
+                    "erlang_vm_cgroup_memory_bytes",
+                    "cgroup v2 memory.max (when limited) and memory.current of the node.",
+                    cgroup.get(key),
+                    kind=kind,
+                )
+
+
+def _time(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    n.gauge(
+        "erlang_vm_utc_offset_seconds",
+        "Local time minus UTC on the node, in seconds.",
+        s.get("utc_offset_s"),
+    )
 
 
 def _plugins(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
@@ -1101,6 +1152,8 @@ _SECTIONS: Final[Sequence[tuple[str, Renderer]]] = (
     ("dist", _dist),
     ("sysmon", _sysmon),
     ("plugins", _plugins),
+    ("alarms", _alarms),
+    ("time", _time),
 )
 
 

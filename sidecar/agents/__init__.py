@@ -208,7 +208,8 @@ def is_error(value: Any) -> bool:
 
 def to_opts_term(opts: Mapping[str, Any] | None) -> dict[Atom, Any]:
     """Options for the agents: keys become atoms, ``str`` values atoms,
-    lists and nested mappings are converted the same way."""
+    lists, tuples (sent as tuples, e.g. ``env_keys=[("kernel", "logger_level")]``)
+    and nested mappings are converted the same way."""
     return {Atom(k): _opt_value(v) for k, v in (opts or {}).items()}
 
 
@@ -219,7 +220,9 @@ def _opt_value(value: Any) -> Any:
         return Atom(value)
     if isinstance(value, Mapping):
         return {Atom(str(k)): _opt_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, tuple):
+        return tuple(_opt_value(v) for v in value)
+    if isinstance(value, list):
         return [_opt_value(v) for v in value]
     raise TypeError(f"cannot send option value {value!r} to an agent")
 
@@ -411,6 +414,9 @@ async def collect(
 
     Raises :class:`AgentError` when the node answers ``{error, _}`` as a
     whole (a failed section is an ``{error, _}`` value inside the dict).
+    The sections and options are documented in ``erl_agents/beamside_agent.erl``;
+    the costlier ones are opt-in, for every N ticks: ``startup_files=True``,
+    ``modules_md5=True``, ``env_keys=[("app", "key"), ...]``.
     """
     reply = await _call(local, node, "collect", [to_opts_term(opts)], timeout)
     snapshot = _ok(reply, "collect", node)

@@ -118,7 +118,7 @@ class AlertmanagerConfig:
     urls: tuple[str, ...]
     resend_interval: float = 60.0
     timeout: float = 5.0
-    max_backoff: float = 30.0
+    max_backoff: float = 10.0
     generator_url: str | None = None
 
     def __post_init__(self) -> None:

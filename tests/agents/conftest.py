@@ -97,8 +97,17 @@ Procs = [P || P <- processes(),
                   _ -> false
               end],
 Msacc = erlang:system_flag(microstate_accounting, false),
+Handlers = case whereis(alarm_handler) of
+               undefined -> [];
+               _ -> [H || H <- gen_event:which_handlers(alarm_handler),
+                          Beamside(case H of {HM, _} -> HM; HM -> HM end)]
+           end,
+Subscribers = case whereis(mnesia_subscr) of
+                  undefined -> [];
+                  _ -> [S || S <- mnesia:system_info(subscribers), not is_process_alive(S)]
+              end,
 {Mods, Names, Tabs, Procs, erlang:system_monitor(),
- erlang:statistics(scheduler_wall_time), Msacc}.
+ erlang:statistics(scheduler_wall_time), Msacc, Handlers, Subscribers}.
 """
 
-NO_RESIDUE = "{[],[],[],[],undefined,undefined,false}"
+NO_RESIDUE = "{[],[],[],[],undefined,undefined,false,[],[]}"

@@ -30,8 +30,10 @@ A = Atom
 CORE = {
     "versions", "memory", "allocators", "allocated_areas", "limits", "system", "run_queues",
     "statistics", "scheduler_utilization", "msacc", "processes", "ports", "ets", "kernel",
-    "dist", "sysmon", "plugins",
+    "dist", "sysmon", "plugins", "alarms", "time", "dist_nodes",
 }  # fmt: skip
+# Computed only when asked for.
+OPT_IN = {"startup_files", "modules", "env"}
 
 
 def test_package_carries_the_beams() -> None:
@@ -82,7 +84,9 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     snap = await snapshot(local, node)
     data = snap.data
     assert set(data) >= CORE
+    assert not set(data) & OPT_IN
     assert section_errors(dict(data)) == {}
+    assert section_errors(data["alarms"]) == {}
     assert data["agent_version"] == AGENT_VERSION
     assert data["node"] == node.name
     assert data["memory"]["total"] == data["memory"]["processes"] + data["memory"]["system"]
@@ -98,6 +102,31 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     assert peers[str(local.name)]["type"] == "hidden"
     assert peers[str(local.name)]["controller"]["socket"]["recv_oct"] > 0
     assert data["plugins"] == {}
+    # The alarm data: no sasl, no mnesia on these nodes.
+    alarms = data["alarms"]
+    assert alarms["sasl"] == "not_running" and alarms["mnesia"] == "not_running"
+    assert alarms["old_code"] == {"count": 0, "modules": []}
+    assert alarms["shell_history"] == "disabled"
+    assert alarms["memory_view"]["total_bytes"] >= alarms["memory_view"]["available_bytes"] > 0
+    assert data["versions"]["applications"].keys() >= {"kernel", "stdlib"}
+    assert data["time"]["utc_offset_s"] == time.localtime().tm_gmtoff  # same TZ as ours
+    assert abs(data["time"]["system_time_us"] / 1e6 - time.time()) < 60
+    assert data["dist_nodes"] == []  # the sidecar is hidden
+    procs = data["processes"]
+    assert procs["max_memory"] == procs["top_memory"][0]["memory"] > 0
+    assert procs["memory_covered"] == procs["walked"] and procs["memory_partial"] is False
+    # The costlier parts, on request.
+    extra = await agents.collect(
+        local,
+        node.name,
+        {"startup_files": True, "modules_md5": True, "env_keys": [("kernel", "logger_level")]},
+    )
+    assert extra["startup_files"]["errors"] == [] and extra["startup_files"]["checked"] >= 2
+    assert extra["startup_files"]["truncated"] is False
+    md5 = node.eval("<<N:128>> = lists:module_info(md5), N.")
+    assert extra["modules"]["lists"] == f"{int(md5):032x}".encode()
+    assert not [m for m in extra["modules"] if str(m).startswith("beamside_")]
+    assert extra["env"][(A("kernel"), A("logger_level"))]["text"] == b"notice"
 
     text = exposition([snap])
     lint = promtool_check_metrics(text)
@@ -105,8 +134,10 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     names = family_names([snap])
     assert {"erlang_vm_scheduler_utilization_ratio", "erlang_vm_msacc_sleep_seconds"} <= names
 
-    live = await agents.live(local, node.name, ["process_count", "memory", "run_queues", "bogus"])
+    keys = ["process_count", "memory", "run_queues", "alarms", "bogus"]
+    live = await agents.live(local, node.name, keys)
     assert live["process_count"] > 10
+    assert live["alarms"]["sasl"] == "not_running"
     assert live["memory"]["total"] > 0
     assert live["bogus"] == (A("error"), A("unknown_key"))
 

@@ -53,7 +53,9 @@ async def test_100000_processes_within_a_second(otp25_node: ErlangNode, local: L
         "[begin P = spawn(fun() -> receive stop -> ok end end), "
         "[P ! {msg, I} || I <- lists:seq(1, N * 100)] end || N <- lists:seq(1, 5)], "
         "register(long_queue, spawn(fun() -> receive stop -> ok end end)), "
-        "[long_queue ! x || _ <- lists:seq(1, 2000)], ok."
+        "[long_queue ! x || _ <- lists:seq(1, 2000)], "
+        "register(big_heap, spawn(fun() -> L = lists:seq(1, 1000000), "
+        "receive stop -> length(L) end end)), ok."
     )
     await snapshot(local, node)  # warm: first call pays for loading code paths
     # The whole table in one call (what a node not attached gets).
@@ -91,6 +93,17 @@ async def test_100000_processes_within_a_second(otp25_node: ErlangNode, local: L
         f"{[round(c['duration_us'] / 1000, 1) for c in chunks]} ms; oldest {last['oldest_ms']} ms"
     )
     _check_queues(last)
+    # Memory: one slice of at most memory_chunk (5000) processes of the chunk
+    # per call; every process's memory is read once every chunks x slices calls.
+    assert last["memory_slices"] == 3 * 7 and last["memory_partial"] is True
+    assert 0 < last["memory_covered"] <= 4 * 5000
+    for _ in range(last["memory_slices"]):
+        p = (await agents.collect(local, node.name, timeout=30))["processes"]
+    assert p["memory_partial"] is False
+    assert abs(p["memory_covered"] - p["process_count"]) < 100
+    assert p["top_memory"][0]["memory"] == p["max_memory"] > 0
+    assert p["top_memory"][0]["name"] == b"big_heap"
+    print(f"memory slices: {p['memory_slices']}, walk of a chunk and a slice {p['duration_us']} us")
 
     # The caps: count and time.
     capped = await agents.collect(
@@ -104,11 +117,12 @@ async def test_100000_processes_within_a_second(otp25_node: ErlangNode, local: L
     if timed["processes"]["truncated_by"] == "time":
         assert timed["processes"]["walked"] < 100_000
 
-    # Per-process memory, on request.
+    # Per-process memory of every process, on request.
     mem = await agents.collect(local, node.name, {"walk_memory": True, "top_n": 3})
     p = mem["processes"]
-    assert p["memory_max"] > 0 and len(p["top_memory"]) == 3
-    assert p["memory_sum"] >= p["memory_max"]
+    assert p["max_memory"] > 0 and len(p["top_memory"]) == 3
+    assert p["memory_sum"] >= p["max_memory"]
+    assert p["memory_covered"] == p["walked"] >= 100_000
 
 
 async def test_processes_dying_mid_walk(otp25_node: ErlangNode, local: LocalNode) -> None:
