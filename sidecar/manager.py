@@ -123,8 +123,8 @@ class NodeManager:
         self._nodes: dict[str, _Managed] = {}
         self._discovery: list[asyncio.Task[None]] = []
         self._seen_by: dict[str, set[str]] = {}  # seed -> its nodes() at last look
+        self.ticks_completed = 0  # successful collections, all nodes
         self._stopping = False
-        self.rounds_completed = 0
         local.on_node_down(self._on_node_down)
 
     # ------------------------------------------------------------ public API
@@ -343,12 +343,12 @@ class NodeManager:
                     data=data,
                 )
                 self.snapshots[node] = snapshot
+                self.ticks_completed += 1
                 if self.checker is not None:
                     try:
                         self.checker.on_snapshot(snapshot)
                     except Exception:  # a check bug must not stop collection
                         log.exception("alarm checks on %s failed", node, extra={"node": node})
-            self._round_done()
             next_tick += interval
             wait = next_tick - loop.time()
             if wait < 0:  # fell behind: skip ticks rather than burst
@@ -364,10 +364,6 @@ class NodeManager:
         status = self._status[node]
         self._set(node, collect_errors=status.collect_errors + 1, last_error=error)
         log.warning("collection on %s failed: %s", node, error, extra={"node": node})
-
-    def _round_done(self) -> None:
-        if self.ready:
-            self.rounds_completed += 1
 
     async def _detach(self, node: str) -> None:
         if not self.local.is_connected(node):
