@@ -105,8 +105,8 @@
 %%%   Everything the sidecar exports, in one reply, mostly numbers.  Each
 %%%   section is computed on its own: a section that fails is
 %%%   `{error, Reason}' in the snapshot and the others are still there.
-%%%   Top-level keys: agent_version, node, system_time_us, duration_us,
-%%%   timings (#{Section => microseconds}) and the sections
+%%%   Top-level keys: agent_version, node, system_time_us, uptime_ms,
+%%%   duration_us, timings (#{Section => microseconds}) and the sections
 %%%     versions               otp_release, erts_version, system_architecture,
 %%%                            emulator_flavor, applications #{App => Vsn}
 %%%     memory                 erlang:memory() + persistent_term bytes
@@ -122,7 +122,9 @@
 %%%     statistics             context switches, reductions, gc, io, runtime
 %%%     scheduler_utilization  only numbers when scheduler_wall_time is on
 %%%     msacc                  per thread type, when microstate accounting is on
-%%%     processes              the bounded walk (beamside_procs)
+%%%     processes              the bounded walk (beamside_procs): message
+%%%                            queues (top_message_queue, mq_*) and, a slice
+%%%                            per call, memory (max_memory, top_memory)
 %%%     ports                  ports by driver (count, memory, queue, io bytes)
 %%%     ets                    table count, top_n table names by memory
 %%%     kernel                 global names/locks, logger handlers and level
@@ -177,7 +179,8 @@
 %%%   otherwise, whatever `sections' says), meant to be asked for every N
 %%%   ticks (beamside_checks):
 %%%     startup_files          with startup_files => true: #{checked,
-%%%                            truncated, errors => [#{file, reason}]}: the
+%%%                            truncated, errors => [#{file, kind (config |
+%%%                            boot | rel | releases | app), reason}]}: the
 %%%                            files that would stop the node from
 %%%                            restarting parsed: sys.config (-config),
 %%%                            the boot file (-boot), releases/*/*.rel and
@@ -206,9 +209,10 @@
 %%%                                                when attached (0: all)
 %%%     walk_max_age_ms   integer()                (600000) chunk results kept
 %%%     walk_timeout_ms   integer()                (2000) walk time cap
-%%%     memory_chunk      integer()                (5000) processes per call
+%%%     memory_chunk      integer()                (2500) processes per call
 %%%                                                asked for memory too (0:
-%%%                                                every one walked)
+%%%                                                every one walked; else
+%%%                                                at least 1000)
 %%%     walk_memory       boolean()                (false) memory of every
 %%%                                                process, whole table in
 %%%                                                one call (about 7x the
@@ -234,8 +238,10 @@
 %%%   1.5 us per process of the memory slice, at most memory_chunk, see
 %%%   beamside_procs) and the plugins (cpu_sup/memsup/disksup/mnesia calls,
 %%%   well under 1 ms each).  At 100,000 processes a call costs the node
-%%%   about COST_MS ms of CPU: COST_PCT % of one scheduler at a 15 s
-%%%   interval (budget 0.2 %).
+%%%   about 19 ms of CPU (13 ms in version 1, without the memory slice):
+%%%   about 0.12 % of one scheduler at a 15 s interval (budget 0.2 %;
+%%%   bench/bench_agent_overhead.py).  The opt-in sections come on top,
+%%%   on the ticks that ask for them.
 %%%   Side effect worth knowing: statistics(reductions | exact_reductions |
 %%%   runtime | wall_clock) keep one VM-wide "since last call" value, which
 %%%   any caller (ours included) moves; we only use the totals.

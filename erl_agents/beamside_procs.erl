@@ -37,15 +37,17 @@
 %%%   not being attached walks everything in one call.
 %%%
 %%%   Memory slices.  Within the range a call walks (its chunk, or the whole
-%%%   table), the processes of one slice of at most memory_chunk (5000)
+%%%   table), the processes of one slice of at most memory_chunk (2500)
 %%%   processes are also asked for their memory: slice j of L =
 %%%   ceil(range / memory_chunk) equal slices, the next one at every visit of
 %%%   the chunk (when attached; when not attached a slice picked from the
 %%%   clock).  The memory figures are the aggregate of the latest result of
 %%%   every slice (kept like the chunks, walk_max_age_ms): memory_covered
 %%%   processes, memory_oldest_ms, memory_partial.  So every process's memory
-%%%   is read every ceil(N / memory_chunk) calls or so: 20 calls (5 min at
-%%%   15 s) with 100,000 processes, every call below 5,000 processes.
+%%%   is read every ceil(N / memory_chunk) calls or so: 42 calls (10.5 min
+%%%   at 15 s) with 100,000 processes, 8 calls (2 min) with 20,000, every
+%%%   call up to 2,500.  The top_memory processes found are read again at
+%%%   every call, so a known large process's figure is always current.
 %%%   memory_chunk => 0 asks every process walked for its memory (what
 %%%   recon:proc_count(memory, N) does; about 7 times the cost of the walk);
 %%%   walk_memory => true does that over the whole table in one call.
@@ -54,7 +56,8 @@
 %%%     max_processes    at most this many processes (the first ones of the
 %%%                      table) are ever looked at (200000);
 %%%     walk_chunk       at most this many per call when attached (50000);
-%%%     memory_chunk     at most this many of them asked for memory (5000);
+%%%     memory_chunk     at most this many of them asked for memory (2500;
+%%%                      0 = all, else at least 1000);
 %%%     walk_timeout_ms  the walk stops when this time is spent (2000 ms;
 %%%                      checked every 1024 processes) and the walker is
 %%%                      killed if it overruns by another second;
@@ -69,8 +72,9 @@
 %%%   top_message_queue => [#{pid, name, current_function, initial_call,
 %%%   message_queue_len, memory}] (longest first; pid, name and functions as
 %%%   short binaries; the figures are read again when described);
-%%%   max_memory (bytes, largest process seen), top_memory (same entries,
-%%%   largest first), memory_above (processes > memory_threshold bytes,
+%%%   max_memory (bytes: the largest of top_memory, whose figures are read
+%%%   again when described; the slices' maximum when top_n is 0), top_memory
+%%%   (same entries, largest first), memory_above (processes > memory_threshold bytes,
 %%%   104857600), memory_threshold, memory_covered, memory_slices (L x K),
 %%%   memory_oldest_ms, memory_partial.  With walk_memory => true also
 %%%   memory_sum (bytes, over every process).
@@ -78,8 +82,9 @@
 %%%   Cost (2-core VM, OTP 25, 100,000 idle processes): building the pid
 %%%   list about 4 ms, then about 0.16 us per process looked at plus about
 %%%   1.5 us per process of the memory slice: with the defaults a call walks
-%%%   a third of the table and reads the memory of 5,000 processes, about
-%%%   15 ms.  About 3 words of transient heap per process.
+%%%   a third of the table and reads the memory of 2,400 processes, about
+%%%   14 ms (10 ms without the slice, 54 ms with memory_chunk => 0).  About
+%%%   3 words of transient heap per process.
 %%% ===========================================================================
 -module(beamside_procs).
 
@@ -101,7 +106,8 @@ walk(Opts) ->
                      end,
             memory_chunk => case WalkMem of
                                 true -> 0;
-                                false -> A:int_opt(memory_chunk, Opts, 5000, {0, 134217727})
+                                false -> memory_chunk(A:int_opt(memory_chunk, Opts, 2500,
+                                                                {0, 134217727}))
                             end,
             max_age => A:int_opt(walk_max_age_ms, Opts, 600000, {0, 86400000}),
             timeout => TimeoutMs,
@@ -118,6 +124,11 @@ walk(Opts) ->
         {ok, Result} -> Result;
         {error, _} = E -> E
     end.
+
+%% 0 (every process walked) or at least 1000: a slice result is kept per
+%% slice, so there are at most max_processes / 1000 of them.
+memory_chunk(0) -> 0;
+memory_chunk(N) -> max(N, 1000).
 
 run(#{max := Max, chunk := Chunk, timeout := TimeoutMs, count := Count, top_n := TopN} = Cfg) ->
     T0 = erlang:monotonic_time(),
@@ -167,7 +178,7 @@ run(#{max := Max, chunk := Chunk, timeout := TimeoutMs, count := Count, top_n :=
     MemInfo = case Attached andalso (K > 1 orelse L > 1) of
                   true ->
                       beamside_sysmon:store_slice({K, L}, {I, J}, Mem),
-                      FreshM = [{Age, M} || {Age, M} <- beamside_sysmon:slices(K, L),
+                      FreshM = [{Age, M} || {Age, M} <- beamside_sysmon:slices(),
                                             Age =< maps:get(max_age, Cfg)],
                       memory_info(merge_mem([M || {_, M} <- FreshM], TopN),
                                   lists:max([0 | [Age || {Age, _} <- FreshM]]),
@@ -211,10 +222,18 @@ slice(I, Nominal, Size, Attached, #{memory_chunk := MC}) ->
     Off = min(J * MSize, Size),
     {L, J, Off, min(MSize, Size - Off)}.
 
-memory_info(#{walked := W, max := Max, above := Above, top := Top} = M, Oldest, Partial,
+memory_info(#{walked := W, max := Max0, above := Above, top := Top} = M, Oldest, Partial,
             Slices, #{memory_threshold := Thr, walk_memory := WalkMem}) ->
+    %% The top processes are described now, with their current memory: the
+    %% largest of them is max_memory (the slices' own maximum may be older).
+    Described = lists:reverse(lists:sort(fun(#{memory := X}, #{memory := Y}) -> X =< Y end,
+                                         describe(Top, memory))),
+    Max = case Described of
+              [#{memory := Biggest} | _] -> Biggest;
+              [] -> Max0
+          end,
     Base = #{max_memory => Max,
-             top_memory => describe(Top, memory),
+             top_memory => Described,
              memory_above => Above,
              memory_threshold => Thr,
              memory_covered => W,

@@ -64,7 +64,7 @@
 
 -export([start/2, stop/0, snapshot/0, swap_sample/2, cached/2, cpu_util/1]).
 -export([chunks_available/0, next_chunk/1, store_chunk/2, chunks/1]).
--export([next_slice/2, store_slice/3, slices/2]).
+-export([next_slice/2, store_slice/3, slices/0]).
 -export([ensure_forwarders/1, forwarders/0, sasl_alarms/1, mnesia_events/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -222,12 +222,13 @@ store_slice(Geometry, {I, J}, Result) ->
     catch error:badarg -> ok
     end.
 
-%% [{AgeMs, Result}] of slices {I, J}, I < K, J < L, that have a result.
--spec slices(pos_integer(), pos_integer()) -> [{non_neg_integer(), map()}].
-slices(K, L) ->
+%% [{AgeMs, Result}] of the slices that have a result (all of the current
+%% geometry: store_slice/3 dropped the others).
+-spec slices() -> [{non_neg_integer(), map()}].
+slices() ->
     Now = erlang:monotonic_time(millisecond),
-    try [{Now - T, R} || I <- lists:seq(0, K - 1), J <- lists:seq(0, L - 1),
-                         {_, T, R} <- ets:lookup(?TAB, {slice, I, J})]
+    try [{Now - T, R} || {T, R} <- ets:select(?TAB, [{{{slice, '_', '_'}, '$1', '$2'}, [],
+                                                    [{{'$1', '$2'}}]}])]
     catch error:badarg -> []
     end.
 

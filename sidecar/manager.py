@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 RETRY_MIN = 0.25
 RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
 RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
-DETACH_TIMEOUT = 5.0
+DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
 
 
 class NodeState(enum.Enum):

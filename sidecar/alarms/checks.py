@@ -438,9 +438,7 @@ class AlarmChecker:
                     continue
                 history.counters[alarm] = (0.0, count)
                 fired = previous is not None and count > previous[1]
-                last = mnesia.get(
-                    "last_inconsistent" if "inconsistent" in alarm else "last_overload"
-                )
+                last = mnesia.get(f"last_{counter}")
                 r.update(
                     self._flag(
                         alarm,

@@ -1,0 +1,124 @@
+%%% ===========================================================================
+%%% beamside_alarm_handler -- forwards SASL alarm_handler alarms to beamside.
+%%% ===========================================================================
+%%%
+%%% A gen_event handler that beamside_sysmon adds to SASL's `alarm_handler'
+%%% event manager as a *supervised* handler (gen_event:add_sup_handler/3
+%%% semantics: the manager links to beamside_sysmon and deletes this handler
+%%% when beamside_sysmon exits, however it exits), with the handler id
+%%% {beamside_alarm_handler, Ref} (Ref: one per installation).  It keeps the
+%%% alarms currently set in beamside_sysmon's ETS table, one row per alarm id:
+%%%
+%%%   {{sasl_alarm, Id}, IdText, DescriptionText, NameText, SetAtMs}
+%%%
+%%% printed once, when the alarm is set (`~0tP' with depth 20, at most 512
+%%% bytes each), so that a snapshot reads the table and never calls into
+%%% alarm_handler.  set_alarm of an id already set replaces it (alarm_handler
+%%% itself would keep both: we keep one row per id).
+%%%
+%%% Seeding: alarms set before the handler was added are read afterwards by
+%%% beamside_sysmon with alarm_handler:get_alarms() and handed to the handler
+%%% with a {seed, Alarms} call.  Events that reached the handler between its
+%%% installation and the seed win over the seed for their ids (the last
+%%% event about an id decides), so no set or clear is lost in between.
+%%%
+%%% Stale instances: an instance whose Ref is no longer the one
+%%% beamside_sysmon installed last (a late answer to an installation that
+%%% timed out) removes itself at the next event.  If the table is gone
+%%% (beamside_sysmon exited and the manager has not removed us yet) the
+%%% handler removes itself too.
+%%%
+%%% Cost: per alarm event, one ETS write and, on set, printing the alarm
+%%% (bounded); nothing at all between events.
+%%% ===========================================================================
+-module(beamside_alarm_handler).
+-behaviour(gen_event).
+
+-export([init/1, handle_event/2, handle_call/2, handle_info/2, terminate/2]).
+-export([print/1]).
+
+-define(MAX_TEXT, 512).
+-define(MAX_TOUCHED, 1000).
+
+-record(h, {tab :: ets:tab(),
+            ref :: reference(),
+            seeded = false :: boolean(),
+            touched = #{} :: #{term() => true}}).
+
+init({Tab, Ref}) ->
+    {ok, #h{tab = Tab, ref = Ref}}.
+
+handle_event(Event, #h{tab = Tab, ref = Ref} = H) ->
+    case current(Tab, Ref) of
+        true ->
+            try {ok, event(Event, H)}
+            catch error:badarg -> remove_handler         % table gone
+            end;
+        false ->
+            remove_handler
+    end.
+
+handle_call({seed, Alarms}, #h{tab = Tab, touched = Touched} = H) ->
+    Now = erlang:system_time(millisecond),
+    Seeded = lists:foldl(
+               fun(Alarm, N) ->
+                       {Id, Desc} = split(Alarm),
+                       case maps:is_key(Id, Touched) of
+                           true -> N;
+                           false -> insert(Tab, Id, Desc, Now), N + 1
+                       end
+               end, 0, Alarms),
+    {ok, {ok, Seeded}, H#h{seeded = true, touched = #{}}};
+handle_call(_Query, H) ->
+    {ok, {error, bad_query}, H}.
+
+handle_info(_Info, H) ->
+    {ok, H}.
+
+terminate(_Reason, _H) ->
+    ok.
+
+%%% ---------------------------------------------------------------------------
+
+event({set_alarm, Alarm}, H) ->
+    {Id, Desc} = split(Alarm),
+    insert(H#h.tab, Id, Desc, erlang:system_time(millisecond)),
+    touch(Id, H);
+event({clear_alarm, Id}, H) ->
+    ets:delete(H#h.tab, {sasl_alarm, Id}),
+    touch(Id, H);
+event(_Other, H) ->
+    H.
+
+touch(_Id, #h{seeded = true} = H) -> H;
+touch(Id, #h{touched = T} = H) when map_size(T) < ?MAX_TOUCHED -> H#h{touched = T#{Id => true}};
+touch(_Id, H) -> H.
+
+split({Id, Desc}) -> {Id, Desc};
+split(Other) -> {Other, []}.
+
+insert(Tab, Id, Desc, Now) ->
+    ets:insert(Tab, {{sasl_alarm, Id}, print(Id), print(Desc), name(Id), Now}).
+
+%% Whether this instance is the one beamside_sysmon installed last.
+current(Tab, Ref) ->
+    try ets:lookup_element(Tab, alarm_handler, 3) =:= Ref
+    catch error:badarg -> false
+    end.
+
+%% The alarm's kind: the id itself when an atom, else its first element when
+%% that is an atom ({disk_almost_full, "/"} -> disk_almost_full).
+name(Id) when is_atom(Id) -> atom_to_binary(Id, utf8);
+name(Id) when is_tuple(Id), tuple_size(Id) > 0, is_atom(element(1, Id)) ->
+    atom_to_binary(element(1, Id), utf8);
+name(_) -> <<>>.
+
+%% A term printed on one line, depth 20, at most ?MAX_TEXT bytes.
+-spec print(term()) -> binary().
+print(T) ->
+    Text = try unicode:characters_to_binary(io_lib:format("~0tP", [T, 20])) of
+               B when is_binary(B) -> B;
+               _ -> iolist_to_binary(io_lib:format("~0P", [T, 20]))
+           catch _:_ -> iolist_to_binary(io_lib:format("~0P", [T, 20]))
+           end,
+    beamside_agent:truncate(Text, ?MAX_TEXT).
