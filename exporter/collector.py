@@ -27,7 +27,8 @@ STATES = ("connecting", "up", "down", "cookie_refused", "error")
 
 
 class StatusView(Protocol):
-    """What the collector reads of one managed node (``sidecar.manager.NodeStatus``)."""
+    """What the exporter and the alarm checks read of one managed node
+    (``sidecar.manager.NodeStatus``)."""
 
     @property
     def node(self) -> str: ...
@@ -35,6 +36,8 @@ class StatusView(Protocol):
     def family(self) -> str: ...
     @property
     def state(self) -> object: ...
+    @property
+    def last_error(self) -> str: ...
     @property
     def agent_version(self) -> int: ...
     @property

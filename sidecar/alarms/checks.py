@@ -15,8 +15,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from exporter.collector import StatusView
 from exporter.snapshot import NodeSnapshot
 
 from .catalogue import AlarmSettings, GlobalParam, resolve
@@ -26,17 +27,6 @@ from .model import Severity
 UP = "up"
 _SASL_NAME = re.compile(r"^\{?'?([a-z][A-Za-z0-9_@]*)")
 MAX_INFO_ITEMS = 20
-
-
-class StatusLike(Protocol):
-    @property
-    def node(self) -> str: ...
-    @property
-    def family(self) -> str: ...
-    @property
-    def state(self) -> object: ...
-    @property
-    def last_error(self) -> str: ...
 
 
 def get(data: Mapping[str, Any], *path: str) -> Any:
@@ -490,7 +480,7 @@ class AlarmChecker:
 
     # ------------------------------------------------------------ availability
 
-    def on_statuses(self, statuses: Iterable[StatusLike]) -> None:
+    def on_statuses(self, statuses: Iterable[StatusView]) -> None:
         """``node_down``: a managed node beamside cannot reach (after ``delay``)."""
         for status in statuses:
             state = getattr(status.state, "value", str(status.state))
@@ -503,7 +493,7 @@ class AlarmChecker:
     # ------------------------------------------------------------ family checks
 
     def on_family(
-        self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[StatusLike]
+        self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[StatusView]
     ) -> None:
         up: dict[str, list[NodeSnapshot]] = {}
         up_nodes = set()
