@@ -287,7 +287,8 @@ class NodeManager:
         except ValueError as exc:
             raise CookieUnavailable(str(exc)) from None
         await self.local.connect(node, cookie=cookie)
-        info = await agents.ensure_loaded(self.local, node)
+        # Never downgrade: a newer beamside attached to the same node wins.
+        info = await agents.ensure_loaded(self.local, node, allow_downgrade=False)
         await agents.attach(self.local, node)
         family = managed.target.family or info.family_hint or "unknown"
         status = self._set(
