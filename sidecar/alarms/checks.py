@@ -127,17 +127,12 @@ class AlarmChecker:
         s = self.settings.get(alarm)
         return s if s is not None and s.enabled else None
 
-    def _gate(self, source: str, finding: Finding | None, now: float) -> Finding | None:
-        """Apply ``delay`` (hold off raising) and ``hold`` (keep an event raised)."""
-        s = self.settings.get(finding.alarm if finding else "")
-        key = (finding.alarm if finding else "", source)
-        if finding is None or s is None:
-            return finding
-        if s.delay > 0 and self.engine.current_severity(finding.alarm, source) is None:
-            first = self._first_seen.setdefault(key, now)
-            if now - first < s.delay:
-                return None
-        return finding
+    def _delayed(self, source: str, finding: Finding, s: AlarmSettings, now: float) -> bool:
+        """True while a condition not yet raised waits out its ``delay``."""
+        if s.delay <= 0 or self.engine.current_severity(finding.alarm, source) is not None:
+            return False
+        first = self._first_seen.setdefault((finding.alarm, source), now)
+        return now - first < s.delay
 
     def _report(
         self, source: str, node: str, family: str, results: Mapping[str, Finding | None]
@@ -154,9 +149,8 @@ class AlarmChecker:
                 continue
             if s.hold > 0:
                 self._last_trigger[(alarm, source)] = (now, finding)
-            gated = self._gate(source, finding, now)
-            if gated is not None:
-                findings.append(gated)
+            if not self._delayed(source, finding, s, now):
+                findings.append(finding)
         self.engine.update(
             source, node=node, family=family, evaluated=results.keys(), findings=findings
         )
