@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.daemon_proc import BeamsideProcess
 from tests.nodes import (
     RUNTIMES,
     Epmd,
@@ -215,3 +216,12 @@ def runtime(request: pytest.FixtureRequest) -> Runtime:
 def any_node(runtime: Runtime, node_factory: NodeFactory) -> ErlangNode:
     """A started long-name node, once per runtime (otp25, otp28, elixir)."""
     return node_factory(runtime)
+
+
+@pytest.fixture
+def beamside_procs() -> Iterator[list[BeamsideProcess]]:
+    """Where a test puts the ``beamside run`` processes it starts; killed after."""
+    started: list[BeamsideProcess] = []
+    yield started
+    for proc in started:
+        proc.kill()

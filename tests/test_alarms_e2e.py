@@ -28,16 +28,8 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
     am.stop()
 
 
-@pytest.fixture
-def started() -> Iterator[list[BeamsideProcess]]:
-    procs: list[BeamsideProcess] = []
-    yield procs
-    for proc in procs:
-        proc.kill()
-
-
 def run_beamside(
-    started: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
     tmp_path: Path,
     nodes: list[ErlangNode],
     am: Alertmanager,
@@ -65,7 +57,7 @@ def run_beamside(
     path = tmp_path / "beamside.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = BeamsideProcess(path, port, tmp_path)
-    started.append(proc)
+    beamside_procs.append(proc)
     proc.start()
     proc.wait_until(proc.ready, 30, "ready")
     proc.wait_until(
@@ -101,7 +93,7 @@ def assert_resolved(am: Alertmanager, timeout: float = TARGET, **labels: str) ->
 def test_message_queue_node_down_and_limits(
     node_factory: NodeFactory,
     alertmanager: Alertmanager,
-    started: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
     tmp_path: Path,
 ) -> None:
     node = node_factory("otp25")
@@ -114,7 +106,7 @@ def test_message_queue_node_down_and_limits(
         "atom_limit": {"minor": (atoms + 5000) / atom_limit},
         "ets_limit": {"minor": (tables + 100) / ets_limit},
     }
-    beamside = run_beamside(started, tmp_path, [node], alertmanager, alarms=alarms)
+    beamside = run_beamside(beamside_procs, tmp_path, [node], alertmanager, alarms=alarms)
 
     # 100,000 messages to one process, then drained.
     node.eval(
@@ -169,14 +161,14 @@ def load_expr(name: str, beam: bytes) -> str:
 def test_code_and_application_consistency(
     node_factory: NodeFactory,
     alertmanager: Alertmanager,
-    started: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
     tmp_path: Path,
 ) -> None:
     a, b = node_factory("otp25"), node_factory("otp25")
     # Module md5s are re-read every `window` (default 60 s) and on code changes
     # the counts show; a reload-and-purge within one tick needs the window.
     run_beamside(
-        started,
+        beamside_procs,
         tmp_path,
         [a, b],
         alertmanager,
@@ -220,7 +212,7 @@ def test_code_and_application_consistency(
 def test_global_config_sasl_and_startup_files(
     node_factory: NodeFactory,
     alertmanager: Alertmanager,
-    started: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
     tmp_path: Path,
 ) -> None:
     sys_config = tmp_path / "sys.config"
@@ -229,7 +221,7 @@ def test_global_config_sasl_and_startup_files(
     b = node_factory("otp25")
     a.eval("application:ensure_all_started(sasl).")
     run_beamside(
-        started,
+        beamside_procs,
         tmp_path,
         [a, b],
         alertmanager,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,6 @@ def cookie_file(tmp_path: Path, cookie: str) -> Path:
     return path
 
 
-@pytest.fixture
-def beamside_for(tmp_path: Path) -> Iterator[list[BeamsideProcess]]:
-    started: list[BeamsideProcess] = []
-    yield started
-    for proc in started:
-        proc.kill()
-
-
 def start_beamside(
     started: list[BeamsideProcess],
     tmp_path: Path,
@@ -63,11 +55,11 @@ def test_prometheus_scrapes_two_runtimes(
     node_factory: NodeFactory,
     cookie_file: Path,
     tmp_path: Path,
-    beamside_for: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
 ) -> None:
     otp25 = node_factory("otp25")
     otp28 = node_factory("otp28")
-    beamside = start_beamside(beamside_for, tmp_path, [otp25, otp28], cookie_file)
+    beamside = start_beamside(beamside_procs, tmp_path, [otp25, otp28], cookie_file)
     beamside.wait_until(beamside.ready, 30, "/readyz 200")
     beamside.wait_until(
         lambda: len([s for s in beamside.samples("erlang_vm_processes")]) == 2,
@@ -106,11 +98,11 @@ def test_node_killed_and_restarted(
     node_factory: NodeFactory,
     cookie_file: Path,
     tmp_path: Path,
-    beamside_for: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
 ) -> None:
     node = node_factory("otp25")
     other = node_factory("otp28")
-    beamside = start_beamside(beamside_for, tmp_path, [node, other], cookie_file)
+    beamside = start_beamside(beamside_procs, tmp_path, [node, other], cookie_file)
     beamside.wait_until(
         lambda: beamside.value("beamside_node_up", node=node.name) == 1, 30, "node up"
     )
@@ -140,14 +132,14 @@ def test_wrong_cookie_on_one_target(
     node_factory: NodeFactory,
     cookie_file: Path,
     tmp_path: Path,
-    beamside_for: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
 ) -> None:
     good = node_factory("otp25")
     stranger = node_factory("otp25", cookie="another-cookie-entirely")
     wrong = tmp_path / "wrong-cookie"
     wrong.write_text("not-the-right-one\n")
     beamside = start_beamside(
-        beamside_for,
+        beamside_procs,
         tmp_path,
         [good],
         cookie_file,
@@ -179,10 +171,10 @@ def test_discover_connected_follows_the_mesh(
     node_factory: NodeFactory,
     cookie_file: Path,
     tmp_path: Path,
-    beamside_for: list[BeamsideProcess],
+    beamside_procs: list[BeamsideProcess],
 ) -> None:
     seed = node_factory("otp25")
-    beamside = start_beamside(beamside_for, tmp_path, [seed], cookie_file, discover="connected")
+    beamside = start_beamside(beamside_procs, tmp_path, [seed], cookie_file, discover="connected")
     beamside.wait_until(
         lambda: beamside.value("beamside_node_up", node=seed.name) == 1, 30, "seed up"
     )
