@@ -268,7 +268,8 @@
                    run_queues, statistics, scheduler_utilization, msacc, processes,
                    ports, ets, kernel, dist, sysmon, plugins, alarms, time, dist_nodes]).
 %% Computed only when their option is in Opts: {Section, Option}.
--define(OPT_IN, [{startup_files, startup_files}, {modules, modules_md5}, {env, env_keys}]).
+-define(OPT_IN, [{startup_files, startup_files}, {modules, modules_md5}, {env, env_keys},
+                 {code_events, code_events}]).
 
 -type section() :: atom().
 -type opts() :: #{atom() => term()}.
@@ -370,7 +371,7 @@ collect_(Opts) ->
                true -> safe(fun() -> running_apps(?APPS_TIMEOUT) end);
                false -> []
            end,
-    OldCode = case Need([limits, alarms]) of
+    OldCode = case Need([limits, alarms, code_events]) of
                   true -> safe(fun beamside_vm:old_code/0);
                   false -> []
               end,
@@ -401,6 +402,7 @@ section(alarms, Opts, Ctx) -> beamside_alarms:section(Opts, Ctx);
 section(startup_files, Opts, Ctx) -> beamside_checks:startup_files(Opts, Ctx);
 section(modules, Opts, _) -> beamside_checks:modules(Opts);
 section(env, Opts, _) -> beamside_checks:env(Opts);
+section(code_events, Opts, Ctx) -> beamside_events:code_events(Opts, Ctx);
 section(S, Opts, Ctx) -> beamside_vm:section(S, Opts, Ctx).
 
 versions(Opts, Apps) ->

@@ -81,7 +81,13 @@
              ah = undefined :: undefined | {pid(), reference()},
              ah_failed = undefined :: undefined | {pid(), integer()},
              %% mnesia_subscr we are subscribed to.
-             mnesia = undefined :: undefined | pid()}).
+             mnesia = undefined :: undefined | pid(),
+             %% event options of each sidecar that asked for events, and the
+             %% forwarder (beamside_events) serving them.
+             ev_opts = #{} :: #{node() => map()},
+             events = undefined :: undefined | pid(),
+             %% forward each system monitor event (some sidecar asked)
+             sysmon_events = false :: boolean()}).
 
 %%% ---------------------------------------------------------------------------
 %%% API
@@ -93,16 +99,16 @@ start(Sidecar, Opts) ->
             case gen_server:start({local, ?MODULE}, ?MODULE, {Sidecar, Opts},
                                   [{timeout, 5000}, {hibernate_after, 15000}]) of
                 {ok, Pid} -> {ok, Pid};
-                {error, {already_started, Pid}} -> add(Pid, Sidecar);
+                {error, {already_started, Pid}} -> add(Pid, Sidecar, Opts);
                 {error, _} = E -> E;
                 ignore -> {error, ignore}
             end;
         Pid ->
-            add(Pid, Sidecar)
+            add(Pid, Sidecar, Opts)
     end.
 
-add(Pid, Sidecar) ->
-    case gen_server:call(Pid, {add_sidecar, Sidecar}, 5000) of
+add(Pid, Sidecar, Opts) ->
+    case gen_server:call(Pid, {add_sidecar, Sidecar, Opts}, 10000) of
         ok -> {ok, Pid};
         {error, _} = E -> E
     end.
@@ -315,22 +321,24 @@ init({Sidecar, Opts}) ->
                         true -> not erlang:system_flag(microstate_accounting, true);
                         _ -> false
                     end,
-            St = #st{sidecars = [Sidecar], sysmon = Sysmon, swt = Swt, msacc = Msacc},
+            St0 = #st{sidecars = [Sidecar], sysmon = Sysmon, swt = Swt, msacc = Msacc},
+            St = events_opts(Sidecar, Opts, St0),
             meta(St),
             self() ! prime_cpu,
             self() ! ensure_forwarders,
             {ok, St}
     end.
 
-handle_call({add_sidecar, Node}, _From, #st{sidecars = Ns} = St) ->
+handle_call({add_sidecar, Node, Opts}, _From, #st{sidecars = Ns} = St) ->
     case lists:member(Node, Ns) of
         true ->
-            {reply, ok, St};
+            %% A second attach: its event options replace the previous ones.
+            {reply, ok, events_opts(Node, Opts, St)};
         false ->
             case lists:member(Node, erlang:nodes(connected)) of
                 true ->
                     true = erlang:monitor_node(Node, true),
-                    St1 = St#st{sidecars = [Node | Ns]},
+                    St1 = events_opts(Node, Opts, St#st{sidecars = [Node | Ns]}),
                     meta(St1),
                     {reply, ok, St1};
                 false ->
@@ -348,17 +356,21 @@ handle_call(cpu_util, _From, St) ->
             {reply, read_cpu(), St}
     end;
 handle_call(ensure_forwarders, _From, St) ->
-    {reply, ok, ensure_mnesia(ensure_alarm_handler(St))};
+    {reply, ok, ensure_events(ensure_mnesia(ensure_alarm_handler(St)))};
 handle_call(_Other, _From, St) ->
     {reply, {error, unknown_call}, St}.
 
 handle_cast(_Msg, St) ->
     {noreply, St}.
 
-handle_info({monitor, _Who, Event, _Info}, St) ->
+handle_info({monitor, Who, Event, Info}, St) ->
     case pos(Event) of
         0 -> ok;
         Pos -> _ = ets:update_counter(?TAB, counters, {Pos, 1})
+    end,
+    case St#st.sysmon_events of
+        true -> beamside_events:sysmon_event(Who, Event, Info);
+        false -> ok
     end,
     {noreply, St};
 handle_info({nodedown, Node}, #st{sidecars = Ns} = St) ->
@@ -366,7 +378,9 @@ handle_info({nodedown, Node}, #st{sidecars = Ns} = St) ->
         [] ->
             {stop, normal, St#st{sidecars = []}};
         Left ->
-            St1 = St#st{sidecars = Left},
+            beamside_events:remove_sidecar(Node),
+            Ev = maps:remove(Node, St#st.ev_opts),
+            St1 = St#st{sidecars = Left, ev_opts = Ev, sysmon_events = sysmon_events(Ev)},
             meta(St1),
             {noreply, St1}
     end;
@@ -374,7 +388,11 @@ handle_info({mnesia_system_event, Event}, St) ->
     mnesia_event(Event),
     {noreply, St};
 handle_info(ensure_forwarders, St) ->
-    {noreply, ensure_mnesia(ensure_alarm_handler(St))};
+    {noreply, ensure_events(ensure_mnesia(ensure_alarm_handler(St)))};
+handle_info({'EXIT', Pid, _Why}, #st{events = Pid} = St) ->
+    %% The forwarder stopped (nobody wants events, or it failed): the next
+    %% collect starts it again if a sidecar still wants events.
+    {noreply, St#st{events = undefined}};
 handle_info({gen_event_EXIT, {beamside_alarm_handler, Ref}, _Why}, #st{ah = {_, Ref}} = St) ->
     %% Our handler was removed (by somebody else, or it crashed): forget
     %% its alarms; the next collect adds it again.
@@ -396,6 +414,12 @@ handle_info(_Other, St) ->
     {noreply, St}.
 
 terminate(_Reason, St) ->
+    %% First the log handlers, so that nothing logged while we clean up is
+    %% handed to a forwarder that is going away.
+    case St#st.events of
+        undefined -> ok;
+        _ -> beamside_events:stop()
+    end,
     case erlang:system_monitor() of
         {Self, _} when Self =:= self() -> _ = erlang:system_monitor(undefined);
         _ -> ok
@@ -478,6 +502,48 @@ read_cpu() ->
     catch C:R ->
             {error, {C, beamside_agent:reason(R)}}
     end.
+
+%%% ---------------------------------------------------------------------------
+%%% log and notification forwarder (beamside_events)
+
+%% Remember a sidecar's event options (an attach without any leaves it out
+%% of the event stream) and bring the forwarder in line.
+events_opts(Node, Opts, St) ->
+    Ev = case beamside_events:wants_events(Opts) of
+             true -> (St#st.ev_opts)#{Node => Opts};
+             false -> maps:remove(Node, St#st.ev_opts)
+         end,
+    St1 = St#st{ev_opts = Ev, sysmon_events = sysmon_events(Ev)},
+    case {maps:is_key(Node, Ev), St1#st.events} of
+        {false, undefined} -> St1;
+        {false, _} -> beamside_events:remove_sidecar(Node), St1;
+        {true, _} -> configure_events(Node, Opts, start_events(St1))
+    end.
+
+sysmon_events(Ev) ->
+    lists:any(fun(O) -> maps:get(sysmon_events, O, false) =:= true end, maps:values(Ev)).
+
+start_events(#st{events = undefined} = St) ->
+    case beamside_events:start_link() of
+        {ok, Pid} -> St#st{events = Pid};
+        {error, {already_started, Pid}} -> link(Pid), St#st{events = Pid};
+        {error, _} -> St
+    end;
+start_events(St) ->
+    St.
+
+configure_events(_Node, _Opts, #st{events = undefined} = St) ->
+    St;
+configure_events(Node, Opts, St) ->
+    _ = beamside_events:configure(Node, Opts),
+    St.
+
+%% Restart the forwarder if it stopped while sidecars still want events.
+ensure_events(#st{events = undefined, ev_opts = Ev} = St) when map_size(Ev) > 0 ->
+    St1 = start_events(St),
+    maps:fold(fun(Node, Opts, Acc) -> configure_events(Node, Opts, Acc) end, St1, Ev);
+ensure_events(St) ->
+    St.
 
 %%% ---------------------------------------------------------------------------
 %%% SASL alarm_handler forwarder

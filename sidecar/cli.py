@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .config import ConfigError, CookieSource
+from .config import ConfigError, CookieSource, ShardingConfig
+from .discovery.sharding import ShardSpec
 from .dist.errors import (
     ConnectError,
     CookieRefused,
@@ -113,11 +114,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .logs import setup_json_logging
 
     config = load_config(args.config)
+    shard = resolve_shard(config.sharding, args.shard_index, args.shard_count)
     setup_json_logging()
 
     async def main() -> None:
         try:
-            daemon = Daemon(config)
+            daemon = Daemon(config, shard=shard)
         except OSError as exc:
             raise UsageError(
                 f"cannot listen on {config.http_listen[0]}:{config.http_listen[1]}: {exc.strerror}"
@@ -130,6 +132,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def resolve_shard(
+    sharding: ShardingConfig, index: int | None, count: int | None
+) -> ShardSpec:
+    """This replica's shard: the flags win over the config; with more than
+    one shard and no index given, the StatefulSet ordinal of the pod name."""
+    from .discovery.sharding import ShardingError, shard_from_environment
+
+    count = count if count is not None else sharding.count
+    index = index if index is not None else sharding.index
+    try:
+        if index is None:
+            return shard_from_environment(count)
+        return ShardSpec(index, count)
+    except ShardingError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -173,6 +192,14 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM detaches cleanly from every node.",
     )
     run.add_argument("--config", required=True, help="YAML config file")
+    run.add_argument(
+        "--shard-index",
+        type=int,
+        help="this replica's shard (default: sharding.index, else the pod name's ordinal)",
+    )
+    run.add_argument(
+        "--shard-count", type=int, help="number of replicas sharing the nodes (sharding.count)"
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser(

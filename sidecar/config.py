@@ -19,7 +19,11 @@ import yaml
 
 from .alarms.alertmanager import AlertmanagerConfig
 from .alarms.catalogue import BUILTIN, SETTING_KEYS, AlarmConfig, GlobalParam
+from .discovery.dns import DnsDiscoveryConfig
+from .discovery.kubernetes import KubernetesDiscoveryConfig
+from .discovery.sharding import MAX_SHARDS
 from .dist.names import NodeName, parse_node_name
+from .loki.sink import LokiConfig
 
 T = TypeVar("T")
 
@@ -28,6 +32,18 @@ DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
 DEFAULT_METRICS_INTERVAL = 15.0
 DEFAULT_LIVE_INTERVAL = 1.0
 
+_BYTES = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB|KB|MB|GB)?\s*$")
+_BYTE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KiB": 1 << 10,
+    "MiB": 1 << 20,
+    "GiB": 1 << 30,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+}
+LOG_LEVELS = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -54,6 +70,16 @@ def parse_duration(text: object) -> float:
     if match is None:
         raise ValueError(f"expected a duration like '15s', '2m' or '500ms', got {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_bytes(text: object) -> int:
+    """``"64MiB"``, ``"1GiB"``, ``"500KB"`` or a plain integer -> bytes."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        raise ValueError(f"expected a size like '64MiB' or '1GiB', got {text!r}")
+    match = _BYTES.match(str(text))
+    if match is None:
+        raise ValueError(f"expected a size like '64MiB', '500KB' or '1GiB', got {text!r}")
+    return int(match.group(1)) * _BYTE_UNITS[match.group(2)]
 
 
 def parse_listen(text: object) -> tuple[str, int]:
@@ -101,12 +127,28 @@ class CookieSource:
         return value
 
 
+Discover = Literal["none", "connected", "kubernetes", "dns"]
+DISCOVER_MODES: tuple[Discover, ...] = ("none", "connected", "kubernetes", "dns")
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
+    """Nodes sharing a cookie: listed (``nodes``) and/or discovered (``discover``)."""
+
     nodes: tuple[str, ...]
     cookie: CookieSource
-    discover: Literal["none", "connected"] = "none"
+    discover: Discover = "none"
     family: str | None = None
+    kubernetes: KubernetesDiscoveryConfig | None = None
+    dns: DnsDiscoveryConfig | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ShardingConfig:
+    """``sharding:``: this replica is shard ``index`` (None: from the pod name) of ``count``."""
+
+    count: int = 1
+    index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +165,33 @@ class OtlpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LogsConfig:
+    """What each node's log handler forwards (``logs:``)."""
+
+    level: str = "warning"
+    # Per-node overrides of ``level``: ((node, level), ...).
+    node_levels: tuple[tuple[str, str], ...] = ()
+    max_message_bytes: int = 8192
+    # Events per second per node beyond which the node drops (and counts).
+    rate_limit: int = 2000
+
+    def level_for(self, node: str) -> str:
+        return dict(self.node_levels).get(node, self.level)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationsConfig:
+    """Which notifications nodes send (``notifications:``)."""
+
+    shell: bool = True
+    code: bool = True
+    config: bool = True
+    # System monitor events can be many: off unless asked, then rate-limited.
+    system_monitor: bool = False
+    system_monitor_rate: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     cluster: str
     node_name: str | None
@@ -133,6 +202,10 @@ class Config:
     otlp: OtlpConfig | None = None
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
     alertmanager: AlertmanagerConfig | None = None
+    logs: LogsConfig = LogsConfig()
+    notifications: NotificationsConfig = NotificationsConfig()
+    sharding: ShardingConfig = ShardingConfig()
+    loki: LokiConfig | None = None
     source: str = "<config>"
 
 
@@ -199,17 +272,35 @@ def _positive_interval(minimum: float) -> Callable[[Any], float]:
 
 
 def _target(r: _Reader, value: object, path: str) -> Target | None:
-    allowed = {"nodes", "cookie", "cookie_file", "cookie_env", "discover", "family"}
+    allowed = {
+        "nodes",
+        "cookie",
+        "cookie_file",
+        "cookie_env",
+        "discover",
+        "family",
+        "kubernetes",
+        "dns",
+    }
     m = r.mapping(value, path, allowed)
     if not m:
         if value is not None and isinstance(value, dict):
             r.problem(path, "a target needs 'nodes' and a cookie")
         return None
+    discover = m.get("discover", "none")
+    if discover not in DISCOVER_MODES:
+        r.problem(
+            _join(path, "discover"),
+            f"expected one of {', '.join(DISCOVER_MODES)}, got {discover!r}",
+        )
+        discover = "none"
+    # Kubernetes and DNS discovery find every node themselves: no seed needed.
+    seeds_needed = discover not in ("kubernetes", "dns")
     nodes: list[str] = []
-    raw_nodes = m.get("nodes")
+    raw_nodes = m.get("nodes", None if seeds_needed else [])
     if isinstance(raw_nodes, str):
         raw_nodes = [raw_nodes]
-    if not isinstance(raw_nodes, list) or not raw_nodes:
+    if not isinstance(raw_nodes, list) or (seeds_needed and not raw_nodes):
         r.problem(_join(path, "nodes"), "expected a non-empty list of node names")
     else:
         for i, item in enumerate(raw_nodes):
@@ -236,14 +327,123 @@ def _target(r: _Reader, value: object, path: str) -> Target | None:
                 "file" if key == "cookie_file" else "env" if key == "cookie_env" else "inline"
             )
             cookie = CookieSource(kind, ref)
-    discover = m.get("discover", "none")
-    if discover not in ("none", "connected"):
-        r.problem(_join(path, "discover"), f"expected 'none' or 'connected', got {discover!r}")
-        discover = "none"
     family = r.convert(m, "family", path, _label_value("family"), None)
-    if cookie is None or not nodes:
+    kubernetes = _kubernetes(r, m, path, discover)
+    dns = _dns(r, m, path, discover)
+    if cookie is None or (seeds_needed and not nodes):
         return None
-    return Target(tuple(nodes), cookie, discover, family)
+    if (discover == "kubernetes" and kubernetes is None) or (discover == "dns" and dns is None):
+        return None
+    return Target(tuple(nodes), cookie, discover, family, kubernetes, dns)
+
+
+def _discovery_section(
+    r: _Reader, m: Mapping[str, Any], path: str, discover: str, key: str, allowed: set[str]
+) -> dict[str, Any] | None:
+    """The ``kubernetes:``/``dns:`` mapping of a target, with its durations converted."""
+    where = _join(path, key)
+    if key not in m:
+        if discover == key:
+            r.problem(where, f"required with discover: {key}")
+        return None
+    if discover != key:
+        r.problem(where, f"only used with discover: {key}")
+        return None
+    section = dict(r.mapping(m[key], where, allowed))
+    for name in ("interval", "timeout"):
+        if name in section:
+            section[name] = r.convert(section, name, where, _positive_interval(0.1), None)
+            if section[name] is None:
+                return None
+    return {k: v for k, v in section.items() if k in allowed}
+
+
+def _kubernetes(
+    r: _Reader, m: Mapping[str, Any], path: str, discover: str
+) -> KubernetesDiscoveryConfig | None:
+    allowed = {
+        "namespace",
+        "label_selector",
+        "node_name_template",
+        "interval",
+        "api_url",
+        "token_file",
+        "ca_file",
+        "timeout",
+    }
+    section = _discovery_section(r, m, path, discover, "kubernetes", allowed)
+    if section is None:
+        return None
+    try:
+        return KubernetesDiscoveryConfig(**section)
+    except (TypeError, ValueError) as exc:
+        r.problem(_join(path, "kubernetes"), str(exc))
+        return None
+
+
+def _dns(r: _Reader, m: Mapping[str, Any], path: str, discover: str) -> DnsDiscoveryConfig | None:
+    allowed = {"name", "node_name_template", "interval", "record", "resolver", "timeout"}
+    section = _discovery_section(r, m, path, discover, "dns", allowed)
+    if section is None:
+        return None
+    try:
+        return DnsDiscoveryConfig(**section)
+    except (TypeError, ValueError) as exc:
+        r.problem(_join(path, "dns"), str(exc))
+        return None
+
+
+def _loki(r: _Reader, value: object) -> LokiConfig | None:
+    path = "loki"
+    durations = {"batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after"}
+    sizes = {"batch_bytes", "memory_bytes", "spool_bytes"}
+    m = r.mapping(value, path, {"url", "tenant", "spool_dir", "headers"} | durations | sizes)
+    settings: dict[str, Any] = {}
+    url = m.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        r.problem(_join(path, "url"), "expected Loki's http(s) base URL, e.g. http://loki:3100")
+        return None
+    settings["url"] = url
+    for key in durations:
+        if key in m:
+            settings[key] = r.convert(m, key, path, _positive_interval(0.01), None)
+    for key in sizes:
+        if key in m:
+            settings[key] = r.convert(m, key, path, parse_bytes, None)
+    for key in ("tenant", "spool_dir"):
+        if key in m:
+            if isinstance(m[key], str) and m[key]:
+                settings[key] = Path(m[key]) if key == "spool_dir" else m[key]
+            else:
+                r.problem(_join(path, key), "expected a non-empty string")
+    headers = m.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        r.problem(_join(path, "headers"), "expected a mapping of header name to string value")
+    else:
+        settings["headers"] = tuple(sorted(headers.items()))
+    if any(v is None for v in settings.values()):
+        return None  # a conversion failed: already reported
+    try:
+        return LokiConfig(**settings)
+    except (TypeError, ValueError) as exc:
+        r.problem(path, str(exc))
+        return None
+
+
+def _sharding(r: _Reader, value: object) -> ShardingConfig:
+    path = "sharding"
+    m = r.mapping(value, path, {"count", "index"})
+    count = r.convert(m, "count", path, _positive_int(MAX_SHARDS), 1)
+    index: int | None = None
+    if "index" in m:
+        raw = m["index"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < count:
+            r.problem(_join(path, "index"), f"expected 0 to {count - 1}, got {raw!r}")
+        else:
+            index = raw
+    return ShardingConfig(count, index)
 
 
 def parse_config(data: object, source: str = "<config>") -> Config:
@@ -263,6 +463,10 @@ def parse_config(data: object, source: str = "<config>") -> Config:
             "alarms",
             "global_config",
             "alertmanager",
+            "logs",
+            "notifications",
+            "sharding",
+            "loki",
         },
     )
     if data is None or not isinstance(data, dict):
@@ -344,6 +548,11 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         except (ValueError, TypeError) as exc:
             r.problem(path, str(exc))
 
+    logs = _logs(r, top.get("logs"), seen)
+    notifications = _notifications(r, top.get("notifications"))
+    sharding = _sharding(r, top.get("sharding"))
+    loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
+
     if r.problems:
         raise ConfigError(source, r.problems)
     return Config(
@@ -356,7 +565,72 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         otlp=otlp,
         alarms=alarms,
         alertmanager=alertmanager,
+        logs=logs,
+        notifications=notifications,
+        sharding=sharding,
+        loki=loki,
         source=source,
+    )
+
+
+def _log_level(value: Any) -> str:
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return str(value)
+
+
+def _positive_int(maximum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+            raise ValueError(f"expected a whole number from 1 to {maximum}, got {value!r}")
+        return value
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _logs(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> LogsConfig:
+    path = "logs"
+    m = r.mapping(value, path, {"level", "nodes", "max_message_bytes", "rate_limit"})
+    node_levels: list[tuple[str, str]] = []
+    nodes = r.mapping(m.get("nodes"), _join(path, "nodes"), set(known_nodes))
+    for node, level in nodes.items():
+        if node not in known_nodes:
+            continue  # already reported as an unknown key
+        try:
+            node_levels.append((node, _log_level(level)))
+        except ValueError as exc:
+            r.problem(f"{path}.nodes.{node}", str(exc))
+
+    def size(v: Any) -> int:
+        n = parse_bytes(v)
+        if not 256 <= n <= 1 << 20:
+            raise ValueError(f"must be from 256B to 1MiB, got {v!r}")
+        return n
+
+    return LogsConfig(
+        level=r.convert(m, "level", path, _log_level, "warning"),
+        node_levels=tuple(sorted(node_levels)),
+        max_message_bytes=r.convert(m, "max_message_bytes", path, size, 8192),
+        rate_limit=r.convert(m, "rate_limit", path, _positive_int(1_000_000), 2000),
+    )
+
+
+def _notifications(r: _Reader, value: object) -> NotificationsConfig:
+    path = "notifications"
+    flags = {"shell", "code", "config", "system_monitor"}
+    m = r.mapping(value, path, flags | {"system_monitor_rate"})
+    return NotificationsConfig(
+        shell=r.convert(m, "shell", path, _flag, True),
+        code=r.convert(m, "code", path, _flag, True),
+        config=r.convert(m, "config", path, _flag, True),
+        system_monitor=r.convert(m, "system_monitor", path, _flag, False),
+        system_monitor_rate=r.convert(m, "system_monitor_rate", path, _positive_int(10_000), 10),
     )
 
 

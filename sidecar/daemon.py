@@ -15,13 +15,17 @@ from exporter.http import MetricsServer
 from exporter.otlp import OtlpBridge, otlp_http_reader
 
 from . import __version__
+from .agents.events import EVENTS_MAILBOX
 from .alarms.alertmanager import AlertmanagerSink
 from .alarms.checks import AlarmChecker
 from .alarms.engine import AlarmEngine
 from .config import Config
+from .discovery.sharding import SINGLE, ShardSpec
 from .dist.names import NodeName, default_local_name, parse_node_name
 from .dist.node import LocalNode
+from .loki.sink import LokiSink
 from .manager import NodeManager
+from .notify import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,9 @@ def local_name_for(config: Config) -> NodeName:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, epmd_port: int | None = None) -> None:
+    def __init__(
+        self, config: Config, *, epmd_port: int | None = None, shard: ShardSpec = SINGLE
+    ) -> None:
         self.config = config
         # The default cookie is never used: every target brings its own.
         self.local = LocalNode(local_name_for(config), "unused-default", epmd_port=epmd_port)
@@ -45,9 +51,27 @@ class Daemon:
             config.alarms.global_params,
             interval=config.intervals.metrics,
         )
-        self.manager = NodeManager(config, self.local, self.checker)
-        self.alertmanager: AlertmanagerSink | None = None
         extra: list[MetricsProvider] = []
+        self.loki: LokiSink | None = None
+        if config.loki is not None:
+            self.loki = LokiSink(config.loki)
+            extra.append(self.loki.metric_families)
+        self.notifier = Notifier(
+            config.cluster,
+            self._family_of,
+            self.loki.publish if self.loki is not None else None,
+            logs=config.logs,
+            notifications=config.notifications,
+        )
+        extra.append(self.notifier.metric_families)
+        if self.loki is not None:
+            self.alarms.subscribe(self.notifier.alarm_event)
+            # Node agents push event batches here (see sidecar.agents.events).
+            self.local.mailbox(EVENTS_MAILBOX, callback=self.notifier.on_message)
+        self.manager = NodeManager(
+            config, self.local, self.checker, shard=shard, hooks=self.notifier
+        )
+        self.alertmanager: AlertmanagerSink | None = None
         if config.alertmanager is not None:
             self.alertmanager = AlertmanagerSink(config.alertmanager, config.cluster)
             self.alarms.subscribe(self.alertmanager.publish)
@@ -61,6 +85,10 @@ class Daemon:
                 config.otlp.endpoint, config.otlp.interval, dict(config.otlp.headers)
             )
             self.otlp = OtlpBridge(self.registry, reader)
+
+    def _family_of(self, node: str) -> str:
+        status = self.manager.status(node)
+        return status.family if status is not None else "unknown"
 
     async def _refresh_otlp(self, bridge: OtlpBridge, interval: float) -> None:
         while True:
@@ -78,6 +106,8 @@ class Daemon:
         )
         refresher: asyncio.Task[None] | None = None
         try:
+            if self.loki is not None:
+                await self.loki.start()
             if self.alertmanager is not None:
                 await self.alertmanager.start()
             await self.manager.start()
@@ -93,6 +123,9 @@ class Daemon:
             await self.manager.stop()
             if self.alertmanager is not None:
                 await self.alertmanager.stop()
+            if self.loki is not None:
+                # Last: what detaching produced is delivered or spooled too.
+                await self.loki.stop()
             if self.otlp is not None:
                 self.otlp.refresh()
                 await asyncio.to_thread(self.otlp.shutdown)

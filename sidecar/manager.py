@@ -9,7 +9,12 @@ slowly; the others are not affected.
 
 ``discover: connected`` follows each seed's ``nodes()``: nodes joining the
 mesh are added with the seed's cookie and family override, nodes that left
-every seed's view are dropped.
+every seed's view are dropped.  ``discover: kubernetes`` and ``dns`` follow
+the pods / A records of :mod:`sidecar.discovery` the same way.
+
+Sharded (N replicas), each replica manages only the nodes whose name hashes
+to its shard (:mod:`sidecar.discovery.sharding`), listed or discovered; a
+node an operator adds at run time is managed wherever it was asked.
 
 Nothing here is called by a scrape: the exporter reads :attr:`snapshots` and
 :meth:`statuses`, which are replaced whole, never mutated in place.
@@ -23,15 +28,19 @@ import enum
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from exporter.snapshot import NodeSnapshot
 
 from . import agents
 from .alarms.checks import AlarmChecker
 from .config import Config, CookieSource, Target
+from .discovery import Discoverer, FollowStatus, follow
+from .discovery.dns import DnsDiscoverer
+from .discovery.kubernetes import KubernetesDiscoverer
+from .discovery.sharding import SINGLE, ShardSpec, owns
 from .dist.errors import (
     CookieRefused,
     DistError,
@@ -82,6 +91,22 @@ class CookieUnavailable(DistError):
     """The target's cookie file or variable could not be read."""
 
 
+class NodeHooks(Protocol):
+    """What other parts of beamside add to each node's life (the notifier does)."""
+
+    def attach_options(self, node: str) -> Mapping[str, Any] | None:
+        """Extra options for the agent's attach (log handler, notifications)."""
+
+    def collect_options(self, node: str) -> Mapping[str, Any]:
+        """Extra options for every collect."""
+
+    def on_snapshot(self, snapshot: NodeSnapshot) -> None:
+        """A new snapshot of ``snapshot.node``."""
+
+    def on_node_state(self, node: str, event: str, detail: str) -> None:
+        """``attached`` (detail: agent action) or ``lost`` (detail: why)."""
+
+
 @dataclass
 class _Managed:
     target: Target
@@ -112,9 +137,19 @@ def failure_reason(exc: BaseException) -> str:
 
 class NodeManager:
     def __init__(
-        self, config: Config, local: LocalNode, checker: AlarmChecker | None = None
+        self,
+        config: Config,
+        local: LocalNode,
+        checker: AlarmChecker | None = None,
+        *,
+        shard: ShardSpec = SINGLE,
+        hooks: NodeHooks | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
+        self.hooks = hooks
+        self.discovery_status: dict[str, FollowStatus] = {}
+        self._discoverers: list[Discoverer] = []
         self.local = local
         self.checker = checker
         self.cluster = config.cluster
@@ -147,7 +182,23 @@ class NodeManager:
             )
         for target in self.config.targets:
             for node in target.nodes:
-                self.add_target(node, target)
+                if owns(self.shard, node):
+                    self.add_target(node, target)
+            if target.discover in ("kubernetes", "dns"):
+                discoverer = self._discoverer(target)
+                self._discoverers.append(discoverer)
+                status = self.discovery_status.setdefault(discoverer.description, FollowStatus())
+                self._discovery.append(
+                    asyncio.create_task(
+                        follow(
+                            discoverer,
+                            self._follower(discoverer.description, target),
+                            self._discovery_interval(target),
+                            status=status,
+                        ),
+                        name=f"discover {discoverer.description}",
+                    )
+                )
             if target.discover == "connected":
                 for seed in target.nodes:
                     self._discovery.append(
@@ -222,6 +273,9 @@ class NodeManager:
             task.cancel()
         await asyncio.gather(*tasks, *self._discovery, return_exceptions=True)
         await asyncio.gather(*(self._detach(node) for node in list(self._nodes)))
+        for discoverer in self._discoverers:
+            if isinstance(discoverer, KubernetesDiscoverer):
+                await discoverer.aclose()
         await self.local.close()
 
     # ------------------------------------------------------------ per node
@@ -267,6 +321,8 @@ class NodeManager:
             "cookie_unavailable": NodeState.ERROR,
         }.get(reason, NodeState.DOWN)
         self._set(node, state=state, last_error=str(exc), connect_failures=failures)
+        if before.state is NodeState.UP and self.hooks is not None:
+            self.hooks.on_node_state(node, "lost", str(exc))
         if before.state is not state or before.last_error != str(exc):
             level = logging.ERROR if state is NodeState.COOKIE_REFUSED else logging.WARNING
             log.log(
@@ -289,7 +345,9 @@ class NodeManager:
         await self.local.connect(node, cookie=cookie)
         # Never downgrade: a newer beamside attached to the same node wins.
         info = await agents.ensure_loaded(self.local, node, allow_downgrade=False)
-        await agents.attach(self.local, node)
+        await agents.attach(
+            self.local, node, self.hooks.attach_options(node) if self.hooks else None
+        )
         family = managed.target.family or info.family_hint or "unknown"
         status = self._set(
             node,
@@ -305,6 +363,8 @@ class NodeManager:
             node,
             extra={"node": node, "family": status.family, "otp_release": info.otp_release},
         )
+        if self.hooks is not None:
+            self.hooks.on_node_state(node, "attached", info.action)
 
     async def _collect_loop(self, node: str, managed: _Managed) -> None:
         interval = self.config.intervals.metrics
@@ -312,11 +372,11 @@ class NodeManager:
         next_tick = loop.time()
         while True:
             started = time.monotonic()
-            opts = (
-                self.checker.collect_options(node, self._status[node].family)
-                if self.checker is not None
-                else None
-            )
+            opts: dict[str, Any] = {}
+            if self.checker is not None:
+                opts.update(self.checker.collect_options(node, self._status[node].family))
+            if self.hooks is not None:
+                opts.update(self.hooks.collect_options(node))
             try:
                 data = await agents.collect(
                     self.local, node, opts, timeout=max(interval * 0.8, 1.0)
@@ -350,6 +410,11 @@ class NodeManager:
                         self.checker.on_snapshot(snapshot)
                     except Exception:  # a check bug must not stop collection
                         log.exception("alarm checks on %s failed", node, extra={"node": node})
+                if self.hooks is not None:
+                    try:
+                        self.hooks.on_snapshot(snapshot)
+                    except Exception:
+                        log.exception("snapshot hook on %s failed", node, extra={"node": node})
             next_tick += interval
             wait = next_tick - loop.time()
             if wait < 0:  # fell behind: skip ticks rather than burst
@@ -403,6 +468,8 @@ class NodeManager:
                 continue
             current = {str(p) for p in peers if isinstance(p, Atom)}
             for node in sorted(current - known):
+                if not owns(self.shard, node):
+                    continue
                 self.add_target(
                     node,
                     target=Target((node,), target.cookie, "none", target.family),
@@ -419,6 +486,39 @@ class NodeManager:
                     await self.remove_target(node)
             known = current
             self._seen_by[seed] = current
+
+    def _discoverer(self, target: Target) -> Discoverer:
+        if target.kubernetes is not None:
+            return KubernetesDiscoverer(target.kubernetes)
+        if target.dns is not None:
+            return DnsDiscoverer(target.dns)
+        raise ValueError(f"target has discover: {target.discover} but no settings for it")
+
+    @staticmethod
+    def _discovery_interval(target: Target) -> float:
+        settings = target.kubernetes or target.dns
+        return settings.interval if settings is not None else 10.0
+
+    def _follower(self, source: str, target: Target) -> Callable[[frozenset[str]], Awaitable[None]]:
+        """What to do with each new answer of a Kubernetes / DNS discoverer."""
+
+        async def apply(found: frozenset[str]) -> None:
+            mine = {node for node in found if owns(self.shard, node)}
+            for node in sorted(mine):
+                self.add_target(
+                    node,
+                    target=Target((node,), target.cookie, "none", target.family),
+                    discovered_by=source,
+                )
+            gone = [
+                node
+                for node, managed in self._nodes.items()
+                if managed.discovered_by == source and node not in mine
+            ]
+            for node in gone:
+                await self.remove_target(node)
+
+        return apply
 
 
 def _uptime(data: Mapping[str, Any]) -> float:

@@ -105,8 +105,41 @@ otlp: {endpoint: "http://127.0.0.1:4318/v1/metrics", interval: 30s}
             "targets[0]: give exactly one of cookie_file, cookie_env, cookie",
         ),
         (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n    discover: mdns\n",
+            "targets[0].discover: expected one of none, connected, kubernetes, dns",
+        ),
+        (
             "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n    discover: dns\n",
-            "targets[0].discover: expected 'none' or 'connected'",
+            "targets[0].dns: required with discover: dns",
+        ),
+        (
+            "cluster: x\ntargets:\n  - cookie_env: C\n    discover: kubernetes\n"
+            "    kubernetes: {label_selector: app=shop, node_name_template: 'app@{ip}'}\n",
+            "targets[0].kubernetes: ",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n"
+            "    dns: {name: shop.default.svc}\n",
+            "targets[0].dns: only used with discover: dns",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n"
+            "sharding: {count: 3, index: 3}\n",
+            "sharding.index: expected 0 to 2, got 3",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\nlogs: {level: loud}\n",
+            "logs.level: expected one of emergency",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n"
+            "logs: {nodes: {b@h: info}}\n",
+            "logs.nodes.b@h: unknown key",
+        ),
+        (
+            "cluster: x\ntargets:\n  - nodes: [a@h]\n    cookie_env: C\n"
+            "notifications: {system_monitor: yes please}\n",
+            "notifications.system_monitor: expected true or false",
         ),
         (
             "cluster: x\ntargets:\n  - {nodes: [a@h], cookie_env: C}\n"
@@ -185,3 +218,43 @@ def test_check_config_command(tmp_path: Path) -> None:
     )
     assert bad.returncode == EXIT_CONFIG
     assert "extra: unknown key" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_discovery_logs_notifications_sharding(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+cluster: prod
+targets:
+  - cookie_file: /run/secrets/cookie
+    discover: kubernetes
+    kubernetes:
+      namespace: shop
+      label_selector: app.kubernetes.io/name=shop
+      node_name_template: "shop@{pod_ip}"
+      interval: 5s
+  - cookie_env: C
+    discover: dns
+    dns: {name: shop-headless.shop.svc.cluster.local, node_name_template: "app@{ip}"}
+  - nodes: [a@h]
+    cookie_env: C
+logs:
+  level: error
+  nodes: {a@h: debug}
+  max_message_bytes: 16KiB
+notifications: {system_monitor: true, system_monitor_rate: 5}
+sharding: {count: 4}
+""",
+        )
+    )
+    k8s, dns, static = config.targets
+    assert k8s.discover == "kubernetes" and k8s.nodes == () and k8s.kubernetes is not None
+    assert k8s.kubernetes.namespace == "shop" and k8s.kubernetes.interval == 5.0
+    assert dns.dns is not None and dns.dns.name.startswith("shop-headless")
+    assert static.kubernetes is None and static.dns is None
+    assert config.logs.level_for("a@h") == "debug" and config.logs.level_for("x@h") == "error"
+    assert config.logs.max_message_bytes == 16384
+    assert config.notifications.system_monitor and config.notifications.system_monitor_rate == 5
+    assert config.notifications.shell and config.notifications.code
+    assert config.sharding.count == 4 and config.sharding.index is None

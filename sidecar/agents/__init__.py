@@ -22,6 +22,14 @@ Everything here is one or a few ``rpc`` calls through the node's ``rex``:
   that failed on the node is an ``(Atom('error'), reason)`` tuple).
 * :func:`live` -- a cheap subset for the 1 s live stream.
 
+Logs and notifications: :func:`attach` with event options (build them with
+:class:`EventOptions`) makes the node push batches to the mailbox registered
+as ``beamside_events`` on our node (register it with
+``local.mailbox(EVENTS_MAILBOX)`` before attaching); decode them with
+:func:`sidecar.agents.events.decode_batch`.  Module load/reload/purge events
+come in the ``code_events`` collect section (``collect(..., {"code_events":
+True})``), see :func:`sidecar.agents.events.code_notifications`.
+
 Options are given as Python mappings with ``str`` keys; ``str`` values are
 sent as atoms (see :func:`to_opts_term`).
 """
@@ -40,6 +48,7 @@ from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
+from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
 from sidecar.dist.errors import DistError, DistTimeout, RpcError
 from sidecar.dist.node import LocalNode
 from sidecar.dist.term import Atom, Charlist, Pid
@@ -47,9 +56,11 @@ from sidecar.dist.term import Atom, Charlist, Pid
 __all__ = [
     "AGENT_MODULES",
     "AGENT_VERSION",
+    "EVENTS_MAILBOX",
     "AgentError",
     "AgentInfo",
     "Beam",
+    "EventOptions",
     "attach",
     "beams",
     "collect",
@@ -185,6 +196,77 @@ class AgentInfo:
             attached=term.get("attached") is True,
             action=action,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EventOptions:
+    """The event options of :func:`attach` (see ``erl_agents/beamside_events.erl``).
+
+    ``log_level``: logger (and lager) events at or above it are forwarded;
+    ``None`` forwards no logs.  Logger's primary level still applies: events
+    below it never reach any handler.  A second :func:`attach` with other
+    options updates the node (level changes included).
+    """
+
+    log_level: str | None = "warning"
+    max_bytes: int = 8192
+    depth: int = 30
+    single_line: bool = False
+    lager: bool = True
+    shell_events: bool = True
+    sysmon_events: bool = False
+    sysmon_events_rate: int = 10
+    max_rate: int = 2000
+    batch_size: int = 500
+    batch_ms: int = 200
+    batch_bytes: int = 262144
+    max_queue: int = 5000
+    shell_poll_ms: int = 1000
+    shell_scan_s: int = 0
+
+    def __post_init__(self) -> None:
+        if self.log_level is not None and self.log_level not in LEVELS:
+            raise ValueError(f"log_level must be one of {LEVELS} or None, not {self.log_level!r}")
+        for name in (
+            "max_bytes",
+            "depth",
+            "sysmon_events_rate",
+            "max_rate",
+            "batch_size",
+            "batch_ms",
+            "batch_bytes",
+            "max_queue",
+            "shell_poll_ms",
+        ):
+            value = getattr(self, name)
+            if type(value) is not int or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if type(self.shell_scan_s) is not int or self.shell_scan_s < 0:
+            raise ValueError(f"shell_scan_s must be >= 0, not {self.shell_scan_s!r}")
+
+    def to_attach_opts(self) -> dict[str, Any]:
+        """The options as :func:`attach` sends them (merge with other attach options)."""
+        return {
+            "logs": {
+                "level": self.log_level or "none",
+                "max_bytes": self.max_bytes,
+                "depth": self.depth,
+                "single_line": self.single_line,
+                "lager": self.lager,
+            },
+            "shell_events": self.shell_events,
+            "sysmon_events": self.sysmon_events,
+            "sysmon_events_rate": self.sysmon_events_rate,
+            "events": {
+                "max_rate": self.max_rate,
+                "batch_size": self.batch_size,
+                "batch_ms": self.batch_ms,
+                "batch_bytes": self.batch_bytes,
+                "max_queue": self.max_queue,
+                "shell_poll_ms": self.shell_poll_ms,
+                "shell_scan_s": self.shell_scan_s,
+            },
+        }
 
 
 # --------------------------------------------------------------------------- helpers
@@ -382,7 +464,12 @@ async def attach(
 
     ``opts``: ``system_monitor`` (bool), ``long_gc`` / ``long_schedule`` (ms),
     ``large_heap`` (words), ``busy_port`` / ``busy_dist_port`` (bool),
-    ``scheduler_wall_time`` / ``msacc`` (bool, off unless asked).
+    ``scheduler_wall_time`` / ``msacc`` (bool, off unless asked), and the
+    event options (``logs``, ``shell_events``, ``sysmon_events``,
+    ``sysmon_events_rate``, ``events``: :meth:`EventOptions.to_attach_opts`);
+    with any of those the node sends event batches to our
+    :data:`EVENTS_MAILBOX`.  An attach without them takes this sidecar out
+    of the event stream.
     """
     reply = await _call(local, node, "attach", [local.atom, to_opts_term(opts)], timeout)
     pid = _ok(reply, "attach", node)
@@ -416,7 +503,9 @@ async def collect(
     whole (a failed section is an ``{error, _}`` value inside the dict).
     The sections and options are documented in ``erl_agents/beamside_agent.erl``;
     the costlier ones are opt-in, for every N ticks: ``startup_files=True``,
-    ``modules_md5=True``, ``env_keys=[("app", "key"), ...]``.
+    ``modules_md5=True``, ``env_keys=[("app", "key"), ...]``; and
+    ``code_events=True`` (every tick, when attached) for the modules loaded,
+    reloaded, purged and deleted since this sidecar's previous such collect.
     """
     reply = await _call(local, node, "collect", [to_opts_term(opts)], timeout)
     snapshot = _ok(reply, "collect", node)

@@ -1,0 +1,816 @@
+%%% ===========================================================================
+%%% beamside_events -- the log and notification forwarder.
+%%% ===========================================================================
+%%%
+%%% A gen_server registered as beamside_events, started and linked by
+%%% beamside_sysmon when a sidecar attaches with event options (see
+%%% beamside_agent:attach/2), stopped by it (stop/0 from its terminate/2, or
+%%% the link: it traps exits and stops when beamside_sysmon exits), and
+%%% stopping by itself when no sidecar wants events any more.  Its
+%%% terminate/2 removes what it installed: the logger handler `beamside'
+%%% (beamside_logger) and the lager backend (beamside_lager).  It sends the
+%%% sidecars batches of events:
+%%%
+%%%   {beamside_events, Node, Seq, Events, Dropped}
+%%%
+%%% to the registered name beamside_events on each sidecar node that asked
+%%% for events, with erlang:send(Dest, Msg, [nosuspend, noconnect]): it never
+%%% blocks on a slow or gone sidecar; a batch that cannot go (`nosuspend':
+%%% the dist buffer is busy, `noconnect') is dropped and its events counted
+%%% (`busy_dist', `noconnect').  Seq counts batches per sidecar from 1 (a gap
+%%% is a dropped batch).  Dropped is #{Reason => Count}: the drops since the
+%%% last batch that reached that sidecar (a count is reported again until a
+%%% batch carrying it went out).  Events is a list of maps, oldest first:
+%%%
+%%%   logs (kind => log): see beamside_logger (source => logger) and
+%%%     beamside_lager (source => lager).
+%%%   notifications (kind => notification, level, time (ns), node, type, msg):
+%%%     shell_command   an expression typed in an Erlang shell of this node:
+%%%                     command (number), msg (the expression, erl_pp,
+%%%                     bounded), shell (pid text), group_leader (pid text),
+%%%                     shell_node (the node its group leader is on: where the
+%%%                     operator sits; another node for `erl -remsh'), remote
+%%%                     (boolean).  Level notice.
+%%%     sysmon          a system monitor event: event (long_gc |
+%%%                     long_schedule | large_heap | busy_port |
+%%%                     busy_dist_port), pid (text), registered_name,
+%%%                     current_function (binary "m:f/a"), info (printed,
+%%%                     bounded), msg.  Level warning.
+%%%   Module loaded / reloaded / purged / deleted notifications come through
+%%%   the `code_events' collect section instead (code_events/2 below).
+%%%
+%%% Batching: a batch goes when batch_size events are buffered, batch_bytes
+%%% of text are buffered, or batch_ms after the first buffered event; a batch
+%%% without events but with new drops goes at most once a second.  A sidecar
+%%% gets the log events at or above its own level and the notification types
+%%% it asked for.
+%%%
+%%% Rate limits (token buckets, one second of burst): max_rate events/s for
+%%% logs and shell commands together, sysmon_events_rate for sysmon events;
+%%% beyond them events are dropped and counted (`rate', `sysmon_rate').
+%%%
+%%% Shell expressions: the shell server process (shell.erl, OTP 25 to 28)
+%%% keeps the last commands (stdlib `shell_history_length', 20) in its process
+%%% dictionary as {command, N} => [Expr] and refers to its evaluator as
+%%% `evaluator'.  Shell servers are found without walking every process:
+%%%   local shells    processes linked to `user' or `user_drv', and to the
+%%%                   processes linked to those (the groups): the shell
+%%%                   servers among them (current function in module shell,
+%%%                   `evaluator' in the dictionary); every poll.
+%%%   remote shells   (`erl -remsh', JCL `r'): a walk of the processes whose
+%%%                   group leader lives on another node, 1 s and 4 s after
+%%%                   a node (other than a sidecar) connects, and at start;
+%%%                   optionally every shell_scan_s seconds (0: never, the
+%%%                   default; a JCL `r' shell from an already connected node
+%%%                   is only seen by that periodic scan).
+%%% Every shell_poll_ms (1000) the known shells whose reduction count moved
+%%% have their dictionary read and new commands emitted.  A command is stored
+%%% by the shell when its evaluation ends: a command still running is not
+%%% seen yet, and the time is the time it was seen.  The shells present at
+%%% the attach that turns shell events on are a baseline (their earlier
+%%% commands are not emitted); shells
+%%% found later have all their kept commands emitted.  On OTP 25 a read
+%%% copies the whole dictionary (the last 20 results included): one read per
+%%% poll in which the shell did something.  IEx is not covered: Elixir 1.14
+%%% keeps only results in its evaluator (`iex_history'), not the code typed.
+%%%
+%%% Options (configure/2; the `events' map is node-wide, last one wins):
+%%%   logs => #{level => Level | none (warning), max_bytes (8192),
+%%%             depth (30), single_line (false), lager (true)}
+%%%   shell_events => boolean()         (true)
+%%%   sysmon_events => boolean()        (false)
+%%%   sysmon_events_rate => integer()   (10 per s)
+%%%   events => #{max_rate (2000 per s), batch_size (500), batch_ms (200),
+%%%               batch_bytes (262144), max_queue (5000), shell_poll_ms
+%%%               (1000), shell_scan_s (0)}
+%%% ===========================================================================
+-module(beamside_events).
+-behaviour(gen_server).
+
+-export([start_link/0, configure/2, remove_sidecar/1, stop/0, wants_events/1,
+         sysmon_event/3]).
+-export([code_events/2, discover_shells/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-define(NAME, ?MODULE).
+-define(HANDLER, beamside).
+-define(CALL_MS, 1000).
+-define(TICK_MS, 1000).
+-define(MAX_SCAN, 500000).
+-define(MAX_CODE_EVENTS, 1000).
+-define(EXPR_WORDS, 20000).
+-define(EXPR_BYTES, 8192).
+-define(EVENT_KEYS, [logs, shell_events, sysmon_events, sysmon_events_rate, events]).
+
+-record(sc, {level = none :: atom(),
+             shell = false :: boolean(),
+             sysmon = false :: boolean(),
+             seq = 0 :: non_neg_integer(),
+             %% cumulative drops already reported to this sidecar
+             reported = #{} :: #{atom() => non_neg_integer()},
+             %% cumulative drops of this sidecar only (failed sends)
+             own = #{} :: #{atom() => non_neg_integer()},
+             %% monotonic ms of the last batch sent (undefined: none yet)
+             last_report = undefined :: undefined | integer()}).
+
+-record(s, {parent :: pid(),
+            sidecars = #{} :: #{node() => #sc{}},
+            log_cfg = #{} :: map(),
+            ev_cfg = #{} :: map(),
+            sysmon_rate = 10 :: pos_integer(),
+            buf = [] :: [map()],
+            n = 0 :: non_neg_integer(),
+            bytes = 0 :: non_neg_integer(),
+            timer = undefined :: undefined | reference(),
+            drops :: counters:counters_ref(),
+            local = #{} :: #{atom() => non_neg_integer()},
+            bucket :: {float(), integer()},
+            sys_bucket :: {float(), integer()},
+            logger = none :: atom(),
+            lager = undefined :: undefined | pid(),
+            lager_failed :: integer(),
+            shells = #{} :: #{pid() => {non_neg_integer(), non_neg_integer() | undefined}},
+            scans = [] :: [integer()],
+            last_scan :: integer(),
+            last_poll :: integer(),
+            monitoring = false :: boolean()}).
+
+%%% ---------------------------------------------------------------------------
+%%% API (called by beamside_sysmon)
+
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    gen_server:start_link({local, ?NAME}, ?MODULE, self(), [{timeout, 5000}]).
+
+%% Add or update a sidecar's event options.
+-spec configure(node(), map()) -> ok | {error, term()}.
+configure(Sidecar, Opts) ->
+    try gen_server:call(?NAME, {configure, Sidecar, maps:with(?EVENT_KEYS, Opts)}, 5000)
+    catch exit:{Why, _} -> {error, beamside_agent:reason(Why)}
+    end.
+
+-spec remove_sidecar(node()) -> ok.
+remove_sidecar(Sidecar) ->
+    case whereis(?NAME) of
+        undefined -> ok;
+        Pid -> Pid ! {remove_sidecar, Sidecar}, ok
+    end.
+
+-spec stop() -> ok.
+stop() ->
+    try gen_server:stop(?NAME, normal, 5000)
+    catch exit:noproc -> ok;
+          exit:normal -> ok;
+          exit:timeout -> ok
+    end.
+
+%% Does this attach option map ask for the event stream?
+-spec wants_events(map()) -> boolean().
+wants_events(Opts) ->
+    maps:size(maps:with(?EVENT_KEYS, Opts)) > 0.
+
+%% A system monitor event, from beamside_sysmon (only when a sidecar wants
+%% them): dropped when the forwarder's queue is long.
+-spec sysmon_event(pid() | port(), atom(), term()) -> ok.
+sysmon_event(Who, Event, Info) ->
+    case whereis(?NAME) of
+        undefined -> ok;
+        Pid ->
+            case erlang:process_info(Pid, message_queue_len) of
+                {message_queue_len, N} when N < 5000 ->
+                    Pid ! {beamside_sysmon, Who, Event, Info, os:system_time(nanosecond)},
+                    ok;
+                _ ->
+                    ok
+            end
+    end.
+
+%%% ---------------------------------------------------------------------------
+%%% gen_server
+
+init(Parent) ->
+    _ = process_flag(trap_exit, true),
+    _ = process_flag(message_queue_data, off_heap),
+    case whereis(user) of
+        undefined -> ok;
+        User -> group_leader(User, self())
+    end,
+    Now = erlang:monotonic_time(millisecond),
+    Long = Now - 86400000,                  % monotonic time may be negative
+    erlang:send_after(?TICK_MS, self(), tick),
+    %% The buckets start full (capped to the rate at the first take).
+    {ok, #s{parent = Parent, drops = beamside_logger:new_drops(),
+            bucket = {1.0e9, Now}, sys_bucket = {1.0e9, Now},
+            lager_failed = Long, last_scan = Long, last_poll = Long}}.
+
+handle_call({configure, Sidecar, Opts}, _From, #s{sidecars = Scs} = St) ->
+    Logs = case maps:get(logs, Opts, undefined) of
+               M when is_map(M) -> M;
+               _ -> #{level => none}
+           end,
+    Level = case maps:get(level, Logs, warning) of
+                L when is_atom(L) -> valid_level(L);
+                _ -> warning
+            end,
+    Sc0 = maps:get(Sidecar, Scs, #sc{}),
+    Sc = Sc0#sc{level = Level,
+                shell = maps:get(shell_events, Opts, true) =:= true,
+                sysmon = maps:get(sysmon_events, Opts, false) =:= true},
+    LogCfg = case Level of
+                 none -> St#s.log_cfg;
+                 _ -> Logs
+             end,
+    EvCfg = case maps:get(events, Opts, undefined) of
+                E when is_map(E) -> E;
+                _ -> St#s.ev_cfg
+            end,
+    SysRate = beamside_agent:int_opt(sysmon_events_rate, Opts, St#s.sysmon_rate, {1, 100000}),
+    St1 = St#s{sidecars = Scs#{Sidecar => Sc}, log_cfg = LogCfg, ev_cfg = EvCfg,
+               sysmon_rate = SysRate},
+    St2 = install(monitor_nodes(St1)),
+    {reply, ok, St2};
+handle_call(_Other, _From, St) ->
+    {reply, {error, unknown_call}, St}.
+
+handle_cast(_Msg, St) ->
+    {noreply, St}.
+
+handle_info({beamside_log, Event}, St) ->
+    {noreply, take(Event, St)};
+handle_info({beamside_sysmon, Who, Event, Info, Time}, St) ->
+    case any(fun(Sc) -> Sc#sc.sysmon end, St) of
+        true -> {noreply, sysmon(Who, Event, Info, Time, St)};
+        false -> {noreply, St}
+    end;
+handle_info(flush, St) ->
+    {noreply, flush(St#s{timer = undefined})};
+handle_info(tick, St) ->
+    erlang:send_after(?TICK_MS, self(), tick),
+    St1 = shells(ensure_installed(St)),
+    {noreply, report_drops(flush(St1))};
+handle_info({remove_sidecar, Node}, St) ->
+    forget(Node, St);
+handle_info({nodedown, Node, _}, #s{sidecars = Scs} = St) ->
+    case maps:is_key(Node, Scs) of
+        true -> forget(Node, St);
+        false -> {noreply, St}
+    end;
+handle_info({nodeup, Node, _}, #s{sidecars = Scs} = St) ->
+    case maps:is_key(Node, Scs) of
+        true ->
+            {noreply, St};
+        false ->
+            %% Perhaps a remote shell: it starts just after the connection.
+            Now = erlang:monotonic_time(millisecond),
+            {noreply, St#s{scans = lists:usort([Now + 1000, Now + 4000 | St#s.scans])}}
+    end;
+handle_info({'EXIT', Parent, _Why}, #s{parent = Parent} = St) ->
+    {stop, normal, St};
+handle_info({'EXIT', Lager, _Why}, #s{lager = Lager} = St) ->
+    {noreply, St#s{lager = undefined}};
+handle_info({gen_event_EXIT, beamside_lager, _Why}, St) ->
+    {noreply, St#s{lager = undefined}};
+handle_info(_Other, St) ->
+    {noreply, St}.
+
+terminate(_Reason, St) ->
+    _ = remove_logger(St),
+    _ = remove_lager(St),
+    ok.
+
+%%% ---------------------------------------------------------------------------
+%%% sidecars
+
+forget(Node, #s{sidecars = Scs} = St) ->
+    Left = maps:remove(Node, Scs),
+    case map_size(Left) of
+        0 -> {stop, normal, St#s{sidecars = Left}};
+        _ -> {noreply, install(St#s{sidecars = Left})}
+    end.
+
+any(Pred, #s{sidecars = Scs}) ->
+    lists:any(Pred, maps:values(Scs)).
+
+%% Hear about nodes connecting (remote shells) once some sidecar wants
+%% shell events.
+monitor_nodes(#s{monitoring = false} = St) ->
+    case any(fun(Sc) -> Sc#sc.shell end, St) of
+        true ->
+            ok = net_kernel:monitor_nodes(true, [{node_type, all}]),
+            %% The shells already there are the baseline: what they ran
+            %% before this attach returns is not reported.
+            Found = lists:usort(discover_shells(local) ++ discover_shells(remote)),
+            Shells = maps:from_list([{P, {max_command(P), undefined}} || P <- Found]),
+            St#s{monitoring = true, shells = Shells,
+                 last_scan = erlang:monotonic_time(millisecond)};
+        false ->
+            St
+    end;
+monitor_nodes(St) ->
+    St.
+
+valid_level(L) ->
+    case beamside_logger:level_int(L) of
+        99 -> none;
+        _ -> L
+    end.
+
+%% The most verbose level a sidecar asked for (none when nobody wants logs).
+min_level(#s{sidecars = Scs}) ->
+    lists:foldl(fun(#sc{level = L}, Acc) ->
+                        case beamside_logger:level_int(L) < beamside_logger:level_int(Acc) of
+                            true -> L;
+                            false -> Acc
+                        end
+                end, none, maps:values(Scs)).
+
+%%% ---------------------------------------------------------------------------
+%%% logger handler and lager backend
+
+install(St) ->
+    install_lager(install_logger(St)).
+
+ensure_installed(#s{logger = none} = St) ->
+    install_lager(St);
+ensure_installed(St) ->
+    %% Re-add the handler if somebody removed it.
+    case lists:member(?HANDLER, logger:get_handler_ids()) of
+        true -> install_lager(St);
+        false -> install(St#s{logger = none})
+    end.
+
+handler_config(St, Level) ->
+    Cfg = St#s.log_cfg,
+    Ev = St#s.ev_cfg,
+    #{level => Level,
+      filter_default => log,
+      filters => [],
+      config => #{max_bytes => maps:get(max_bytes, Cfg, 8192),
+                  depth => maps:get(depth, Cfg, 30),
+                  single_line => maps:get(single_line, Cfg, false),
+                  max_queue => maps:get(max_queue, Ev, 5000),
+                  drops => St#s.drops}}.
+
+install_logger(#s{logger = Cur} = St) ->
+    case min_level(St) of
+        none ->
+            remove_logger(St),
+            St#s{logger = none};
+        Level when Cur =:= none ->
+            Config = handler_config(St, Level),
+            case catch logger:add_handler(?HANDLER, beamside_logger, Config) of
+                ok ->
+                    St#s{logger = Level};
+                {error, {already_exist, _}} ->
+                    _ = (catch logger:set_handler_config(?HANDLER, maps:remove(id, Config))),
+                    St#s{logger = Level};
+                _Error ->
+                    St
+            end;
+        Level ->
+            #{config := C} = handler_config(St, Level),
+            _ = (catch logger:update_handler_config(?HANDLER, #{level => Level, config => C})),
+            St#s{logger = Level}
+    end.
+
+remove_logger(#s{logger = none}) ->
+    ok;
+remove_logger(_St) ->
+    _ = (catch logger:remove_handler(?HANDLER)),
+    ok.
+
+lager_wanted(St) ->
+    min_level(St) =/= none andalso maps:get(lager, St#s.log_cfg, true) =:= true.
+
+install_lager(#s{lager = Cur} = St) ->
+    Manager = whereis(lager_event),
+    case {lager_wanted(St), Manager, Cur} of
+        {false, _, undefined} ->
+            St;
+        {false, _, _} ->
+            remove_lager(St),
+            St#s{lager = undefined};
+        {true, undefined, _} ->
+            St#s{lager = undefined};
+        {true, M, M} ->
+            set_lager_level(M, min_level(St)),
+            St;
+        {true, M, _} ->
+            Now = erlang:monotonic_time(millisecond),
+            case Now - St#s.lager_failed < 60000 of
+                true -> St;
+                false -> add_lager(M, St)
+            end
+    end.
+
+add_lager(Manager, St) ->
+    Args = #{level => min_level(St),
+             max_bytes => maps:get(max_bytes, St#s.log_cfg, 8192),
+             max_queue => maps:get(max_queue, St#s.ev_cfg, 5000),
+             drops => St#s.drops},
+    %% gen_event:add_sup_handler/3 is this request with no time limit.
+    case catch gen:call(Manager, self(), {add_sup_handler, beamside_lager, Args, self()},
+                        ?CALL_MS) of
+        {ok, ok} ->
+            lager_levels_changed(),
+            St#s{lager = Manager};
+        _ ->
+            St#s{lager_failed = erlang:monotonic_time(millisecond)}
+    end.
+
+set_lager_level(Manager, Level) ->
+    case catch gen_event:call(Manager, beamside_lager, get_loglevel, ?CALL_MS) of
+        {mask, Mask} ->
+            case beamside_lager:mask(Level) of
+                Mask -> ok;
+                _ -> _ = (catch gen_event:call(Manager, beamside_lager, {set_loglevel, Level},
+                                               ?CALL_MS)),
+                     lager_levels_changed()
+            end;
+        _ ->
+            ok
+    end.
+
+remove_lager(#s{lager = undefined}) ->
+    ok;
+remove_lager(#s{lager = Manager}) ->
+    _ = beamside_agent:run_bounded(
+          fun() -> gen_event:delete_handler(Manager, beamside_lager, remove) end, ?CALL_MS, []),
+    lager_levels_changed(),
+    ok.
+
+%% lager keeps the union of its backends' levels: recompute it.
+lager_levels_changed() ->
+    _ = beamside_agent:run_bounded(
+          fun() ->
+                  case erlang:function_exported(lager, update_loglevel_config, 1) of
+                      true -> apply(lager, update_loglevel_config, [lager_event]);
+                      false -> ok
+                  end
+          end, ?CALL_MS, []),
+    ok.
+
+%%% ---------------------------------------------------------------------------
+%%% buffering, rate limits, batches
+
+cfg(Key, St, Default, Range) ->
+    beamside_agent:int_opt(Key, St#s.ev_cfg, Default, Range).
+
+%% Token bucket: Rate tokens per second, at most Rate kept.
+take_token({Tokens, Last}, Rate) ->
+    Now = erlang:monotonic_time(millisecond),
+    T = min(float(Rate), Tokens + (Now - Last) * Rate / 1000),
+    case T >= 1.0 of
+        true -> {true, {T - 1.0, Now}};
+        false -> {false, {T, Now}}
+    end.
+
+count_local(Reason, #s{local = L} = St) ->
+    St#s{local = maps:update_with(Reason, fun(N) -> N + 1 end, 1, L)}.
+
+take(Event, St) ->
+    case take_token(St#s.bucket, cfg(max_rate, St, 2000, {1, 1000000})) of
+        {true, B} -> buffer(Event, St#s{bucket = B});
+        {false, B} -> count_local(rate, St#s{bucket = B})
+    end.
+
+buffer(Event, #s{buf = Buf, n = N, bytes = Bytes} = St) ->
+    Size = case Event of
+               #{msg := M} when is_binary(M) -> byte_size(M) + 200;
+               _ -> 200
+           end,
+    St1 = St#s{buf = [Event | Buf], n = N + 1, bytes = Bytes + Size},
+    case St1#s.n >= cfg(batch_size, St, 500, {1, 10000})
+        orelse St1#s.bytes >= cfg(batch_bytes, St, 262144, {1024, 16#4000000}) of
+        true ->
+            flush(St1);
+        false when St1#s.timer =:= undefined ->
+            T = erlang:send_after(cfg(batch_ms, St, 200, {1, 60000}), self(), flush),
+            St1#s{timer = T};
+        false ->
+            St1
+    end.
+
+flush(#s{n = 0} = St) ->
+    St;
+flush(#s{buf = Buf, sidecars = Scs} = St) ->
+    case St#s.timer of
+        undefined -> ok;
+        T -> _ = erlang:cancel_timer(T), ok
+    end,
+    Events = lists:reverse(Buf),
+    Global = global_drops(St),
+    Now = erlang:monotonic_time(millisecond),
+    Scs1 = maps:map(fun(Node, Sc) ->
+                            Mine = [E || E <- Events, wanted(E, Sc)],
+                            send(Node, Mine, Global, Now, Sc)
+                    end, Scs),
+    St#s{buf = [], n = 0, bytes = 0, timer = undefined, sidecars = Scs1}.
+
+%% Once a second: a batch with no events for the sidecars that have drops
+%% not reported yet.
+report_drops(#s{sidecars = Scs} = St) ->
+    Global = global_drops(St),
+    Now = erlang:monotonic_time(millisecond),
+    Scs1 = maps:map(fun(Node, #sc{last_report = Last} = Sc) ->
+                            case Last =:= undefined orelse Now - Last >= 1000 of
+                                true -> send(Node, [], Global, Now, Sc);
+                                false -> Sc
+                            end
+                    end, Scs),
+    St#s{sidecars = Scs1}.
+
+global_drops(#s{drops = Ref, local = Local}) ->
+    maps:merge(beamside_logger:drops(Ref), Local).
+
+send(Node, Events, Global, Now, #sc{seq = Seq, reported = Rep, own = Own} = Sc) ->
+    Cum = maps:merge(Global, Own),
+    Delta = maps:filter(fun(_, V) -> V > 0 end,
+                        maps:map(fun(K, V) -> V - maps:get(K, Rep, 0) end, Cum)),
+    case {Events, map_size(Delta)} of
+        {[], 0} ->
+            Sc;
+        _ ->
+            Msg = {beamside_events, node(), Seq + 1, Events, Delta},
+            case catch erlang:send({beamside_events, Node}, Msg, [nosuspend, noconnect]) of
+                ok ->
+                    Sc#sc{seq = Seq + 1, reported = Cum, last_report = Now};
+                Failed ->
+                    Reason = case Failed of
+                                 nosuspend -> busy_dist;
+                                 noconnect -> noconnect;
+                                 _ -> send_error
+                             end,
+                    Sc#sc{seq = Seq + 1, last_report = Now,
+                          own = maps:update_with(Reason, fun(N) -> N + length(Events) end,
+                                                 length(Events), Own)}
+            end
+    end.
+
+wanted(#{kind := log, level := L}, #sc{level = Min}) ->
+    beamside_logger:level_int(L) >= beamside_logger:level_int(Min);
+wanted(#{kind := notification, type := shell_command}, #sc{shell = S}) ->
+    S;
+wanted(#{kind := notification, type := sysmon}, #sc{sysmon = S}) ->
+    S;
+wanted(_, _) ->
+    true.
+
+%%% ---------------------------------------------------------------------------
+%%% system monitor events
+
+sysmon(Who, Event, Info, Time, St) ->
+    case take_token(St#s.sys_bucket, St#s.sysmon_rate) of
+        {false, B} ->
+            count_local(sysmon_rate, St#s{sys_bucket = B});
+        {true, B} ->
+            Base = #{kind => notification, type => sysmon, level => warning, time => Time,
+                     node => node(), event => Event, info => print(Info, 512)},
+            E = case Who of
+                    P when is_pid(P) ->
+                        Proc = case erlang:process_info(P, [registered_name, current_function]) of
+                                   [{registered_name, Name}, {current_function, MFA}] ->
+                                       #{registered_name => Name,
+                                         current_function => beamside_agent:mfa_bin(MFA)};
+                                   _ -> #{}
+                               end,
+                        maps:merge(Base#{pid => beamside_agent:pid_bin(P)},
+                                   maps:filter(fun(_, V) -> V =/= [] andalso V =/= <<>> end,
+                                               Proc));
+                    Port when is_port(Port) ->
+                        Base#{port => list_to_binary(erlang:port_to_list(Port))};
+                    _ ->
+                        Base
+                end,
+            Text = iolist_to_binary([atom_to_binary(Event, utf8), " ",
+                                     maps:get(pid, E, maps:get(port, E, <<>>)), " ",
+                                     maps:get(info, E)]),
+            buffer(E#{msg => beamside_agent:truncate(Text, 1024)}, St#s{sys_bucket = B})
+    end.
+
+print(Term, Max) ->
+    Text = try io_lib:format("~0tP", [Term, 20], [{chars_limit, Max}])
+           catch _:_ -> "(unprintable)"
+           end,
+    beamside_agent:truncate(unicode:characters_to_binary(Text), Max).
+
+%%% ---------------------------------------------------------------------------
+%%% shell expressions
+
+shells(St) ->
+    case any(fun(Sc) -> Sc#sc.shell end, St) of
+        false when St#s.monitoring ->
+            _ = net_kernel:monitor_nodes(false, [{node_type, all}]),
+            St#s{shells = #{}, monitoring = false, scans = []};
+        false -> St;
+        true ->
+            Now = erlang:monotonic_time(millisecond),
+            case Now - St#s.last_poll >= cfg(shell_poll_ms, St, 1000, {100, 60000}) - 50 of
+                true -> poll_shells(St#s{last_poll = Now}, Now);
+                false -> St
+            end
+    end.
+
+poll_shells(St, Now) ->
+    {Due, Later} = lists:partition(fun(T) -> T =< Now end, St#s.scans),
+    Periodic = case cfg(shell_scan_s, St, 0, {0, 86400}) of
+                   0 -> false;
+                   S -> Now - St#s.last_scan >= S * 1000
+               end,
+    Remote = case Due =/= [] orelse Periodic of
+                 true -> discover_shells(remote);
+                 false -> []
+             end,
+    Found = lists:usort(discover_shells(local) ++ Remote),
+    St1 = case Due =/= [] orelse Periodic of
+              true -> St#s{scans = Later, last_scan = Now};
+              false -> St
+          end,
+    Known0 = St1#s.shells,
+    %% A shell found after the baseline (monitor_nodes/1) is new: all the
+    %% commands it kept are reported.
+    Known1 = lists:foldl(fun(P, K) -> K#{P => {0, undefined}} end, Known0,
+                         [P || P <- Found, not maps:is_key(P, Known0)]),
+    maps:fold(fun poll_shell/3, St1#s{shells = #{}}, Known1).
+
+poll_shell(P, {Last, Reds}, St) ->
+    case erlang:process_info(P, reductions) of
+        undefined ->
+            St;                                 % gone
+        {reductions, Reds} ->
+            St#s{shells = (St#s.shells)#{P => {Last, Reds}}};
+        {reductions, R} ->
+            {Cmds, GL} = commands(P, Last),
+            St1 = lists:foldl(fun({N, Es}, Acc) -> shell_event(P, GL, N, Es, Acc) end, St, Cmds),
+            Last1 = lists:max([Last | [N || {N, _} <- Cmds]]),
+            St1#s{shells = (St1#s.shells)#{P => {Last1, R}}}
+    end.
+
+max_command(P) ->
+    {Cmds, _} = commands(P, 0),
+    lists:max([0 | [N || {N, _} <- Cmds]]).
+
+%% {[{N, Exprs}] newer than Last, oldest first, GroupLeader}.
+commands(P, Last) ->
+    case erlang:process_info(P, [dictionary, group_leader]) of
+        [{dictionary, D}, {group_leader, GL}] ->
+            {lists:sort([{N, Es} || {{command, N}, Es} <- D, is_integer(N), N > Last]), GL};
+        _ ->
+            {[], undefined}
+    end.
+
+shell_event(P, GL, N, Es, St) ->
+    {Text, Cut} = expression(Es),
+    ShellNode = case is_pid(GL) of
+                    true -> node(GL);
+                    false -> node()
+                end,
+    E0 = #{kind => notification, type => shell_command, level => notice,
+           time => os:system_time(nanosecond), node => node(),
+           shell => beamside_agent:pid_bin(P), command => N, msg => Text, truncated => Cut,
+           shell_node => ShellNode, remote => ShellNode =/= node()},
+    E = case is_pid(GL) of
+            true -> E0#{group_leader => beamside_agent:pid_bin(GL)};
+            false -> E0
+        end,
+    case take_token(St#s.bucket, cfg(max_rate, St, 2000, {1, 1000000})) of
+        {true, B} -> buffer(E, St#s{bucket = B});
+        {false, B} -> count_local(rate, St#s{bucket = B})
+    end.
+
+expression(Es) ->
+    Max = ?EXPR_BYTES,
+    Text = try
+               case erts_debug:flat_size(Es) > ?EXPR_WORDS of
+                   true -> <<"(expression too large)">>;
+                   false -> unicode:characters_to_binary(erl_pp:exprs(Es))
+               end
+           catch _:_ -> print(Es, Max)
+           end,
+    Bin = case is_binary(Text) of
+              true -> Text;
+              false -> print(Es, Max)
+          end,
+    Cut = beamside_agent:truncate(Bin, Max),
+    {Cut, Cut =/= Bin}.
+
+%% Shell server processes: local (linked to user / user_drv or to the groups
+%% linked to them) or remote (group leader on another node: a process walk).
+-spec discover_shells(local | remote) -> [pid()].
+discover_shells(local) ->
+    Roots = [P || N <- [user_drv, user], P <- [whereis(N)], is_pid(P)],
+    L1 = lists:usort(lists:append([links(R) || R <- Roots])),
+    L2 = lists:append([links(P) || P <- L1, not lists:member(P, Roots)]),
+    [P || P <- lists:usort(L1 ++ L2), is_shell_server(P)];
+discover_shells(remote) ->
+    Me = node(),
+    Ps = lists:sublist(erlang:processes(), ?MAX_SCAN),
+    [P || P <- Ps,
+          case erlang:process_info(P, group_leader) of
+              {group_leader, GL} -> node(GL) =/= Me;
+              undefined -> false
+          end,
+          is_shell_server(P)].
+
+links(P) ->
+    case erlang:process_info(P, links) of
+        {links, L} -> [X || X <- L, is_pid(X), node(X) =:= node()];
+        undefined -> []
+    end.
+
+is_shell_server(P) ->
+    case erlang:process_info(P, current_function) of
+        {current_function, {shell, F, _}} when F =/= eval_loop, F =/= eval_exprs,
+                                               F =/= do_catch, F =/= evaluator ->
+            case erlang:process_info(P, dictionary) of
+                {dictionary, D} -> lists:keymember(evaluator, 1, D);
+                undefined -> false
+            end;
+        _ ->
+            false
+    end.
+
+%%% ---------------------------------------------------------------------------
+%%% code events (the `code_events' collect section, run in the collect call)
+
+%% Modules loaded, reloaded, purged and deleted since the previous call by
+%% the same sidecar (the caller's group leader's node: rex runs the call with
+%% the caller's group leader), compared with a view kept in beamside_sysmon's
+%% table.  The first call after attach is a baseline (no events).
+%%   #{baseline => boolean(), modules => Count, truncated => Count,
+%%     events => [#{type => module_loaded | module_reloaded | module_purged |
+%%                  module_deleted, module => atom(), md5 => Hex (current
+%%                  code, when there is some)}]}
+%% A reload is seen when old code appears for a module or its md5 changes;
+%% reloading the same code while old code is already there (a third `c:l'
+%% in one interval) is not seen.  beamside's own modules are left out.
+-spec code_events(map(), map()) -> map() | not_attached | {error, term()}.
+code_events(_Opts, Ctx) ->
+    case ets:info(beamside_sysmon, owner) of
+        undefined ->
+            not_attached;
+        _ ->
+            Old = case maps:get(old_code, Ctx, undefined) of
+                      L when is_list(L) -> L;
+                      _ -> beamside_vm:old_code()
+                  end,
+            OldSet = maps:from_list([{M, true} || M <- Old]),
+            View = maps:from_list(
+                     [{M, module_state(M, OldSet)} || M <- erlang:loaded(), not ours(M)]),
+            Caller = case group_leader() of
+                         GL when node(GL) =/= node() -> node(GL);
+                         _ -> local
+                     end,
+            Key = {code_view, Caller},
+            Prev = case ets:lookup(beamside_sysmon, Key) of
+                       [{_, P}] -> P;
+                       [] -> undefined
+                   end,
+            ets:insert(beamside_sysmon, {Key, View}),
+            case Prev of
+                undefined ->
+                    #{baseline => true, modules => map_size(View), truncated => 0, events => []};
+                _ ->
+                    Events = diff(Prev, View),
+                    #{baseline => false, modules => map_size(View),
+                      truncated => max(0, length(Events) - ?MAX_CODE_EVENTS),
+                      events => lists:sublist(Events, ?MAX_CODE_EVENTS)}
+            end
+    end.
+
+ours(M) ->
+    lists:prefix("beamside_", atom_to_list(M)).
+
+%% {HasCurrentCode, HasOldCode, Md5 | undefined}
+module_state(M, OldSet) ->
+    Cur = erlang:module_loaded(M),
+    Md5 = case Cur of
+              true -> try erlang:get_module_info(M, md5)
+                      catch error:_ -> undefined
+                      end;
+              false -> undefined
+          end,
+    {Cur, maps:is_key(M, OldSet), Md5}.
+
+diff(Prev, Now) ->
+    Gone = [ev(module_deleted, M, undefined) || {M, {true, _, _}} <- maps:to_list(Prev),
+                                                 not maps:is_key(M, Now)]
+        ++ [ev(module_purged, M, undefined) || M <- maps:keys(Prev), not maps:is_key(M, Now)],
+    Changed = lists:append([module_diff(M, maps:get(M, Prev, absent), S)
+                            || {M, S} <- lists:sort(maps:to_list(Now))]),
+    Changed ++ lists:sort(Gone).
+
+module_diff(_M, S, S) ->
+    [];
+module_diff(M, absent, {Cur, Old, Md5}) ->
+    [ev(module_loaded, M, Md5) || Cur] ++ [ev(module_reloaded, M, Md5) || Cur, Old]
+        ++ [ev(module_deleted, M, undefined) || not Cur];
+module_diff(M, {Cur0, Old0, Md50}, {Cur, Old, Md5}) ->
+    [ev(module_deleted, M, undefined) || Cur0, not Cur]
+        ++ [ev(module_loaded, M, Md5) || not Cur0, Cur]
+        ++ [ev(module_purged, M, undefined) || Old0, not Old]
+        ++ [ev(module_reloaded, M, Md5)
+            || Cur0, Cur, (Old andalso not Old0) orelse Md5 =/= Md50].
+
+ev(Type, M, undefined) -> #{type => Type, module => M};
+ev(Type, M, Md5) -> #{type => Type, module => M, md5 => beamside_agent:hex(Md5)}.

@@ -1,0 +1,33 @@
+"""The gRPC control plane (``beamside.v1``): operator tools over the managed nodes.
+
+Package layout:
+
+* ``protos/beamside/v1/*.proto`` -- the API; ``gen/`` -- code generated from it
+  by ``scripts/gen_protos.sh`` (never edited by hand);
+* ``server.py`` -- :func:`create_server` / :func:`serve`, the dispatcher
+  (status mapping, audit), health and reflection;
+* ``auth.py`` -- bearer tokens and roles (an interceptor);
+  ``config.py`` -- :class:`GrpcConfig`, the token file;
+* ``validate.py`` -- checks of pids, atoms, tables, limits, expressions;
+* ``base.py`` -- :class:`Deps` and the calls to a node (status mapping);
+* ``services/`` -- one servicer per service; the node-side work is done by
+  the ``beamside_ops`` agent (``erl_agents/beamside_ops.erl``).
+"""
+
+from .base import Deps
+from .config import GrpcConfig, Identity, Role, TokenFileError, load_identities, load_tokens
+from .server import bound_port, create_server, serve, set_serving
+
+__all__ = [
+    "Deps",
+    "GrpcConfig",
+    "Identity",
+    "Role",
+    "TokenFileError",
+    "bound_port",
+    "create_server",
+    "load_identities",
+    "load_tokens",
+    "serve",
+    "set_serving",
+]

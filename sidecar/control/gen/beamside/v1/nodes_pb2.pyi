@@ -1,0 +1,112 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("family",)
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    family: str
+    def __init__(self, family: _Optional[str] = ...) -> None: ...
+
+class NodeSummary(_message.Message):
+    __slots__ = ("name", "family", "up", "otp_release", "uptime_seconds", "state", "agent_version", "last_error", "discovered_by")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    OTP_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DISCOVERED_BY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    family: str
+    up: bool
+    otp_release: str
+    uptime_seconds: float
+    state: str
+    agent_version: int
+    last_error: str
+    discovered_by: str
+    def __init__(self, name: _Optional[str] = ..., family: _Optional[str] = ..., up: _Optional[bool] = ..., otp_release: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., state: _Optional[str] = ..., agent_version: _Optional[int] = ..., last_error: _Optional[str] = ..., discovered_by: _Optional[str] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeSummary]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[NodeSummary, _Mapping]]] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class Application(_message.Message):
+    __slots__ = ("name", "version", "description")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    description: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class GetNodeResponse(_message.Message):
+    __slots__ = ("node", "system_info", "applications", "release_name", "release_version", "release_source", "erts_version")
+    class SystemInfoEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_INFO_FIELD_NUMBER: _ClassVar[int]
+    APPLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ERTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    node: NodeSummary
+    system_info: _containers.ScalarMap[str, str]
+    applications: _containers.RepeatedCompositeFieldContainer[Application]
+    release_name: str
+    release_version: str
+    release_source: str
+    erts_version: str
+    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ..., system_info: _Optional[_Mapping[str, str]] = ..., applications: _Optional[_Iterable[_Union[Application, _Mapping]]] = ..., release_name: _Optional[str] = ..., release_version: _Optional[str] = ..., release_source: _Optional[str] = ..., erts_version: _Optional[str] = ...) -> None: ...
+
+class AddNodeRequest(_message.Message):
+    __slots__ = ("node", "cookie_file", "cookie_env", "family")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_FILE_FIELD_NUMBER: _ClassVar[int]
+    COOKIE_ENV_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    cookie_file: str
+    cookie_env: str
+    family: str
+    def __init__(self, node: _Optional[str] = ..., cookie_file: _Optional[str] = ..., cookie_env: _Optional[str] = ..., family: _Optional[str] = ...) -> None: ...
+
+class AddNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: NodeSummary
+    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ...) -> None: ...
+
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""One servicer per ``beamside.v1`` service (see ``sidecar/control/server.py``)."""

@@ -1,0 +1,164 @@
+"""``beamside.v1.Config``: application env on a node; global parameters of a family.
+
+A *global* parameter (``app.key``) must hold the same value on every node
+of its family: the alarm checks compare it at every collect
+(``global_config_missing`` / ``global_config_inconsistent``).  ``MarkGlobal``
+adds one at run time; ``SetGlobal`` sets the value on every up node of the
+family and marks it global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sidecar.alarms.catalogue import GlobalParam
+from sidecar.control import validate
+from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.errors import RpcFailure, invalid, text
+from sidecar.control.gen.beamside.v1 import config_pb2 as pb
+from sidecar.dist.term import Atom
+
+MAX_VALUE_BYTES = 65536
+
+
+def _value(text_value: str) -> bytes:
+    if not text_value.strip():
+        raise invalid('value is required (an Erlang term, e.g. 42, info or <<"text">>)')
+    data = text_value.encode()
+    if len(data) > MAX_VALUE_BYTES:
+        raise invalid(f"value is longer than {MAX_VALUE_BYTES} bytes")
+    return data
+
+
+def _label(value: str, field: str) -> str:
+    if value and (len(value) > 128 or not all(c.isalnum() or c in "_.-" for c in value)):
+        raise invalid(f"{field} must be 1-128 letters, digits, '_', '.' or '-'")
+    return value
+
+
+class ConfigService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.calls = NodeCalls(deps.manager)
+
+    async def GetEnv(self, request: pb.GetEnvRequest, context: Context) -> pb.GetEnvResponse:
+        app = validate.atom(request.app, "app").encode()
+        key: bytes | Atom = (
+            validate.atom(request.key, "key").encode() if request.key else Atom("all")
+        )
+        reply = await self.calls.ops(request.node, "get_env", [app, key, {}], 5.0)
+        return pb.GetEnvResponse(
+            app=text(reply.get("app")),
+            loaded=reply.get("loaded") is True,
+            entries=[
+                pb.EnvEntry(key=text(e.get("key")), value=text(e.get("value")))
+                for e in reply.get("entries", [])
+            ],
+        )
+
+    async def _set(self, node: str, app: str, key: str, value: bytes, persistent: bool) -> Any:
+        opts = {Atom("persistent"): persistent}
+        return await self.calls.ops(node, "set_env", [app.encode(), key.encode(), value, opts], 6.0)
+
+    async def SetEnv(self, request: pb.SetEnvRequest, context: Context) -> pb.SetEnvResponse:
+        app = validate.atom(request.app, "app")
+        key = validate.atom(request.key, "key")
+        reply = await self._set(request.node, app, key, _value(request.value), request.persistent)
+        previous = reply.get("previous")
+        return pb.SetEnvResponse(
+            previous=text(previous),
+            was_set=isinstance(previous, bytes),
+            value=text(reply.get("value")),
+        )
+
+    def _globals(self) -> pb.MarkGlobalResponse:
+        return pb.MarkGlobalResponse(
+            globals=[
+                pb.GlobalParameter(app=p.app, key=p.key, family=p.family or "")
+                for p in self.deps.checker.global_params
+            ]
+        )
+
+    async def MarkGlobal(
+        self, request: pb.MarkGlobalRequest, context: Context
+    ) -> pb.MarkGlobalResponse:
+        app = validate.atom(request.app, "app")
+        key = validate.atom(request.key, "key")
+        family = _label(request.family, "family")
+        self.deps.checker.mark_global(GlobalParam(app, key, family or None))
+        return self._globals()
+
+    async def SetGlobal(
+        self, request: pb.SetGlobalRequest, context: Context
+    ) -> pb.SetGlobalResponse:
+        members = self.calls.family(request.family)
+        app = validate.atom(request.app, "app")
+        key = validate.atom(request.key, "key")
+        value = _value(request.value)
+        results = await asyncio.gather(
+            *(self._set(s.node, app, key, value, request.persistent) for s in members),
+            return_exceptions=True,
+        )
+        out: list[pb.NodeResult] = []
+        failures: list[RpcFailure] = []
+        printed = ""
+        for status, result in zip(members, results, strict=True):
+            if isinstance(result, RpcFailure):
+                failures.append(result)
+                out.append(pb.NodeResult(node=status.node, ok=False, error=str(result)))
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                printed = text(result.get("value"))
+                out.append(
+                    pb.NodeResult(node=status.node, ok=True, previous=text(result.get("previous")))
+                )
+        if failures and len(failures) == len(members):
+            # The same refusal everywhere (a value that does not parse, say): say so.
+            codes = {f.code for f in failures}
+            if len(codes) == 1:
+                raise RpcFailure(failures[0].code, f"on every node of the family: {failures[0]}")
+        self.deps.checker.mark_global(GlobalParam(app, key, request.family))
+        return pb.SetGlobalResponse(results=out, value=printed)
+
+    async def DiffConfig(
+        self, request: pb.DiffConfigRequest, context: Context
+    ) -> pb.DiffConfigResponse:
+        members = self.calls.family(request.family)
+        apps: list[bytes] | Atom = (
+            [validate.atom(request.app, "app").encode()] if request.app else Atom("all")
+        )
+
+        async def dump(node: str) -> dict[tuple[str, str], tuple[Any, str]]:
+            reply = await self.calls.ops(node, "env_dump", [apps, {}], 10.0)
+            return {
+                (text(app), text(k)): (v.get("hash"), text(v.get("text")))
+                for app, env in reply.items()
+                for k, v in env.items()
+            }
+
+        results = await asyncio.gather(*(dump(s.node) for s in members), return_exceptions=True)
+        envs: dict[str, dict[tuple[str, str], tuple[Any, str]]] = {}
+        unavailable: dict[str, str] = {}
+        for status, result in zip(members, results, strict=True):
+            if isinstance(result, RpcFailure):
+                unavailable[status.node] = str(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                envs[status.node] = result
+        nodes = sorted(envs)
+        keys = sorted(set().union(*envs.values())) if envs else []
+        differences = []
+        for app_key in keys:
+            seen = {node: envs[node].get(app_key) for node in nodes}
+            if len({v[0] if v is not None else None for v in seen.values()}) > 1:
+                differences.append(
+                    pb.ConfigDiff(
+                        app=app_key[0],
+                        key=app_key[1],
+                        values={n: (v[1] if v is not None else "") for n, v in seen.items()},
+                    )
+                )
+        return pb.DiffConfigResponse(nodes=nodes, unavailable=unavailable, differences=differences)

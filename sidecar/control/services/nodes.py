@@ -1,0 +1,104 @@
+"""``beamside.v1.Nodes``: the managed nodes, targets added and removed at run time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sidecar.agents import AgentInfo
+from sidecar.config import CookieSource
+from sidecar.control import validate
+from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.errors import RpcFailure, invalid, not_found, text
+from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
+from sidecar.manager import NodeState, NodeStatus
+
+import grpc  # isort: skip
+
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def summary(status: NodeStatus) -> pb.NodeSummary:
+    return pb.NodeSummary(
+        name=status.node,
+        family=status.family,
+        up=status.state is NodeState.UP,
+        otp_release=status.otp_release,
+        uptime_seconds=status.uptime_seconds,
+        state=status.state.value,
+        agent_version=status.agent_version,
+        last_error=status.last_error,
+        discovered_by=status.discovered_by or "",
+    )
+
+
+class NodesService:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.calls = NodeCalls(deps.manager)
+
+    async def ListNodes(
+        self, request: pb.ListNodesRequest, context: Context
+    ) -> pb.ListNodesResponse:
+        statuses = sorted(self.deps.manager.statuses(), key=lambda s: s.node)
+        if request.family:
+            statuses = [s for s in statuses if s.family == request.family]
+        return pb.ListNodesResponse(nodes=[summary(s) for s in statuses])
+
+    async def GetNode(self, request: pb.GetNodeRequest, context: Context) -> pb.GetNodeResponse:
+        status = self.calls.up(request.node)
+        info: Any = await self.calls.ops(status.node, "node_info", [{}], timeout=5.0)
+        agent = AgentInfo.from_term(
+            await self.calls.rpc(status.node, "beamside_agent", "info", [], timeout=5.0)
+        )
+        system = info.get("system", {})
+        apps = info.get("applications", [])
+        return pb.GetNodeResponse(
+            node=summary(self.deps.manager.status(status.node) or status),
+            system_info={str(k): text(v) for k, v in system.items()},
+            applications=[
+                pb.Application(
+                    name=text(a.get("name")),
+                    version=text(a.get("version")),
+                    description=text(a.get("description")),
+                )
+                for a in apps
+            ],
+            release_name=agent.family_hint,
+            release_version=agent.release_version or "",
+            release_source=agent.family_source,
+            erts_version=agent.erts_version,
+        )
+
+    async def AddNode(self, request: pb.AddNodeRequest, context: Context) -> pb.AddNodeResponse:
+        node = validate.node(request.node)
+        which = request.WhichOneof("cookie")
+        if which is None:
+            raise invalid(
+                "a cookie source is required: cookie_file (a file on the sidecar host) or "
+                "cookie_env (an environment variable of the sidecar)"
+            )
+        reference = getattr(request, which)
+        if not reference:
+            raise invalid(f"{which} is empty")
+        cookie = CookieSource("file" if which == "cookie_file" else "env", reference)
+        try:
+            cookie.read()  # fail now, not in the background
+        except ValueError as exc:
+            raise invalid(f"{which}: {exc}") from None
+        family = request.family or None
+        if family is not None and (len(family) > 128 or not set(family) <= _LABEL_CHARS):
+            raise invalid("family must be 1-128 letters, digits, '_', '.' or '-'")
+        if not self.deps.manager.add_target(node, cookie=cookie, family=family):
+            raise RpcFailure(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already managed")
+        status = self.deps.manager.status(node)
+        if status is None:  # the manager is stopping
+            raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "beamside is shutting down")
+        return pb.AddNodeResponse(node=summary(status))
+
+    async def RemoveNode(
+        self, request: pb.RemoveNodeRequest, context: Context
+    ) -> pb.RemoveNodeResponse:
+        node = validate.node(request.node)
+        if not await self.deps.manager.remove_target(node):
+            raise not_found(f"{node} is not a managed node")
+        return pb.RemoveNodeResponse(removed=True)

@@ -1,0 +1,299 @@
+"""Node logs and notifications, turned into Loki entries.
+
+The one place that decides what a Loki line says for each thing beamside
+reports: node log events and node notifications (shell commands, code
+loaded/reloaded/purged, system monitor events) as the node agents send them,
+alarm raises/changes/clears from the alarm engine's bus, configuration
+changes, and audit records from the control plane.  Streams carry only the
+low-cardinality labels of :mod:`sidecar.loki.model`; everything else goes in
+the JSON line.
+
+It also keeps the counts that make losses visible: events received per node
+and kind, events a node dropped (and why) before they reached us, and
+batches that never arrived (gaps in a node's batch sequence numbers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from exporter.snapshot import NodeSnapshot
+
+from .agents import EventOptions
+from .agents.events import EventBatch, EventDecodeError, NodeEvent, code_notifications, decode_batch
+from .alarms.model import AlarmEvent, EventKind, Severity
+from .config import LogsConfig, NotificationsConfig
+from .loki.model import LogEntry, make_entry
+
+log = logging.getLogger(__name__)
+audit_log = logging.getLogger("sidecar.audit")
+
+Publish = Callable[[LogEntry], None]
+
+# Loki's level label for an alarm event: the alarm's weight in syslog terms.
+_ALARM_LEVEL = {
+    Severity.CRITICAL: "critical",
+    Severity.MAJOR: "error",
+    Severity.MINOR: "warning",
+    Severity.WARNING: "warning",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One mutating control-plane request: who asked what of which node, and how it went."""
+
+    who: str  # the token's name (never the token itself)
+    role: str
+    action: str  # e.g. "Processes/GarbageCollect"
+    node: str  # "" when not about one node
+    result: str  # "ok", or the error status and message
+    ok: bool
+    details: Mapping[str, Any] = field(default_factory=dict)
+    time_ns: int = field(default_factory=time.time_ns)
+
+
+@dataclass(slots=True)
+class _NodeCounts:
+    received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    missing_batches: int = 0
+    malformed: int = 0
+    last_seq: int | None = None
+
+
+class Notifier:
+    """Routes everything beamside reports to ``publish`` (the Loki sink), if any.
+
+    It is also the node manager's :class:`~sidecar.manager.NodeHooks`: it asks
+    each node's agents for logs and notifications (only when there is a sink
+    to ship them to: nothing is installed on a node for nothing), and turns
+    the code events of each snapshot into notifications.
+    """
+
+    def __init__(
+        self,
+        cluster: str,
+        family_of: Callable[[str], str],
+        publish: Publish | None,
+        *,
+        logs: LogsConfig | None = None,
+        notifications: NotificationsConfig | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self._family_of = family_of
+        self._publish = publish
+        self.logs = logs or LogsConfig()
+        self.notifications = notifications or NotificationsConfig()
+        self._nodes: dict[str, _NodeCounts] = defaultdict(_NodeCounts)
+
+    # -- node manager hooks ---------------------------------------------------
+
+    def attach_options(self, node: str) -> Mapping[str, Any] | None:
+        if self._publish is None:
+            return None
+        n = self.notifications
+        return EventOptions(
+            log_level=self.logs.level_for(node),
+            max_bytes=self.logs.max_message_bytes,
+            max_rate=self.logs.rate_limit,
+            shell_events=n.shell,
+            sysmon_events=n.system_monitor,
+            sysmon_events_rate=n.system_monitor_rate,
+        ).to_attach_opts()
+
+    def collect_options(self, node: str) -> Mapping[str, Any]:
+        if self._publish is None or not self.notifications.code:
+            return {}
+        return {"code_events": True}
+
+    def on_snapshot(self, snapshot: NodeSnapshot) -> None:
+        section = snapshot.data.get("code_events")
+        if section is None:
+            return
+        try:
+            events = code_notifications(snapshot.node, section, int(snapshot.taken_at * 1e9))
+        except EventDecodeError as exc:
+            self._malformed(snapshot.node, exc)
+            return
+        self._node_events(snapshot.node, events)
+
+    def on_node_state(self, node: str, event: str, detail: str) -> None:
+        level = "warning" if event == "lost" else "info"
+        what = {"attached": "beamside attached", "lost": "beamside lost the node"}.get(event, event)
+        details = {"event": event, "detail": detail, "message": f"{what} ({detail})"}
+        self._emit("notification", level, node, self._family_of(node), time.time_ns(), details)
+
+    def on_message(self, message: object) -> None:
+        """A message in our ``beamside_events`` mailbox (never raises)."""
+        try:
+            batch = decode_batch(message)
+        except EventDecodeError as exc:
+            node = message[1] if isinstance(message, tuple) and len(message) > 1 else "?"
+            self._malformed(str(node), exc)
+            return
+        self.node_events(batch)
+
+    def _malformed(self, node: str, exc: Exception) -> None:
+        counts = self._nodes[node]
+        counts.malformed += 1
+        if counts.malformed == 1 or counts.malformed % 1000 == 0:
+            log.warning(
+                "malformed events from %s (%d so far): %s",
+                node,
+                counts.malformed,
+                exc,
+                extra={"node": node},
+            )
+
+    def _emit(
+        self,
+        kind: str,
+        level: str,
+        node: str,
+        family: str,
+        time_ns: int,
+        details: Mapping[str, Any],
+    ) -> None:
+        if self._publish is None:
+            return
+        entry = make_entry(kind, level, node, family, self.cluster, time_ns, details)
+        self._publish(entry)
+
+    # -- from the nodes -------------------------------------------------------
+
+    def node_events(self, batch: EventBatch) -> None:
+        """A batch a node's agent pushed: log events and notifications."""
+        counts = self._nodes[batch.node]
+        if counts.last_seq is not None and batch.seq > counts.last_seq + 1:
+            counts.missing_batches += batch.seq - counts.last_seq - 1
+        if counts.last_seq is None or batch.seq > counts.last_seq or batch.seq == 0:
+            counts.last_seq = batch.seq
+        for reason, n in batch.dropped.items():
+            counts.dropped[reason] += n
+        self._node_events(batch.node, batch.events)
+
+    def _node_events(self, node: str, events: Iterable[NodeEvent]) -> None:
+        counts = self._nodes[node]
+        family = self._family_of(node)
+        for event in events:
+            counts.received[event.kind] += 1
+            details = event.to_json()
+            # node and level are labels already; the rest is the line.
+            del details["node"], details["level"], details["time_ns"]
+            self._emit(event.kind, event.level, node, family, event.time_ns, details)
+
+    def forget(self, node: str) -> None:
+        self._nodes.pop(node, None)
+
+    # -- from beamside itself -------------------------------------------------
+
+    def alarm_event(self, event: AlarmEvent) -> None:
+        """An alarm engine event (the engine's bus calls this)."""
+        alarm = event.alarm
+        if event.kind is EventKind.CLEARED:
+            level = "notice"
+            at = alarm.cleared_at or time.time()
+        else:
+            level = _ALARM_LEVEL[alarm.severity]
+            at = alarm.updated_at or time.time()
+        where = alarm.node or alarm.key.source
+        details: dict[str, Any] = {
+            "message": f"alarm {alarm.id} {event.kind.value} ({alarm.severity}) on {where}",
+            "event": event.kind.value,
+            "alarm": alarm.id,
+            "severity": str(alarm.severity),
+            "source": alarm.key.source,
+            "cause": alarm.cause,
+            "repair": alarm.repair,
+            "info": alarm.info,
+        }
+        if event.who is not None:
+            details["who"] = event.who
+        if event.kind is EventKind.COMMENTED and alarm.comments:
+            details["comment"] = alarm.comments[-1].text
+        self._emit("alarm", level, alarm.node, alarm.family, int(at * 1e9), details)
+
+    def config_changed(
+        self, node: str, app: str, key: str, old: str | None, new: str | None, how: str
+    ) -> None:
+        """An application environment value changed on a node (``old``/``new`` as Erlang text)."""
+        details = {
+            "message": f"{app}.{key} changed",
+            "event": "config_changed",
+            "app": app,
+            "key": key,
+            "old": old,
+            "new": new,
+            "detected_by": how,
+        }
+        log.info("config of %s changed: %s.%s", node, app, key, extra={"node": node})
+        self._emit("notification", "notice", node, self._family_of(node), time.time_ns(), details)
+
+    def audit(self, record: AuditRecord) -> None:
+        """A mutating control-plane request: always to the sidecar log, and to Loki."""
+        audit_log.info(
+            "%s by %s (%s) on %s: %s",
+            record.action,
+            record.who,
+            record.role,
+            record.node or "-",
+            record.result,
+            extra={"audit": True, "node": record.node, "who": record.who, "role": record.role},
+        )
+        details = {
+            "message": f"{record.action} by {record.who}: {record.result}",
+            "event": "audit",
+            "action": record.action,
+            "who": record.who,
+            "role": record.role,
+            "result": record.result,
+            "ok": record.ok,
+            **record.details,
+        }
+        family = self._family_of(record.node) if record.node else ""
+        level = "notice" if record.ok else "warning"
+        self._emit("audit", level, record.node, family, record.time_ns, details)
+
+    # -- metrics --------------------------------------------------------------
+
+    def metric_families(self) -> list[Metric]:
+        received = CounterMetricFamily(
+            "beamside_node_events_received",
+            "Log events and notifications received from a node's agents, by kind",
+            labels=["cluster", "node", "kind"],
+        )
+        dropped = CounterMetricFamily(
+            "beamside_node_events_dropped",
+            "Events a node's agents dropped before sending them (beamside slow or gone, "
+            "rate limit), by reason",
+            labels=["cluster", "node", "reason"],
+        )
+        malformed = CounterMetricFamily(
+            "beamside_node_events_malformed",
+            "Event batches or code events from a node that did not decode (and were dropped)",
+            labels=["cluster", "node"],
+        )
+        missing = CounterMetricFamily(
+            "beamside_node_event_batches_missing",
+            "Event batches from a node that never arrived (gaps in its sequence numbers)",
+            labels=["cluster", "node"],
+        )
+        for node, counts in sorted(self._nodes.items()):
+            for kind, n in sorted(counts.received.items()):
+                received.add_metric([self.cluster, node, kind], float(n))
+            for reason, n in sorted(counts.dropped.items()):
+                dropped.add_metric([self.cluster, node, reason], float(n))
+            missing.add_metric([self.cluster, node], float(counts.missing_batches))
+            malformed.add_metric([self.cluster, node], float(counts.malformed))
+        return [received, dropped, missing, malformed]
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.metric_families()

@@ -1,0 +1,169 @@
+"""The control plane driven by grpcurl (reflection only, no .proto files),
+against beamside attached to a real OTP 25 node: the operator stories of the
+README, the auth matrix and the status codes of bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.control.conftest import ControlFactory, ControlPlane
+from tests.nodes import ErlangNode
+
+FLOOD = (
+    "P = spawn(fun() -> receive stop -> ok end end),"
+    " register(flooded, P),"
+    " [P ! {msg, I} || I <- lists:seq(1, 100000)],"
+    " pid_to_list(P)."
+)
+
+
+@pytest.fixture
+async def plane(control_factory: ControlFactory, otp25_node: ErlangNode) -> ControlPlane:
+    return await control_factory([otp25_node], family="shop", auth=True)
+
+
+async def test_reflection_health_and_nodes(plane: ControlPlane, otp25_node: ErlangNode) -> None:
+    listed = await plane.grpcurl("list")
+    assert listed.status == "OK", listed.stderr
+    services = set(listed.stdout.split())
+    assert {
+        "beamside.v1.Nodes",
+        "beamside.v1.Processes",
+        "beamside.v1.Tables",
+        "beamside.v1.Code",
+        "beamside.v1.Config",
+        "beamside.v1.Eval",
+        "beamside.v1.Alarms",
+        "beamside.v1.Metrics",
+        "grpc.health.v1.Health",
+    } <= services
+
+    described = await plane.grpcurl("describe beamside.v1.Processes")
+    assert "rpc GarbageCollect" in described.stdout
+
+    health = await plane.grpcurl("grpc.health.v1.Health/Check", {"service": ""}, token=None)
+    assert health.json == {"status": "SERVING"}
+    health = await plane.grpcurl(
+        "grpc.health.v1.Health/Check", {"service": "beamside.v1.Processes"}, token=None
+    )
+    assert health.json == {"status": "SERVING"}
+
+    nodes = await plane.grpcurl("beamside.v1.Nodes/ListNodes", {}, token="viewer-token-1234")
+    assert nodes.status == "OK", nodes.stderr
+    (node,) = nodes.json["nodes"]
+    assert node["name"] == otp25_node.name
+    assert node["family"] == "shop" and node["up"] is True
+    assert node.get("otpRelease") == "25", node
+    assert node.get("uptimeSeconds", 0) > 0, node
+
+
+async def test_longest_queue_inspect_and_gc(plane: ControlPlane, otp25_node: ErlangNode) -> None:
+    pid = (await otp25_node.aeval(FLOOD)).strip('"')
+    found = await plane.grpcurl(
+        "beamside.v1.Processes/ListProcesses",
+        {"node": otp25_node.name, "sortBy": "message_queue_len", "limit": 5},
+        token="viewer-token-1234",
+    )
+    assert found.status == "OK", found.stderr
+    top = found.json["processes"]
+    assert len(top) == 5
+    assert top[0]["pid"] == pid and top[0]["registeredName"] == "flooded"
+    assert top[0]["messageQueueLen"] == "100000"  # uint64: a JSON string
+    assert int(top[1].get("messageQueueLen", "0")) < 100000
+
+    detail = await plane.grpcurl(
+        "beamside.v1.Processes/GetProcess",
+        {"node": otp25_node.name, "pid": pid, "messages": 3},
+        token="viewer-token-1234",
+    )
+    assert detail.status == "OK", detail.stderr
+    info = detail.json
+    assert info["messages"] == ["{msg,1}", "{msg,2}", "{msg,3}"]
+    assert info["messageQueueLen"] == "100000"
+    assert "not an OTP process" in info["stateError"]
+
+    gc = await plane.grpcurl(
+        "beamside.v1.Processes/GarbageCollect",
+        {"node": otp25_node.name, "pid": "flooded"},
+        token="operator-token-1234",
+    )
+    assert gc.status == "OK", gc.stderr
+    assert gc.json["collected"] == "1"
+    (audit,) = [a for a in plane.audits if a.action == "Processes/GarbageCollect"]
+    assert audit.ok and audit.node == otp25_node.name and audit.role == "operator"
+    assert audit.details["request"]["pid"] == "flooded"
+
+
+async def test_auth_matrix(plane: ControlPlane, otp25_node: ErlangNode) -> None:
+    gc = {"node": otp25_node.name, "pid": "init"}
+    no_token = await plane.grpcurl("beamside.v1.Processes/GarbageCollect", gc, token=None)
+    assert no_token.status == "Unauthenticated"
+    unknown = await plane.grpcurl("beamside.v1.Nodes/ListNodes", {}, token="not-a-token-at-all")
+    assert unknown.status == "Unauthenticated"
+    viewer = await plane.grpcurl(
+        "beamside.v1.Processes/GarbageCollect", gc, token="viewer-token-1234"
+    )
+    assert viewer.status == "PermissionDenied"
+    assert "operator role" in viewer.stderr
+    expr = {"node": otp25_node.name, "expression": "1 + 1."}
+    operator = await plane.grpcurl("beamside.v1.Eval/Evaluate", expr, token="operator-token-1234")
+    assert operator.status == "PermissionDenied"
+    # admin may, but eval is off unless configured
+    admin = await plane.grpcurl("beamside.v1.Eval/Evaluate", expr, token="admin-token-1234")
+    assert admin.status == "FailedPrecondition"
+    assert "eval_enabled" in admin.stderr
+    # Refusals of mutating calls are audited too, the expression included.
+    refused = [a for a in plane.audits if not a.ok]
+    assert [a.action for a in refused] == [
+        "Processes/GarbageCollect",
+        "Processes/GarbageCollect",
+        "Eval/Evaluate",
+        "Eval/Evaluate",
+    ]
+    assert refused[0].who == "unauthenticated"
+    assert refused[1].who.startswith("token:") and refused[1].role == "viewer"
+    assert refused[3].who == "alice" and refused[3].details["request"]["expression"] == "1 + 1."
+
+
+async def test_bad_input_status_codes(plane: ControlPlane, otp25_node: ErlangNode) -> None:
+    node = otp25_node.name
+    cases = [
+        ("beamside.v1.Processes/GetProcess", {"node": node, "pid": "<0.12"}, "InvalidArgument"),
+        (
+            "beamside.v1.Processes/GetProcess",
+            {"node": node, "pid": "<0.99999.0>"},
+            "InvalidArgument",
+        ),
+        (
+            "beamside.v1.Processes/GetProcess",
+            {"node": node, "pid": "Not An Atom"},
+            "InvalidArgument",
+        ),
+        ("beamside.v1.Processes/GetProcess", {"node": node, "pid": "<0.32000.0>"}, "NotFound"),
+        (
+            "beamside.v1.Processes/ListProcesses",
+            {"node": node, "limit": 4000000000},
+            "InvalidArgument",
+        ),
+        ("beamside.v1.Processes/ListProcesses", {"node": node, "sortBy": "cpu"}, "InvalidArgument"),
+        ("beamside.v1.Processes/ListProcesses", {"node": "nobody@127.0.0.1"}, "NotFound"),
+        ("beamside.v1.Processes/ListProcesses", {"node": "not a node"}, "InvalidArgument"),
+        ("beamside.v1.Processes/ListProcesses", {}, "InvalidArgument"),
+        ("beamside.v1.Tables/ReadTable", {"node": node, "table": "no_such_table_xyz"}, "NotFound"),
+        (
+            "beamside.v1.Tables/ReadTable",
+            {"node": node, "table": "ac_tab", "continuation": "%%%"},
+            "InvalidArgument",
+        ),
+        (
+            "beamside.v1.Processes/TerminateProcess",
+            {"node": node, "pid": "code_server"},
+            "FailedPrecondition",
+        ),
+    ]
+    for method, data, expected in cases:
+        result = await plane.grpcurl(method, data)
+        assert result.status == expected, (method, data, result.stderr)
+    # The node is unharmed and still answers.
+    ok = await plane.grpcurl("beamside.v1.Processes/ListProcesses", {"node": node, "limit": 1})
+    assert ok.status == "OK" and len(ok.json["processes"]) == 1

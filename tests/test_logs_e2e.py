@@ -1,0 +1,354 @@
+"""Logs and notifications end to end: `beamside run` attached to real nodes,
+shipping to the strict Loki double, queried with LogQL selectors as users do.
+
+Each kind of event arrives with the right labels and fields; Loki down for
+60 s during a burst of 50,000 events loses nothing, duplicates nothing and
+keeps each stream in order; a beamside killed with SIGKILL delivers its
+spool when restarted."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.agents.test_notifications import shell_node
+from tests.conftest import NodeFactory
+from tests.daemon_proc import BeamsideProcess
+from tests.loki_double import LokiDouble, StoredEntry
+from tests.nodes import free_port
+
+
+@pytest.fixture
+def loki() -> Iterator[LokiDouble]:
+    double = LokiDouble().start()
+    try:
+        yield double
+    finally:
+        double.stop()
+
+
+def run_beamside(
+    beamside_procs: list[BeamsideProcess],
+    tmp_path: Path,
+    nodes: list[str],
+    cookie: str,
+    loki: LokiDouble,
+    *,
+    loki_extra: dict[str, Any] | None = None,
+    logs: dict[str, Any] | None = None,
+    name: str = "beamside-logs",
+    wait_up: bool = True,
+) -> BeamsideProcess:
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(cookie)
+    port = free_port()
+    config: dict[str, Any] = {
+        "cluster": "e2e",
+        "node_name": f"{name}@127.0.0.1",
+        "targets": [{"nodes": nodes, "cookie_file": str(cookie_file), "family": "app"}],
+        "intervals": {"metrics": "1s"},
+        "http": {"listen": f"127.0.0.1:{port}"},
+        "grpc": {"listen": f"127.0.0.1:{free_port()}"},
+        "loki": {"url": loki.url, "batch_wait": "200ms", **(loki_extra or {})},
+        "logs": logs or {"level": "warning"},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = BeamsideProcess(path, port, tmp_path)
+    beamside_procs.append(proc)
+    proc.start()
+    if wait_up:
+        proc.wait_until(proc.ready, 30, "ready")
+        proc.wait_until(
+            lambda: all(proc.value("beamside_node_up", node=n) == 1 for n in nodes), 30, "up"
+        )
+    return proc
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.2)
+
+
+def find(loki: LokiDouble, selector: str, pred: Callable[[dict[str, Any]], bool]) -> Any:
+    """Entries of ``selector`` whose JSON line satisfies ``pred``: (labels, line) pairs."""
+    found = []
+    for entry in loki.entries(selector):
+        line = json.loads(entry.line)
+        if pred(line):
+            found.append((entry.label_dict, line))
+    return found
+
+
+def one(loki: LokiDouble, selector: str, pred: Callable[[dict[str, Any]], bool], what: str) -> Any:
+    found = wait_for(lambda: find(loki, selector, pred), 15, what)
+    return found[0]
+
+
+def test_each_kind_arrives_with_labels_and_fields(
+    node_factory: NodeFactory,
+    cookie: str,
+    epmd_port: int,
+    tmp_path: Path,
+    loki: LokiDouble,
+    beamside_procs: list[BeamsideProcess],
+) -> None:
+    erl = node_factory("otp25")
+    ex = node_factory("elixir")
+    proc = run_beamside(beamside_procs, tmp_path, [erl.name, ex.name], cookie, loki)
+    labels_of = {"job": "beamside", "cluster": "e2e", "family": "app"}
+
+    erl.eval('error_logger:error_msg("legacy ~p~n", [error_logger_e2e]).')
+    # What ?LOG_ERROR puts in the metadata (erl_eval has no macros).
+    erl.eval(
+        'logger:error("modern ~p", [logger_e2e], '
+        '#{mfa => {e2e_m, e2e_f, 2}, file => "e2e_m.erl", line => 42}).'
+    )
+    labels, line = one(
+        loki,
+        f'{{node="{erl.name}",kind="log"}}',
+        lambda d: "error_logger_e2e" in d.get("message", ""),
+        "error_logger:error_msg",
+    )
+    assert labels == {**labels_of, "node": erl.name, "kind": "log", "level": "error"}
+    assert line["pid"].startswith("<0.") and line["type"] == "log"
+    labels, line = one(
+        loki,
+        f'{{node="{erl.name}",level="error"}}',
+        lambda d: (
+            "logger_e2e" in d.get("message", "") and "error_logger" not in d.get("message", "")
+        ),
+        "logger:error",
+    )
+    assert labels["kind"] == "log"
+    assert "e2e_m:e2e_f/2" in json.dumps(line) and "e2e_m.erl" in json.dumps(line), line
+
+    # A process that crashes: its crash report.
+    erl.eval("proc_lib:spawn(fun() -> erlang:error(e2e_boom) end), ok.")
+    labels, line = one(
+        loki,
+        f'{{node="{erl.name}",kind="log"}}',
+        lambda d: "e2e_boom" in d.get("message", ""),
+        "crash report",
+    )
+    assert labels["level"] == "error"
+    assert line.get("report") == "crash_report", line
+
+    # Elixir's Logger sits on logger.
+    ex.eval(
+        "'Elixir.Code':eval_string("
+        '<<"require Logger; Logger.error(\\"elixir says e2e_hello\\")">>), ok.'
+    )
+    labels, line = one(
+        loki,
+        f'{{node="{ex.name}"}}',
+        lambda d: "elixir says e2e_hello" in d.get("message", ""),
+        "Elixir Logger.error",
+    )
+    assert labels == {**labels_of, "node": ex.name, "kind": "log", "level": "error"}
+
+    # Below the level: not forwarded.
+    erl.eval('logger:info("e2e_quiet_info").')
+    erl.eval('logger:warning("e2e_after_info").')
+    one(
+        loki,
+        f'{{node="{erl.name}"}}',
+        lambda d: "e2e_after_info" in d.get("message", ""),
+        "warning",
+    )
+    assert not [e for e in loki.entries(f'{{node="{erl.name}"}}') if "e2e_quiet_info" in e.line]
+
+    # A module loaded twice with c:l/1: loaded, then reloaded.
+    src = tmp_path / "e2e_mod.erl"
+    src.write_text("-module(e2e_mod).\n-export([f/0]).\nf() -> 1.\n")
+    erl.eval(f'{{ok, e2e_mod}} = compile:file("{src}", [{{outdir, "{tmp_path}"}}]), ok.')
+    erl.eval(f'code:add_patha("{tmp_path}").')
+    erl.eval("c:l(e2e_mod).")
+    one(
+        loki,
+        f'{{node="{erl.name}",kind="notification"}}',
+        lambda d: d.get("type") == "module_loaded" and d.get("module") == "e2e_mod",
+        "module loaded",
+    )
+    time.sleep(1.5)  # one collect tick apart
+    erl.eval("c:l(e2e_mod).")
+    labels, line = one(
+        loki,
+        f'{{node="{erl.name}",kind="notification"}}',
+        lambda d: d.get("type") == "module_reloaded" and d.get("module") == "e2e_mod",
+        "module reloaded",
+    )
+    assert labels["family"] == "app" and line["message"] == "module e2e_mod reloaded"
+
+    # beamside's own notifications: it attached to each node.
+    one(
+        loki,
+        f'{{node="{ex.name}",kind="notification"}}',
+        lambda d: d.get("event") == "attached",
+        "attached notification",
+    )
+    assert proc.value("beamside_node_events_received_total", node=erl.name, kind="log")
+
+
+def test_shell_expression_typed_into_erl(
+    cookie: str,
+    epmd_port: int,
+    tmp_path: Path,
+    loki: LokiDouble,
+    beamside_procs: list[BeamsideProcess],
+) -> None:
+    with shell_node("otp25", cookie, epmd_port, tmp_path) as sh:
+        run_beamside(beamside_procs, tmp_path, [sh.name], cookie, loki)
+        sh.type("E2eTyped = lists:seq(1, 3).")
+        labels, line = one(
+            loki,
+            f'{{node="{sh.name}",kind="notification"}}',
+            lambda d: d.get("type") == "shell_command",
+            "shell command",
+        )
+        assert line["message"] == "E2eTyped = lists:seq(1, 3)"
+        assert labels["level"] == "notice" and labels["family"] == "app"
+        assert line["shell_node"] == sh.name and line["remote"] is False
+
+
+BURST = 50_000
+
+
+def burst_expr(first: int, count: int, per_ms: int = 50) -> str:
+    """Log ``count`` numbered errors from one process, ``per_ms`` per millisecond
+    at most (a fast but sustainable rate: the node-side handler drops rather
+    than block when its forwarder falls behind, which is not what we test)."""
+    return (
+        "spawn(fun() -> lists:foreach(fun(I) -> "
+        'logger:error("burst ~8..0B", [I]), '
+        f"case I rem {per_ms} of 0 -> timer:sleep(1); _ -> ok end end, "
+        f"lists:seq({first}, {first + count - 1})) end), ok."
+    )
+
+
+def burst_numbers(entries: list[StoredEntry]) -> list[int]:
+    out = []
+    for e in entries:
+        message = json.loads(e.line)["message"]
+        if message.startswith("burst "):
+            out.append(int(message.split()[1]))
+    return out
+
+
+@pytest.mark.slow
+def test_loki_down_60s_during_burst_loses_nothing(
+    node_factory: NodeFactory,
+    cookie: str,
+    tmp_path: Path,
+    loki: LokiDouble,
+    beamside_procs: list[BeamsideProcess],
+) -> None:
+    node = node_factory("otp25")
+    proc = run_beamside(
+        beamside_procs,
+        tmp_path,
+        [node.name],
+        cookie,
+        loki,
+        loki_extra={
+            "spool_dir": str(tmp_path / "spool"),
+            "memory_bytes": "4MiB",
+            "batch_bytes": "256KiB",
+            "max_backoff": "2s",
+        },
+        logs={"level": "error", "rate_limit": 100000},
+    )
+    selector = f'{{node="{node.name}",kind="log"}}'
+    loki.set_mode("down")
+    node.eval(burst_expr(1, BURST))
+    time.sleep(60)
+    spooled = proc.value("beamside_loki_spool_bytes") or 0
+    loki.set_mode("ok")
+    wait_for(lambda: len(burst_numbers(loki.entries(selector))) >= BURST, 120, "all delivered")
+    time.sleep(2)  # anything extra (a duplicate) would arrive now
+    numbers = burst_numbers(loki.entries(selector))
+    assert numbers == list(range(1, BURST + 1)), "lost, duplicated or out of order"
+    counts = loki.counts()
+    assert counts.get("duplicates", 0) == 0, counts
+    assert spooled > 0, "the memory bound should have pushed part of the burst to disk"
+    assert not proc.value("beamside_loki_entries_dropped_total", reason="memory_full")
+    assert (proc.value("beamside_node_events_dropped_total", node=node.name) or 0) == 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_burst_then_restart_delivers_the_spool(
+    node_factory: NodeFactory,
+    cookie: str,
+    tmp_path: Path,
+    loki: LokiDouble,
+    beamside_procs: list[BeamsideProcess],
+) -> None:
+    node = node_factory("otp25")
+    spool = tmp_path / "spool"
+    settings = {
+        "spool_dir": str(spool),
+        "memory_bytes": "2MiB",
+        "batch_bytes": "256KiB",
+        "spill_after": "1s",
+        "max_backoff": "1s",
+    }
+    logs = {"level": "error", "rate_limit": 100000}
+    proc = run_beamside(
+        beamside_procs, tmp_path, [node.name], cookie, loki, loki_extra=settings, logs=logs
+    )
+    selector = f'{{node="{node.name}",kind="log"}}'
+    loki.set_mode("down")
+    node.eval(burst_expr(1, 20_000))
+    # Everything of the first phase reached beamside and went to disk ...
+    wait_for(
+        lambda: (
+            (proc.value("beamside_node_events_received_total", node=node.name, kind="log") or 0)
+            >= 20_000
+        ),
+        60,
+        "phase 1 received",
+    )
+    wait_for(
+        # Only the batch being retried stays in memory (and it is on disk too).
+        lambda: (
+            (proc.value("beamside_loki_queue_bytes") or 0) <= 256 * 1024
+            and (proc.value("beamside_loki_spool_bytes") or 0) > 0
+        ),
+        30,
+        "phase 1 spooled",
+    )
+    # ... then beamside dies hard while the node keeps logging.
+    node.eval(burst_expr(20_001, 20_000, per_ms=10))
+    time.sleep(0.5)
+    proc.kill()
+    loki.set_mode("ok")
+    restarted = run_beamside(
+        beamside_procs,
+        tmp_path,
+        [node.name],
+        cookie,
+        loki,
+        loki_extra=settings,
+        logs=logs,
+        name="beamside-logs2",
+    )
+    wait_for(lambda: len(burst_numbers(loki.entries(selector))) >= 20_000, 60, "spool delivered")
+    time.sleep(2)
+    numbers = burst_numbers(loki.entries(selector))
+    assert numbers[:20_000] == list(range(1, 20_001)), "phase 1 lost, duplicated or reordered"
+    assert len(numbers) == len(set(numbers)), "duplicates"
+    assert numbers == sorted(numbers)
+    assert loki.counts().get("duplicates", 0) == 0
+    assert restarted.value("beamside_loki_spool_bytes") == 0
