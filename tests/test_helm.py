@@ -402,7 +402,11 @@ DAEMON_KEYS: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("values", [MINIMAL, KUBERNETES_DISCOVERY, DAEMON_KEYS], ids=str)
+@pytest.mark.parametrize(
+    "values",
+    [MINIMAL, KUBERNETES_DISCOVERY, DAEMON_KEYS],
+    ids=["minimal", "kubernetes", "daemon-keys"],
+)
 def test_rendered_config_passes_beamside_validation(values: dict[str, Any]) -> None:
     """The rendered file, with ${POD_IP} as the pod would have it, is a valid
     beamside config for the daemon's own parser."""
