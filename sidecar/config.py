@@ -144,6 +144,24 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentsConfig:
+    """``agents:``: VM-wide measurements the agents may turn on (never silently).
+
+    Both are off by default: they cost the node a little on every scheduler
+    switch.  The agent turns them on from its own process, so the VM turns
+    them off again when it exits (detach, or beamside gone)."""
+
+    scheduler_wall_time: bool = False
+    microstate_accounting: bool = False
+
+    def attach_options(self) -> dict[str, bool]:
+        return {
+            "scheduler_wall_time": self.scheduler_wall_time,
+            "msacc": self.microstate_accounting,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class ShardingConfig:
     """``sharding:``: this replica is shard ``index`` (None: from the pod name) of ``count``."""
 
@@ -206,6 +224,7 @@ class Config:
     notifications: NotificationsConfig = NotificationsConfig()
     sharding: ShardingConfig = ShardingConfig()
     loki: LokiConfig | None = None
+    agents: AgentsConfig = AgentsConfig()
     source: str = "<config>"
 
 
@@ -467,6 +486,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
             "notifications",
             "sharding",
             "loki",
+            "agents",
         },
     )
     if data is None or not isinstance(data, dict):
@@ -552,6 +572,11 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     notifications = _notifications(r, top.get("notifications"))
     sharding = _sharding(r, top.get("sharding"))
     loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
+    am_ = r.mapping(top.get("agents"), "agents", {"scheduler_wall_time", "microstate_accounting"})
+    agents_config = AgentsConfig(
+        scheduler_wall_time=r.convert(am_, "scheduler_wall_time", "agents", _flag, False),
+        microstate_accounting=r.convert(am_, "microstate_accounting", "agents", _flag, False),
+    )
 
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -569,6 +594,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         notifications=notifications,
         sharding=sharding,
         loki=loki,
+        agents=agents_config,
         source=source,
     )
 

@@ -345,9 +345,10 @@ class NodeManager:
         await self.local.connect(node, cookie=cookie)
         # Never downgrade: a newer beamside attached to the same node wins.
         info = await agents.ensure_loaded(self.local, node, allow_downgrade=False)
-        await agents.attach(
-            self.local, node, self.hooks.attach_options(node) if self.hooks else None
-        )
+        opts: dict[str, Any] = self.config.agents.attach_options()
+        if self.hooks is not None:
+            opts.update(self.hooks.attach_options(node) or {})
+        await agents.attach(self.local, node, opts)
         family = managed.target.family or info.family_hint or "unknown"
         status = self._set(
             node,

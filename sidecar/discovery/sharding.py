@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "MAX_SHARDS",
+    "SINGLE",
     "ShardSpec",
     "ShardingError",
     "node_hash",

@@ -174,3 +174,45 @@ async def test_elixir_logger(elixir_node: ErlangNode, local: LocalNode) -> None:
     node.eval("'Elixir.Logger':bare_log(info, <<\"elixir-info below\">>, []), ok.")
     await got.drain(0.6)
     assert not [e for e in got.events if "elixir-info below" in e.message]
+
+
+LAGER_MSG = (
+    "gen_event:notify(lager_event, {{log, {{lager_msg, [], "
+    "[{{pid, self()}}, {{module, shop}}, {{function, buy}}, {{line, 12}}, {{node, node()}}, "
+    '{{application, shop}}], {level}, {{"2024-01-01", "00:00:00"}}, {{1700, 2, 3}}, '
+    '"{text}"}}}}).'
+)
+
+
+async def test_lager_backend(otp25_node: ErlangNode, local: LocalNode) -> None:
+    """lager itself cannot be installed here: a plain gen_event manager
+    registered as lager_event stands in for lager's sink, and lager_msg
+    records are built by hand (lager 3's layout)."""
+    node = otp25_node
+    node.eval("{ok, _} = gen_event:start({local, lager_event}), ok.")
+    box = await attach_events(local, node)
+    got = Collected(box)
+    handlers = "gen_event:which_handlers(lager_event)."
+    assert await wait_value(node, handlers, lambda v: "beamside_lager" in v) == "[beamside_lager]"
+    mask = "gen_event:call(lager_event, beamside_lager, get_loglevel)."
+    assert node.eval(mask) == "{mask,31}"  # warning and up, in lager's bits
+    node.eval(LAGER_MSG.format(level="error", text="lager error text"))
+    node.eval(LAGER_MSG.format(level="info", text="lager info text"))
+    ev = (await got.until(has_text("lager error text")))[0]
+    assert ev.level == "error" and ev.fields["source"] == "lager"
+    assert ev.fields["mfa"] == "shop:buy" and ev.fields["line"] == 12
+    assert ev.fields["metadata"] == {"application": "shop"}
+    assert ev.time_ns == 1700_000002_000003 * 1000
+    # A level change reaches the backend too.
+    await agents.attach(local, node.name, EventOptions(log_level="info").to_attach_opts())
+    assert node.eval(mask) == "{mask,127}"
+    node.eval(LAGER_MSG.format(level="info", text="lager info 2"))
+    await got.until(has_text("lager info 2"))
+    assert not [e for e in got.events if "lager info text" in e.message]
+    # Anything else sent to the manager is ignored, never a crash.
+    node.eval("gen_event:notify(lager_event, {log, garbage}), ok.")
+    node.eval(LAGER_MSG.format(level="error", text="lager still there"))
+    await got.until(has_text("lager still there"))
+    await agents.detach(local, node.name)
+    assert node.eval(handlers) == "[]"
+    assert node.eval(RESIDUE_EXPR) == NO_RESIDUE
