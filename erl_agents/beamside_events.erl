@@ -755,8 +755,8 @@ code_events(_Opts, Ctx) ->
                       _ -> beamside_vm:old_code()
                   end,
             OldSet = maps:from_list([{M, true} || M <- Old]),
-            View = maps:from_list(
-                     [{M, module_state(M, OldSet)} || M <- erlang:loaded(), not ours(M)]),
+            View = maps:from_list([{M, module_state(M, OldSet)}
+                                   || M <- erlang:loaded(), not ours(M)]),
             Caller = case group_leader() of
                          GL when node(GL) =/= node() -> node(GL);
                          _ -> local
@@ -770,6 +770,8 @@ code_events(_Opts, Ctx) ->
             case Prev of
                 undefined ->
                     #{baseline => true, modules => map_size(View), truncated => 0, events => []};
+                View ->
+                    #{baseline => false, modules => map_size(View), truncated => 0, events => []};
                 _ ->
                     Events = diff(Prev, View),
                     #{baseline => false, modules => map_size(View),
@@ -779,18 +781,19 @@ code_events(_Opts, Ctx) ->
     end.
 
 ours(M) ->
-    lists:prefix("beamside_", atom_to_list(M)).
+    case atom_to_binary(M, utf8) of
+        <<"beamside_", _/binary>> -> true;
+        _ -> false
+    end.
 
-%% {HasCurrentCode, HasOldCode, Md5 | undefined}
+%% {HasCurrentCode, HasOldCode, Md5 | undefined}: a module with old code
+%% only (deleted) has no md5.
 module_state(M, OldSet) ->
-    Cur = erlang:module_loaded(M),
-    Md5 = case Cur of
-              true -> try erlang:get_module_info(M, md5)
-                      catch error:_ -> undefined
-                      end;
-              false -> undefined
-          end,
-    {Cur, maps:is_key(M, OldSet), Md5}.
+    Old = maps:is_key(M, OldSet),
+    try erlang:get_module_info(M, md5) of
+        Md5 -> {true, Old, Md5}
+    catch error:_ -> {false, Old, undefined}
+    end.
 
 diff(Prev, Now) ->
     Gone = [ev(module_deleted, M, undefined) || {M, {true, _, _}} <- maps:to_list(Prev),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ConfigError, CookieSource, ShardingConfig
+from .discovery import DiscoveryError
 from .discovery.sharding import ShardSpec
 from .dist.errors import (
     ConnectError,
@@ -114,7 +115,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .logs import setup_json_logging
 
     config = load_config(args.config)
-    shard = resolve_shard(config.sharding, args.shard_index, args.shard_count)
+    shard = shard_for(config.sharding, args.shard_index, args.shard_count)
     setup_json_logging()
 
     async def main() -> None:
@@ -124,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(
                 f"cannot listen on {config.http_listen[0]}:{config.http_listen[1]}: {exc.strerror}"
             ) from None
+        except DiscoveryError as exc:
+            raise ConfigError(config.source, [f"discovery: {exc}"]) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -134,19 +137,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def resolve_shard(
-    sharding: ShardingConfig, index: int | None, count: int | None
-) -> ShardSpec:
-    """This replica's shard: the flags win over the config; with more than
-    one shard and no index given, the StatefulSet ordinal of the pod name."""
-    from .discovery.sharding import ShardingError, shard_from_environment
+def shard_for(sharding: ShardingConfig, index: int | None, count: int | None) -> ShardSpec:
+    """This replica's shard: the flags, then ``sharding:``, then the
+    environment (``BEAMSIDE_SHARD_*``, the StatefulSet pod name)."""
+    from .discovery.sharding import ShardingError, resolve_shard
 
-    count = count if count is not None else sharding.count
-    index = index if index is not None else sharding.index
     try:
-        if index is None:
-            return shard_from_environment(count)
-        return ShardSpec(index, count)
+        return resolve_shard(
+            index if index is not None else sharding.index,
+            count if count is not None else (sharding.count if sharding.count > 1 else None),
+        )
     except ShardingError as exc:
         raise UsageError(str(exc)) from None
 

@@ -8,6 +8,7 @@ Unknown keys are errors.  Cookies are never part of an error message, a
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ import yaml
 
 from .alarms.alertmanager import AlertmanagerConfig
 from .alarms.catalogue import BUILTIN, SETTING_KEYS, AlarmConfig, GlobalParam
+from .control.config import GrpcConfig, TokenFileError, load_identities
 from .discovery.dns import DnsDiscoveryConfig
 from .discovery.kubernetes import KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
@@ -216,7 +218,7 @@ class Config:
     targets: tuple[Target, ...]
     intervals: Intervals = Intervals()
     http_listen: tuple[str, int] = ("127.0.0.1", 9568)
-    grpc_listen: tuple[str, int] = ("127.0.0.1", 50051)
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
     otlp: OtlpConfig | None = None
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
     alertmanager: AlertmanagerConfig | None = None
@@ -226,6 +228,10 @@ class Config:
     loki: LokiConfig | None = None
     agents: AgentsConfig = AgentsConfig()
     source: str = "<config>"
+
+    @property
+    def grpc_listen(self) -> tuple[str, int]:
+        return self.grpc.listen
 
 
 class _Reader:
@@ -274,10 +280,33 @@ def _label_value(what: str) -> Callable[[Any], str]:
     return check
 
 
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(text: str) -> str:
+    """``${NAME}`` replaced by the environment variable (``beamside@${POD_IP}``
+    in a pod); an unset or empty variable is an error, not an empty string."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        found = os.environ.get(name, "")
+        if not found:
+            raise ValueError(f"environment variable {name} (in {text!r}) is not set")
+        return found
+
+    return _ENV_REF.sub(value, text)
+
+
 def _node_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a node name like app@host, got {value!r}")
     return str(parse_node_name(value))
+
+
+def _own_node_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a node name like beamside@host, got {value!r}")
+    return _node_name(expand_env(value))
 
 
 def _positive_interval(minimum: float) -> Callable[[Any], float]:
@@ -412,6 +441,62 @@ def _dns(r: _Reader, m: Mapping[str, Any], path: str, discover: str) -> DnsDisco
         return None
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _grpc(r: _Reader, value: object) -> GrpcConfig:
+    path = "grpc"
+    m = r.mapping(value, path, {"listen", "auth", "tls", "eval_enabled"})
+    listen = r.convert(m, "listen", path, parse_listen, parse_listen(DEFAULT_GRPC_LISTEN))
+    am = r.mapping(m.get("auth"), _join(path, "auth"), {"tokens_file"})
+    tokens_file: Path | None = None
+    if "tokens_file" in am:
+        raw = am["tokens_file"]
+        if not isinstance(raw, str) or not raw:
+            r.problem("grpc.auth.tokens_file", "expected the path of a token file")
+        else:
+            tokens_file = Path(raw)
+            try:
+                load_identities(tokens_file)
+            except TokenFileError as exc:
+                r.problem("grpc.auth.tokens_file", str(exc))
+    elif "auth" in m:
+        r.problem("grpc.auth", "expected tokens_file")
+    if tokens_file is None and not _is_loopback(listen[0]):
+        r.problem(
+            "grpc.listen",
+            f"{listen[0]} is not a loopback address: without grpc.auth.tokens_file the "
+            "control plane only listens on loopback (127.0.0.1, ::1)",
+        )
+    tm = r.mapping(m.get("tls"), _join(path, "tls"), {"cert_file", "key_file"})
+    tls: dict[str, Path] = {}
+    for key in ("cert_file", "key_file"):
+        if key in tm:
+            raw = tm[key]
+            if not isinstance(raw, str) or not raw:
+                r.problem(f"grpc.tls.{key}", "expected a file path")
+            elif not Path(raw).is_file():
+                r.problem(f"grpc.tls.{key}", f"no such file: {raw}")
+            else:
+                tls[key] = Path(raw)
+    if "tls" in m and len(tls) != 2 and not r.problems:
+        r.problem("grpc.tls", "needs both cert_file and key_file")
+    eval_enabled = r.convert(m, "eval_enabled", path, _flag, False)
+    return GrpcConfig(
+        listen=listen,
+        tokens_file=tokens_file,
+        tls_cert_file=tls.get("cert_file") if len(tls) == 2 else None,
+        tls_key_file=tls.get("key_file") if len(tls) == 2 else None,
+        eval_enabled=eval_enabled,
+    )
+
+
 def _loki(r: _Reader, value: object) -> LokiConfig | None:
     path = "loki"
     durations = {"batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after"}
@@ -496,7 +581,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     cluster = r.convert(top, "cluster", "", _label_value("cluster"), "")
     if "cluster" not in top:
         r.problem("cluster", "required (a short name for this cluster, used as a label)")
-    node_name = r.convert(top, "node_name", "", _node_name, None)
+    node_name = r.convert(top, "node_name", "", _own_node_name, None)
 
     targets: list[Target] = []
     raw_targets = top.get("targets")
@@ -521,9 +606,8 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     )
     hm = r.mapping(top.get("http"), "http", {"listen"})
     http_listen = r.convert(hm, "listen", "http", parse_listen, parse_listen(DEFAULT_HTTP_LISTEN))
-    gm = r.mapping(top.get("grpc"), "grpc", {"listen"})
-    grpc_listen = r.convert(gm, "listen", "grpc", parse_listen, parse_listen(DEFAULT_GRPC_LISTEN))
-    if http_listen == grpc_listen and http_listen[1] != 0:
+    grpc = _grpc(r, top.get("grpc"))
+    if http_listen == grpc.listen and http_listen[1] != 0:
         r.problem("grpc.listen", "same address as http.listen")
 
     otlp: OtlpConfig | None = None
@@ -586,7 +670,7 @@ def parse_config(data: object, source: str = "<config>") -> Config:
         targets=tuple(targets),
         intervals=intervals,
         http_listen=http_listen,
-        grpc_listen=grpc_listen,
+        grpc=grpc,
         otlp=otlp,
         alarms=alarms,
         alertmanager=alertmanager,

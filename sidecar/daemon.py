@@ -20,6 +20,8 @@ from .alarms.alertmanager import AlertmanagerSink
 from .alarms.checks import AlarmChecker
 from .alarms.engine import AlarmEngine
 from .config import Config
+from .control.base import Deps
+from .control.server import bound_port, create_server, set_serving
 from .discovery.sharding import SINGLE, ShardSpec
 from .dist.names import NodeName, default_local_name, parse_node_name
 from .dist.node import LocalNode
@@ -79,6 +81,11 @@ class Daemon:
         self.registry = build_registry(self.manager, __version__, alarms=self.alarms, extra=extra)
         host, port = config.http_listen
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
+        # The control plane: bound now (a taken port fails at startup), served in run().
+        self.grpc = create_server(
+            Deps(self.manager, self.alarms, self.checker, config, audit=self.notifier.audit),
+            config.grpc,
+        )
         self.otlp: OtlpBridge | None = None
         if config.otlp is not None:
             reader = otlp_http_reader(
@@ -111,6 +118,9 @@ class Daemon:
             if self.alertmanager is not None:
                 await self.alertmanager.start()
             await self.manager.start()
+            await self.grpc.start()
+            await set_serving(self.grpc, True)
+            log.info("gRPC control plane on port %d", bound_port(self.grpc))
             if self.otlp is not None and self.config.otlp is not None:
                 refresher = asyncio.create_task(
                     self._refresh_otlp(self.otlp, self.config.otlp.interval), name="otlp refresh"
@@ -120,6 +130,8 @@ class Daemon:
         finally:
             if refresher is not None:
                 refresher.cancel()
+            await set_serving(self.grpc, False)
+            await self.grpc.stop(2.0)  # in-flight calls get 2 s
             await self.manager.stop()
             if self.alertmanager is not None:
                 await self.alertmanager.stop()

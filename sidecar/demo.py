@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .config import parse_config
+from .control.server import bound_port
 from .daemon import Daemon
 from .manager import NodeState
 from .probe import read_summary
@@ -212,6 +213,7 @@ async def run_demo(
     interval: float = 5.0,
     duration: float | None = None,
     http_listen: tuple[str, int] = ("127.0.0.1", 9568),
+    grpc_listen: tuple[str, int] = ("127.0.0.1", 50051),
     out: IO[str] = sys.stdout,
 ) -> None:
     """Start a node with os_mon and mnesia, run the daemon on it, show where to look.
@@ -227,6 +229,8 @@ async def run_demo(
             "targets": [{"nodes": [node.name], "cookie": node.cookie, "family": "demo"}],
             "intervals": {"metrics": f"{interval:g}s"},
             "http": {"listen": "{}:{}".format(*_listen_address(http_listen))},
+            # Loopback and no tokens: the control plane's local-use mode.
+            "grpc": {"listen": "{}:{}".format(*_listen_address(grpc_listen))},
         },
         "<demo>",
     )
@@ -237,6 +241,8 @@ async def run_demo(
         await _wait_attached(daemon, node, timeout=60)
         summary = await read_summary(daemon.local, node.name)
         url = daemon.http.url
+        grpc = f"127.0.0.1:{bound_port(daemon.grpc)}"
+        grpcurl = f"grpcurl -plaintext {grpc}"
         print(summary.render(), file=out)
         print(
             f"\nattached to {node.name} as hidden node {daemon.local.name}\n"
@@ -246,6 +252,14 @@ async def run_demo(
             "\n"
             f"probe:     ERL_EPMD_PORT={node.epmd_port} beamside probe {node.name} "
             f"--cookie {node.cookie}\n"
+            f"gRPC:      {grpc} (loopback only, no token: local use)\n"
+            f"           {grpcurl} list\n"
+            f"           {grpcurl} beamside.v1.Nodes/ListNodes\n"
+            f'           {grpcurl} -d \'{{"node": "{node.name}", '
+            f'"sortBy": "message_queue_len", "limit": 5}}\' '
+            f"beamside.v1.Processes/ListProcesses\n"
+            f'           {grpcurl} -d \'{{"node": "{node.name}"}}\' '
+            f"beamside.v1.Tables/ListTables\n"
             f"Ctrl-C stops the demo, its node and its private EPMD\n",
             file=out,
             flush=True,

@@ -149,7 +149,13 @@ class NodeManager:
         self.shard = shard
         self.hooks = hooks
         self.discovery_status: dict[str, FollowStatus] = {}
-        self._discoverers: list[Discoverer] = []
+        # Made now, so a discovery that cannot work (no namespace, no API
+        # address, no resolver) is a DiscoveryError at startup.
+        self._discoverers: list[tuple[Target, Discoverer]] = [
+            (target, self._discoverer(target))
+            for target in config.targets
+            if target.discover in ("kubernetes", "dns")
+        ]
         self.local = local
         self.checker = checker
         self.cluster = config.cluster
@@ -184,21 +190,20 @@ class NodeManager:
             for node in target.nodes:
                 if owns(self.shard, node):
                     self.add_target(node, target)
-            if target.discover in ("kubernetes", "dns"):
-                discoverer = self._discoverer(target)
-                self._discoverers.append(discoverer)
-                status = self.discovery_status.setdefault(discoverer.description, FollowStatus())
-                self._discovery.append(
-                    asyncio.create_task(
-                        follow(
-                            discoverer,
-                            self._follower(discoverer.description, target),
-                            self._discovery_interval(target),
-                            status=status,
-                        ),
-                        name=f"discover {discoverer.description}",
-                    )
+        for target, discoverer in self._discoverers:
+            status = self.discovery_status.setdefault(discoverer.description, FollowStatus())
+            self._discovery.append(
+                asyncio.create_task(
+                    follow(
+                        discoverer,
+                        self._follower(discoverer.description, target),
+                        self._discovery_interval(target),
+                        status=status,
+                    ),
+                    name=f"discover {discoverer.description}",
                 )
+            )
+        for target in self.config.targets:
             if target.discover == "connected":
                 for seed in target.nodes:
                     self._discovery.append(
@@ -273,7 +278,7 @@ class NodeManager:
             task.cancel()
         await asyncio.gather(*tasks, *self._discovery, return_exceptions=True)
         await asyncio.gather(*(self._detach(node) for node in list(self._nodes)))
-        for discoverer in self._discoverers:
+        for _, discoverer in self._discoverers:
             if isinstance(discoverer, KubernetesDiscoverer):
                 await discoverer.aclose()
         await self.local.close()

@@ -404,16 +404,29 @@ DAEMON_KEYS: dict[str, Any] = {
 
 @pytest.mark.parametrize(
     "values",
-    [MINIMAL, KUBERNETES_DISCOVERY, DAEMON_KEYS],
-    ids=["minimal", "kubernetes", "daemon-keys"],
+    [MINIMAL, KUBERNETES_DISCOVERY, DAEMON_KEYS, FULL, ELIXIR_EXAMPLE],
+    ids=["minimal", "kubernetes", "daemon-keys", "full", "elixir-example"],
 )
-def test_rendered_config_passes_beamside_validation(values: dict[str, Any]) -> None:
-    """The rendered file, with ${POD_IP} as the pod would have it, is a valid
-    beamside config for the daemon's own parser."""
+def test_rendered_config_passes_beamside_validation(
+    values: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rendered file, with the environment the pod has (POD_IP from the
+    downward API) and its mounted files, is a valid config for the daemon's
+    own parser."""
+    monkeypatch.setenv("POD_IP", "10.244.0.7")
     config = rendered_config(render(values))
-    config["node_name"] = config["node_name"].replace("${POD_IP}", "10.244.0.7")
+    grpc = config.get("grpc", {})
+    if "auth" in grpc:  # the tokens Secret, mounted: the parser reads it
+        tokens = tmp_path / "tokens.yaml"
+        tokens.write_text("s3cret-operator-token: operator\n")
+        grpc["auth"]["tokens_file"] = str(tokens)
+    for key in grpc.get("tls", {}):
+        pem = tmp_path / f"{key}.pem"
+        pem.write_text("mounted from a Secret")
+        grpc["tls"][key] = str(pem)
     parsed = parse_config(config, "rendered ConfigMap")
-    assert parsed.http_listen == ("0.0.0.0", 9568)
+    assert parsed.node_name == "beamside@10.244.0.7" or not config.get("node_name")
+    assert parsed.http_listen[1] == 9568
     assert all(t.cookie.kind == "file" for t in parsed.targets)
     assert len(parsed.targets) == len(values["config"]["targets"])
 

@@ -12,22 +12,26 @@ Package layout:
 * ``base.py`` -- :class:`Deps` and the calls to a node (status mapping);
 * ``services/`` -- one servicer per service; the node-side work is done by
   the ``beamside_ops`` agent (``erl_agents/beamside_ops.erl``).
+
+Only the settings are imported here (``sidecar.config`` needs them); the
+server is in :mod:`sidecar.control.server` (``create_server``, ``serve``,
+``Deps``).
 """
 
-from .base import Deps
-from .config import GrpcConfig, Identity, Role, TokenFileError, load_identities, load_tokens
-from .server import bound_port, create_server, serve, set_serving
+from .config import (
+    GrpcConfig,
+    Identity,
+    Role,
+    TokenFileError,
+    load_identities,
+    load_tokens,
+)
 
 __all__ = [
-    "Deps",
     "GrpcConfig",
     "Identity",
     "Role",
     "TokenFileError",
-    "bound_port",
-    "create_server",
     "load_identities",
     "load_tokens",
-    "serve",
-    "set_serving",
 ]

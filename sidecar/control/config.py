@@ -126,7 +126,7 @@ def load_identities(path: str | Path) -> Mapping[str, Identity]:
         raise TokenFileError(f"{source}: not valid YAML{where}") from None
     if not isinstance(data, dict) or not data:
         raise TokenFileError(
-            f"{source}: expected a mapping of token to role (e.g. 's3cret-token: operator')"
+            f"{source}: expected a mapping of token to role (a line like '<token>: operator')"
         )
     problems: list[str] = []
     tokens: dict[str, Identity] = {}

@@ -58,6 +58,8 @@ from .services.nodes import NodesService
 from .services.processes import ProcessesService
 from .services.tables import TablesService
 
+__all__ = ["Deps", "bound_port", "create_server", "serve", "set_serving"]
+
 log = logging.getLogger(__name__)
 audit_log = logging.getLogger("sidecar.audit")
 

@@ -129,7 +129,7 @@ def continuation_decode(text: str) -> bytes | None:
     if len(text) > MAX_CONTINUATION_BYTES * 2:
         raise invalid("continuation is too long: pass back the one ReadTable returned")
     try:
-        return base64.urlsafe_b64decode(text.encode("ascii"))
+        return base64.b64decode(text.encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise invalid("continuation is not one ReadTable returned (bad base64)") from None
 

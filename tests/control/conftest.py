@@ -32,7 +32,7 @@ from grpc import aio
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.config import parse_config
-from sidecar.control import Deps, GrpcConfig, bound_port, create_server, set_serving
+from sidecar.control.config import GrpcConfig
 from sidecar.control.gen.beamside.v1 import (
     alarms_pb2_grpc,
     code_pb2_grpc,
@@ -43,6 +43,7 @@ from sidecar.control.gen.beamside.v1 import (
     processes_pb2_grpc,
     tables_pb2_grpc,
 )
+from sidecar.control.server import Deps, bound_port, create_server, set_serving
 from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from sidecar.notify import AuditRecord

@@ -31,7 +31,9 @@ async def test_env_on_one_node_and_global_on_a_family(
 
     changed = await plane.call(
         plane.config.SetEnv,
-        config_pb2.SetEnvRequest(node=node, app="kernel", key="ctl_limit", value='{max, 10, <<"x">>}'),
+        config_pb2.SetEnvRequest(
+            node=node, app="kernel", key="ctl_limit", value='{max, 10, <<"x">>}'
+        ),
     )
     assert not changed.was_set and changed.value == '{max,10,<<"x">>}'
     assert await first.aeval("application:get_env(kernel, ctl_limit).") == '{ok,{max,10,<<"x">>}}'
@@ -64,7 +66,9 @@ async def test_env_on_one_node_and_global_on_a_family(
     # SetGlobal: both nodes' application:get_env agree, and the parameter is global.
     result = await plane.call(
         plane.config.SetGlobal,
-        config_pb2.SetGlobalRequest(family="payments", app="kernel", key="ctl_rate", value="[{a, 1}]"),
+        config_pb2.SetGlobalRequest(
+            family="payments", app="kernel", key="ctl_rate", value="[{a, 1}]"
+        ),
     )
     assert sorted(r.node for r in result.results) == sorted([first.name, second.name])
     assert all(r.ok for r in result.results) and result.value == "[{a,1}]"
@@ -113,7 +117,9 @@ async def test_evaluate_refused_by_default(
 ) -> None:
     plane = await control_factory([otp25_node])
     request = eval_pb2.EvaluateRequest(node=otp25_node.name, expression="1 + 1.")
-    assert await plane.status_of(plane.eval.Evaluate, request) == grpc.StatusCode.FAILED_PRECONDITION
+    assert (
+        await plane.status_of(plane.eval.Evaluate, request) == grpc.StatusCode.FAILED_PRECONDITION
+    )
     (record,) = plane.audits
     assert record.action == "Eval/Evaluate" and not record.ok
 
@@ -126,7 +132,8 @@ async def test_evaluate_when_enabled(
     done = await plane.call(
         plane.eval.Evaluate,
         eval_pb2.EvaluateRequest(
-            node=node, expression='X = lists:sum([1, 2, 3]), io:format("sum ~p~n", [X]), {X, node()}'
+            node=node,
+            expression='X = lists:sum([1, 2, 3]), io:format("sum ~p~n", [X]), {X, node()}',
         ),
     )
     assert done.result == f"{{6,'{node}'}}" and done.output == "sum 6\n" and done.exception == ""
@@ -136,10 +143,21 @@ async def test_evaluate_when_enabled(
     assert raised.result == "" and raised.exception.startswith("{error,badarith,")
     big = await plane.call(
         plane.eval.Evaluate,
-        eval_pb2.EvaluateRequest(node=node, expression="lists:seq(1, 1000000)."),
+        eval_pb2.EvaluateRequest(node=node, expression="lists:seq(1, 200000)."),
     )
-    assert big.result.endswith("...") and len(big.result) < 70000
-    for malformed in ("1 +", "foo(.", "\"unterminated", "   "):
+    assert big.result.endswith(",49|...]")  # depth-bounded
+    wide = await plane.call(
+        plane.eval.Evaluate,
+        eval_pb2.EvaluateRequest(node=node, expression='binary:copy(<<"x">>, 200000).'),
+    )
+    assert wide.result.startswith('<<"xxx') and wide.result.endswith('"...>>')
+    assert len(wide.result) < 1000
+    huge = await plane.call(
+        plane.eval.Evaluate,
+        eval_pb2.EvaluateRequest(node=node, expression="lists:seq(1, 10000000)."),
+    )
+    assert huge.result == "" and "heap limit" in huge.exception
+    for malformed in ("1 +", "foo(.", '"unterminated', "   "):
         status = await plane.status_of(
             plane.eval.Evaluate, eval_pb2.EvaluateRequest(node=node, expression=malformed)
         )
@@ -152,5 +170,5 @@ async def test_evaluate_when_enabled(
     # The evaluation was killed, the node is fine.
     assert await otp28_node.aeval("1 + 1.") == "2"
     evaluations = [a for a in plane.audits if a.action == "Eval/Evaluate"]
-    assert len(evaluations) == 8 and all(a.who == "alice" for a in evaluations)
+    assert len(evaluations) == 10 and all(a.who == "alice" for a in evaluations)
     assert evaluations[0].details["response"] == {"raised": False}

@@ -138,8 +138,7 @@ async def test_terminate(plane: ControlPlane, otp25_node: ErlangNode) -> None:
     node = otp25_node.name
     pid = (
         await otp25_node.aeval(
-            "P = spawn(fun() -> receive never -> ok end end), register(victim, P),"
-            " pid_to_list(P)."
+            "P = spawn(fun() -> receive never -> ok end end), register(victim, P), pid_to_list(P)."
         )
     ).strip('"')
     done = await plane.call(
@@ -147,9 +146,12 @@ async def test_terminate(plane: ControlPlane, otp25_node: ErlangNode) -> None:
     )
     assert done.terminated and done.reason == "kill" and done.pid == pid
     assert await otp25_node.aeval("whereis(victim).") == "undefined"
-    assert await plane.status_of(
-        plane.processes.TerminateProcess, pb.TerminateProcessRequest(node=node, pid=pid)
-    ) == grpc.StatusCode.NOT_FOUND
+    assert (
+        await plane.status_of(
+            plane.processes.TerminateProcess, pb.TerminateProcessRequest(node=node, pid=pid)
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
     # A process trapping exits survives a soft reason: said so, not an error.
     await otp25_node.aeval(
         "register(trapper, spawn(fun() -> process_flag(trap_exit, true),"
@@ -167,7 +169,13 @@ async def test_terminate(plane: ControlPlane, otp25_node: ErlangNode) -> None:
         assert status == grpc.StatusCode.FAILED_PRECONDITION
     assert await otp25_node.aeval("is_pid(whereis(code_server)).") == "true"
     assert [a.ok for a in plane.audits if a.action == "Processes/TerminateProcess"] == [
-        True, False, True, False, False, False, False
+        True,
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
     ]
 
 
@@ -194,8 +202,6 @@ async def test_gc_all_in_batches_frees_memory(plane: ControlPlane, otp25_node: E
 async def test_gc_time_limit_truncates(plane: ControlPlane, otp25_node: ErlangNode) -> None:
     reply = await plane.call(
         plane.processes.GarbageCollect,
-        pb.GarbageCollectRequest(
-            node=otp25_node.name, batch_size=1, pause_ms=50, timeout_ms=200
-        ),
+        pb.GarbageCollectRequest(node=otp25_node.name, batch_size=1, pause_ms=50, timeout_ms=200),
     )
     assert reply.truncated and 1 <= reply.batches <= 6

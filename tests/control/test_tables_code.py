@@ -40,7 +40,8 @@ async def test_fifty_tables_listed_and_read(plane: ControlPlane, otp25_node: Erl
     node = otp25_node.name
     await otp25_node.aeval(MAKE_TABLES)
     listed = await plane.call(
-        plane.tables.ListTables, tables_pb2.ListTablesRequest(node=node, order_by="name", limit=1000)
+        plane.tables.ListTables,
+        tables_pb2.ListTablesRequest(node=node, order_by="name", limit=1000),
     )
     ours = {t.name: t for t in listed.tables if t.name.startswith("ctl_tab_")}
     assert len(ours) == 50 and listed.total >= 51
@@ -57,7 +58,9 @@ async def test_fifty_tables_listed_and_read(plane: ControlPlane, otp25_node: Erl
     by_size = await plane.call(
         plane.tables.ListTables, tables_pb2.ListTablesRequest(node=node, order_by="size", limit=3)
     )
-    assert [t.size for t in by_size.tables] == sorted((t.size for t in by_size.tables), reverse=True)
+    assert [t.size for t in by_size.tables] == sorted(
+        (t.size for t in by_size.tables), reverse=True
+    )
     assert len(by_size.tables) == 3
 
     for n in (1, 2, 37, 50):
@@ -70,7 +73,9 @@ async def test_fifty_tables_listed_and_read(plane: ControlPlane, otp25_node: Erl
         while True:
             page = await plane.call(
                 plane.tables.ReadTable,
-                tables_pb2.ReadTableRequest(node=node, table=ref, limit=7, continuation=continuation),
+                tables_pb2.ReadTableRequest(
+                    node=node, table=ref, limit=7, continuation=continuation
+                ),
             )
             rows += page.rows
             pages += 1
@@ -160,12 +165,18 @@ async def test_soft_purge_and_modules(plane: ControlPlane, otp25_node: ErlangNod
     assert mod.name == "ctl_twice" and not mod.old_code and len(mod.md5) == 32
     assert mod.path == "ctl_twice.erl"
     assert listed.total > 50 and listed.matching == 1
-    assert await plane.status_of(
-        plane.code.SoftPurge, code_pb2.SoftPurgeRequest(node=node, module="not_loaded_xyz")
-    ) == grpc.StatusCode.NOT_FOUND
-    assert await plane.status_of(
-        plane.code.SoftPurge, code_pb2.SoftPurgeRequest(node=node, module="Bad Module")
-    ) == grpc.StatusCode.INVALID_ARGUMENT
+    assert (
+        await plane.status_of(
+            plane.code.SoftPurge, code_pb2.SoftPurgeRequest(node=node, module="not_loaded_xyz")
+        )
+        == grpc.StatusCode.NOT_FOUND
+    )
+    assert (
+        await plane.status_of(
+            plane.code.SoftPurge, code_pb2.SoftPurgeRequest(node=node, module="Bad Module")
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
 
 
 async def test_diff_modules_across_a_family(
@@ -181,7 +192,7 @@ async def test_diff_modules_across_a_family(
     await other.aeval(LOAD_TWICE.replace("Load(2)", "Load(3)"))
     await other.aeval(
         "{ok, M, B} = compile:forms([{attribute, 1, module, ctl_only_here}], []),"
-        " code:load_binary(M, \"x.erl\", B)."
+        ' code:load_binary(M, "x.erl", B).'
     )
     diff = await plane.call(
         plane.code.DiffModules, code_pb2.DiffModulesRequest(family="pair", prefix="ctl_")
@@ -193,6 +204,7 @@ async def test_diff_modules_across_a_family(
     assert len(set(by_module["ctl_twice"].values())) == 2
     whole = await plane.call(plane.code.DiffModules, code_pb2.DiffModulesRequest(family="pair"))
     assert whole.identical > 50
-    assert await plane.status_of(
-        plane.code.DiffModules, code_pb2.DiffModulesRequest(family="nope")
-    ) == grpc.StatusCode.NOT_FOUND
+    assert (
+        await plane.status_of(plane.code.DiffModules, code_pb2.DiffModulesRequest(family="nope"))
+        == grpc.StatusCode.NOT_FOUND
+    )

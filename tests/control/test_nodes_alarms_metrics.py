@@ -1,0 +1,203 @@
+"""beamside.v1.Nodes, Alarms and Metrics against real nodes (OTP 25, OTP 28, Elixir)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import grpc
+from grpc import aio
+
+from sidecar.alarms.engine import Finding
+from sidecar.alarms.model import Severity
+from sidecar.control.gen.beamside.v1 import (
+    alarms_pb2,
+    metrics_pb2,
+    nodes_pb2,
+    processes_pb2,
+)
+from sidecar.manager import NodeState
+from tests.conftest import NodeFactory
+from tests.control.conftest import ControlFactory, wait_until
+from tests.nodes import ErlangNode
+
+
+async def test_nodes_added_inspected_removed(
+    control_factory: ControlFactory,
+    otp25_node: ErlangNode,
+    node_factory: NodeFactory,
+    tmp_path: Path,
+) -> None:
+    plane = await control_factory([otp25_node], auth=True)
+    listed = await plane.call(plane.nodes.ListNodes, nodes_pb2.ListNodesRequest())
+    assert [n.name for n in listed.nodes] == [otp25_node.name]
+
+    detail = await plane.call(plane.nodes.GetNode, nodes_pb2.GetNodeRequest(node=otp25_node.name))
+    assert detail.node.up and detail.node.otp_release == "25"
+    assert {"kernel", "stdlib"} <= {a.name for a in detail.applications}
+    assert all(a.version for a in detail.applications)
+    assert detail.system_info["otp_release"] == "25"
+    assert int(detail.system_info["process_count"]) > 20
+    assert detail.release_name == "erlang" and detail.release_source == "default"
+
+    elixir = node_factory("elixir")
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(elixir.cookie + "\n")
+    added = await plane.call(
+        plane.nodes.AddNode,
+        nodes_pb2.AddNodeRequest(node=elixir.name, cookie_file=str(cookie_file), family="ex"),
+        token="operator-token-1234",
+    )
+    assert added.node.name == elixir.name and added.node.family == "ex"
+    await wait_until(
+        lambda: (s := plane.manager.status(elixir.name)) is not None and s.state is NodeState.UP,
+        30,
+        "elixir node attached",
+    )
+    top = await plane.call(
+        plane.processes.ListProcesses,
+        processes_pb2.ListProcessesRequest(node=elixir.name, sort_by="reductions", limit=5),
+    )
+    assert len(top.processes) == 5
+    elixir_detail = await plane.call(
+        plane.nodes.GetNode, nodes_pb2.GetNodeRequest(node=elixir.name)
+    )
+    assert "elixir" in {a.name for a in elixir_detail.applications}
+
+    again = await plane.status_of(
+        plane.nodes.AddNode,
+        nodes_pb2.AddNodeRequest(node=elixir.name, cookie_file=str(cookie_file)),
+    )
+    assert again == grpc.StatusCode.ALREADY_EXISTS
+    for bad in (
+        nodes_pb2.AddNodeRequest(node="x@127.0.0.1"),  # no cookie source
+        nodes_pb2.AddNodeRequest(node="x@127.0.0.1", cookie_file=str(tmp_path / "missing")),
+        nodes_pb2.AddNodeRequest(node="x@127.0.0.1", cookie_env="BEAMSIDE_NO_SUCH_VARIABLE"),
+        nodes_pb2.AddNodeRequest(node="no-at-sign", cookie_file=str(cookie_file)),
+    ):
+        assert await plane.status_of(plane.nodes.AddNode, bad) == grpc.StatusCode.INVALID_ARGUMENT
+
+    removed = await plane.call(
+        plane.nodes.RemoveNode, nodes_pb2.RemoveNodeRequest(node=elixir.name)
+    )
+    assert removed.removed and plane.manager.status(elixir.name) is None
+    assert (
+        await plane.status_of(plane.nodes.RemoveNode, nodes_pb2.RemoveNodeRequest(node=elixir.name))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    actions = [(a.action, a.ok) for a in plane.audits]
+    assert ("Nodes/AddNode", True) in actions and ("Nodes/RemoveNode", True) in actions
+    assert ("Nodes/AddNode", False) in actions
+
+
+async def test_down_node_is_unavailable(
+    control_factory: ControlFactory, node_factory: NodeFactory
+) -> None:
+    first, second = node_factory.many(2, "otp25")
+    plane = await control_factory([first, second])
+    second.kill()
+    await wait_until(
+        lambda: (
+            (s := plane.manager.status(second.name)) is not None and s.state is not NodeState.UP
+        ),
+        15,
+        "node seen down",
+    )
+    status = await plane.status_of(
+        plane.processes.ListProcesses, processes_pb2.ListProcessesRequest(node=second.name)
+    )
+    assert status == grpc.StatusCode.UNAVAILABLE
+    ok = await plane.call(
+        plane.processes.ListProcesses, processes_pb2.ListProcessesRequest(node=first.name)
+    )
+    assert ok.processes
+
+
+async def test_alarms_acknowledge_comment_clear(
+    control_factory: ControlFactory, otp25_node: ErlangNode
+) -> None:
+    plane = await control_factory([otp25_node], auth=True)
+    plane.engine.update(
+        otp25_node.name,
+        node=otp25_node.name,
+        family="erlang",
+        evaluated=["process_message_queue"],
+        findings=[
+            Finding(
+                "process_message_queue",
+                Severity.MAJOR,
+                "a queue of 50000 messages",
+                "find the process",
+                {"pid": "<0.1.0>"},
+            )
+        ],
+    )
+    listed = await plane.call(
+        plane.alarms.ListAlarms, alarms_pb2.ListAlarmsRequest(min_severity="major")
+    )
+    (alarm,) = [a for a in listed.alarms if a.id == "process_message_queue"]
+    assert alarm.severity == "major" and alarm.source == otp25_node.name and alarm.active
+    assert alarm.info_json == '{"pid": "<0.1.0>"}'
+    assert alarm.raised_at.seconds > time.time() - 60
+    none = await plane.call(
+        plane.alarms.ListAlarms, alarms_pb2.ListAlarmsRequest(min_severity="critical")
+    )
+    assert "process_message_queue" not in {a.id for a in none.alarms}
+
+    key = alarms_pb2.AlarmActionRequest(alarm="process_message_queue", source=otp25_node.name)
+    viewer = await plane.status_of(plane.alarms.Acknowledge, key, token="viewer-token-1234")
+    assert viewer == grpc.StatusCode.PERMISSION_DENIED
+    acked = await plane.call(plane.alarms.Acknowledge, key, token="operator-token-1234")
+    assert acked.acknowledged_by.startswith("token:")
+    commented = await plane.call(
+        plane.alarms.Comment,
+        alarms_pb2.CommentRequest(
+            alarm="process_message_queue", source=otp25_node.name, text="draining it"
+        ),
+    )
+    assert [(c.who, c.text) for c in commented.comments] == [("alice", "draining it")]
+    cleared = await plane.call(plane.alarms.Clear, key)
+    assert not cleared.active
+    assert all(a.id != "process_message_queue" for a in plane.engine.active())
+    assert await plane.status_of(plane.alarms.Clear, key) == grpc.StatusCode.NOT_FOUND
+    assert (
+        await plane.status_of(
+            plane.alarms.ListAlarms, alarms_pb2.ListAlarmsRequest(min_severity="loud")
+        )
+        == grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+async def test_live_stream(control_factory: ControlFactory, otp28_node: ErlangNode) -> None:
+    plane = await control_factory([otp28_node])
+    started = time.monotonic()
+    updates = []
+    call = plane.metrics.Live(
+        metrics_pb2.LiveRequest(
+            node=otp28_node.name, metrics=["process_count", "io", "memory_total"], count=3
+        ),
+        timeout=30,
+    )
+    async for update in call:
+        updates.append(update)
+    took = time.monotonic() - started
+    assert len(updates) == 3 and 1.5 < took < 6  # intervals.live is 1 s
+    for update in updates:
+        assert update.node == otp28_node.name
+        assert update.values["process_count"] > 10
+        assert update.values["io.input"] >= 0 and update.values["memory_total"] > 1e6
+    assert updates[0].at.ToNanoseconds() < updates[2].at.ToNanoseconds()
+
+    bad = plane.metrics.Live(metrics_pb2.LiveRequest(node=otp28_node.name, metrics=["processes"]))
+    try:
+        async for _ in bad:
+            raise AssertionError("a stream of an unknown metric")
+    except aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "processes" in exc.details()
+
+    # A stream without count runs until the client cancels it.
+    endless = plane.metrics.Live(metrics_pb2.LiveRequest(node=otp28_node.name))
+    first = await asyncio.wait_for(endless.read(), 10)
+    assert first.values["run_queue"] >= 0
+    endless.cancel()
