@@ -20,6 +20,11 @@
 %%%                            modules, env).
 %%%   beamside_sysmon          the one long-lived process (see attach/2).
 %%%   beamside_alarm_handler   its SASL alarm_handler event handler.
+%%%   beamside_events          the log and notification forwarder (a process
+%%%                            linked to beamside_sysmon), and the
+%%%                            `code_events' section.
+%%%   beamside_logger          its OTP logger handler (id `beamside').
+%%%   beamside_lager           its lager backend, when lager runs.
 %%%   beamside_plugin          the plugin behaviour and the built-in list.
 %%%   beamside_plugin_os_mon   cpu_sup / memsup / disksup, when os_mon runs.
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
@@ -90,9 +95,42 @@
 %%%       Both are also installed by a later collect if sasl / mnesia start
 %%%       after attach, and both are removed by the manager / mnesia itself
 %%%       if the process dies.
+%%%     * with event options (any of the keys below): the forwarder
+%%%       beamside_events (see there for the batch message, the event maps,
+%%%       batching, rate limits and the shell detection), which installs
+%%%       the logger handler `beamside' (beamside_logger) and, when lager
+%%%       runs, the lager backend beamside_lager, and sends this sidecar
+%%%       {beamside_events, Node, Seq, [Event], #{Reason => Dropped}} at its
+%%%       registered name beamside_events (send with nosuspend and
+%%%       noconnect: never blocking; what cannot go is counted as dropped).
+%%%       Per sidecar (a second attach of the same sidecar replaces them;
+%%%       one without any of these keys takes it out of the stream):
+%%%         logs => #{level => Level | none (warning), max_bytes (8192),
+%%%                   depth (30), single_line (false), lager (true)}
+%%%         shell_events => boolean()        (true) shell expressions
+%%%         sysmon_events => boolean()       (false) each system monitor event
+%%%         sysmon_events_rate => integer()  (10 per s, node-wide)
+%%%         events => #{max_rate (2000 per s), batch_size (500), batch_ms
+%%%                     (200), batch_bytes (262144), max_queue (5000),
+%%%                     shell_poll_ms (1000), shell_scan_s (0)}  (node-wide)
+%%%       The handler's level is the most verbose level any sidecar asked
+%%%       for (each sidecar gets its own level and up); logger's primary
+%%%       level is left alone (events below it reach no handler).  When the
+%%%       last sidecar that wants events goes (nodedown, detach, or an
+%%%       attach without event options), the handler and the backend are
+%%%       removed and the forwarder exits; if the forwarder is killed, the
+%%%       handler removes itself at its next event and lager_event drops the
+%%%       backend (supervised handler).
 %%%   Cost: one process, one small ETS table, a message per system monitor
 %%%   event (thresholds above keep them rare), an ETS write per SASL alarm
-%%%   set or cleared, a message per mnesia system event.
+%%%   set or cleared, a message per mnesia system event.  With events: one
+%%%   more process; per log event at or above the level, about 11 us in the
+%%%   logging process (formatting, bounded) and 9 us of node CPU in all,
+%%%   i.e. about half of logger_std_h writing the same event to a file
+%%%   (bench/bench_log_handler.py); the shell poll every second (a few
+%%%   process_info calls, a dictionary read when a shell ran a command); a
+%%%   walk of the processes (about 0.3 us each) at attach and after a node
+%%%   connects, for remote shells.
 %%%
 %%% detach() -> ok
 %%%   Stops beamside_sysmon (which releases the system monitor and the flags
@@ -193,6 +231,19 @@
 %%%     modules                with modules_md5 => true: #{Mod => Md5Hex}
 %%%                            of every loaded module but beamside's own
 %%%                            (at most 20000).  Cost: about 2 us a module.
+%%%     code_events            with code_events => true, meant for every tick
+%%%                            (needs attach): the modules loaded, reloaded,
+%%%                            purged and deleted since the previous such
+%%%                            collect by the same sidecar (see
+%%%                            beamside_events:code_events/2): #{baseline,
+%%%                            modules, truncated, events => [#{type =>
+%%%                            module_loaded | module_reloaded |
+%%%                            module_purged | module_deleted, module,
+%%%                            md5 (hex, current code)}]}; not_attached
+%%%                            when not attached.  The first call is a
+%%%                            baseline (no events).  Cost: about 0.35 us a
+%%%                            loaded module (1 ms at 3,000 modules) plus
+%%%                            the old code walk shared with limits.
 %%%     env                    with env_keys => [{App, Key}] (<= 100; a
 %%%                            2-element list works too): #{{App, Key} =>
 %%%                            undefined | #{hash => erlang:phash2(Value),
@@ -231,6 +282,7 @@
 %%%     startup_files_timeout_ms integer()         (2000)
 %%%     modules_md5       boolean()                (absent) see above
 %%%     env_keys          [{App, Key}]             (absent) see above
+%%%     code_events       boolean()                (absent) see above
 %%%     env_text          boolean()                (true)
 %%%   Cost, measured on a 2-core VM, OTP 25: about 1.5 ms plus the process
 %%%   walk (4 ms to list 100,000 processes, then 0.16 us per process looked

@@ -59,7 +59,8 @@
 %%%                   `evaluator' in the dictionary); every poll.
 %%%   remote shells   (`erl -remsh', JCL `r'): a walk of the processes whose
 %%%                   group leader lives on another node, 1 s and 4 s after
-%%%                   a node (other than a sidecar) connects, and at start;
+%%%                   a node (other than a sidecar) connects (at most one
+%%%                   walk every 3 s), and at start;
 %%%                   optionally every shell_scan_s seconds (0: never, the
 %%%                   default; a JCL `r' shell from an already connected node
 %%%                   is only seen by that periodic scan).
@@ -97,6 +98,7 @@
 -define(CALL_MS, 1000).
 -define(TICK_MS, 1000).
 -define(MAX_SCAN, 500000).
+-define(MIN_SCAN_MS, 3000).
 -define(MAX_CODE_EVENTS, 1000).
 -define(EXPR_WORDS, 20000).
 -define(EXPR_BYTES, 8192).
@@ -612,7 +614,11 @@ shells(St) ->
     end.
 
 poll_shells(St, Now) ->
-    {Due, Later} = lists:partition(fun(T) -> T =< Now end, St#s.scans),
+    %% At most one remote walk every ?MIN_SCAN_MS, however many nodes connect.
+    {Due, Later} = case Now - St#s.last_scan >= ?MIN_SCAN_MS of
+                       true -> lists:partition(fun(T) -> T =< Now end, St#s.scans);
+                       false -> {[], St#s.scans}
+                   end,
     Periodic = case cfg(shell_scan_s, St, 0, {0, 86400}) of
                    0 -> false;
                    S -> Now - St#s.last_scan >= S * 1000

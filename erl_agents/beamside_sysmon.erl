@@ -44,6 +44,15 @@
 %%%     inconsistent_database and mnesia_overload events are kept: a count,
 %%%     and the last one (printed, bounded) with its time.
 %%%
+%%%   * The log and notification forwarder (beamside_events), when a sidecar
+%%%     attaches with event options (see beamside_agent:attach/2): started
+%%%     and linked here, given each sidecar's event options (a later attach
+%%%     of the same sidecar updates them), told when a sidecar goes
+%%%     (nodedown), and stopped first thing in terminate/2, which removes
+%%%     its logger handler and lager backend.  If it fails, it is started
+%%%     again a second later while a sidecar still wants events.  With `sysmon_events' each system monitor event
+%%%     is also handed to it (it rate-limits them).
+%%%
 %%% It traps exits: the alarm_handler manager and mnesia_subscr link to it,
 %%% and their going away (sasl or mnesia stopped) must not take it down.
 %%%
@@ -389,10 +398,17 @@ handle_info({mnesia_system_event, Event}, St) ->
     {noreply, St};
 handle_info(ensure_forwarders, St) ->
     {noreply, ensure_events(ensure_mnesia(ensure_alarm_handler(St)))};
-handle_info({'EXIT', Pid, _Why}, #st{events = Pid} = St) ->
-    %% The forwarder stopped (nobody wants events, or it failed): the next
-    %% collect starts it again if a sidecar still wants events.
+handle_info({'EXIT', Pid, Why}, #st{events = Pid} = St) ->
+    %% The forwarder stopped: normally when no sidecar wants events any
+    %% more; if it failed, start it again in a second (and at the next
+    %% ensure_forwarders) while a sidecar still wants events.
+    case Why of
+        normal -> ok;
+        _ -> erlang:send_after(1000, self(), ensure_events)
+    end,
     {noreply, St#st{events = undefined}};
+handle_info(ensure_events, St) ->
+    {noreply, ensure_events(St)};
 handle_info({gen_event_EXIT, {beamside_alarm_handler, Ref}, _Why}, #st{ah = {_, Ref}} = St) ->
     %% Our handler was removed (by somebody else, or it crashed): forget
     %% its alarms; the next collect adds it again.

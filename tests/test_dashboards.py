@@ -7,15 +7,17 @@ variables, thresholds follow the alarm catalogue, and the files are what
 scripts/build_dashboards.py generates.
 
 Live check: a real ``beamside run`` attached to real nodes (one running
-os_mon, sasl and mnesia, with scheduler_wall_time and microstate accounting
-on, and an alarm made to fire), scraped every second by a real Prometheus:
-every variable query and every PromQL target of every panel is run through
-Prometheus' HTTP API the way Grafana would (variables substituted) and must
-be valid and return at least one series.
+os_mon, sasl and mnesia, beamside's scheduler_wall_time and microstate
+accounting opt-ins on, and an alarm made to fire), scraped every second by a
+real Prometheus: every variable query and every PromQL target of every panel
+is run through Prometheus' HTTP API the way Grafana would (variables
+substituted) and must be valid and return at least one series.  The same
+beamside ships to the strict Loki double, and every log panel's LogQL query
+must select what it really sent.
 
-LogQL targets cannot run here (no Loki): a strict parser below accepts only
-what the dashboards may use and checks the stream selectors against the
-labels beamside sets (SPEC §5).
+Real Loki cannot run here: a strict parser below accepts only what the
+dashboards may use and checks the stream selectors against the labels
+beamside sets (SPEC §5).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import copy
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -458,8 +462,8 @@ def substitute(expr: str, values: dict[str, str]) -> str:
 
 def test_log_panels_select_streams_in_loki_double(boards: dict[str, dict[str, Any]]) -> None:
     """Every logs panel's query, variables substituted, run by the Loki double
-    over streams labelled as SPEC §5 says beamside labels them (`beamside run`
-    does not push to Loki yet: these streams are pushed by the test)."""
+    over streams labelled as SPEC §5 says beamside labels them, every kind and
+    node pushed by the test (the live test below checks what beamside sends)."""
     nodes = ["a@127.0.0.1", "b@127.0.0.1"]
     streams = [
         {
@@ -549,13 +553,7 @@ def _start_nodes(node_factory: NodeFactory, tmp_path: Path) -> tuple[ErlangNode,
         f'ok = application:set_env(mnesia, dir, "{db}"), '
         "ok = mnesia:create_schema([node()]), ok = mnesia:start(), "
         "{atomic, ok} = mnesia:create_table(dash, [{disc_copies, [node()]}]), "
-        "{ok, _} = application:ensure_all_started(os_mon), "
-        "erlang:system_flag(microstate_accounting, true), ok."
-    )
-    # scheduler_wall_time stays on while the process that set it lives.
-    full.eval(
-        "register(dash_swt, spawn(fun() -> erlang:system_flag(scheduler_wall_time, true), "
-        "receive stop -> ok end end)), ok."
+        "{ok, _} = application:ensure_all_started(os_mon), ok."
     )
     # A process that does not read its mailbox: 500 messages, over the alarm
     # threshold set below.
@@ -580,6 +578,7 @@ def test_every_prometheus_query_returns_data(
     started = time.monotonic()
     full, bare = _start_nodes(node_factory, tmp_path)
     am = Alertmanager(tmp_path / "am").start()
+    loki = LokiDouble().start()
     prometheus: Prometheus | None = None
     try:
         cookie_file = tmp_path / "cookie"
@@ -595,6 +594,9 @@ def test_every_prometheus_query_returns_data(
             "http": {"listen": f"127.0.0.1:{port}"},
             "grpc": {"listen": f"127.0.0.1:{free_port()}"},
             "alertmanager": {"urls": [am.url]},
+            "loki": {"url": loki.url, "batch_wait": "200ms"},
+            # The scheduler utilisation and msacc panels need these opt-ins.
+            "agents": {"scheduler_wall_time": True, "microstate_accounting": True},
             # Fires on `full` (dash_slow holds 500 messages): the alarm panels need one.
             "alarms": {"process_message_queue": {"minor": 100, "major": 1_000_000}},
         }
@@ -656,8 +658,53 @@ def test_every_prometheus_query_returns_data(
                 break
             time.sleep(1)
         assert not pending, "queries without data:\n" + "\n".join(pending)
+
+        # The log panels over what beamside itself sent to Loki: a node's
+        # error log, the attach notifications, the alarm, an audited call.
+        full.eval('logger:error("dashboard e2e error"), ok.')
+        grpc_port = int(str(config["grpc"]["listen"]).rsplit(":", 1)[1])
+        gc = subprocess.run(
+            [
+                shutil.which("grpcurl") or "grpcurl",
+                "-plaintext",
+                "-d",
+                json.dumps({"node": full.name}),
+                f"127.0.0.1:{grpc_port}",
+                "beamside.v1.Processes/GarbageCollect",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert gc.returncode == 0, gc.stderr
+        kinds = {"log", "notification", "alarm", "audit"}
+        deadline = time.monotonic() + 20
+        while {e.label_dict["kind"] for e in loki.entries({"job": "beamside"})} != kinds:
+            assert time.monotonic() < deadline, "beamside did not send every kind to Loki"
+            time.sleep(0.5)
+        log_values = {
+            **multi,
+            "level": "(" + "|".join(LOG_LEVELS) + ")",
+            "search": "",
+        }
+        checked = 0
+        for name, board in boards.items():
+            for p, t in targets(board, "loki"):
+                if p["type"] != "logs":
+                    continue
+                values = {**log_values, **(single if name == "beamside-node.json" else {})}
+                expr = substitute(t["expr"], values)
+                reply = httpx.get(
+                    loki.url + "/loki/api/v1/query_range", params={"query": expr}, timeout=10
+                )
+                assert reply.status_code == 200, f"{name}: {p['title']!r}: {reply.text}"
+                assert reply.json()["data"]["result"], f"{name}: {p['title']!r}: no data: {expr}"
+                checked += 1
+        assert checked >= 6
     finally:
         if prometheus is not None:
             prometheus.stop()
         am.stop()
-    assert time.monotonic() - started < 90
+        loki.stop()
+    assert time.monotonic() - started < 120

@@ -163,7 +163,7 @@ async def test_elixir_logger(elixir_node: ErlangNode, local: LocalNode) -> None:
     # Logger.error/2 is a macro; bare_log/3 is what it expands to at run time.
     node.eval(
         "'Elixir.Logger':bare_log(error, <<\"elixir-error 1\">>, "
-        "[{request_id, <<\"req-9\">>}, {application, shop}]), ok."
+        '[{request_id, <<"req-9">>}, {application, shop}]), ok.'
     )
     ev = (await got.until(has_text("elixir-error 1")))[0]
     assert ev.level == "error" and ev.fields["source"] == "logger"
@@ -215,4 +215,21 @@ async def test_lager_backend(otp25_node: ErlangNode, local: LocalNode) -> None:
     await got.until(has_text("lager still there"))
     await agents.detach(local, node.name)
     assert node.eval(handlers) == "[]"
+    assert node.eval(RESIDUE_EXPR) == NO_RESIDUE
+
+
+async def test_forwarder_restarted_after_a_kill(otp25_node: ErlangNode, local: LocalNode) -> None:
+    node = otp25_node
+    box = await attach_events(local, node)
+    got = Collected(box)
+    before = node.eval("whereis(beamside_events).")
+    node.eval("exit(whereis(beamside_events), kill).")
+    after = await wait_value(
+        node, "whereis(beamside_events).", lambda v: v not in ("undefined", before)
+    )
+    assert after.startswith("<")
+    assert "beamside" in node.eval(HANDLERS)
+    node.eval('logger:error("after restart").')
+    await got.until(has_text("after restart"))
+    await agents.detach(local, node.name)
     assert node.eval(RESIDUE_EXPR) == NO_RESIDUE

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -29,7 +29,6 @@ from tests.nodes import (
     ErlangNode,
     Runtime,
     epmd_names,
-    random_cookie,
     runtime_executable,
     unique_node_name,
 )
@@ -157,7 +156,7 @@ def shell_node(
         sh.close()
 
 
-def is_command(text: str) -> object:
+def is_command(text: str) -> Callable[[NodeEvent], bool]:
     return lambda e: e.type == "shell_command" and e.message == text
 
 
@@ -255,8 +254,8 @@ async def test_code_events(otp25_node: ErlangNode, local: LocalNode, tmp_path: P
     section, events = await _code(local, node)
     assert _types(events, mod) == ["module_loaded"]
     md5 = node.eval(f"beamside_agent:hex({mod}:module_info(md5)).").strip('"<>')
-    loaded = [e for e in events if e.fields.get("module") == mod][0]
-    assert loaded.fields["md5"] in md5 and loaded.message == f"module {mod} loaded"
+    loaded = next(e for e in events if e.fields.get("module") == mod)
+    assert loaded.fields["md5"] == md5 and loaded.message == f"module {mod} loaded"
     # c:l a second time: the first version becomes old code: reloaded.
     node.eval(f"c:l({mod}).")
     section, events = await _code(local, node)

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import pty
+import secrets
+import signal
+import subprocess
 import time
 
 import grpc
@@ -205,3 +212,57 @@ async def test_gc_time_limit_truncates(plane: ControlPlane, otp25_node: ErlangNo
         pb.GarbageCollectRequest(node=otp25_node.name, batch_size=1, pause_ms=50, timeout_ms=200),
     )
     assert reply.truncated and 1 <= reply.batches <= 6
+
+
+async def test_terminate_remote_shells(
+    plane: ControlPlane, otp25_node: ErlangNode, epmd_port: int
+) -> None:
+    """A real remote shell (``erl -remsh`` on a pty) is found and killed."""
+    master, slave = pty.openpty()
+    remsh_name = f"remsh_{os.getpid()}_{secrets.token_hex(3)}@127.0.0.1"
+    client = subprocess.Popen(
+        [
+            "erl",
+            "-name",
+            remsh_name,
+            "-setcookie",
+            otp25_node.cookie,
+            "-start_epmd",
+            "false",
+            "-hidden",
+            "-remsh",
+            otp25_node.name,
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        env={**os.environ, "ERL_EPMD_PORT": str(epmd_port)},
+    )
+    os.close(slave)
+    shells = (
+        "[pid_to_list(P) || P <- processes(),"
+        " {current_function, {shell, _, _}} <- [process_info(P, current_function)]]."
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while (found := await otp25_node.aeval(shells)) == "[]":
+            assert time.monotonic() < deadline, "the remote shell did not start"
+            await asyncio.sleep(0.1)
+        reply = await plane.call(
+            plane.processes.TerminateShells,
+            pb.TerminateShellsRequest(node=otp25_node.name),
+        )
+        killed = {s.pid: s for s in reply.terminated}
+        assert {s.kind for s in reply.terminated} == {"server", "evaluator"}
+        assert all(s.remote and s.group_leader_node == remsh_name for s in reply.terminated)
+        assert set(killed) >= set(found.strip("[]").replace('"', "").split(","))
+        for pid in killed:
+            assert await otp25_node.aeval(f'is_process_alive(list_to_pid("{pid}")).') == "false"
+        (record,) = [a for a in plane.audits if a.action == "Processes/TerminateShells"]
+        assert record.ok and len(record.details["response"]["terminated"]) == len(killed)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(client.pid, signal.SIGKILL)
+        client.wait()
+        os.close(master)
