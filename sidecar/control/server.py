@@ -381,15 +381,18 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
     _HEALTH[server] = health_servicer
 
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    if config.tls_cert_file is not None and config.tls_key_file is not None:
-        credentials = grpc.ssl_server_credentials(
-            [(config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())]
-        )
-        bound = server.add_secure_port(address, credentials)
-    else:
-        bound = server.add_insecure_port(address)
+    try:
+        if config.tls_cert_file is not None and config.tls_key_file is not None:
+            credentials = grpc.ssl_server_credentials(
+                [(config.tls_key_file.read_bytes(), config.tls_cert_file.read_bytes())]
+            )
+            bound = server.add_secure_port(address, credentials)
+        else:
+            bound = server.add_insecure_port(address)
+    except RuntimeError:  # grpc's "Failed to bind"
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot listen on {address} (in use?)")
+        raise OSError(f"cannot listen on {address} (address in use?)")
     _PORTS[server] = bound
     log.info(
         "gRPC control plane on %s (auth %s, TLS %s, eval %s)",
