@@ -144,7 +144,8 @@ event(Meta0, Severity, Timestamp, Message, #b{max_bytes = Max}) ->
            end,
     Bin = case unicode:characters_to_binary(Message) of
               Good when is_binary(Good) -> Good;
-              _ -> iolist_to_binary(io_lib:format("~tp", [Message], [{chars_limit, Max}]))
+              _ -> unicode:characters_to_binary(
+                     io_lib:format("~tp", [Message], [{chars_limit, Max}]))
           end,
     Text = beamside_agent:truncate(Bin, Max),
     Time = case Timestamp of
@@ -186,4 +187,4 @@ meta_value(V) when is_atom(V); is_integer(V) -> V;
 meta_value(V) when is_binary(V) -> beamside_agent:truncate(V, 256);
 meta_value(V) ->
     beamside_agent:truncate(
-      iolist_to_binary(io_lib:format("~0tP", [V, 10], [{chars_limit, 256}])), 256).
+      unicode:characters_to_binary(io_lib:format("~0tP", [V, 10], [{chars_limit, 256}])), 256).

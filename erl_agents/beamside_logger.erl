@@ -81,9 +81,11 @@ adding_handler(#{config := Cfg} = Config) when is_map(Cfg) ->
 adding_handler(Config) ->
     {ok, Config#{config => normalise(#{}, undefined)}}.
 
-%% Keep our drops array across config changes (set and update alike).
+%% Keep our drops array across config changes (set and update alike),
+%% unless the new config brings one (a restarted forwarder has its own).
 changing_config(_SetOrUpdate, #{config := Old}, #{config := New} = Config) when is_map(New) ->
-    {ok, Config#{config => normalise(New, maps:get(drops, Old, undefined))}};
+    Drops = maps:get(drops, New, maps:get(drops, Old, undefined)),
+    {ok, Config#{config => normalise(New, Drops)}};
 changing_config(_SetOrUpdate, #{config := Old}, Config) ->
     {ok, Config#{config => Old}}.
 
