@@ -45,6 +45,14 @@
 %%%        top_memory (memory slices, Opts memory_chunk) and `memory_max' is
 %%%        renamed `max_memory'; attach/2 also forwards SASL alarms and
 %%%        mnesia system events (new module beamside_alarm_handler).
+%%%     3  attach/2: event options (logs, shell_events, sysmon_events,
+%%%        sysmon_events_rate, events) start beamside_events (logger handler
+%%%        beamside_logger, lager backend beamside_lager), which pushes
+%%%        {beamside_events, Node, Seq, Events, Dropped} batches; a second
+%%%        attach updates a sidecar's event options; collect/1: opt-in
+%%%        sections `code_events' and `config_events' (Opts code_events,
+%%%        config_events); new module beamside_ops (the control plane's
+%%%        operator tools).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -244,6 +252,18 @@
 %%%                            baseline (no events).  Cost: about 0.35 us a
 %%%                            loaded module (1 ms at 3,000 modules) plus
 %%%                            the old code walk shared with limits.
+%%%     config_events          with config_events => true, meant for every
+%%%                            tick (needs attach): application env values
+%%%                            set, changed or unset since the previous such
+%%%                            collect by the same sidecar (see
+%%%                            beamside_events:config_events/2): #{baseline,
+%%%                            keys, truncated, events => [#{type =>
+%%%                            config_changed, app, key, old, new (printed,
+%%%                            <= 1000 characters, `redacted' for keys that
+%%%                            look like secrets, undefined when unset)}]};
+%%%                            not_attached when not attached.  Cost: a hash
+%%%                            of every env value (about 0.5 ms for 1,000
+%%%                            keys); printing only what changed.
 %%%     env                    with env_keys => [{App, Key}] (<= 100; a
 %%%                            2-element list works too): #{{App, Key} =>
 %%%                            undefined | #{hash => erlang:phash2(Value),
@@ -283,6 +303,7 @@
 %%%     modules_md5       boolean()                (absent) see above
 %%%     env_keys          [{App, Key}]             (absent) see above
 %%%     code_events       boolean()                (absent) see above
+%%%     config_events     boolean()                (absent) see above
 %%%     env_text          boolean()                (true)
 %%%   Cost, measured on a 2-core VM, OTP 25: about 1.5 ms plus the process
 %%%   walk (4 ms to list 100,000 processes, then 0.16 us per process looked
@@ -311,7 +332,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 2).
+-define(VERSION, 3).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 -define(MAX_LIVE_KEYS, 32).
@@ -321,7 +342,7 @@
                    ports, ets, kernel, dist, sysmon, plugins, alarms, time, dist_nodes]).
 %% Computed only when their option is in Opts: {Section, Option}.
 -define(OPT_IN, [{startup_files, startup_files}, {modules, modules_md5}, {env, env_keys},
-                 {code_events, code_events}]).
+                 {code_events, code_events}, {config_events, config_events}]).
 
 -type section() :: atom().
 -type opts() :: #{atom() => term()}.
@@ -455,6 +476,7 @@ section(startup_files, Opts, Ctx) -> beamside_checks:startup_files(Opts, Ctx);
 section(modules, Opts, _) -> beamside_checks:modules(Opts);
 section(env, Opts, _) -> beamside_checks:env(Opts);
 section(code_events, Opts, Ctx) -> beamside_events:code_events(Opts, Ctx);
+section(config_events, Opts, Ctx) -> beamside_events:config_events(Opts, Ctx);
 section(S, Opts, Ctx) -> beamside_vm:section(S, Opts, Ctx).
 
 versions(Opts, Apps) ->

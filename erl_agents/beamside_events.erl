@@ -37,7 +37,9 @@
 %%%                     current_function (binary "m:f/a"), info (printed,
 %%%                     bounded), msg.  Level warning.
 %%%   Module loaded / reloaded / purged / deleted notifications come through
-%%%   the `code_events' collect section instead (code_events/2 below).
+%%%   the `code_events' collect section instead (code_events/2 below), and
+%%%   application environment changes through `config_events'
+%%%   (config_events/2 below).
 %%%
 %%% Batching: a batch goes when batch_size events are buffered, batch_bytes
 %%% of text are buffered, or batch_ms after the first buffered event; a batch
@@ -90,7 +92,7 @@
 
 -export([start_link/0, configure/2, remove_sidecar/1, stop/0, wants_events/1,
          sysmon_event/3]).
--export([code_events/2, discover_shells/1]).
+-export([code_events/2, config_events/2, discover_shells/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(NAME, ?MODULE).
@@ -100,6 +102,9 @@
 -define(MAX_SCAN, 500000).
 -define(MIN_SCAN_MS, 3000).
 -define(MAX_CODE_EVENTS, 1000).
+-define(MAX_CONFIG_EVENTS, 200).
+-define(MAX_ENV_KEYS, 20000).
+-define(ENV_TEXT_CHARS, 1000).
 -define(EXPR_WORDS, 20000).
 -define(EXPR_BYTES, 8192).
 -define(EVENT_KEYS, [logs, shell_events, sysmon_events, sysmon_events_rate, events]).
@@ -785,6 +790,101 @@ code_events(_Opts, Ctx) ->
                       events => lists:sublist(Events, ?MAX_CODE_EVENTS)}
             end
     end.
+
+%%% ---------------------------------------------------------------------------
+%%% config events (the `config_events' collect section, run in the collect call)
+
+%% Application environment values set, changed or unset since the previous
+%% call by the same sidecar (as code_events/2: per caller, baseline first),
+%% for every loaded application:
+%%   #{baseline => boolean(), keys => Count, truncated => Count,
+%%     events => [#{type => config_changed, app, key,
+%%                  old => Text | redacted | undefined,
+%%                  new => Text | redacted | undefined}]}
+%% Keys that look like secrets (password, token, cookie...) are compared but
+%% never printed: `redacted'.
+%% Values are compared by hash (erlang:phash2/1, cheap for the usual small
+%% values); the view kept per sidecar holds the hash and the printed value
+%% (bounded to ?ENV_TEXT_CHARS characters), so a change can show what it was
+%% before.  A value is printed only when it is new or changed.  At most
+%% ?MAX_ENV_KEYS keys are watched, ?MAX_CONFIG_EVENTS events reported a call.
+-spec config_events(map(), map()) -> map() | not_attached | {error, term()}.
+config_events(_Opts, _Ctx) ->
+    case ets:info(beamside_sysmon, owner) of
+        undefined ->
+            not_attached;
+        _ ->
+            Key = {config_view, caller()},
+            Prev = case ets:lookup(beamside_sysmon, Key) of
+                       [{_, P}] -> P;
+                       [] -> undefined
+                   end,
+            Hashes = env_hashes(),
+            Base = case Prev of undefined -> #{}; _ -> Prev end,
+            View = maps:map(fun(K, H) ->
+                                    case maps:find(K, Base) of
+                                        {ok, {H, _} = Same} -> Same;
+                                        _ -> {H, env_text(K)}
+                                    end
+                            end, Hashes),
+            View =:= Prev orelse ets:insert(beamside_sysmon, {Key, View}),
+            case Prev of
+                undefined ->
+                    #{baseline => true, keys => map_size(View), truncated => 0, events => []};
+                _ ->
+                    Events = env_diff(Prev, View),
+                    #{baseline => false, keys => map_size(View),
+                      truncated => max(0, length(Events) - ?MAX_CONFIG_EVENTS),
+                      events => lists:sublist(Events, ?MAX_CONFIG_EVENTS)}
+            end
+    end.
+
+caller() ->
+    case group_leader() of
+        GL when node(GL) =/= node() -> node(GL);
+        _ -> local
+    end.
+
+env_hashes() ->
+    Pairs = [{{App, K}, erlang:phash2(V)}
+             || {App, _, _} <- application:loaded_applications(),
+                {K, V} <- application:get_all_env(App)],
+    maps:from_list(lists:sublist(lists:sort(Pairs), ?MAX_ENV_KEYS)).
+
+env_text({App, K}) ->
+    case application:get_env(App, K) of
+        {ok, _} when is_atom(K) ->
+            case secret_key(atom_to_list(K)) of
+                true -> redacted;
+                false -> print_env(App, K)
+            end;
+        {ok, _} -> print_env(App, K);
+        undefined -> undefined
+    end.
+
+print_env(App, K) ->
+    {ok, V} = application:get_env(App, K),
+    iolist_to_binary(io_lib:format("~0tp", [V], [{chars_limit, ?ENV_TEXT_CHARS}])).
+
+%% Keys whose values are not printed into notifications (they go to Loki).
+secret_key(Name) ->
+    Lower = string:lowercase(Name),
+    lists:any(fun(Word) -> string:find(Lower, Word) =/= nomatch end,
+              ["password", "passwd", "secret", "token", "cookie", "credential",
+               "private_key", "api_key", "apikey"]).
+
+env_diff(Prev, Now) ->
+    Changed = [config_ev(K, maps:get(K, Prev, undefined), V)
+               || {K, V} <- lists:sort(maps:to_list(Now)), maps:get(K, Prev, undefined) =/= V],
+    Unset = [config_ev(K, V, undefined)
+             || {K, V} <- lists:sort(maps:to_list(Prev)), not maps:is_key(K, Now)],
+    Changed ++ Unset.
+
+config_ev({App, K}, Old, New) ->
+    #{type => config_changed, app => App, key => K, old => text_of(Old), new => text_of(New)}.
+
+text_of({_Hash, Text}) -> Text;
+text_of(undefined) -> undefined.
 
 ours(M) ->
     case atom_to_binary(M, utf8) of

@@ -27,7 +27,14 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from exporter.snapshot import NodeSnapshot
 
 from .agents import EventOptions
-from .agents.events import EventBatch, EventDecodeError, NodeEvent, code_notifications, decode_batch
+from .agents.events import (
+    EventBatch,
+    EventDecodeError,
+    NodeEvent,
+    code_notifications,
+    config_notifications,
+    decode_batch,
+)
 from .alarms.model import AlarmEvent, EventKind, Severity
 from .config import LogsConfig, NotificationsConfig
 from .loki.model import LogEntry, make_entry
@@ -110,20 +117,31 @@ class Notifier:
         ).to_attach_opts()
 
     def collect_options(self, node: str) -> Mapping[str, Any]:
-        if self._publish is None or not self.notifications.code:
+        if self._publish is None:
             return {}
-        return {"code_events": True}
+        opts: dict[str, Any] = {}
+        if self.notifications.code:
+            opts["code_events"] = True
+        if self.notifications.config:
+            opts["config_events"] = True
+        return opts
 
     def on_snapshot(self, snapshot: NodeSnapshot) -> None:
-        section = snapshot.data.get("code_events")
-        if section is None:
-            return
-        try:
-            events = code_notifications(snapshot.node, section, int(snapshot.taken_at * 1e9))
-        except EventDecodeError as exc:
-            self._malformed(snapshot.node, exc)
-            return
-        self._node_events(snapshot.node, events)
+        """Module and configuration changes the node's collect reported."""
+        at = int(snapshot.taken_at * 1e9)
+        for key, convert in (
+            ("code_events", code_notifications),
+            ("config_events", config_notifications),
+        ):
+            section = snapshot.data.get(key)
+            if section is None:
+                continue
+            try:
+                events = convert(snapshot.node, section, at)
+            except EventDecodeError as exc:
+                self._malformed(snapshot.node, exc)
+                continue
+            self._node_events(snapshot.node, events)
 
     def on_node_state(self, node: str, event: str, detail: str) -> None:
         level = "warning" if event == "lost" else "info"
@@ -220,22 +238,6 @@ class Notifier:
         if event.kind is EventKind.COMMENTED and alarm.comments:
             details["comment"] = alarm.comments[-1].text
         self._emit("alarm", level, alarm.node, alarm.family, int(at * 1e9), details)
-
-    def config_changed(
-        self, node: str, app: str, key: str, old: str | None, new: str | None, how: str
-    ) -> None:
-        """An application environment value changed on a node (``old``/``new`` as Erlang text)."""
-        details = {
-            "message": f"{app}.{key} changed",
-            "event": "config_changed",
-            "app": app,
-            "key": key,
-            "old": old,
-            "new": new,
-            "detected_by": how,
-        }
-        log.info("config of %s changed: %s.%s", node, app, key, extra={"node": node})
-        self._emit("notification", "notice", node, self._family_of(node), time.time_ns(), details)
 
     def audit(self, record: AuditRecord) -> None:
         """A mutating control-plane request: always to the sidecar log, and to Loki."""

@@ -192,6 +192,28 @@ def test_each_kind_arrives_with_labels_and_fields(
     )
     assert labels["family"] == "app" and line["message"] == "module e2e_mod reloaded"
 
+    # Configuration changed on the node: what it was, what it is; secrets hidden.
+    erl.eval("application:set_env(kernel, e2e_knob, 1).")
+    time.sleep(1.5)  # one collect tick apart
+    erl.eval(
+        "application:set_env(kernel, e2e_knob, 2), application:set_env(kernel, db_password, x)."
+    )
+    labels, line = one(
+        loki,
+        f'{{node="{erl.name}",kind="notification"}}',
+        lambda d: d.get("type") == "config_changed" and d.get("old") == "1",
+        "config changed",
+    )
+    assert line["key"] == "e2e_knob" and line["new"] == "2" and line["app"] == "kernel"
+    assert line["message"] == "kernel.e2e_knob changed"
+    _, secret = one(
+        loki,
+        f'{{node="{erl.name}",kind="notification"}}',
+        lambda d: d.get("type") == "config_changed" and d.get("key") == "db_password",
+        "secret set",
+    )
+    assert secret["new"] == "redacted"
+
     # beamside's own notifications: it attached to each node.
     one(
         loki,

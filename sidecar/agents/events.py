@@ -244,6 +244,66 @@ def code_notifications(node: str, section: object, time_ns: int) -> list[NodeEve
     return out
 
 
+def config_notifications(node: str, section: object, time_ns: int) -> list[NodeEvent]:
+    """The ``config_events`` section of a snapshot as notifications.
+
+    Like :func:`code_notifications`: a baseline, ``not_attached`` or an error
+    gives no events; ``truncated`` adds one ``config_events_truncated``.
+    ``old``/``new`` are the printed values (``None`` when unset,
+    ``"redacted"`` for keys that look like secrets: the node never sends those).
+    """
+    if not isinstance(section, dict) or section.get("baseline") is not False:
+        return []
+    events = section.get("events")
+    if not isinstance(events, list):
+        raise EventDecodeError(f"config_events.events is not a list: {_short(events)}")
+    out: list[NodeEvent] = []
+    for ev in events:
+        if not isinstance(ev, dict) or ev.get("type") != "config_changed":
+            raise EventDecodeError(f"bad config event: {_short(ev)}")
+        app, key = ev.get("app"), ev.get("key")
+        if not isinstance(app, Atom):
+            raise EventDecodeError(f"bad config event: {_short(ev)}")
+        key_text = str(key) if isinstance(key, Atom) else _text(key) or _short(key)
+        old, new = _env_value(ev.get("old")), _env_value(ev.get("new"))
+        what = "set" if old is None else "unset" if new is None else "changed"
+        out.append(
+            NodeEvent(
+                kind="notification",
+                type="config_changed",
+                level="notice",
+                time_ns=time_ns,
+                node=node,
+                message=f"{app}.{key_text} {what}",
+                fields=MappingProxyType(
+                    {"app": str(app), "key": key_text, "old": old, "new": new, "change": what}
+                ),
+            )
+        )
+    truncated = section.get("truncated")
+    if type(truncated) is int and truncated > 0:
+        out.append(
+            NodeEvent(
+                kind="notification",
+                type="config_events_truncated",
+                level="warning",
+                time_ns=time_ns,
+                node=node,
+                message=f"{truncated} more configuration changes not listed",
+                fields=MappingProxyType({"count": truncated}),
+            )
+        )
+    return out
+
+
+def _env_value(value: object) -> str | None:
+    if value is None or value == "undefined":
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 # --------------------------------------------------------------------------- values
 
 
