@@ -12,8 +12,8 @@ The reference, measured in the same run, is the same answer computed by
 the node itself with nothing in between: a compiled Erlang list
 comprehension over ``processes()`` (``process_info/2``, sort, top 20, then
 the 20 described; what one would write in a remote shell) and over
-``ets:all()`` (``ets:info/1``, sort, top 100), timed on the node.  Targets (issue 6): ListProcesses top 20 under 300 ms,
-ListTables under 200 ms.
+``ets:all()`` (``ets:info/1``, sort, top 100), timed on the node.
+Targets (issue 6): ListProcesses top 20 under 300 ms, ListTables under 200 ms.
 """
 
 from __future__ import annotations
@@ -123,8 +123,9 @@ def reference(node: ErlangNode, call: str, runs: int) -> list[float]:
     return [int(node.eval(call, timeout=60)) / 1000 for _ in range(runs)]
 
 
-async def run(node: ErlangNode, epmd_port: int, runs: int) -> list[tuple[str, dict[str, float],
-                                                                       dict[str, float]]]:
+async def run(
+    node: ErlangNode, epmd_port: int, runs: int
+) -> list[tuple[str, dict[str, float], dict[str, float]]]:
     config = parse_config(
         {
             "cluster": "bench",
@@ -160,18 +161,16 @@ async def run(node: ErlangNode, epmd_port: int, runs: int) -> list[tuple[str, di
             assert len(reply.processes) == 20 and not reply.truncated, reply
             if key == "message_queue_len":
                 assert reply.processes[0].registered_name == "bench_queue"
-            ref = await asyncio.to_thread(
-                reference, node, f"bench_control_ref:top({key}).", runs
+            ref = await asyncio.to_thread(reference, node, f"bench_control_ref:top({key}).", runs)
+            rows.append(
+                (f"ListProcesses {key} (walked {reply.walked})", summary(samples), summary(ref))
             )
-            rows.append((f"ListProcesses {key} (walked {reply.walked})", summary(samples),
-                         summary(ref)))
         samples, reply = await timed(
             tables.ListTables, tables_pb2.ListTablesRequest(node=node.name, limit=100), runs
         )
         assert len(reply.tables) == 100, reply
         ref = await asyncio.to_thread(reference, node, "bench_control_ref:tables().", runs)
-        rows.append((f"ListTables memory top 100 of {reply.total}", summary(samples),
-                     summary(ref)))
+        rows.append((f"ListTables memory top 100 of {reply.total}", summary(samples), summary(ref)))
     finally:
         await channel.close()
         await server.stop(0)
@@ -198,8 +197,10 @@ def main() -> None:
             fill_node(node, args.processes, args.tables)
             count = node.eval("erlang:system_info(process_count).")
             rows = asyncio.run(run(node, epmd.port, args.runs))
-    print(f"\ngRPC control plane, end to end on loopback; node: OTP 25, {count} processes, "
-          f"{args.tables} extra ETS tables; {args.runs} calls each (milliseconds)")
+    print(
+        f"\ngRPC control plane, end to end on loopback; node: OTP 25, {count} processes, "
+        f"{args.tables} extra ETS tables; {args.runs} calls each (milliseconds)"
+    )
     print(f"{'':44} {'min':>7} {'p50':>7} {'p90':>7} {'max':>7}   {'ref p50':>7}  ratio  target")
     failed = False
     for name, ours, ref in rows:
@@ -211,8 +212,10 @@ def main() -> None:
             f"{ours['max']:7.1f}   {ref['p50']:7.1f}  {ours['p50'] / ref['p50']:5.2f}x  "
             f"p90 < {target:.0f} ms: {'ok' if ok else 'MISSED'}"
         )
-    print("ref: the same answer computed on the node itself (compiled list comprehension, "
-          "timed there)")
+    print(
+        "ref: the same answer computed on the node itself (compiled list comprehension, "
+        "timed there)"
+    )
     sys.exit(1 if failed else 0)
 
 

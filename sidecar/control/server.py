@@ -15,12 +15,13 @@ wrapped by the dispatcher, which
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import ipaddress
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -209,14 +210,17 @@ class Dispatcher:
         return behavior
 
     def stream(
-        self, method: str, impl: Callable[[Any, Any], AsyncIterator[Message]]
+        self, method: str, impl: Callable[[Any, Any], AsyncGenerator[Message, None]]
     ) -> Callable[[Any, aio.ServicerContext[Any, Any]], AsyncIterator[Message]]:
         async def behavior(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Message]:
             try:
-                async for item in impl(request, context):
-                    yield item
+                # aclosing: a cancelled call closes the servicer's generator now,
+                # not whenever it is garbage collected.
+                async with contextlib.aclosing(impl(request, context)) as items:
+                    async for item in items:
+                        yield item
             except RpcFailure as exc:
                 await context.abort(exc.code, exc.message)
             except (asyncio.CancelledError, aio.AbortError):

@@ -4,9 +4,17 @@ README, the auth matrix and the status codes of bad input."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from tests.control.conftest import ControlFactory, ControlPlane
+from sidecar.alarms.engine import Finding
+from sidecar.alarms.model import Severity
+from sidecar.manager import NodeState
+from tests.conftest import NodeFactory
+from tests.control.conftest import ControlFactory, ControlPlane, wait_until
 from tests.nodes import ErlangNode
 
 FLOOD = (
@@ -100,6 +108,16 @@ async def test_auth_matrix(plane: ControlPlane, otp25_node: ErlangNode) -> None:
     assert no_token.status == "Unauthenticated"
     unknown = await plane.grpcurl("beamside.v1.Nodes/ListNodes", {}, token="not-a-token-at-all")
     assert unknown.status == "Unauthenticated"
+    stream = await plane.grpcurl(
+        "beamside.v1.Metrics/Live", {"node": otp25_node.name, "count": 1}, token=None
+    )
+    assert stream.status == "Unauthenticated"
+    live = await plane.grpcurl(
+        "beamside.v1.Metrics/Live",
+        {"node": otp25_node.name, "count": 1, "metrics": ["process_count"]},
+        token="viewer-token-1234",
+    )
+    assert live.status == "OK" and live.json["values"]["process_count"] > 10
     viewer = await plane.grpcurl(
         "beamside.v1.Processes/GarbageCollect", gc, token="viewer-token-1234"
     )
@@ -167,3 +185,122 @@ async def test_bad_input_status_codes(plane: ControlPlane, otp25_node: ErlangNod
     # The node is unharmed and still answers.
     ok = await plane.grpcurl("beamside.v1.Processes/ListProcesses", {"node": node, "limit": 1})
     assert ok.status == "OK" and len(ok.json["processes"]) == 1
+
+
+async def test_every_method_with_grpcurl(
+    control_factory: ControlFactory,
+    otp25_node: ErlangNode,
+    node_factory: NodeFactory,
+    tmp_path: Path,
+) -> None:
+    """Each of the 25 methods once through grpcurl, in its JSON form."""
+    plane = await control_factory([otp25_node], family="shop", auth=True, eval_enabled=True)
+    node = otp25_node.name
+    late = node_factory("otp28")
+    cookie_file = tmp_path / "cookie"
+    cookie_file.write_text(late.cookie)
+    await otp25_node.aeval(
+        "register(ets_owner, spawn(fun() -> T = ets:new(grpcurl_tab, [named_table, public]),"
+        " ets:insert(T, {k, v}), receive stop -> ok end end)), timer:sleep(50)."
+    )
+    plane.engine.update(
+        node,
+        node=node,
+        family="shop",
+        evaluated=["process_count"],
+        findings=[Finding("process_count", Severity.MINOR, "many processes", "look", {})],
+    )
+    alarm = {"alarm": "process_count", "source": node}
+    calls: list[tuple[str, dict[str, Any], Callable[[Any], bool]]] = [
+        ("Nodes/ListNodes", {"family": "shop"}, lambda r: r["nodes"][0]["name"] == node),
+        ("Nodes/GetNode", {"node": node}, lambda r: r["systemInfo"]["otp_release"] == "25"),
+        (
+            "Nodes/AddNode",
+            {"node": late.name, "cookieFile": str(cookie_file)},
+            lambda r: r["node"]["name"] == late.name,
+        ),
+        ("Nodes/RemoveNode", {"node": late.name}, lambda r: r["removed"] is True),
+        (
+            "Processes/ListProcesses",
+            {"node": node, "sortBy": "reductions", "limit": 3},
+            lambda r: len(r["processes"]) == 3,
+        ),
+        (
+            "Processes/GetProcess",
+            {"node": node, "pid": "ets_owner"},
+            lambda r: r["registeredName"] == "ets_owner",
+        ),
+        ("Processes/TerminateShells", {"node": node}, lambda r: "terminated" not in r),
+        (
+            "Processes/GarbageCollect",
+            {"node": node, "batchSize": 1000},
+            lambda r: int(r["collected"]) > 20,
+        ),
+        (
+            "Tables/ListTables",
+            {"node": node, "orderBy": "name", "limit": 1000},
+            lambda r: "grpcurl_tab" in {t["name"] for t in r["tables"]},
+        ),
+        (
+            "Tables/ReadTable",
+            {"node": node, "table": "grpcurl_tab"},
+            lambda r: r["rows"] == ["{k,v}"],
+        ),
+        (
+            "Code/ListModules",
+            {"node": node, "prefix": "beamside_ops"},
+            lambda r: r["modules"][0]["name"] == "beamside_ops",
+        ),
+        ("Code/SoftPurge", {"node": node}, lambda r: "inUse" not in r),
+        ("Code/DiffModules", {"family": "shop"}, lambda r: r["nodes"] == [node]),
+        ("Config/GetEnv", {"node": node, "app": "kernel"}, lambda r: r["loaded"] and r["entries"]),
+        (
+            "Config/SetEnv",
+            {"node": node, "app": "kernel", "key": "grpcurl_k", "value": "1"},
+            lambda r: r["value"] == "1",
+        ),
+        (
+            "Config/MarkGlobal",
+            {"app": "kernel", "key": "grpcurl_k", "family": "shop"},
+            lambda r: r["globals"][0]["key"] == "grpcurl_k",
+        ),
+        (
+            "Config/SetGlobal",
+            {"family": "shop", "app": "kernel", "key": "grpcurl_k", "value": "2"},
+            lambda r: r["results"][0]["ok"],
+        ),
+        ("Config/DiffConfig", {"family": "shop"}, lambda r: r["nodes"] == [node]),
+        (
+            "Eval/Evaluate",
+            {"node": node, "expression": "application:get_env(kernel, grpcurl_k)"},
+            lambda r: r["result"] == "{ok,2}",
+        ),
+        ("Alarms/ListAlarms", {"node": node}, lambda r: r["alarms"][0]["id"] == "process_count"),
+        ("Alarms/Acknowledge", alarm, lambda r: r["acknowledgedBy"] == "alice"),
+        ("Alarms/Comment", {**alarm, "text": "seen"}, lambda r: r["comments"][0]["text"] == "seen"),
+        ("Alarms/Clear", alarm, lambda r: "active" not in r),
+        ("Metrics/Live", {"node": node, "count": 1}, lambda r: r["values"]["process_count"] > 10),
+    ]
+    for method, data, check in calls:
+        if method == "Nodes/RemoveNode":
+            await wait_until(
+                lambda: (
+                    (s := plane.manager.status(late.name)) is not None and s.state is NodeState.UP
+                ),
+                30,
+                "added node up",
+            )
+        result = await plane.grpcurl(f"beamside.v1.{method}", data)
+        assert result.status == "OK", (method, result.stderr)
+        assert check(result.json), (method, result.stdout)
+    # ...and the one left: TerminateProcess.
+    result = await plane.grpcurl(
+        "beamside.v1.Processes/TerminateProcess", {"node": node, "pid": "ets_owner"}
+    )
+    assert result.json["terminated"] is True
+    listed = await plane.grpcurl("list")
+    methods = 0
+    for service in listed.stdout.split():
+        if service.startswith("beamside.v1."):
+            methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
+    assert methods == len(calls) + 1 == 25

@@ -9,7 +9,7 @@ down.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import grpc
@@ -57,7 +57,9 @@ class MetricsService:
         self.manager = deps.manager
         self.calls = NodeCalls(deps.manager)
 
-    async def Live(self, request: pb.LiveRequest, context: Context) -> AsyncIterator[pb.LiveUpdate]:
+    async def Live(
+        self, request: pb.LiveRequest, context: Context
+    ) -> AsyncGenerator[pb.LiveUpdate, None]:
         names = list(dict.fromkeys(request.metrics)) or list(DEFAULT)
         unknown = [n for n in names if n not in CHEAP]
         if unknown:
@@ -85,4 +87,7 @@ class MetricsService:
                 if request.count and sent >= request.count:
                     return
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+            # live_stream is an async generator: close it now (its rpc, its sleep).
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
