@@ -37,6 +37,7 @@ from .agents.events import (
 )
 from .alarms.model import AlarmEvent, EventKind, Severity
 from .config import LogsConfig, NotificationsConfig
+from .dist.term import Atom
 from .loki.model import LogEntry, make_entry
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,8 @@ class Notifier:
             self._node_events(snapshot.node, events)
 
     def on_node_state(self, node: str, event: str, detail: str) -> None:
+        if event == "attached":
+            self._nodes[node].last_seq = None  # the node numbers batches anew
         level = "warning" if event == "lost" else "info"
         what = {"attached": "beamside attached", "lost": "beamside lost the node"}.get(event, event)
         details = {"event": event, "detail": detail, "message": f"{what} ({detail})"}
@@ -154,8 +157,8 @@ class Notifier:
         try:
             batch = decode_batch(message)
         except EventDecodeError as exc:
-            node = message[1] if isinstance(message, tuple) and len(message) > 1 else "?"
-            self._malformed(str(node), exc)
+            sender = message[1] if isinstance(message, tuple) and len(message) > 1 else None
+            self._malformed(str(sender) if isinstance(sender, Atom) else "unknown", exc)
             return
         self.node_events(batch)
 
@@ -190,10 +193,11 @@ class Notifier:
     def node_events(self, batch: EventBatch) -> None:
         """A batch a node's agent pushed: log events and notifications."""
         counts = self._nodes[batch.node]
+        # Sequence numbers count batches per attach from 1: a gap is batches
+        # the node sent that never arrived.
         if counts.last_seq is not None and batch.seq > counts.last_seq + 1:
             counts.missing_batches += batch.seq - counts.last_seq - 1
-        if counts.last_seq is None or batch.seq > counts.last_seq or batch.seq == 0:
-            counts.last_seq = batch.seq
+        counts.last_seq = batch.seq
         for reason, n in batch.dropped.items():
             counts.dropped[reason] += n
         self._node_events(batch.node, batch.events)
@@ -207,9 +211,6 @@ class Notifier:
             # node and level are labels already; the rest is the line.
             del details["node"], details["level"], details["time_ns"]
             self._emit(event.kind, event.level, node, family, event.time_ns, details)
-
-    def forget(self, node: str) -> None:
-        self._nodes.pop(node, None)
 
     # -- from beamside itself -------------------------------------------------
 
