@@ -87,7 +87,7 @@ def test_losses_are_counted_never_silent() -> None:
         ("prod", NODE, "rate"): 2.0,
         ("prod", NODE, "malformed"): 1.0,
     }
-    assert samples(n, "beamside_node_event_batches_missing_total") == {("prod", NODE): 2.0}
+    assert samples(n, "beamside_node_event_batches_missing_total")[("prod", NODE)] == 2.0
     malformed = samples(n, "beamside_node_events_malformed_total")
     assert malformed[("prod", NODE)] == 1.0 and malformed[("prod", "unknown")] == 1.0
     assert samples(n, "beamside_node_events_received_total") == {("prod", NODE, "log"): 2.0}
