@@ -20,12 +20,13 @@ from grpc import aio
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.config import Config
+from sidecar.discovery.sharding import owner
 from sidecar.dist.errors import DistError, DistTimeout, NodeDown, RpcError
 from sidecar.manager import NodeManager, NodeState, NodeStatus
 from sidecar.notify import AuditRecord
 
 from . import validate
-from .errors import RpcFailure, agent_reply, invalid, not_found, unavailable
+from .errors import RpcFailure, agent_reply, invalid, not_found, precondition, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,13 @@ class NodeCalls:
         name = validate.node(node, field)
         status = self.manager.status(name)
         if status is None:
+            shard = self.manager.shard
+            if shard.count > 1 and (other := owner(name, shard.count)) != shard.index:
+                # Sharded: say which replica to ask (StatefulSet pod <name>-<ordinal>).
+                raise precondition(
+                    f"{name} belongs to shard {other} of {shard.count}; "
+                    f"this replica is shard {shard.index}"
+                )
             raise not_found(f"{name} is not a managed node")
         return status
 
