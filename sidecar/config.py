@@ -8,7 +8,6 @@ Unknown keys are errors.  Cookies are never part of an error message, a
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -18,9 +17,10 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from .agents.events import LEVELS
 from .alarms.alertmanager import AlertmanagerConfig
 from .alarms.catalogue import BUILTIN, SETTING_KEYS, AlarmConfig, GlobalParam
-from .control.config import GrpcConfig, TokenFileError, load_identities
+from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identities
 from .discovery.dns import DnsDiscoveryConfig
 from .discovery.kubernetes import KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
@@ -45,7 +45,8 @@ _BYTE_UNITS = {
     "MB": 10**6,
     "GB": 10**9,
 }
-LOG_LEVELS = ("emergency", "alert", "critical", "error", "warning", "notice", "info", "debug")
+# The levels a node's log handler knows (logger's), most severe first.
+LOG_LEVELS = LEVELS
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _LABEL_VALUE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
@@ -441,15 +442,6 @@ def _dns(r: _Reader, m: Mapping[str, Any], path: str, discover: str) -> DnsDisco
         return None
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _grpc(r: _Reader, value: object) -> GrpcConfig:
     path = "grpc"
     m = r.mapping(value, path, {"listen", "auth", "tls", "eval_enabled"})
@@ -468,7 +460,7 @@ def _grpc(r: _Reader, value: object) -> GrpcConfig:
                 r.problem("grpc.auth.tokens_file", str(exc))
     elif "auth" in m:
         r.problem("grpc.auth", "expected tokens_file")
-    if tokens_file is None and not _is_loopback(listen[0]):
+    if tokens_file is None and not is_loopback(listen[0]):
         r.problem(
             "grpc.listen",
             f"{listen[0]} is not a loopback address: without grpc.auth.tokens_file the "

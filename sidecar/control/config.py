@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,16 @@ class GrpcConfig:
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a ``grpc.listen`` host) only accepts local connections."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def fingerprint(token: str) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import time
 import weakref
@@ -37,7 +36,7 @@ from sidecar.notify import AuditRecord
 
 from .auth import Authenticator, AuthError, AuthInterceptor, is_mutating
 from .base import Deps
-from .config import GrpcConfig, Identity, load_identities
+from .config import GrpcConfig, Identity, is_loopback, load_identities
 from .errors import RpcFailure
 from .gen.beamside.v1 import (
     alarms_pb2,
@@ -321,15 +320,6 @@ def reflection_pool(files: Sequence[FileDescriptor]) -> descriptor_pool.Descript
     for file in files:
         add(file)
     return pool
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:

@@ -14,6 +14,7 @@ from sidecar.control.config import (
     Role,
     TokenFileError,
     fingerprint,
+    is_loopback,
     load_identities,
     load_tokens,
 )
@@ -28,7 +29,7 @@ from sidecar.control.gen.beamside.v1 import (
     processes_pb2,
     tables_pb2,
 )
-from sidecar.control.server import SERVICE_NAMES, is_loopback, request_details
+from sidecar.control.server import SERVICE_NAMES, request_details
 from sidecar.control.validate import atom, continuation_decode, limit, pid_or_name, table
 
 
