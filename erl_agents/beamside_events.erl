@@ -768,11 +768,7 @@ code_events(_Opts, Ctx) ->
             OldSet = maps:from_list([{M, true} || M <- Old]),
             View = maps:from_list([{M, module_state(M, OldSet)}
                                    || M <- erlang:loaded(), not ours(M)]),
-            Caller = case group_leader() of
-                         GL when node(GL) =/= node() -> node(GL);
-                         _ -> local
-                     end,
-            Key = {code_view, Caller},
+            Key = {code_view, caller()},
             Prev = case ets:lookup(beamside_sysmon, Key) of
                        [{_, P}] -> P;
                        [] -> undefined
@@ -819,14 +815,13 @@ config_events(_Opts, _Ctx) ->
                        [{_, P}] -> P;
                        [] -> undefined
                    end,
-            Hashes = env_hashes(),
             Base = case Prev of undefined -> #{}; _ -> Prev end,
-            View = maps:map(fun(K, H) ->
+            View = maps:map(fun(K, {H, V}) ->
                                     case maps:find(K, Base) of
                                         {ok, {H, _} = Same} -> Same;
-                                        _ -> {H, env_text(K)}
+                                        _ -> {H, env_text(K, V)}
                                     end
-                            end, Hashes),
+                            end, env_values()),
             View =:= Prev orelse ets:insert(beamside_sysmon, {Key, View}),
             case Prev of
                 undefined ->
@@ -845,26 +840,18 @@ caller() ->
         _ -> local
     end.
 
-env_hashes() ->
-    Pairs = [{{App, K}, erlang:phash2(V)}
+%% #{{App, Key} => {Hash, Value}}: values are not copied, only referenced.
+env_values() ->
+    Pairs = [{{App, K}, {erlang:phash2(V), V}}
              || {App, _, _} <- application:loaded_applications(),
                 {K, V} <- application:get_all_env(App)],
     maps:from_list(lists:sublist(lists:sort(Pairs), ?MAX_ENV_KEYS)).
 
-env_text({App, K}) ->
-    case application:get_env(App, K) of
-        {ok, _} when is_atom(K) ->
-            case secret_key(atom_to_list(K)) of
-                true -> redacted;
-                false -> print_env(App, K)
-            end;
-        {ok, _} -> print_env(App, K);
-        undefined -> undefined
+env_text({_App, K}, V) ->
+    case is_atom(K) andalso secret_key(atom_to_list(K)) of
+        true -> redacted;
+        false -> iolist_to_binary(io_lib:format("~0tp", [V], [{chars_limit, ?ENV_TEXT_CHARS}]))
     end.
-
-print_env(App, K) ->
-    {ok, V} = application:get_env(App, K),
-    iolist_to_binary(io_lib:format("~0tp", [V], [{chars_limit, ?ENV_TEXT_CHARS}])).
 
 %% Keys whose values are not printed into notifications (they go to Loki).
 secret_key(Name) ->
