@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.daemon_proc import BeamsideProcess
+from tests.loki_double import LokiDouble
 from tests.nodes import (
     RUNTIMES,
     Epmd,
@@ -225,3 +226,13 @@ def beamside_procs() -> Iterator[list[BeamsideProcess]]:
     yield started
     for proc in started:
         proc.kill()
+
+
+@pytest.fixture
+def loki() -> Iterator[LokiDouble]:
+    """A running strict Loki double (:mod:`tests.loki_double`) with Loki's default limits."""
+    double = LokiDouble().start()
+    try:
+        yield double
+    finally:
+        double.stop()

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.agents.test_notifications import shell_node
 from tests.conftest import NodeFactory
 from tests.daemon_proc import BeamsideProcess
 from tests.loki_double import LokiDouble, StoredEntry
-from tests.nodes import free_port
-
-
-@pytest.fixture
-def loki() -> Iterator[LokiDouble]:
-    double = LokiDouble().start()
-    try:
-        yield double
-    finally:
-        double.stop()
+from tests.nodes import free_port, shell_node
 
 
 def run_beamside(

@@ -3,10 +3,8 @@ path, and the OTLP bridge over the same registry (real nodes throughout)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -19,20 +17,12 @@ from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.nodes import ErlangNode
+from tests.waiting import eventually
 
 RESIDUE = (
     '{[M || {M, _} <- code:all_loaded(), lists:prefix("beamside", atom_to_list(M))],'
     " nodes(hidden)}."
 )
-
-
-async def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout}s")
 
 
 @pytest.fixture
@@ -60,25 +50,25 @@ def is_up(manager: NodeManager, node: str) -> bool:
 async def test_targets_added_and_removed_at_run_time(
     manager: NodeManager, node_factory: NodeFactory, otp25_node: ErlangNode
 ) -> None:
-    await wait_for(lambda: is_up(manager, otp25_node.name), 20, "seed up")
+    await eventually(lambda: is_up(manager, otp25_node.name), 20, "seed up")
     assert manager.ready
     late = node_factory("otp28")
     assert manager.add_target(late.name, cookie=CookieSource("inline", late.cookie), family="x")
     assert not manager.add_target(late.name, cookie=CookieSource("inline", late.cookie))
-    await wait_for(lambda: is_up(manager, late.name), 20, "late node up")
+    await eventually(lambda: is_up(manager, late.name), 20, "late node up")
     status = manager.status(late.name)
     assert status is not None and status.family == "x" and status.agent_version >= 1
 
     assert await manager.remove_target(late.name)
     assert manager.status(late.name) is None and late.name not in manager.snapshots
     # The node notices the closed connection on its own, a moment later.
-    await wait_for(lambda: late.eval(RESIDUE) == "{[],[]}", 5, "no residue on the node")
+    await eventually(lambda: late.eval(RESIDUE) == "{[],[]}", 5, "no residue on the node")
     assert not await manager.remove_target(late.name)
     assert is_up(manager, otp25_node.name)
 
 
 async def test_live_path(manager: NodeManager, otp25_node: ErlangNode) -> None:
-    await wait_for(lambda: is_up(manager, otp25_node.name), 20, "up")
+    await eventually(lambda: is_up(manager, otp25_node.name), 20, "up")
     values = await manager.live(otp25_node.name, ["process_count", "memory_total"])
     assert values["process_count"] > 10 and values["memory_total"] > 1_000_000
     with pytest.raises(KeyError):
@@ -97,7 +87,7 @@ async def test_live_path(manager: NodeManager, otp25_node: ErlangNode) -> None:
 async def test_family_from_release_when_not_overridden(
     manager: NodeManager, otp25_node: ErlangNode
 ) -> None:
-    await wait_for(lambda: is_up(manager, otp25_node.name), 20, "up")
+    await eventually(lambda: is_up(manager, otp25_node.name), 20, "up")
     status = manager.status(otp25_node.name)
     # A plain `erl` runs no release: the agent says so, and the family follows.
     assert status is not None and status.family == "erlang"
@@ -107,7 +97,7 @@ async def test_family_from_release_when_not_overridden(
 async def test_otlp_bridge_exports_the_same_series(
     manager: NodeManager, otp25_node: ErlangNode
 ) -> None:
-    await wait_for(lambda: is_up(manager, otp25_node.name), 20, "up")
+    await eventually(lambda: is_up(manager, otp25_node.name), 20, "up")
     registry = build_registry(manager, "test")
     reader = InMemoryMetricReader()
     bridge = OtlpBridge(registry, reader)

@@ -5,16 +5,10 @@ events from the `code_events` collect section, system monitor events."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import pty
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -25,135 +19,7 @@ from sidecar.dist.node import LocalNode
 from sidecar.dist.term import Atom
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import Collected, attach_events
-from tests.nodes import (
-    ErlangNode,
-    Runtime,
-    epmd_names,
-    runtime_executable,
-    unique_node_name,
-)
-
-
-class ShellNode:
-    """An `erl` with an interactive shell reading our input (what an operator
-    typing into `erl` or `erl -remsh` looks like to the node): on a pseudo
-    terminal (user_drv, as in a real terminal; `-remsh` needs it) or on a
-    pipe (OTP's old shell, `user`)."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], name: str, master: int | None) -> None:
-        self.proc = proc
-        self.name = name
-        self._master = master
-        self._out = bytearray()
-        self._reader: threading.Thread | None = None
-        if master is not None:
-            self._reader = threading.Thread(target=self._read, daemon=True)
-            self._reader.start()
-
-    def _read(self) -> None:
-        assert self._master is not None
-        while True:
-            try:
-                chunk = os.read(self._master, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            self._out += chunk
-
-    def type(self, line: str) -> None:
-        if self._master is not None:
-            os.write(self._master, line.encode() + b"\r")
-        else:
-            stdin: IO[bytes] | None = self.proc.stdin
-            assert stdin is not None
-            stdin.write(line.encode() + b"\n")
-            stdin.flush()
-
-    async def wait_output(self, text: str, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not seen in the shell output:\n{self.output()}")
-            await asyncio.sleep(0.1)
-
-    def output(self) -> str:
-        if self._master is None:
-            stdout: IO[bytes] | None = self.proc.stdout
-            assert stdout is not None
-            return stdout.read().decode(errors="replace") if self.proc.poll() is not None else ""
-        return self._out.decode(errors="replace")
-
-    def close(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        if self._master is not None:
-            os.close(self._master)
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-
-
-@contextlib.contextmanager
-def shell_node(
-    runtime: Runtime,
-    cookie: str,
-    epmd_port: int,
-    tmp_path: Path,
-    remsh: str | None = None,
-    tty: bool = True,
-) -> Iterator[ShellNode]:
-    alive = unique_node_name("shell")
-    name = f"{alive}@127.0.0.1"
-    cmd = [
-        runtime_executable(runtime),
-        "-name",
-        name,
-        "-setcookie",
-        cookie,
-        "-start_epmd",
-        "false",
-        "-kernel",
-        "inet_dist_use_interface",
-        "{127,0,0,1}",
-    ]
-    if remsh is not None:
-        cmd += ["-remsh", remsh]
-    env = {k: v for k, v in os.environ.items() if k not in ("ERL_AFLAGS", "ERL_FLAGS")}
-    env["ERL_EPMD_PORT"] = str(epmd_port)
-    if tty:
-        master, slave = pty.openpty()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-        os.close(slave)
-        sh = ShellNode(proc, name, master)
-    else:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-        sh = ShellNode(proc, name, None)
-    try:
-        deadline = time.monotonic() + 20
-        while alive not in epmd_names(epmd_port):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not start:\n{sh.output()}")
-            time.sleep(0.1)
-        yield sh
-    finally:
-        sh.close()
+from tests.nodes import ErlangNode, Runtime, shell_node
 
 
 def is_command(text: str) -> Callable[[NodeEvent], bool]:

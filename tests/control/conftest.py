@@ -18,7 +18,6 @@ import importlib.resources
 import json
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from sidecar.notify import AuditRecord
 from tests.nodes import ErlangNode
+from tests.waiting import eventually
 
 TOKENS = {
     "viewer-token-1234": "viewer",
@@ -181,15 +181,6 @@ class ControlPlane:
         return GrpcurlResult(proc.returncode or 0, out.decode(), err.decode())
 
 
-async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout}s")
-
-
 ControlFactory = Callable[..., Awaitable[ControlPlane]]
 
 
@@ -250,7 +241,7 @@ async def control_factory(epmd_port: int, tmp_path: Path) -> AsyncIterator[Contr
                 (s := manager.status(n.name)) is not None and s.state is NodeState.UP for n in nodes
             )
 
-        await wait_until(all_up, 30, "nodes attached")
+        await eventually(all_up, 30, "nodes attached")
         return plane
 
     yield make

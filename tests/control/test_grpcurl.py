@@ -14,8 +14,9 @@ from sidecar.alarms.engine import Finding
 from sidecar.alarms.model import Severity
 from sidecar.manager import NodeState
 from tests.conftest import NodeFactory
-from tests.control.conftest import ControlFactory, ControlPlane, wait_until
+from tests.control.conftest import ControlFactory, ControlPlane
 from tests.nodes import ErlangNode
+from tests.waiting import eventually
 
 FLOOD = (
     "P = spawn(fun() -> receive stop -> ok end end),"
@@ -283,7 +284,7 @@ async def test_every_method_with_grpcurl(
     ]
     for method, data, check in calls:
         if method == "Nodes/RemoveNode":
-            await wait_until(
+            await eventually(
                 lambda: (
                     (s := plane.manager.status(late.name)) is not None and s.state is NodeState.UP
                 ),

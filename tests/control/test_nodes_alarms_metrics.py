@@ -19,8 +19,9 @@ from sidecar.control.gen.beamside.v1 import (
 )
 from sidecar.manager import NodeState
 from tests.conftest import NodeFactory
-from tests.control.conftest import ControlFactory, wait_until
+from tests.control.conftest import ControlFactory
 from tests.nodes import ErlangNode
+from tests.waiting import eventually
 
 
 async def test_nodes_added_inspected_removed(
@@ -50,7 +51,7 @@ async def test_nodes_added_inspected_removed(
         token="operator-token-1234",
     )
     assert added.node.name == elixir.name and added.node.family == "ex"
-    await wait_until(
+    await eventually(
         lambda: (s := plane.manager.status(elixir.name)) is not None and s.state is NodeState.UP,
         30,
         "elixir node attached",
@@ -97,7 +98,7 @@ async def test_down_node_is_unavailable(
     first, second = node_factory.many(2, "otp25")
     plane = await control_factory([first, second])
     second.kill()
-    await wait_until(
+    await eventually(
         lambda: (
             (s := plane.manager.status(second.name)) is not None and s.state is not NodeState.UP
         ),

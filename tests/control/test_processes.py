@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import pty
-import secrets
-import signal
-import subprocess
 import time
+from pathlib import Path
 
 import grpc
 import pytest
 
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
 from tests.control.conftest import ControlFactory, ControlPlane
-from tests.nodes import ErlangNode
+from tests.nodes import ErlangNode, shell_node
 
 
 @pytest.fixture
@@ -215,36 +210,17 @@ async def test_gc_time_limit_truncates(plane: ControlPlane, otp25_node: ErlangNo
 
 
 async def test_terminate_remote_shells(
-    plane: ControlPlane, otp25_node: ErlangNode, epmd_port: int
+    plane: ControlPlane, otp25_node: ErlangNode, epmd_port: int, tmp_path: Path
 ) -> None:
     """A real remote shell (``erl -remsh`` on a pty) is found and killed."""
-    master, slave = pty.openpty()
-    remsh_name = f"remsh_{os.getpid()}_{secrets.token_hex(3)}@127.0.0.1"
-    client = subprocess.Popen(
-        [
-            "erl",
-            "-name",
-            remsh_name,
-            "-setcookie",
-            otp25_node.cookie,
-            "-start_epmd",
-            "false",
-            "-hidden",
-            "-remsh",
-            otp25_node.name,
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        start_new_session=True,
-        env={**os.environ, "ERL_EPMD_PORT": str(epmd_port)},
-    )
-    os.close(slave)
     shells = (
         "[pid_to_list(P) || P <- processes(),"
         " {current_function, {shell, _, _}} <- [process_info(P, current_function)]]."
     )
-    try:
+    with shell_node(
+        "otp25", otp25_node.cookie, epmd_port, tmp_path, remsh=otp25_node.name, hidden=True
+    ) as client:
+        remsh_name = client.name
         deadline = time.monotonic() + 20
         while (found := await otp25_node.aeval(shells)) == "[]":
             assert time.monotonic() < deadline, "the remote shell did not start"
@@ -261,8 +237,3 @@ async def test_terminate_remote_shells(
             assert await otp25_node.aeval(f'is_process_alive(list_to_pid("{pid}")).') == "false"
         (record,) = [a for a in plane.audits if a.action == "Processes/TerminateShells"]
         assert record.ok and len(record.details["response"]["terminated"]) == len(killed)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(client.pid, signal.SIGKILL)
-        client.wait()
-        os.close(master)

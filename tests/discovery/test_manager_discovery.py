@@ -8,8 +8,6 @@ two shards over the same pods manage every node exactly once.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +18,9 @@ from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.discovery.k8s_api import KubeApiDouble, make_pod
+from tests.waiting import eventually
 
 RESIDUE = '[M || {M, _} <- code:all_loaded(), lists:prefix("beamside", atom_to_list(M))].'
-
-
-async def wait_for(check: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        await asyncio.sleep(0.1)
 
 
 def k8s_config(
@@ -79,7 +70,7 @@ async def test_nodes_follow_pods(
     manager = NodeManager(config, LocalNode(local_name_for(config), "x", epmd_port=epmd_port))
     await manager.start()
     try:
-        await wait_for(lambda: up(manager, a.name), 20, "first pod's node attached")
+        await eventually(lambda: up(manager, a.name), 20, "first pod's node attached")
         status = manager.status(a.name)
         assert status is not None and status.family == "shop"
         assert status.discovered_by == "kubernetes shop/app=shop"
@@ -89,12 +80,12 @@ async def test_nodes_follow_pods(
         await asyncio.sleep(2.5)
         assert manager.status(b.name) is None
         kube_api.add_pod(make_pod(alive[b.name], "127.0.0.1"))
-        await wait_for(lambda: up(manager, b.name), 20, "second pod's node attached")
+        await eventually(lambda: up(manager, b.name), 20, "second pod's node attached")
 
         # The first pod goes away: its node is detached, nothing left on it.
         kube_api.remove_pod("shop", alive[a.name])
-        await wait_for(lambda: manager.status(a.name) is None, 10, "node of the gone pod dropped")
-        await wait_for(lambda: a.eval(RESIDUE) == "[]", 10, "no agent left on the node")
+        await eventually(lambda: manager.status(a.name) is None, 10, "node of the gone pod dropped")
+        await eventually(lambda: a.eval(RESIDUE) == "[]", 10, "no agent left on the node")
         assert up(manager, b.name)
         follow = manager.discovery_status["kubernetes shop/app=shop"]
         assert follow.nodes == frozenset({b.name}) and follow.last_error is None
@@ -115,10 +106,10 @@ async def test_api_outage_keeps_the_nodes(
     manager = NodeManager(config, LocalNode(local_name_for(config), "x", epmd_port=epmd_port))
     await manager.start()
     try:
-        await wait_for(lambda: up(manager, a.name), 20, "attached")
+        await eventually(lambda: up(manager, a.name), 20, "attached")
         kube_api.stop()  # the API server is gone: the last known set stays
         follow = manager.discovery_status["kubernetes shop/app=shop"]
-        await wait_for(lambda: follow.last_error is not None, 10, "the failure is noticed")
+        await eventually(lambda: follow.last_error is not None, 10, "the failure is noticed")
         await asyncio.sleep(1.5)
         assert up(manager, a.name)
     finally:
@@ -141,7 +132,7 @@ async def test_shards_split_the_nodes(
         await m.start()
     try:
         owned = [lambda m=m: {s.node for s in m.statuses()} for m in managers]
-        await wait_for(lambda: owned[0]() | owned[1]() == expected, 10, "every node managed")
+        await eventually(lambda: owned[0]() | owned[1]() == expected, 10, "every node managed")
         assert not owned[0]() & owned[1](), "a node managed by both shards"
         for index, get in enumerate(owned):
             assert all(owner(node, 2) == index for node in get())
