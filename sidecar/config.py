@@ -648,10 +648,14 @@ def parse_config(data: object, source: str = "<config>") -> Config:
     notifications = _notifications(r, top.get("notifications"))
     sharding = _sharding(r, top.get("sharding"))
     loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
-    am_ = r.mapping(top.get("agents"), "agents", {"scheduler_wall_time", "microstate_accounting"})
+    agents_map = r.mapping(
+        top.get("agents"), "agents", {"scheduler_wall_time", "microstate_accounting"}
+    )
     agents_config = AgentsConfig(
-        scheduler_wall_time=r.convert(am_, "scheduler_wall_time", "agents", _flag, False),
-        microstate_accounting=r.convert(am_, "microstate_accounting", "agents", _flag, False),
+        scheduler_wall_time=r.convert(agents_map, "scheduler_wall_time", "agents", _flag, False),
+        microstate_accounting=r.convert(
+            agents_map, "microstate_accounting", "agents", _flag, False
+        ),
     )
 
     if r.problems:

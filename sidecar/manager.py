@@ -190,6 +190,11 @@ class NodeManager:
             for node in target.nodes:
                 if owns(self.shard, node):
                     self.add_target(node, target)
+            if target.discover == "connected":
+                for seed in target.nodes:
+                    self._discovery.append(
+                        asyncio.create_task(self._discover(seed, target), name=f"discover {seed}")
+                    )
         for target, discoverer in self._discoverers:
             status = self.discovery_status.setdefault(discoverer.description, FollowStatus())
             self._discovery.append(
@@ -203,12 +208,6 @@ class NodeManager:
                     name=f"discover {discoverer.description}",
                 )
             )
-        for target in self.config.targets:
-            if target.discover == "connected":
-                for seed in target.nodes:
-                    self._discovery.append(
-                        asyncio.create_task(self._discover(seed, target), name=f"discover {seed}")
-                    )
 
     def add_target(
         self,
