@@ -276,7 +276,7 @@ async def test_every_method_with_grpcurl(
             {"node": node, "expression": "application:get_env(kernel, grpcurl_k)"},
             lambda r: r["result"] == "{ok,2}",
         ),
-        ("Alarms/ListAlarms", {"node": node}, lambda r: r["alarms"][0]["id"] == "process_count"),
+        ("Alarms/ListAlarms", {"node": node}, lambda r: r["alarms"][0]["alarm"] == "process_count"),
         ("Alarms/Acknowledge", alarm, lambda r: r["acknowledgedBy"] == "alice"),
         ("Alarms/Comment", {**alarm, "text": "seen"}, lambda r: r["comments"][0]["text"] == "seen"),
         ("Alarms/Clear", alarm, lambda r: "active" not in r),

@@ -137,16 +137,19 @@ async def test_alarms_acknowledge_comment_clear(
     listed = await plane.call(
         plane.alarms.ListAlarms, alarms_pb2.ListAlarmsRequest(min_severity="major")
     )
-    (alarm,) = [a for a in listed.alarms if a.id == "process_message_queue"]
+    (alarm,) = [a for a in listed.alarms if a.alarm == "process_message_queue"]
     assert alarm.severity == "major" and alarm.source == otp25_node.name and alarm.active
     assert alarm.info_json == '{"pid": "<0.1.0>"}'
     assert alarm.raised_at.seconds > time.time() - 60
     none = await plane.call(
         plane.alarms.ListAlarms, alarms_pb2.ListAlarmsRequest(min_severity="critical")
     )
-    assert "process_message_queue" not in {a.id for a in none.alarms}
+    assert "process_message_queue" not in {a.alarm for a in none.alarms}
 
-    key = alarms_pb2.AlarmActionRequest(alarm="process_message_queue", source=otp25_node.name)
+    # One name: a listed alarm's `alarm` and `source` are what the actions take.
+    assert {f.name for f in alarms_pb2.Alarm.DESCRIPTOR.fields} >= {"alarm", "source"}
+    assert "id" not in {f.name for f in alarms_pb2.Alarm.DESCRIPTOR.fields}
+    key = alarms_pb2.AlarmActionRequest(alarm=alarm.alarm, source=alarm.source)
     viewer = await plane.status_of(plane.alarms.Acknowledge, key, token="viewer-token-1234")
     assert viewer == grpc.StatusCode.PERMISSION_DENIED
     acked = await plane.call(plane.alarms.Acknowledge, key, token="operator-token-1234")

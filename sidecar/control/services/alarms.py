@@ -26,7 +26,7 @@ def _time(seconds: float) -> Timestamp:
 
 def to_message(alarm: Alarm) -> pb.Alarm:
     return pb.Alarm(
-        id=alarm.id,
+        alarm=alarm.id,
         source=alarm.key.source,
         severity=str(alarm.severity),
         node=alarm.node,
@@ -45,7 +45,7 @@ def to_message(alarm: Alarm) -> pb.Alarm:
 
 def _key(alarm: str, source: str) -> AlarmKey:
     if not alarm:
-        raise invalid("alarm is required (an alarm id, e.g. process_message_queue)")
+        raise invalid("alarm is required (an alarm name, e.g. process_message_queue)")
     if not source:
         raise invalid("source is required (a node name, or family:<name>)")
     return AlarmKey(alarm, source)

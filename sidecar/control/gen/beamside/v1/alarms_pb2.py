@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x65\x61mside/v1/alarms.proto\x12\x0b\x62\x65\x61mside.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x11ListAlarmsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x14\n\x0cmin_severity\x18\x03 \x01(\t\"Q\n\x0c\x41larmComment\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03who\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xcb\x02\n\x05\x41larm\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\x0e\n\x06repair\x18\x08 \x01(\t\x12\x11\n\tinfo_json\x18\t \x01(\t\x12-\n\traised_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\x0c \x01(\t\x12+\n\x08\x63omments\x18\r \x03(\x0b\x32\x19.beamside.v1.AlarmComment\x12\x0e\n\x06\x61\x63tive\x18\x0e \x01(\x08\"8\n\x12ListAlarmsResponse\x12\"\n\x06\x61larms\x18\x01 \x03(\x0b\x32\x12.beamside.v1.Alarm\"3\n\x12\x41larmActionRequest\x12\r\n\x05\x61larm\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"=\n\x0e\x43ommentRequest\x12\r\n\x05\x61larm\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t2\x95\x02\n\x06\x41larms\x12M\n\nListAlarms\x12\x1e.beamside.v1.ListAlarmsRequest\x1a\x1f.beamside.v1.ListAlarmsResponse\x12\x42\n\x0b\x41\x63knowledge\x12\x1f.beamside.v1.AlarmActionRequest\x1a\x12.beamside.v1.Alarm\x12<\n\x05\x43lear\x12\x1f.beamside.v1.AlarmActionRequest\x1a\x12.beamside.v1.Alarm\x12:\n\x07\x43omment\x12\x1b.beamside.v1.CommentRequest\x1a\x12.beamside.v1.Alarmb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x65\x61mside/v1/alarms.proto\x12\x0b\x62\x65\x61mside.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"G\n\x11ListAlarmsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x14\n\x0cmin_severity\x18\x03 \x01(\t\"Q\n\x0c\x41larmComment\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0b\n\x03who\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xce\x02\n\x05\x41larm\x12\r\n\x05\x61larm\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08severity\x18\x03 \x01(\t\x12\x0c\n\x04node\x18\x04 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x05 \x01(\t\x12\x0f\n\x07\x63luster\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\x0e\n\x06repair\x18\x08 \x01(\t\x12\x11\n\tinfo_json\x18\t \x01(\t\x12-\n\traised_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0f\x61\x63knowledged_by\x18\x0c \x01(\t\x12+\n\x08\x63omments\x18\r \x03(\x0b\x32\x19.beamside.v1.AlarmComment\x12\x0e\n\x06\x61\x63tive\x18\x0e \x01(\x08\"8\n\x12ListAlarmsResponse\x12\"\n\x06\x61larms\x18\x01 \x03(\x0b\x32\x12.beamside.v1.Alarm\"3\n\x12\x41larmActionRequest\x12\r\n\x05\x61larm\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\"=\n\x0e\x43ommentRequest\x12\r\n\x05\x61larm\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t2\x95\x02\n\x06\x41larms\x12M\n\nListAlarms\x12\x1e.beamside.v1.ListAlarmsRequest\x1a\x1f.beamside.v1.ListAlarmsResponse\x12\x42\n\x0b\x41\x63knowledge\x12\x1f.beamside.v1.AlarmActionRequest\x1a\x12.beamside.v1.Alarm\x12<\n\x05\x43lear\x12\x1f.beamside.v1.AlarmActionRequest\x1a\x12.beamside.v1.Alarm\x12:\n\x07\x43omment\x12\x1b.beamside.v1.CommentRequest\x1a\x12.beamside.v1.Alarmb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ALARMCOMMENT']._serialized_start=147
   _globals['_ALARMCOMMENT']._serialized_end=228
   _globals['_ALARM']._serialized_start=231
-  _globals['_ALARM']._serialized_end=562
-  _globals['_LISTALARMSRESPONSE']._serialized_start=564
-  _globals['_LISTALARMSRESPONSE']._serialized_end=620
-  _globals['_ALARMACTIONREQUEST']._serialized_start=622
-  _globals['_ALARMACTIONREQUEST']._serialized_end=673
-  _globals['_COMMENTREQUEST']._serialized_start=675
-  _globals['_COMMENTREQUEST']._serialized_end=736
-  _globals['_ALARMS']._serialized_start=739
-  _globals['_ALARMS']._serialized_end=1016
+  _globals['_ALARM']._serialized_end=565
+  _globals['_LISTALARMSRESPONSE']._serialized_start=567
+  _globals['_LISTALARMSRESPONSE']._serialized_end=623
+  _globals['_ALARMACTIONREQUEST']._serialized_start=625
+  _globals['_ALARMACTIONREQUEST']._serialized_end=676
+  _globals['_COMMENTREQUEST']._serialized_start=678
+  _globals['_COMMENTREQUEST']._serialized_end=739
+  _globals['_ALARMS']._serialized_start=742
+  _globals['_ALARMS']._serialized_end=1019
 # @@protoc_insertion_point(module_scope)

@@ -30,8 +30,8 @@ class AlarmComment(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., who: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
 
 class Alarm(_message.Message):
-    __slots__ = ("id", "source", "severity", "node", "family", "cluster", "cause", "repair", "info_json", "raised_at", "updated_at", "acknowledged_by", "comments", "active")
-    ID_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("alarm", "source", "severity", "node", "family", "cluster", "cause", "repair", "info_json", "raised_at", "updated_at", "acknowledged_by", "comments", "active")
+    ALARM_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SEVERITY_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -45,7 +45,7 @@ class Alarm(_message.Message):
     ACKNOWLEDGED_BY_FIELD_NUMBER: _ClassVar[int]
     COMMENTS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_FIELD_NUMBER: _ClassVar[int]
-    id: str
+    alarm: str
     source: str
     severity: str
     node: str
@@ -59,7 +59,7 @@ class Alarm(_message.Message):
     acknowledged_by: str
     comments: _containers.RepeatedCompositeFieldContainer[AlarmComment]
     active: bool
-    def __init__(self, id: _Optional[str] = ..., source: _Optional[str] = ..., severity: _Optional[str] = ..., node: _Optional[str] = ..., family: _Optional[str] = ..., cluster: _Optional[str] = ..., cause: _Optional[str] = ..., repair: _Optional[str] = ..., info_json: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., comments: _Optional[_Iterable[_Union[AlarmComment, _Mapping]]] = ..., active: _Optional[bool] = ...) -> None: ...
+    def __init__(self, alarm: _Optional[str] = ..., source: _Optional[str] = ..., severity: _Optional[str] = ..., node: _Optional[str] = ..., family: _Optional[str] = ..., cluster: _Optional[str] = ..., cause: _Optional[str] = ..., repair: _Optional[str] = ..., info_json: _Optional[str] = ..., raised_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., acknowledged_by: _Optional[str] = ..., comments: _Optional[_Iterable[_Union[AlarmComment, _Mapping]]] = ..., active: _Optional[bool] = ...) -> None: ...
 
 class ListAlarmsResponse(_message.Message):
     __slots__ = ("alarms",)
