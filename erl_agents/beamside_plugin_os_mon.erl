@@ -3,9 +3,13 @@
 %%% ===========================================================================
 %%%
 %%% Applies when the os_mon application runs.  Each server is asked only if
-%%% it runs (os_mon can be configured without any of them) and each part
-%%% fails on its own (`{error, Reason}' in its place).  Runs in a process
-%%% bounded by plugin_timeout_ms (see beamside_plugin).
+%%% it runs: os_mon can be configured without any of them (RabbitMQ and
+%%% ejabberd set start_cpu_sup / start_memsup / start_disksup to false), and
+%%% a part whose server is not running is the atom `not_running' -- not an
+%%% error: its metrics are just absent.  A part that fails while asking a
+%%% running server is `{error, Reason}' in its place; the other parts are
+%%% still there.  Runs in a process bounded by plugin_timeout_ms (see
+%%% beamside_plugin).
 %%%
 %%%   cpu     load1/load5/load15 (cpu_sup:avgN() / 256, as floats), nprocs,
 %%%           and `util' (percent per mode: user, nice_user, kernel, wait,
@@ -39,14 +43,16 @@ applies(Apps) -> lists:member(os_mon, Apps).
 -spec collect(map()) -> map().
 collect(Opts) ->
     S = fun beamside_agent:safe/1,
-    #{cpu => S(fun() -> running(cpu_sup), cpu() end),
-      memory => S(fun() -> running(memsup), memory() end),
-      disk => S(fun() -> running(disksup), disk(Opts) end)}.
+    #{cpu => if_running(cpu_sup, fun() -> S(fun cpu/0) end),
+      memory => if_running(memsup, fun() -> S(fun memory/0) end),
+      disk => if_running(disksup, fun() -> S(fun() -> disk(Opts) end) end)}.
 
-running(Name) ->
+%% A server that is not running is not asked.  (One that stops between the
+%% check and the call fails that part only: {error, _}.)
+if_running(Name, Fun) ->
     case whereis(Name) of
-        undefined -> error(not_running);
-        _ -> ok
+        undefined -> not_running;
+        _ -> Fun()
     end.
 
 cpu() ->
