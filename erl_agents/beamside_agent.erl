@@ -28,6 +28,8 @@
 %%%   beamside_plugin          the plugin behaviour and the built-in list.
 %%%   beamside_plugin_os_mon   cpu_sup / memsup / disksup, when os_mon runs.
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
+%%%   beamside_watchdog        removes all of the above when the sidecars are
+%%%                            gone without detaching.
 %%%
 %%% ---------------------------------------------------------------------------
 %%% version() -> pos_integer()
@@ -53,6 +55,15 @@
 %%%        sections `code_events' and `config_events' (Opts code_events,
 %%%        config_events); new module beamside_ops (the control plane's
 %%%        operator tools).
+%%%     4  no residue and no noise when the sidecar goes without a goodbye:
+%%%        new module beamside_watchdog (a process running no beamside code
+%%%        that removes handlers, processes and the modules themselves once
+%%%        no sidecar of the watched set is connected); the SASL alarm
+%%%        handler and the lager backend are plain (not supervised)
+%%%        handlers; every stop tolerates the process stopping by itself
+%%%        meanwhile; info/0 has `sidecars' (the nodes beamside_sysmon
+%%%        watches), which the sidecar uses to replace an orphaned newer
+%%%        agent.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -60,7 +71,9 @@
 %%%   `os_pid', `uptime_ms', `applications' (#{App => Vsn}, running ones),
 %%%   `plugins' (#{os_mon => boolean(), mnesia => boolean()}: whether the
 %%%   plugin applies, i.e. its application runs), `modules' (#{Mod => Md5Hex}
-%%%   of every loaded beamside_* module), `attached' (boolean) and the family
+%%%   of every loaded beamside_* module), `attached' (boolean), `sidecars'
+%%%   (the sidecar nodes beamside_sysmon watches, [] when not attached;
+%%%   since version 4) and the family
 %%%   hint:
 %%%     `family_hint' (binary) and `family_source' (atom), in this order:
 %%%       boot_script      init:script_id() names a real release (anything but
@@ -332,7 +345,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 3).
+-define(VERSION, 4).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 -define(MAX_LIVE_KEYS, 32).
@@ -380,7 +393,8 @@ info() ->
                                          safe(fun() -> M:applies(AppNames) end)}
                                         || M <- beamside_plugin:builtin()]),
              modules => safe(fun agent_modules/0),
-             attached => whereis(beamside_sysmon) =/= undefined},
+             attached => whereis(beamside_sysmon) =/= undefined,
+             sidecars => beamside_sysmon:sidecars()},
     case Family of
         {Source, Name, Vsn} ->
             Base#{family_hint => Name, family_source => Source, release_version => Vsn};

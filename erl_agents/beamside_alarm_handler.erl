@@ -3,10 +3,18 @@
 %%% ===========================================================================
 %%%
 %%% A gen_event handler that beamside_sysmon adds to SASL's `alarm_handler'
-%%% event manager as a *supervised* handler (gen_event:add_sup_handler/3
-%%% semantics: the manager links to beamside_sysmon and deletes this handler
-%%% when beamside_sysmon exits, however it exits), with the handler id
-%%% {beamside_alarm_handler, Ref} (Ref: one per installation).  It keeps the
+%%% event manager as a plain handler (gen_event:add_handler/3 semantics, NOT
+%%% a supervised one: a supervised handler links the manager to
+%%% beamside_sysmon, and gen_event hands the exit of a linked process to the
+%%% handle_info/2 of every handler of the manager, the user's and the
+%%% application's included), with the handler id
+%%% {beamside_alarm_handler, Ref} (Ref: one per installation).
+%%% beamside_sysmon deletes it in its terminate/2; if beamside_sysmon is
+%%% killed, this handler removes itself at its next event (its table is
+%%% gone) and beamside_watchdog deletes it.  When it is removed while its
+%%% installation is the current one (deleted by somebody else, or crashed),
+%%% terminate/2 marks it `removed' in the table and the next collect adds it
+%%% again.  It keeps the
 %%% alarms currently set in beamside_sysmon's ETS table, one row per alarm id:
 %%%
 %%%   {{sasl_alarm, Id}, IdText, DescriptionText, NameText, SetAtMs}
@@ -25,8 +33,8 @@
 %%% Stale instances: an instance whose Ref is no longer the one
 %%% beamside_sysmon installed last (a late answer to an installation that
 %%% timed out) removes itself at the next event.  If the table is gone
-%%% (beamside_sysmon exited and the manager has not removed us yet) the
-%%% handler removes itself too.
+%%% (beamside_sysmon exited without deleting us) the handler removes itself
+%%% too.
 %%%
 %%% Cost: per alarm event, one ETS write and, on set, printing the alarm
 %%% (bounded); nothing at all between events.
@@ -75,7 +83,11 @@ handle_call(_Query, H) ->
 handle_info(_Info, H) ->
     {ok, H}.
 
-terminate(_Reason, _H) ->
+terminate(_Reason, #h{tab = Tab, ref = Ref}) ->
+    case current(Tab, Ref) of
+        true -> catch ets:update_element(Tab, alarm_handler, {4, removed});
+        false -> ok
+    end,
     ok.
 
 %%% ---------------------------------------------------------------------------

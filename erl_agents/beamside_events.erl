@@ -145,9 +145,16 @@
 %%% ---------------------------------------------------------------------------
 %%% API (called by beamside_sysmon)
 
+%% Started, then linked (not gen_server:start_link: with that, our parent's
+%% exit would make gen_server terminate us with the parent's reason, and a
+%% reason such as `killed' is a crash report in the node's log; here the
+%% parent's 'EXIT' (or 'DOWN') is an ordinary message and we stop normally).
 -spec start_link() -> {ok, pid()} | {error, term()}.
 start_link() ->
-    gen_server:start_link({local, ?NAME}, ?MODULE, self(), [{timeout, 5000}]).
+    case gen_server:start({local, ?NAME}, ?MODULE, self(), [{timeout, 5000}]) of
+        {ok, Pid} -> link(Pid), {ok, Pid};
+        Other -> Other
+    end.
 
 %% Add or update a sidecar's event options.
 -spec configure(node(), map()) -> ok | {error, term()}.
@@ -163,13 +170,10 @@ remove_sidecar(Sidecar) ->
         Pid -> Pid ! {remove_sidecar, Sidecar}, ok
     end.
 
+%% Stop it, whatever races with the stop (see beamside_sysmon:stop_server/2).
 -spec stop() -> ok.
 stop() ->
-    try gen_server:stop(?NAME, normal, 5000)
-    catch exit:noproc -> ok;
-          exit:normal -> ok;
-          exit:timeout -> ok
-    end.
+    beamside_sysmon:stop_server(?NAME, 5000).
 
 %% Does this attach option map ask for the event stream?
 -spec wants_events(map()) -> boolean().
@@ -197,6 +201,7 @@ sysmon_event(Who, Event, Info) ->
 
 init(Parent) ->
     _ = process_flag(trap_exit, true),
+    _ = erlang:monitor(process, Parent),
     _ = process_flag(message_queue_data, off_heap),
     case whereis(user) of
         undefined -> ok;
@@ -272,6 +277,8 @@ handle_info({nodeup, Node, _}, #s{sidecars = Scs} = St) ->
             {noreply, St#s{scans = lists:usort([Now + 1000, Now + 4000 | St#s.scans])}}
     end;
 handle_info({'EXIT', Parent, _Why}, #s{parent = Parent} = St) ->
+    {stop, normal, St};
+handle_info({'DOWN', _, process, Parent, _Why}, #s{parent = Parent} = St) ->
     {stop, normal, St};
 handle_info({'EXIT', Lager, _Why}, #s{lager = Lager} = St) ->
     {noreply, St#s{lager = undefined}};
@@ -400,8 +407,10 @@ install_lager(#s{lager = Cur} = St) ->
         {true, undefined, _} ->
             St#s{lager = undefined};
         {true, M, M} ->
-            set_lager_level(M, min_level(St)),
-            St;
+            case set_lager_level(M, min_level(St)) of
+                ok -> St;
+                gone -> install_lager(St#s{lager = undefined})      % removed by somebody
+            end;
         {true, M, _} ->
             Now = erlang:monotonic_time(millisecond),
             case Now - St#s.lager_failed < 60000 of
@@ -415,9 +424,11 @@ add_lager(Manager, St) ->
              max_bytes => maps:get(max_bytes, St#s.log_cfg, 8192),
              max_queue => maps:get(max_queue, St#s.ev_cfg, 5000),
              drops => St#s.drops},
-    %% gen_event:add_sup_handler/3 is this request with no time limit.
-    case catch gen:call(Manager, self(), {add_sup_handler, beamside_lager, Args, self()},
-                        ?CALL_MS) of
+    %% gen_event:add_handler/3 is this request with no time limit.  Not a
+    %% supervised handler: the manager would hand our exit to every other
+    %% backend's handle_info/2.  terminate/2 deletes it; if we are killed,
+    %% it removes itself at its next event (and the watchdog removes it).
+    case catch gen:call(Manager, self(), {add_handler, beamside_lager, Args}, ?CALL_MS) of
         {ok, ok} ->
             lager_levels_changed(),
             St#s{lager = Manager};
@@ -434,6 +445,8 @@ set_lager_level(Manager, Level) ->
                                                ?CALL_MS)),
                      lager_levels_changed()
             end;
+        {error, bad_module} ->
+            gone;
         _ ->
             ok
     end.

@@ -3,14 +3,16 @@
 %%% ===========================================================================
 %%%
 %%% Added by beamside_events, only when lager runs (whereis(lager_event)), as
-%%% a supervised handler of lager's default sink:
+%%% a plain handler of lager's default sink:
 %%%
-%%%   gen_event:add_sup_handler(lager_event, beamside_lager, Args)
+%%%   gen_event:add_handler(lager_event, beamside_lager, Args)
 %%%
-%%% (the request that call sends, with a time limit), so lager_event links to
-%%% the forwarder and drops this handler when the forwarder exits, however it
-%%% exits; the forwarder also deletes it explicitly when the last sidecar that
-%%% asked for logs is gone.  After adding or deleting it, the forwarder calls
+%%% (the request that call sends, with a time limit; not a supervised
+%%% handler: lager_event would link to the forwarder and hand its exit to
+%%% every other backend's handle_info/2).  The forwarder deletes it when the
+%%% last sidecar that asked for logs is gone and when it stops; if the
+%%% forwarder was killed, this handler removes itself at its next message
+%%% and beamside_watchdog removes it too.  After adding or deleting it, the forwarder calls
 %%% lager:update_loglevel_config(lager_event) when lager exports it, so that
 %%% lager's global level mask follows ours (lager skips formatting messages
 %%% that no backend wants).
@@ -72,10 +74,15 @@ handle_call(_Other, B) ->
     {ok, {error, unknown_call}, B}.
 
 handle_event({log, Msg}, B) ->
-    try forward(Msg, B)
-    catch _:_ -> beamside_logger:drop(B#b.drops, error)
-    end,
-    {ok, B};
+    case whereis(?FORWARDER) of
+        undefined ->
+            remove_handler;                     % the forwarder is gone for good
+        _ ->
+            try forward(Msg, B)
+            catch _:_ -> beamside_logger:drop(B#b.drops, error)
+            end,
+            {ok, B}
+    end;
 handle_event(_Other, B) ->
     {ok, B}.
 

@@ -75,11 +75,13 @@
 -export([chunks_available/0, next_chunk/1, store_chunk/2, chunks/1]).
 -export([next_slice/2, store_slice/3, slices/0]).
 -export([ensure_forwarders/1, forwarders/0, sasl_alarms/1, mnesia_events/0]).
+-export([sidecars/0, stop_server/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(TAB, ?MODULE).
 -define(CALL_MS, 1000).             % each call to alarm_handler / mnesia_subscr
 -define(RETRY_MS, 60000).           % after a failed installation, wait this long
+-define(STOP_MS, 5000).             % a forwarder's terminate; then it is killed
 
 -record(st, {sidecars = [] :: [node()],
              sysmon = disabled :: owner | taken_by_other | disabled,
@@ -88,6 +90,7 @@
              cpu_primed = false :: boolean(),
              %% {Manager, Ref} of the installed alarm forwarder.
              ah = undefined :: undefined | {pid(), reference()},
+             ah_mon = undefined :: undefined | reference(),
              ah_failed = undefined :: undefined | {pid(), integer()},
              %% mnesia_subscr we are subscribed to.
              mnesia = undefined :: undefined | pid(),
@@ -96,7 +99,9 @@
              ev_opts = #{} :: #{node() => map()},
              events = undefined :: undefined | pid(),
              %% forward each system monitor event (some sidecar asked)
-             sysmon_events = false :: boolean()}).
+             sysmon_events = false :: boolean(),
+             %% the node-side watchdog (beamside_watchdog)
+             watchdog = undefined :: undefined | pid()}).
 
 %%% ---------------------------------------------------------------------------
 %%% API
@@ -124,9 +129,39 @@ add(Pid, Sidecar, Opts) ->
 
 -spec stop() -> ok.
 stop() ->
-    try gen_server:stop(?MODULE, normal, 5000)
-    catch exit:noproc -> ok;
-          exit:normal -> ok
+    stop_server(?MODULE, 2 * ?STOP_MS).
+
+%% Stop a gen_server with reason normal and wait until it is gone, whatever
+%% races with it: it may be gone already, or stop by itself meanwhile (a
+%% nodedown, its parent exiting), in which case sys:terminate exits with
+%% {normal, {sys, terminate, _}} or noproc: caught, never raised into the
+%% caller (a terminate/2 that raised would be a crash report in the node's
+%% log).  Killed if it has not exited after Timeout.
+-spec stop_server(atom() | pid(), timeout()) -> ok.
+stop_server(Name, Timeout) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> ok;
+        Pid -> stop_server(Pid, Timeout)
+    end;
+stop_server(Pid, Timeout) when is_pid(Pid) ->
+    MRef = erlang:monitor(process, Pid),
+    _ = (catch sys:terminate(Pid, normal, Timeout)),
+    receive
+        {'DOWN', MRef, process, Pid, _} -> ok
+    after Timeout ->
+            exit(Pid, kill),
+            receive {'DOWN', MRef, process, Pid, _} -> ok
+            after 1000 -> ok
+            end
+    end.
+
+%% The sidecar nodes beamside_sysmon watches ([] when not attached).
+-spec sidecars() -> [node()].
+sidecars() ->
+    try ets:lookup(?TAB, sidecars) of
+        [{sidecars, Ns}] -> Ns;
+        [] -> []
+    catch error:badarg -> []
     end.
 
 %% The snapshot's `sysmon' section.
@@ -330,7 +365,12 @@ init({Sidecar, Opts}) ->
                         true -> not erlang:system_flag(microstate_accounting, true);
                         _ -> false
                     end,
-            St0 = #st{sidecars = [Sidecar], sysmon = Sysmon, swt = Swt, msacc = Msacc},
+            Watchdog = case beamside_watchdog:start([Sidecar], Msacc) of
+                           {ok, W} -> W;
+                           {error, _} -> undefined
+                       end,
+            St0 = #st{sidecars = [Sidecar], sysmon = Sysmon, swt = Swt, msacc = Msacc,
+                      watchdog = Watchdog},
             St = events_opts(Sidecar, Opts, St0),
             meta(St),
             self() ! prime_cpu,
@@ -365,7 +405,7 @@ handle_call(cpu_util, _From, St) ->
             {reply, read_cpu(), St}
     end;
 handle_call(ensure_forwarders, _From, St) ->
-    {reply, ok, ensure_events(ensure_mnesia(ensure_alarm_handler(St)))};
+    {reply, ok, ensure_watchdog(ensure_events(ensure_mnesia(ensure_alarm_handler(St))))};
 handle_call(_Other, _From, St) ->
     {reply, {error, unknown_call}, St}.
 
@@ -409,11 +449,9 @@ handle_info({'EXIT', Pid, Why}, #st{events = Pid} = St) ->
     {noreply, St#st{events = undefined}};
 handle_info(ensure_events, St) ->
     {noreply, ensure_events(St)};
-handle_info({gen_event_EXIT, {beamside_alarm_handler, Ref}, _Why}, #st{ah = {_, Ref}} = St) ->
-    %% Our handler was removed (by somebody else, or it crashed): forget
-    %% its alarms; the next collect adds it again.
-    {noreply, forget_alarm_handler(not_running, St)};
-handle_info({'EXIT', Pid, _Why}, #st{ah = {Pid, _}} = St) ->
+handle_info({'DOWN', MRef, process, _, _}, #st{ah_mon = MRef} = St) ->
+    %% alarm_handler stopped (sasl stopped or restarted): the next collect
+    %% adds the handler to the new one.
     {noreply, forget_alarm_handler(not_running, St)};
 handle_info({'EXIT', Pid, _Why}, #st{mnesia = Pid} = St) ->
     ets:update_element(?TAB, mnesia_events, {2, undefined}),
@@ -434,7 +472,7 @@ terminate(_Reason, St) ->
     %% handed to a forwarder that is going away.
     case St#st.events of
         undefined -> ok;
-        _ -> beamside_events:stop()
+        Events -> stop_server(Events, ?STOP_MS)
     end,
     case erlang:system_monitor() of
         {Self, _} when Self =:= self() -> _ = erlang:system_monitor(undefined);
@@ -465,7 +503,7 @@ terminate(_Reason, St) ->
             _ = beamside_agent:run_bounded(
                   fun() -> mnesia_subscr:unsubscribe(Me, system) end, ?CALL_MS, [])
     end,
-    ok.
+    beamside_watchdog:released(St#st.watchdog).
 
 %%% ---------------------------------------------------------------------------
 
@@ -501,12 +539,25 @@ pos(busy_port) -> 5;
 pos(busy_dist_port) -> 6;
 pos(_) -> 0.
 
-meta(#st{sidecars = Ns, sysmon = Sysmon, swt = Swt, msacc = Msacc}) ->
+meta(#st{sidecars = Ns, sysmon = Sysmon, swt = Swt, msacc = Msacc, watchdog = W}) ->
     Since = case ets:lookup(?TAB, meta) of
                 [{meta, _, S, _, _, _}] -> S;
                 [] -> erlang:monotonic_time(millisecond)
             end,
-    ets:insert(?TAB, {meta, Sysmon, Since, length(Ns), Swt, Msacc}).
+    beamside_watchdog:sidecars(W, Ns),
+    ets:insert(?TAB, [{meta, Sysmon, Since, length(Ns), Swt, Msacc}, {sidecars, Ns}]).
+
+%% The watchdog is there as long as we are (started again should it die).
+ensure_watchdog(#st{watchdog = W} = St) when is_pid(W) ->
+    case is_process_alive(W) of
+        true -> St;
+        false -> ensure_watchdog(St#st{watchdog = undefined})
+    end;
+ensure_watchdog(#st{sidecars = Ns, msacc = Msacc} = St) ->
+    case beamside_watchdog:start(Ns, Msacc) of
+        {ok, W} -> St#st{watchdog = W};
+        {error, _} -> St
+    end.
 
 read_cpu() ->
     try cpu_sup:util([detailed]) of
@@ -571,7 +622,12 @@ ensure_alarm_handler(#st{ah = Cur, ah_failed = Failed} = St) ->
         {undefined, _} ->
             forget_alarm_handler(not_running, St);
         {AH, {AH, _}} ->
-            St;
+            %% beamside_alarm_handler:terminate/2 marks it removed (deleted
+            %% by somebody else, or crashed): add it again.
+            case ets:lookup_element(?TAB, alarm_handler, 4) of
+                removed -> install_alarm_handler(AH, forget_alarm_handler(not_running, St));
+                _ -> St
+            end;
         {AH, _} ->
             Now = erlang:monotonic_time(millisecond),
             case Failed of
@@ -584,9 +640,14 @@ install_alarm_handler(AH, St) ->
     Ref = make_ref(),
     Handler = {beamside_alarm_handler, Ref},
     ets:insert(?TAB, {alarm_handler, AH, Ref, pending}),
-    %% gen_event:add_sup_handler(AH, Handler, Args) is this request with an
-    %% infinite time-out; the supervising process is the last element.
-    Request = {add_sup_handler, Handler, {?TAB, Ref}, self()},
+    %% gen_event:add_handler(AH, Handler, Args) is this request with an
+    %% infinite time-out.  A plain handler, not a supervised one: a
+    %% supervised handler links the manager to us, and the manager hands
+    %% our exit ({'EXIT', Pid, Reason}) to the handle_info/2 of EVERY
+    %% handler it has (ejabberd's, the user's).  We delete it ourselves on
+    %% every way out (terminate/2; the watchdog if we are killed), and it
+    %% removes itself at its next event when our table is gone.
+    Request = {add_handler, Handler, {?TAB, Ref}},
     case catch gen:call(AH, self(), Request, ?CALL_MS) of
         {ok, ok} ->
             Alarms = case catch gen_event:call(AH, alarm_handler, get_alarms, ?CALL_MS) of
@@ -595,7 +656,7 @@ install_alarm_handler(AH, St) ->
                      end,
             _ = (catch gen_event:call(AH, Handler, {seed, Alarms}, ?CALL_MS)),
             ets:insert(?TAB, {alarm_handler, AH, Ref, installed}),
-            St#st{ah = {AH, Ref}, ah_failed = undefined};
+            St#st{ah = {AH, Ref}, ah_mon = erlang:monitor(process, AH), ah_failed = undefined};
         Other ->
             Why = case Other of
                       {'EXIT', {R, _}} -> R;
@@ -610,9 +671,13 @@ install_alarm_handler(AH, St) ->
     end.
 
 forget_alarm_handler(Status, St) ->
+    case St#st.ah_mon of
+        undefined -> ok;
+        MRef -> erlang:demonitor(MRef, [flush])
+    end,
     ets:match_delete(?TAB, {{sasl_alarm, '_'}, '_', '_', '_', '_'}),
     ets:insert(?TAB, {alarm_handler, undefined, undefined, Status}),
-    St#st{ah = undefined}.
+    St#st{ah = undefined, ah_mon = undefined}.
 
 %%% ---------------------------------------------------------------------------
 %%% mnesia system events

@@ -23,7 +23,7 @@ from .snapshot import NodeSnapshot
 from .vm_metrics import vm_metric_families
 
 NODE_LABELS = ["node", "family", "cluster"]
-STATES = ("connecting", "up", "down", "cookie_refused", "error")
+STATES = ("connecting", "up", "down", "cookie_refused", "error", "agent_conflict")
 
 
 class StatusView(Protocol):

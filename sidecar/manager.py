@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 RETRY_MIN = 0.25
 RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
 RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
+RETRY_CONFLICT = 5.0  # the other beamside may go (its agent is then ours to replace)
 DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
 
 
@@ -66,6 +67,8 @@ class NodeState(enum.Enum):
     DOWN = "down"
     COOKIE_REFUSED = "cookie_refused"
     ERROR = "error"
+    #: the node is up, but runs a newer agent another beamside is using
+    AGENT_CONFLICT = "agent_conflict"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,8 @@ def failure_reason(exc: BaseException) -> str:
     """A short label value for a connection failure."""
     if isinstance(exc, CookieUnavailable):
         return "cookie_unavailable"
+    if isinstance(exc, agents.AgentConflict):
+        return "agent_conflict"
     if isinstance(exc, CookieRefused | PeerCookieMismatch):
         return "cookie"
     if isinstance(exc, DistTimeout):
@@ -323,6 +328,7 @@ class NodeManager:
         state = {
             "cookie": NodeState.COOKIE_REFUSED,
             "cookie_unavailable": NodeState.ERROR,
+            "agent_conflict": NodeState.AGENT_CONFLICT,
         }.get(reason, NodeState.DOWN)
         self._set(node, state=state, last_error=str(exc), connect_failures=failures)
         if before.state is NodeState.UP and self.hooks is not None:
@@ -337,6 +343,8 @@ class NodeManager:
                 exc,
                 extra={"node": node, "reason": reason},
             )
+        if state is NodeState.AGENT_CONFLICT:
+            return RETRY_CONFLICT
         if state is not NodeState.DOWN:
             return RETRY_COOKIE
         return min(delay * 2, RETRY_MAX) if before.state is state else RETRY_MIN
@@ -347,8 +355,14 @@ class NodeManager:
         except ValueError as exc:
             raise CookieUnavailable(str(exc)) from None
         await self.local.connect(node, cookie=cookie)
-        # Never downgrade: a newer beamside attached to the same node wins.
-        info = await agents.ensure_loaded(self.local, node, allow_downgrade=False)
+        # Never downgrade an agent a newer beamside is using (that one wins:
+        # AgentConflict, and we let go of the connection); an orphaned newer
+        # agent is replaced.
+        try:
+            info = await agents.ensure_loaded(self.local, node, allow_downgrade=False)
+        except agents.AgentConflict:
+            await self.local.disconnect(node)
+            raise
         opts: dict[str, Any] = self.config.agents.attach_options()
         if self.hooks is not None:
             opts.update(self.hooks.attach_options(node) or {})

@@ -57,6 +57,7 @@ __all__ = [
     "AGENT_MODULES",
     "AGENT_VERSION",
     "EVENTS_MAILBOX",
+    "AgentConflict",
     "AgentError",
     "AgentInfo",
     "Beam",
@@ -86,6 +87,11 @@ class AgentError(DistError):
     def __init__(self, message: str, reason: object = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class AgentConflict(AgentError):
+    """The node runs a newer agent that another connected beamside is using:
+    left alone (the node is up, it is just not ours to collect from)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,9 @@ class AgentInfo:
     plugins: Mapping[str, bool]
     modules: Mapping[str, str]
     attached: bool
+    #: the sidecar nodes the agent's beamside_sysmon watches (agent >= 4);
+    #: None when the agent does not say (older agents)
+    sidecars: tuple[str, ...] | None = None
     action: Action = "kept"
 
     @property
@@ -194,6 +203,11 @@ class AgentInfo:
                 {str(k): text(v) for k, v in modules.items()} if isinstance(modules, dict) else {}
             ),
             attached=term.get("attached") is True,
+            sidecars=(
+                tuple(str(n) for n in term["sidecars"])
+                if isinstance(term.get("sidecars"), list)
+                else None
+            ),
             action=action,
         )
 
@@ -361,10 +375,18 @@ async def ensure_loaded(
     Nothing is loaded when every module is there with our md5.  Otherwise
     the agent present (older, newer or different) is detached, its modules
     deleted and purged, and ours loaded with ``code:atomic_load/1`` (all or
-    nothing).  With ``allow_downgrade=False`` a node running a newer agent
-    than ours raises :class:`AgentError` instead of being downgraded.
+    nothing).  With ``allow_downgrade=False`` a newer agent than ours that
+    another connected beamside is using (a sidecar other than us in its
+    watched set, see :func:`_used_by_other`) raises :class:`AgentConflict`
+    and is left alone; a newer agent nobody uses (orphaned by a sidecar that
+    died) is replaced like any other.
+
+    When no agent process runs on the node, a node-side watchdog left by a
+    sidecar that died is cancelled first (it would otherwise delete the
+    modules we are about to use).
     """
     async with _deadline("loading agents", node, timeout):
+        await _cancel_orphan_watchdog(local, node, timeout)
         present = await loaded_agent_modules(local, node, timeout=timeout)
         action: Action = "loaded"
         if present:
@@ -377,9 +399,17 @@ async def ensure_loaded(
             if info is not None and _same(info, present):
                 return info
             if info is not None and info.agent_version > AGENT_VERSION and not allow_downgrade:
-                raise AgentError(
-                    f"{node} runs agent version {info.agent_version}, newer than ours "
-                    f"({AGENT_VERSION}); not downgrading"
+                users = await _used_by_other(local, node, info, timeout)
+                if users:
+                    raise AgentConflict(
+                        f"{node} runs agent version {info.agent_version}, newer than ours "
+                        f"({AGENT_VERSION}), in use by {', '.join(users)}; not downgrading"
+                    )
+                log.info(
+                    "agent version %s on %s is newer than ours (%s) but unused: replacing it",
+                    info.agent_version,
+                    node,
+                    AGENT_VERSION,
                 )
             log.info(
                 "replacing agent on %s (version %s, modules %s)",
@@ -389,10 +419,63 @@ async def ensure_loaded(
             )
             if _AGENT in present:
                 await _stop_agent(local, node, timeout)
+            # its watchdog would clean up after the stop, our modules too
+            await _cancel_watchdog(local, node, timeout)
             await unload(local, node, timeout=timeout)
             action = "replaced"
         await _load(local, node, timeout)
         return AgentInfo.from_term(await _call(local, node, "info", [], timeout), action)
+
+
+async def _used_by_other(
+    local: LocalNode, node: str, info: AgentInfo, timeout: float
+) -> list[str]:
+    """The connected sidecars, other than us, using the node's agent.
+
+    Agents since version 4 name the sidecars their ``beamside_sysmon``
+    watches (``info().sidecars``); those still connected count.  An older
+    agent without that key is in use when its ``beamside_sysmon`` runs (it
+    stops when its last sidecar goes): its users are unknown, reported as
+    ``"another beamside"``.
+    """
+    if info.sidecars is None:
+        sysmon = await local.rpc(node, "erlang", "whereis", [Atom("beamside_sysmon")])
+        return ["another beamside"] if isinstance(sysmon, Pid) else []
+    connected = await local.rpc(node, "erlang", "nodes", [Atom("connected")], timeout=timeout)
+    alive = {str(n) for n in connected} if isinstance(connected, list) else set()
+    return sorted(n for n in info.sidecars if n != str(local.name) and n in alive)
+
+
+WATCHDOG: Final = "beamside_watchdog"
+
+
+async def _cancel_watchdog(local: LocalNode, node: str, timeout: float) -> None:
+    """Stop the node's watchdog (``beamside_watchdog:cancel/1``, by the OTP
+    calls it is made of, so that this works whatever agent is loaded): it
+    answers between two of its steps and exits, so no deletion is under way
+    once this returns."""
+    wd = await local.rpc(node, "erlang", "whereis", [Atom(WATCHDOG)], timeout=timeout)
+    if not isinstance(wd, Pid):
+        return
+    try:
+        await local.rpc(node, "gen_server", "call", [wd, Atom("cancel"), 3000], timeout=timeout)
+    except RpcError as exc:  # gone meanwhile, or stuck (then killed below)
+        log.debug("cancelling the watchdog on %s: %r", node, exc.reason)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 2.0
+    while await local.rpc(node, "erlang", "is_process_alive", [wd], timeout=timeout):
+        if loop.time() >= end:
+            await local.rpc(node, "erlang", "exit", [wd, Atom("kill")], timeout=timeout)
+            end = loop.time() + 2.0
+        await asyncio.sleep(0.02)
+
+
+async def _cancel_orphan_watchdog(local: LocalNode, node: str, timeout: float) -> None:
+    """Cancel the watchdog when no agent process runs (left by a sidecar
+    that died: our attach takes over from it)."""
+    sysmon = await local.rpc(node, "erlang", "whereis", [Atom("beamside_sysmon")], timeout=timeout)
+    if not isinstance(sysmon, Pid):
+        await _cancel_watchdog(local, node, timeout)
 
 
 def _same(info: AgentInfo, present: Iterable[str]) -> bool:
@@ -487,7 +570,11 @@ async def detach(local: LocalNode, node: str, *, timeout: float = 10.0) -> list[
         present = await loaded_agent_modules(local, node, timeout=timeout)
         if _AGENT in present:
             await _stop_agent(local, node, timeout)
-        return await unload(local, node, timeout=timeout)
+        unloaded = await unload(local, node, timeout=timeout)
+        # The watchdog ends by itself once the modules are gone (within
+        # 250 ms); cancelled here so that nothing is left when we return.
+        await _cancel_watchdog(local, node, timeout)
+        return unloaded
 
 
 async def collect(

@@ -478,7 +478,8 @@ class AlarmChecker:
         """``node_down``: a managed node beamside cannot reach (after ``delay``)."""
         for status in statuses:
             state = getattr(status.state, "value", str(status.state))
-            down = state not in (UP, "connecting")
+            # agent_conflict: up, but another (newer) beamside's agent runs there
+            down = state not in (UP, "connecting", "agent_conflict")
             cause = f"{status.node} is {state}: {status.last_error}" if down else ""
             self._report(
                 status.node, status.node, status.family, self._flag("node_down", down, cause)

@@ -1,0 +1,240 @@
+%%% ===========================================================================
+%%% beamside_watchdog -- removes beamside from a node its sidecars left.
+%%% ===========================================================================
+%%%
+%%% A sidecar that goes without a goodbye (SIGKILL, network cut,
+%%% net_kernel:disconnect on the node) cannot unload its modules.  The
+%%% watchdog does it for it: one process per node, started by
+%%% beamside_sysmon's init (start/2), registered as beamside_watchdog, told
+%%% the set of sidecars beamside_sysmon watches (sidecars/2) and, at the end
+%%% of beamside_sysmon's terminate/2, that everything it held was released
+%%% (released/1).  It runs NO beamside code: its program is the expression
+%%% in source/0, parsed with erl_scan/erl_parse and turned into a fun by
+%%% erl_eval (stdlib), so the process executes erl_eval only and the
+%%% modules it deletes and purges are never in use by it.  Its bindings are
+%%% data only (pids, atoms, booleans).
+%%%
+%%% Lifecycle:
+%%%   1. While beamside_sysmon lives: waits (a monitor, no polling).
+%%%   2. beamside_sysmon gone (stopped on the nodedown of its last sidecar,
+%%%      by detach, or killed): if it was killed before releasing, turns off
+%%%      microstate accounting when beamside turned it on (the only VM flag
+%%%      the VM does not reset by itself: the system monitor and
+%%%      scheduler_wall_time are released with the process).  Then, every
+%%%      250 ms, until one of:
+%%%        * a beamside_sysmon is registered again (a new attach: ours is
+%%%          done, the new one started its own watchdog),
+%%%        * no beamside module is loaded any more (the sidecar detached
+%%%          cleanly and unloaded them),
+%%%        * cancel (see below),
+%%%      which end it quietly, or
+%%%        * none of the sidecars of the watched set is connected,
+%%%      which starts the cleanup.  It never cleans up while one of them is
+%%%      still connected.
+%%%   3. Cleanup, every step bounded (2 s per call into another process):
+%%%        a. gives the registered beamside processes (beamside_events) 2 s
+%%%           to stop by themselves (they do when beamside_sysmon exits),
+%%%           then kills those left;
+%%%        b. removes beamside's logger handlers (id `beamside' or a
+%%%           beamside_* module) and the handlers with a beamside_* module
+%%%           in alarm_handler, erl_signal_server and lager_event;
+%%%        c. deletes every beamside_* module (beamside_test_* excepted) and
+%%%           soft-purges it; a module still in use is retried for 3 s (a
+%%%           collect helper finishing); then the processes running or
+%%%           holding its old code are looked at once: those that are
+%%%           beamside's own (registered under, started in, or currently
+%%%           in a beamside_* module) are killed and the module purged;
+%%%           if any other process holds it, the module is left as old
+%%%           code: the watchdog never kills a user process.
+%%%      then it exits (normal: nothing is logged).  Nothing it does logs
+%%%      anything: every step is inside try/catch, it calls no io.
+%%%
+%%% cancel(Timeout): a gen_server-style call `cancel' to the registered
+%%% watchdog; it answers `ok' between two steps (never in the middle of one)
+%%% and exits, so that the caller knows no deletion is under way.  The
+%%% sidecar cancels it when it attaches to a node without a live
+%%% beamside_sysmon (the old watchdog's work is replaced by the attach) and
+%%% after a clean detach unloaded the modules; beamside_sysmon's init
+%%% cancels any watchdog left before starting its own.
+%%%
+%%% Cost: one idle process while attached; after the sidecar is gone, a
+%%% registered() and erlang:loaded() scan every 250 ms until the cleanup
+%%% (immediate when the sidecar went), which lasts a few tens of ms (one
+%%% walk of the processes only when a module stays in use 3 s).
+%%% ===========================================================================
+-module(beamside_watchdog).
+
+-export([start/2, sidecars/2, released/1, cancel/1, source/0]).
+
+-define(NAME, beamside_watchdog).
+
+%% Start the watchdog of the calling process (beamside_sysmon), after
+%% cancelling any watchdog left from an earlier attach.
+-spec start([node()], boolean()) -> {ok, pid()} | {error, term()}.
+start(Sidecars, Msacc) ->
+    ok = cancel(2000),
+    try
+        {ok, Tokens, _} = erl_scan:string(source()),
+        {ok, Exprs} = erl_parse:parse_exprs(Tokens),
+        Bindings = lists:foldl(fun({K, V}, B) -> erl_eval:add_binding(K, V, B) end,
+                               erl_eval:new_bindings(),
+                               [{'Sysmon', self()}, {'Sidecars0', Sidecars},
+                                {'Msacc', Msacc}, {'Name', ?NAME}]),
+        {value, Fun, _} = erl_eval:exprs(Exprs, Bindings),
+        Pid = spawn(Fun),
+        try register(?NAME, Pid) of
+            true -> Pid ! {?NAME, go}, {ok, Pid}
+        catch error:badarg -> exit(Pid, kill), {error, name_taken}
+        end
+    catch C:R -> {error, {C, beamside_agent:reason(R)}}
+    end.
+
+-spec sidecars(pid() | undefined, [node()]) -> ok.
+sidecars(undefined, _) -> ok;
+sidecars(Pid, Sidecars) -> Pid ! {?NAME, sidecars, Sidecars}, ok.
+
+-spec released(pid() | undefined) -> ok.
+released(undefined) -> ok;
+released(Pid) -> Pid ! {?NAME, released}, ok.
+
+%% Stop the registered watchdog (if any) and wait until it is gone.
+-spec cancel(timeout()) -> ok.
+cancel(Timeout) ->
+    case whereis(?NAME) of
+        undefined ->
+            ok;
+        Pid ->
+            MRef = erlang:monitor(process, Pid),
+            _ = (catch gen_server:call(Pid, cancel, Timeout)),
+            receive {'DOWN', MRef, process, Pid, _} -> ok
+            after 1000 ->
+                    exit(Pid, kill),
+                    receive {'DOWN', MRef, process, Pid, _} -> ok
+                    after 1000 -> ok
+                    end
+            end
+    end.
+
+%% The watchdog's program: an Erlang expression calling OTP modules only.
+-spec source() -> string().
+source() ->
+    "fun() ->
+       try
+         receive {Name, go} -> ok after 5000 -> throw(cancelled) end,
+         Cancel = fun(From) -> gen:reply(From, ok), throw(cancelled) end,
+         Check = fun() -> receive {'$gen_call', From, cancel} -> Cancel(From)
+                          after 0 -> ok end end,
+         Ours = fun(A) when is_atom(A) ->
+                        S = atom_to_list(A),
+                        lists:prefix(\"beamside_\", S)
+                            andalso not lists:prefix(\"beamside_test_\", S);
+                   (_) -> false
+                end,
+         Mod = fun({M, _, _}) -> M; (_) -> undefined end,
+         OursProc = fun(P) ->
+                        case erlang:process_info(P, [registered_name, current_function,
+                                                     initial_call]) of
+                            [{registered_name, N}, {current_function, CF},
+                             {initial_call, IC}] ->
+                                Ours(N) orelse Ours(Mod(CF)) orelse Ours(Mod(IC));
+                            _ -> false
+                        end
+                    end,
+         Bounded = fun(F, T) ->
+                       Me = self(), Tag = make_ref(),
+                       {P, M} = spawn_monitor(fun() -> Me ! {Tag, catch F()} end),
+                       receive {Tag, V} -> erlang:demonitor(M, [flush]), V;
+                               {'DOWN', M, process, P, _} -> error
+                       after T -> exit(P, kill), erlang:demonitor(M, [flush]), timeout
+                       end
+                   end,
+         Loaded = fun() -> [M || M <- erlang:loaded(), Ours(M)] end,
+         Names = fun() -> [N || N <- registered(), Ours(N), N =/= Name] end,
+         MRef = erlang:monitor(process, Sysmon),
+         Watch = fun Watch(Sc, Rel) ->
+                     receive
+                         {'$gen_call', From, cancel} -> Cancel(From);
+                         {Name, sidecars, Sc1} -> Watch(Sc1, Rel);
+                         {Name, released} -> Watch(Sc, true);
+                         {'DOWN', MRef, process, _, _} -> {Sc, Rel};
+                         _ -> Watch(Sc, Rel)
+                     end
+                 end,
+         {Sidecars, Released} = Watch(Sidecars0, false),
+         case Msacc andalso not Released of
+             true -> erlang:system_flag(microstate_accounting, false);
+             false -> ok
+         end,
+         Wait = fun Wait() ->
+                    Check(),
+                    Connected = [N || N <- Sidecars, lists:member(N, erlang:nodes(connected))],
+                    case {whereis(beamside_sysmon), Loaded(), Connected} of
+                        {P, _, _} when is_pid(P) -> throw(cancelled);
+                        {_, [], _} -> throw(cancelled);
+                        {_, _, []} -> ok;
+                        _ -> receive {'$gen_call', From, cancel} -> Cancel(From)
+                             after 250 -> Wait()
+                             end
+                    end
+                end,
+         Wait(),
+         %% a. beamside processes: they stop by themselves; else killed.
+         Gone = fun Gone(0) -> [catch exit(P, kill) || N <- Names(), P <- [whereis(N)], is_pid(P)];
+                    Gone(K) -> Check(),
+                               case Names() of
+                                   [] -> ok;
+                                   _ -> receive after 50 -> Gone(K - 1) end
+                               end
+                end,
+         Gone(40),
+         %% b. handlers
+         Check(),
+         _ = Bounded(fun() ->
+                         [logger:remove_handler(Id)
+                          || #{id := Id} = C <- logger:get_handler_config(),
+                             Id =:= beamside orelse Ours(maps:get(module, C, undefined))]
+                     end, 2000),
+         Handler = fun({H, _}) -> H; (H) -> H end,
+         [begin
+              Check(),
+              case Bounded(fun() -> gen_event:which_handlers(Mgr) end, 2000) of
+                  Hs when is_list(Hs) ->
+                      [Bounded(fun() -> gen_event:delete_handler(Mgr, H, remove) end, 2000)
+                       || H <- Hs, Ours(Handler(H))];
+                  _ -> ok
+              end
+          end || Mgr <- [alarm_handler, erl_signal_server, lager_event],
+                 is_pid(whereis(Mgr))],
+         %% c. modules
+         Unload = fun(M) ->
+                      _ = code:soft_purge(M),
+                      _ = code:delete(M),
+                      code:soft_purge(M)
+                  end,
+         Pending0 = [M || M <- Loaded(), begin Check(), not Unload(M) end],
+         Retry = fun Retry(Ms, 0) -> Ms;
+                     Retry([], _) -> [];
+                     Retry(Ms, K) -> receive after 100 -> ok end,
+                                     Check(),
+                                     Retry([M || M <- Ms, not code:soft_purge(M)], K - 1)
+                 end,
+         Pending = Retry(Pending0, 30),
+         Holders = [{M, [P || P <- erlang:processes(), P =/= self(),
+                              (catch erlang:check_process_code(P, M)) =:= true]}
+                    || M <- Pending],
+         [begin
+              case lists:all(OursProc, Ps) of
+                  true ->
+                      Refs = [erlang:monitor(process, P) || P <- Ps],
+                      [exit(P, kill) || P <- Ps],
+                      [receive {'DOWN', R, process, _, _} -> ok after 1000 -> ok end
+                       || R <- Refs],
+                      code:soft_purge(M);
+                  false ->
+                      false
+              end
+          end || {M, Ps} <- Holders],
+         ok
+       catch _:_ -> ok
+       end
+     end.".

@@ -1,0 +1,386 @@
+"""Agent lifecycle when the sidecar goes without a goodbye: no residue within
+10 s (modules included), nothing in the node's log above info, nothing
+reaching other handlers of the shared event managers, and an orphaned newer
+agent replaced by whatever beamside attaches next.  Real nodes throughout;
+the sidecars that get killed are real child processes
+(tests/agents/sidecar_child.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sidecar import agents
+from sidecar.agents import AGENT_VERSION, AgentConflict
+from sidecar.alarms.checks import AlarmChecker
+from sidecar.alarms.engine import AlarmEngine
+from sidecar.config import parse_config
+from sidecar.dist.node import LocalNode
+from sidecar.dist.term import Atom, Charlist
+from sidecar.manager import NodeManager, NodeState
+from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
+from tests.conftest import NodeFactory
+from tests.nodes import ErlangNode, Runtime, unique_node_name
+from tests.waiting import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+CLEANUP_S = 10.0
+
+# What RESIDUE_EXPR does not cover: logger handlers and the handlers of the
+# shared event managers beamside may add itself to.
+HANDLERS_EXPR = """
+Ours = fun(A) -> S = atom_to_list(A),
+                 lists:prefix("beamside", S) andalso not lists:prefix("beamside_test_", S)
+       end,
+Logger = [H || H <- logger:get_handler_ids(), Ours(H)],
+GenEv = [{M, H} || M <- [alarm_handler, erl_signal_server, lager_event], whereis(M) =/= undefined,
+                   H <- gen_event:which_handlers(M),
+                   Ours(case H of {HM, _} -> HM; HM -> HM end)],
+{Logger, GenEv}.
+"""
+NO_HANDLERS = "{[],[]}"
+
+# A user handler in the shared managers that records everything it gets.
+RECORDER_SRC = """
+-module(bs_recorder_h).
+-behaviour(gen_event).
+-export([init/1, handle_event/2, handle_call/2, handle_info/2, terminate/2]).
+init(_) -> {ok, []}.
+handle_event(E, S) -> {ok, [{event, E} | S]}.
+handle_call(get, S) -> {ok, lists:reverse(S), S}.
+handle_info(I, S) -> {ok, [{info, I} | S]}.
+terminate(_, _) -> ok.
+"""
+
+FAKE_AGENT_SRC = """
+-module(beamside_agent).
+-export([version/0, info/0, detach/0, start/0, loop/0]).
+version() -> {version}.
+info() -> #{{agent_version => {version}, modules => #{{}},
+            attached => whereis(beamside_sysmon) =/= undefined,
+            sidecars => {sidecars}}}.
+start() -> register(beamside_sysmon, spawn(fun ?MODULE:loop/0)), ok.
+loop() -> receive stop -> ok; _ -> ?MODULE:loop() end.
+detach() -> catch beamside_sysmon ! stop, ok.
+"""
+
+LEVEL_RE = re.compile(r"^(emergency|alert|critical|error|warning|notice|info|debug) ", re.M)
+
+
+def compile_module(tmp_path: Path, name: str, source: str) -> bytes:
+    """Compiled with the OTP 25 erlc (loads on OTP 25 and 28)."""
+    src = tmp_path / f"{name}.erl"
+    src.write_text(source)
+    subprocess.run(["erlc", "-o", str(tmp_path), str(src)], check=True, timeout=60)
+    return (tmp_path / f"{name}.beam").read_bytes()
+
+
+def prepare(node: ErlangNode, tmp_path: Path) -> Path:
+    """SASL running, the recorder in alarm_handler and erl_signal_server, a
+    logger file handler taking everything from info up; the log file.
+
+    The OTP 28 runtime here has no SASL: a plain gen_event manager
+    registered as alarm_handler stands in (beamside adds its handler to
+    whatever runs under that name)."""
+    beam = compile_module(tmp_path, "bs_recorder_h", RECORDER_SRC)
+    node.eval(f"{{module, _}} = code:load_binary(bs_recorder_h, \"bs_recorder_h.beam\", "
+              f"<<{','.join(str(b) for b in beam)}>>), ok.")  # fmt: skip
+    node.eval(
+        "case code:lib_dir(sasl) of {error, _} -> {ok, _} = gen_event:start({local, alarm_handler});"
+        " _ -> {ok, _} = application:ensure_all_started(sasl) end, ok."
+    )
+    node.eval("ok = gen_event:add_handler(alarm_handler, bs_recorder_h, []).")
+    node.eval("ok = gen_event:add_handler(erl_signal_server, bs_recorder_h, []).")
+    log = tmp_path / f"{node.alive_name}.logger.log"
+    node.eval(
+        "ok = logger:add_handler(bs_test_file, logger_std_h, #{level => all, "
+        f"config => #{{file => \"{log}\"}}, formatter => {{logger_formatter, "
+        '#{single_line => true, template => [level, " ", msg, "\\n"]}}}), '
+        "ok = logger:set_primary_config(level, info)."
+    )
+    return log
+
+
+def recorded(node: ErlangNode) -> tuple[str, str]:
+    return (
+        node.eval("gen_event:call(alarm_handler, bs_recorder_h, get)."),
+        node.eval("gen_event:call(erl_signal_server, bs_recorder_h, get)."),
+    )
+
+
+def loud_lines(log: Path) -> list[str]:
+    """Lines of the node's logger file above info."""
+    if not log.exists():
+        return []
+    text = log.read_text(errors="replace")
+    out = []
+    for line in text.splitlines():
+        m = LEVEL_RE.match(line)
+        if m is None or m.group(1) not in ("info", "debug"):
+            out.append(line)
+    return out
+
+
+async def residue(node: ErlangNode) -> tuple[str, str]:
+    return await node.aeval(RESIDUE_EXPR), await node.aeval(HANDLERS_EXPR)
+
+
+async def wait_clean(node: ErlangNode, timeout: float = CLEANUP_S) -> float:
+    """Seconds until nothing of beamside is left; fails after ``timeout``."""
+    t0 = time.monotonic()
+    last = ("", "")
+    while time.monotonic() - t0 < timeout:
+        last = await residue(node)
+        if last == (NO_RESIDUE, NO_HANDLERS):
+            return time.monotonic() - t0
+        await asyncio.sleep(0.05)
+    pytest.fail(f"beamside residue on {node.name} after {timeout}s: {last}")
+
+
+class Child:
+    """A sidecar in a child process (tests/agents/sidecar_child.py)."""
+
+    def __init__(self, node: ErlangNode, epmd_port: int, mode: str) -> None:
+        self.name = f"{unique_node_name('bschild')}@127.0.0.1"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.agents.sidecar_child", node.name, node.cookie,
+             self.name, str(epmd_port), mode],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def wait_attached(self, timeout: float = 60) -> None:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.strip() == b"ATTACHED" or not line:
+                break
+        if line.strip() != b"ATTACHED":
+            self.kill()
+            err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+            pytest.fail(f"child sidecar did not attach: {line!r}\n{err}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def children() -> Iterator[list[Child]]:
+    made: list[Child] = []
+    yield made
+    for c in made:
+        c.kill()
+
+
+RUNTIMES: list[Runtime] = ["otp25", "otp28", "elixir"]
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_sidecar_killed_leaves_nothing_and_logs_nothing(
+    runtime: Runtime,
+    node_factory: NodeFactory,
+    epmd_port: int,
+    tmp_path: Path,
+    children: list[Child],
+) -> None:
+    node = node_factory(runtime)
+    log = prepare(node, tmp_path)
+    before = await residue(node)
+    assert before == (NO_RESIDUE, NO_HANDLERS)
+    stdout_offset = len(node.log_text())
+    timings = []
+    for mode in ["collect", "detach_race", "idle", "collect", "detach_race", "collect"]:
+        child = Child(node, epmd_port, mode)
+        children.append(child)
+        child.wait_attached()
+        if mode != "detach_race":  # that one detaches right after attaching
+            assert await node.aeval("whereis(beamside_sysmon) =/= undefined.") == "true"
+        await asyncio.sleep(random.uniform(0.0, 0.4))
+        child.kill()
+        killed = time.monotonic()
+        await wait_clean(node)
+        timings.append(time.monotonic() - killed)
+    print(f"\n{runtime}: clean {max(timings):.2f}s at most after SIGKILL ({timings})")
+    assert loud_lines(log) == []
+    stdout = node.log_text()[stdout_offset:]
+    assert "beamside" not in stdout, stdout
+    assert recorded(node) == ("[]", "[]")
+    assert await node.aeval("erlang:system_flag(microstate_accounting, false).") == "false"
+
+
+@pytest.mark.parametrize("runtime", ["otp25", "otp28"])
+async def test_node_side_disconnect_leaves_nothing(
+    runtime: Runtime,
+    node_factory: NodeFactory,
+    epmd_port: int,
+    tmp_path: Path,
+    children: list[Child],
+) -> None:
+    node = node_factory(runtime)
+    log = prepare(node, tmp_path)
+    child = Child(node, epmd_port, "collect")
+    children.append(child)
+    child.wait_attached()
+    await asyncio.sleep(0.3)
+    assert await node.aeval(f"net_kernel:disconnect('{child.name}').") == "true"
+    took = await wait_clean(node)
+    print(f"\n{runtime}: clean {took:.2f}s after net_kernel:disconnect")
+    child.kill()
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+async def test_clean_detach_leaves_nothing_and_reaches_no_other_handler(
+    runtime: Runtime, node_factory: NodeFactory, epmd_port: int, cookie: str, tmp_path: Path
+) -> None:
+    node = node_factory(runtime)
+    log = prepare(node, tmp_path)
+    local = LocalNode("beamside-clean@127.0.0.1", cookie, epmd_port=epmd_port)
+    try:
+        for _ in range(2):
+            box = local.mailbox(agents.EVENTS_MAILBOX)
+            await agents.ensure_loaded(local, node.name)
+            opts = agents.EventOptions(log_level="info").to_attach_opts()
+            await agents.attach(local, node.name, {**opts, "msacc": True})
+            data = await agents.collect(local, node.name)
+            assert data[Atom("sysmon")][Atom("alarm_handler")] == Atom("installed")
+            await agents.detach(local, node.name)
+            # still connected: nothing left right after detach returns
+            assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
+            box.close()
+    finally:
+        await local.close()
+    await asyncio.sleep(1.0)
+    assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]")
+
+
+async def test_watchdog_waits_while_a_sidecar_is_connected(
+    otp25_node: ErlangNode, epmd_port: int, cookie: str, tmp_path: Path, children: list[Child]
+) -> None:
+    """Two sidecars attached: killing one leaves the agent to the other."""
+    node = otp25_node
+    log = prepare(node, tmp_path)
+    local = LocalNode("beamside-stays@127.0.0.1", cookie, epmd_port=epmd_port)
+    try:
+        await agents.ensure_loaded(local, node.name)
+        await agents.attach(local, node.name)
+        child = Child(node, epmd_port, "idle")
+        children.append(child)
+        child.wait_attached()
+        child.kill()
+        await asyncio.sleep(CLEANUP_S / 2)
+        data = await agents.collect(local, node.name)
+        assert data[Atom("sysmon")][Atom("sidecars")] == 1
+        assert await node.aeval("whereis(beamside_watchdog) =/= undefined.") == "true"
+    finally:
+        await local.close()
+    await wait_clean(node)
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]")
+
+
+# --------------------------------------------------------------------------- versions
+
+
+async def load_fake_agent(
+    local: LocalNode, node: ErlangNode, tmp_path: Path, sidecars: str
+) -> None:
+    beam = compile_module(
+        tmp_path,
+        "beamside_agent",
+        FAKE_AGENT_SRC.format(version=AGENT_VERSION + 1, sidecars=sidecars),
+    )
+    mod = Atom("beamside_agent")
+    loaded = await local.rpc(
+        node.name, "code", "load_binary", [mod, Charlist("beamside_agent.beam"), beam]
+    )
+    assert loaded == (Atom("module"), mod)
+
+
+async def test_orphaned_newer_agent_is_replaced(
+    otp25_node: ErlangNode, local: LocalNode, tmp_path: Path
+) -> None:
+    node = otp25_node
+    await load_fake_agent(local, node, tmp_path, "[]")
+    assert node.eval("beamside_agent:version().") == str(AGENT_VERSION + 1)
+    info = await agents.ensure_loaded(local, node.name, allow_downgrade=False)
+    assert info.action == "replaced" and info.agent_version == AGENT_VERSION
+    await agents.attach(local, node.name)
+    data = await agents.collect(local, node.name)
+    assert data[Atom("agent_version")] == AGENT_VERSION
+    await agents.detach(local, node.name)
+    assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
+
+
+@pytest.fixture
+async def other_sidecar(otp25_node: ErlangNode, epmd_port: int) -> AsyncIterator[LocalNode]:
+    other = LocalNode("beamside-newer@127.0.0.1", otp25_node.cookie, epmd_port=epmd_port)
+    await other.connect(otp25_node.name)
+    yield other
+    await other.close()
+
+
+async def test_newer_agent_in_use_is_left_alone_and_the_node_is_not_down(
+    otp25_node: ErlangNode,
+    local: LocalNode,
+    other_sidecar: LocalNode,
+    tmp_path: Path,
+    epmd_port: int,
+) -> None:
+    node = otp25_node
+    await load_fake_agent(local, node, tmp_path, f"['{other_sidecar.name}']")
+    node.eval("beamside_agent:start().")
+    with pytest.raises(AgentConflict, match="in use"):
+        await agents.ensure_loaded(local, node.name, allow_downgrade=False)
+    assert node.eval("beamside_agent:version().") == str(AGENT_VERSION + 1)
+
+    config = parse_config(
+        {
+            "cluster": "unit",
+            "node_name": "beamside-older@127.0.0.1",
+            "targets": [{"nodes": [node.name], "cookie": node.cookie}],
+            "intervals": {"metrics": "1s"},
+        }
+    )
+    engine = AlarmEngine("unit")
+    checker = AlarmChecker(engine, {"node_down": {"delay": 0}}, interval=1)
+    manager = NodeManager(config, LocalNode(config.node_name, "unused", epmd_port=epmd_port))
+    await manager.start()
+    try:
+        await eventually(
+            lambda: (s := manager.status(node.name)) is not None
+            and s.state is NodeState.AGENT_CONFLICT,
+            20,
+            "agent conflict",
+        )
+        status = manager.status(node.name)
+        assert status is not None and "in use" in status.last_error
+        checker.on_statuses(manager.statuses())
+        assert [a.id for a in engine.active()] == []
+        # the newer beamside's agent is untouched
+        assert node.eval("beamside_agent:version().") == str(AGENT_VERSION + 1)
+        # once that beamside is gone, the older one takes the node over
+        await other_sidecar.close()
+        await eventually(
+            lambda: (s := manager.status(node.name)) is not None and s.state is NodeState.UP,
+            40,
+            "up after the newer beamside left",
+        )
+    finally:
+        await manager.stop()
