@@ -1,13 +1,21 @@
-"""The ``beamside`` command."""
+"""The ``beamside`` command.
+
+Output into a reader that stops early (``beamside probe ... | head -1``) is
+not an error: beamside stops writing, prints no traceback and exits with the
+status the command had, 0 when it succeeded (not 141: the status must not
+depend on whether the reader left before or after our last write).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__
 from .config import ConfigError, CookieSource, ShardingConfig
@@ -37,6 +45,24 @@ EXIT_CONFIG = 7
 
 class UsageError(Exception):
     pass
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """After EPIPE on ``stream``: point its descriptor at /dev/null, so what is
+    still buffered (flushed again at exit) and later writes go nowhere."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
+
+
+def say(text: str) -> None:
+    """One message to stderr; a reader gone from stderr leaves the exit status alone."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        _to_devnull(sys.stderr)
 
 
 def read_cookie(args: argparse.Namespace) -> str:
@@ -84,7 +110,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a malformed node name
         raise UsageError(str(exc)) from None
     except DistError as exc:
-        print(f"beamside probe: {args.node}: {exc}", file=sys.stderr)
+        say(f"beamside probe: {args.node}: {exc}")
         return _exit_code(exc)
     print(result.render())
     return EXIT_OK
@@ -175,7 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
             "uptime, process count and running applications. Exit codes: 0 ok, "
             f"{EXIT_USAGE} usage, {EXIT_UNREACHABLE} unreachable (host, EPMD, name), "
             f"{EXIT_COOKIE} cookie refused, {EXIT_TIMEOUT} timeout, "
-            f"{EXIT_PROTOCOL} protocol error."
+            f"{EXIT_PROTOCOL} protocol error; a reader that stops early "
+            "(| head) changes none of them."
         ),
     )
     probe.add_argument("node", help="node name, e.g. app@10.0.0.5 or app@host")
@@ -224,19 +251,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
     except UsageError as exc:
-        print(f"beamside {args.command}: {exc}", file=sys.stderr)
+        say(f"beamside {args.command}: {exc}")
         return EXIT_USAGE
     except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+        say(str(exc))
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    code = EXIT_OK
+    try:
+        try:
+            code = _main(argv)
+        finally:
+            # A reader that left shows here (or in a print above), not as an
+            # "Exception ignored" at interpreter exit. --help and --version
+            # leave through SystemExit, flushed here too.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _to_devnull(sys.stdout)
     return code
 
 

@@ -295,6 +295,8 @@ def main_demo(interval: float, duration: float | None) -> int:
     try:
         asyncio.run(runner())
     except DemoError as exc:
-        print(f"beamside demo: {exc}", file=sys.stderr)
+        from .cli import say
+
+        say(f"beamside demo: {exc}")
         return 1
     return 0

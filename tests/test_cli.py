@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -58,6 +59,38 @@ def test_probe_prints_summary(any_node: ErlangNode, tmp_path: Path) -> None:
     assert fields["uptime"].endswith("s")
     # The probe is hidden and gone afterwards.
     assert any_node.eval("nodes().") == "[]"
+
+
+def piped(command: list[str], reader: str, redirect: str = "") -> tuple[str, str, int]:
+    """``command | reader`` through bash: (the reader's output, our stderr, our exit status)."""
+    shell = f'{shlex.join(command)} {redirect} | {reader}; echo "status=${{PIPESTATUS[0]}}" >&2'
+    proc = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=90)
+    *ours, status = proc.stderr.rstrip("\n").split("\n")
+    assert status.startswith("status="), proc.stderr
+    return proc.stdout, "\n".join(ours), int(status.removeprefix("status="))
+
+
+def test_probe_into_a_reader_that_stops_early(otp25_node: ErlangNode, tmp_path: Path) -> None:
+    """`beamside probe ... | head -1`: no BrokenPipeError traceback, exit status 0
+    (a reader that stops early is not an error), whether the reader leaves
+    before our first write (head -n 0) or after its first line (head -1)."""
+    probe = [sys.executable, "-m", "sidecar.cli", "probe", otp25_node.name]
+    probe += ["--cookie", otp25_node.cookie]
+    out, err, status = piped(probe, "head -1")
+    assert out == f"node:          {otp25_node.name}\n"
+    assert (err, status) == ("", 0)
+    out, err, status = piped(probe, "head -n 0")
+    assert (out, err, status) == ("", "", 0)
+    # Every command that prints behaves the same.
+    config = tmp_path / "beamside.yaml"
+    config.write_text(f"cluster: t\ntargets: [{{nodes: [{otp25_node.name}], cookie: c}}]\n")
+    for args in (["check-config", str(config)], ["--help"], ["--version"], ["probe", "--help"]):
+        command = [sys.executable, "-m", "sidecar.cli", *args]
+        assert piped(command, "head -n 0") == ("", "", 0), args
+    # ...and a failure keeps its exit status when its reader is gone too.
+    wrong = [*probe[:-1], "wrong-cookie"]
+    assert piped(wrong, "head -n 0")[2] == EXIT_COOKIE
+    assert piped(wrong, "head -n 0", "2>&1")[1:] == ("", EXIT_COOKIE)
 
 
 def test_probe_short_name(node_factory: NodeFactory) -> None:
