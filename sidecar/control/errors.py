@@ -73,7 +73,7 @@ def agent_reply(reply: Any, what: str) -> Any:
         if tag == "error":
             if type(body) is tuple and len(body) == 2 and isinstance(body[0], Atom):
                 code = _AGENT_KINDS.get(str(body[0]), grpc.StatusCode.INTERNAL)
-                return _raise(code, f"{what}: {text(body[1]) or body[1]!r}")
+                return _raise(code, f"{what}: {text(body[1]) or repr(body[1])}")
             return _raise(grpc.StatusCode.INTERNAL, f"{what}: {body!r}")
     return _raise(grpc.StatusCode.INTERNAL, f"{what}: unexpected reply {reply!r:.200}")
 

@@ -19,6 +19,10 @@ SORT_KEYS = ("memory", "message_queue_len", "reductions", "reductions_rate")
 MAX_PROCESSES = 1000
 WALK_TIMEOUT_MS = 5000  # the agent's walk deadline; twice it bounds the whole call
 STATE_TIMEOUT_MS = 1000
+# TerminateProcess: the agent's safety check (beamside_ops header, "Stopping
+# processes") has check_ms, its helper a second more; then wait_ms to see it gone.
+CHECK_MS = 3000
+WAIT_MS = 1000
 
 
 def _int(value: Any) -> int:
@@ -131,8 +135,12 @@ class ProcessesService:
     ) -> pb.TerminateProcessResponse:
         target = validate.pid_or_name(request.pid)
         reason = validate.atom(request.reason, "reason") if request.reason else "kill"
+        opts = {Atom("wait_ms"): WAIT_MS, Atom("check_ms"): CHECK_MS}
+        timeout = (CHECK_MS + 1000 + WAIT_MS) / 1000
+        # A refusal (an application master, a supervisor, a process whose
+        # death would take one down, ...) is FAILED_PRECONDITION saying why.
         reply = await self.calls.ops(
-            request.node, "terminate", [target, Atom(reason), {Atom("wait_ms"): 1000}], 1.0
+            request.node, "terminate", [target, Atom(reason), opts], timeout
         )
         return pb.TerminateProcessResponse(
             pid=text(reply.get("pid")),
@@ -170,6 +178,8 @@ class ProcessesService:
     async def TerminateShells(
         self, request: pb.TerminateShellsRequest, context: Context
     ) -> pb.TerminateShellsResponse:
+        # Each shell passes the same safety check as TerminateProcess (refused
+        # ones are counted in spared), all within timeout_ms.
         opts = {Atom("include_local"): request.include_local, Atom("timeout_ms"): 5000}
         reply = await self.calls.ops(request.node, "terminate_shells", [opts], 6.0)
         return pb.TerminateShellsResponse(
