@@ -1,0 +1,66 @@
+"""Detaching from each real application leaves the node as it was.
+
+A snapshot of the node is taken through a plain hidden Erlang probe (never
+through beamside) before beamside attaches; after a SIGTERM of the sidecar the
+node must be back to it at once, after a SIGKILL within 10 s (the node-side
+watchdog's bound). The application's own log must say nothing about beamside
+at warning or above, after either.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.realapps import residue
+from tests.realapps.applog import offending
+from tests.realapps.conftest import RunningApp
+
+SIGKILL_BOUND = 10.0
+
+
+def _before(app: RunningApp) -> tuple[residue.Snapshot, dict[Path, int]]:
+    before = residue.take(app.probe)
+    return before, app.node.log_offsets()
+
+
+def test_sigterm_detach_leaves_no_residue(app: RunningApp) -> None:
+    before, offsets = _before(app)
+    beamside = app.beamside(name="term")
+    beamside.wait_attached(collects=3)
+    during = residue.take(app.probe)
+    assert any("beamside" in m for m in during.keys("module")), "the agents were never loaded"
+
+    assert beamside.terminate(timeout=30) == 0, beamside.stderr()[-3000:]
+    after = residue.take(app.probe)
+    found = residue.residue(before, after, app.probe.node.name)
+    assert not found, "left on the node after a SIGTERM detach:\n  " + "\n  ".join(found)
+
+    time.sleep(1.0)  # anything the node logs about the detach is written by now
+    logged = offending(app.node, offsets)
+    assert not logged, "the application logged about beamside:\n\n" + "\n\n".join(logged)
+    assert app.is_up()
+
+
+def test_sigkill_detach_leaves_no_residue_within_10s(app: RunningApp) -> None:
+    before, offsets = _before(app)
+    beamside = app.beamside(name="kill")
+    beamside.wait_attached(collects=3)
+
+    beamside.sigkill()
+    killed = time.monotonic()
+    found: list[str] = []
+    while True:
+        found = residue.residue(before, residue.take(app.probe), app.probe.node.name)
+        if not found or time.monotonic() - killed > SIGKILL_BOUND:
+            break
+        time.sleep(0.5)
+    assert not found, (
+        f"still on the node {SIGKILL_BOUND:.0f}s after beamside was killed:\n  "
+        + "\n  ".join(found)
+    )
+
+    time.sleep(1.0)
+    logged = offending(app.node, offsets)
+    assert not logged, "the application logged about beamside:\n\n" + "\n\n".join(logged)
+    assert app.is_up()
