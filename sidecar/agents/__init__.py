@@ -427,9 +427,7 @@ async def ensure_loaded(
         return AgentInfo.from_term(await _call(local, node, "info", [], timeout), action)
 
 
-async def _used_by_other(
-    local: LocalNode, node: str, info: AgentInfo, timeout: float
-) -> list[str]:
+async def _used_by_other(local: LocalNode, node: str, info: AgentInfo, timeout: float) -> list[str]:
     """The connected sidecars, other than us, using the node's agent.
 
     Agents since version 4 name the sidecars their ``beamside_sysmon``

@@ -96,7 +96,8 @@ def prepare(node: ErlangNode, tmp_path: Path) -> Path:
     node.eval(f"{{module, _}} = code:load_binary(bs_recorder_h, \"bs_recorder_h.beam\", "
               f"<<{','.join(str(b) for b in beam)}>>), ok.")  # fmt: skip
     node.eval(
-        "case code:lib_dir(sasl) of {error, _} -> {ok, _} = gen_event:start({local, alarm_handler});"
+        "case code:lib_dir(sasl) of"
+        " {error, _} -> {ok, _} = gen_event:start({local, alarm_handler});"
         " _ -> {ok, _} = application:ensure_all_started(sasl) end, ok."
     )
     node.eval("ok = gen_event:add_handler(alarm_handler, bs_recorder_h, []).")
@@ -104,7 +105,7 @@ def prepare(node: ErlangNode, tmp_path: Path) -> Path:
     log = tmp_path / f"{node.alive_name}.logger.log"
     node.eval(
         "ok = logger:add_handler(bs_test_file, logger_std_h, #{level => all, "
-        f"config => #{{file => \"{log}\"}}, formatter => {{logger_formatter, "
+        f'config => #{{file => "{log}"}}, formatter => {{logger_formatter, '
         '#{single_line => true, template => [level, " ", msg, "\\n"]}}}), '
         "ok = logger:set_primary_config(level, info)."
     )
@@ -364,8 +365,9 @@ async def test_newer_agent_in_use_is_left_alone_and_the_node_is_not_down(
     await manager.start()
     try:
         await eventually(
-            lambda: (s := manager.status(node.name)) is not None
-            and s.state is NodeState.AGENT_CONFLICT,
+            lambda: (
+                (s := manager.status(node.name)) is not None and s.state is NodeState.AGENT_CONFLICT
+            ),
             20,
             "agent conflict",
         )
