@@ -17,6 +17,11 @@
 %%%     with a report_cb through it (`depth' and `chars_limit' given to a
 %%%     report_cb/2), a `{string, S}' through `~ts' with `chars_limit'; the
 %%%     text is then cut at max_bytes with "..." and `truncated => true';
+%%%   * a callback or io_lib:format that raises with those limits (OTP 25.2's
+%%%     proc_lib on the crash of a BIF error, in unicode_util) is called
+%%%     again: chars_limit unlimited with depth at most 16, then, for a term
+%%%     of at most 100000 words, with no limits as logger's own formatter
+%%%     does; only what fails even so ends as `FORMAT ERROR: ...';
 %%%   * it is handed to the forwarder with a plain local send ONLY if the
 %%%     forwarder's message queue is shorter than max_queue; otherwise (or
 %%%     when the forwarder is not there) a drop is counted in a `counters'
@@ -61,6 +66,9 @@
 -define(FORWARDER, beamside_events).
 -define(MAX_META, 32).
 -define(META_BYTES, 256).
+%% The retries of a report callback that failed with our limits (see text/3).
+-define(RETRY_DEPTH, 16).
+-define(RETRY_WORDS, 100000).            % flat size of a term formatted unlimited
 
 %% Slots of the drops counters array.
 -define(C_QUEUE_FULL, 1).
@@ -220,15 +228,43 @@ text({string, S}, _Meta, #{max_bytes := Max}) ->
     io_lib:format("~ts", [S], [{chars_limit, Max}]);
 text({report, Report}, #{report_cb := Cb}, #{max_bytes := Max, depth := D} = Cfg)
   when is_function(Cb, 2) ->
-    Cb(Report, #{depth => D, chars_limit => Max, single_line => maps:get(single_line, Cfg)});
+    SL = maps:get(single_line, Cfg),
+    try Cb(Report, #{depth => D, chars_limit => Max, single_line => SL})
+    catch _:_ ->
+            %% OTP 25.2's proc_lib callback raises in unicode_util when a
+            %% numeric chars_limit meets the extended error info of a BIF
+            %% (ets:delete(no_such_table, x)); logger's formatter (chars
+            %% unlimited) prints the report fine.  Again without chars_limit,
+            %% a smaller depth bounding the text (cut to max_bytes by message/3),
+            %% then as logger would call it, for a report of bounded size.
+            try Cb(Report, #{depth => min(D, ?RETRY_DEPTH), chars_limit => unlimited,
+                             single_line => SL})
+            catch C:R:St ->
+                    small(Report) orelse erlang:raise(C, R, St),
+                    Cb(Report, #{depth => unlimited, chars_limit => unlimited,
+                                 single_line => SL})
+            end
+    end;
 text({report, Report}, #{report_cb := Cb}, #{max_bytes := Max}) when is_function(Cb, 1) ->
     {Format, Args} = Cb(Report),
-    io_lib:format(Format, Args, [{chars_limit, Max}]);
+    format(Format, Args, Max);
 text({report, Report}, _Meta, #{max_bytes := Max}) ->
     {Format, Args} = logger:format_report(Report),
-    io_lib:format(Format, Args, [{chars_limit, Max}]);
+    format(Format, Args, Max);
 text({Format, Args}, _Meta, #{max_bytes := Max}) when is_list(Args) ->
-    io_lib:format(Format, Args, [{chars_limit, Max}]).
+    format(Format, Args, Max).
+
+%% io_lib:format with chars_limit; if that raises, without it for arguments
+%% of bounded size (the same chars_limit weakness as above).
+format(Format, Args, Max) ->
+    try io_lib:format(Format, Args, [{chars_limit, Max}])
+    catch C:R:St ->
+            small(Args) orelse erlang:raise(C, R, St),
+            io_lib:format(Format, Args)
+    end.
+
+small(Term) ->
+    erts_debug:flat_size(Term) =< ?RETRY_WORDS.
 
 %% What is left when the format string and its arguments do not match.
 fallback(Msg, Max) ->
