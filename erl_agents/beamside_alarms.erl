@@ -26,8 +26,21 @@
 %%%                  overload, last_overload} (see beamside_sysmon): counts
 %%%                  since attach; last_* is #{context, node, at_ms} /
 %%%                  #{details, at_ms} or none.
-%%%   old_code       #{count, modules}: modules with old code, the first 100
-%%%                  (sorted) of Ctx old_code (see beamside_vm:old_code/0).
+%%%   old_code       #{count, modules, ages_ms}: modules with old code, the
+%%%                  first 100 (sorted) of Ctx old_code (see
+%%%                  beamside_vm:old_code/0), and how long each has had that
+%%%                  old code: ages_ms => #{Module => Ms} (the 1000 oldest),
+%%%                  or not_attached.  The age is tracked in beamside_sysmon's
+%%%                  table from the first collect that saw the old code (any
+%%%                  sidecar's), per module with the md5 of its current code:
+%%%                  a module loaded again with different code has new old
+%%%                  code (the previous old code was purged by the load), so
+%%%                  its age starts again -- a module an application
+%%%                  regenerates every few seconds stays young, a module
+%%%                  loaded twice and left grows old.  A reload of the very
+%%%                  same code between two collects is not seen (the age
+%%%                  goes on).  The table goes with the last detach: after a
+%%%                  sidecar restart the ages start from the new attach.
 %%%   shell_history  disabled | #{path, bytes, files, truncated, exists,
 %%%                  limit_bytes (when kernel shell_history_file_bytes is
 %%%                  set)}: kernel shell_history =:= enabled; the directory
@@ -44,7 +57,9 @@
 %%%                  root of the cgroup namespace), absent when not readable.
 %%%                  `unavailable' on other OSes.
 %%%
-%%% Cost: ETS reads (sasl, mnesia), a sort of the old-code list, a list_dir
+%%% Cost: ETS reads (sasl, mnesia, old code ages; a write when an age
+%%% starts), a sort of the old-code list and an md5 lookup per module with
+%%% old code, a list_dir
 %%% and a stat per history file when the history is enabled, three small
 %%% /proc and /sys reads: about 100-300 us in all.
 %%% ===========================================================================
@@ -54,6 +69,8 @@
 
 -define(MAX_ALARMS, 100).
 -define(MAX_OLD_CODE, 100).
+-define(MAX_OLD_CODE_AGES, 1000).
+-define(MAX_OLD_CODE_TRACKED, 10000).
 -define(MAX_HISTORY_FILES, 1000).
 -define(MAX_PROC_READ, 65536).
 -define(MAX_PATH, 512).
@@ -154,9 +171,44 @@ mnesia_events(Subscribed) ->
 
 old_code(Mods) when is_list(Mods) ->
     #{count => length(Mods),
-      modules => lists:sublist(lists:sort(Mods), ?MAX_OLD_CODE)};
+      modules => lists:sublist(lists:sort(Mods), ?MAX_OLD_CODE),
+      ages_ms => old_code_ages(Mods)};
 old_code(Error) ->
     Error.
+
+%% #{Module => Ms} since the old code of Module was first seen; the view is
+%% one entry {old_code_seen, #{Module => {CurrentMd5 | undefined, FirstMs}}}
+%% in beamside_sysmon's table, rewritten only when it changes.
+old_code_ages(Mods) ->
+    case ets:info(beamside_sysmon, owner) of
+        undefined ->
+            not_attached;
+        _ ->
+            Now = erlang:monotonic_time(millisecond),
+            Prev = case ets:lookup(beamside_sysmon, old_code_seen) of
+                       [{_, P}] when is_map(P) -> P;
+                       _ -> #{}
+                   end,
+            Seen = maps:from_list([{M, seen(M, maps:find(M, Prev), Now)}
+                                   || M <- lists:sublist(Mods, ?MAX_OLD_CODE_TRACKED)]),
+            Seen =:= Prev orelse ets:insert(beamside_sysmon, {old_code_seen, Seen}),
+            Oldest = lists:sublist(lists:keysort(2, [{M, T} || {M, {_, T}} <- maps:to_list(Seen)]),
+                                   ?MAX_OLD_CODE_AGES),
+            maps:from_list([{M, Now - T} || {M, T} <- Oldest])
+    end.
+
+seen(M, {ok, {Md5, _} = Same}, Now) ->
+    case current_md5(M) of
+        Md5 -> Same;
+        New -> {New, Now}
+    end;
+seen(M, error, Now) ->
+    {current_md5(M), Now}.
+
+current_md5(M) ->
+    try erlang:get_module_info(M, md5)
+    catch error:_ -> undefined   % old code only: the module was deleted
+    end.
 
 %%% ---------------------------------------------------------------------------
 %%% shell history

