@@ -19,7 +19,7 @@ import yaml
 
 from .agents.events import LEVELS
 from .alarms.alertmanager import AlertmanagerConfig
-from .alarms.catalogue import BUILTIN, SETTING_KEYS, AlarmConfig, GlobalParam
+from .alarms.catalogue import BUILTIN, OPTION_KEYS, SETTING_KEYS, AlarmConfig, GlobalParam
 from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identities
 from .discovery.dns import DnsDiscoveryConfig
 from .discovery.kubernetes import KubernetesDiscoveryConfig
@@ -746,13 +746,16 @@ def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
         if alarm_id not in BUILTIN:
             continue
         path = f"alarms.{alarm_id}"
-        m = r.mapping(settings, path, SETTING_KEYS)
+        allowed = SETTING_KEYS | OPTION_KEYS.get(alarm_id, frozenset())
+        m = r.mapping(settings, path, allowed)
         checked: dict[str, Any] = {}
         for key, raw in m.items():
-            if key not in SETTING_KEYS:
+            if key not in allowed:
                 continue
-            if key in ("delay", "hold", "window"):
+            if key in ("delay", "hold", "window", "age"):
                 checked[key] = r.convert(m, key, path, parse_duration, None)
+            elif key == "ignore":
+                checked[key] = r.convert(m, key, path, _module_patterns, None)
             elif key == "enabled":
                 if isinstance(raw, bool):
                     checked[key] = raw
@@ -764,6 +767,18 @@ def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
                 r.problem(_join(path, key), f"expected a non-negative number, got {raw!r}")
         overrides[alarm_id] = {k: v for k, v in checked.items() if v is not None}
     return overrides
+
+
+def _module_patterns(value: Any) -> tuple[str, ...]:
+    """A list of module names or globs (``rabbit_ff_*``, ``'Elixir.MyApp.*'``)."""
+    if not isinstance(value, list):
+        raise ValueError("expected a list of module names or globs like 'my_gen_*'")
+    patterns: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > 255:
+            raise ValueError(f"expected a module name or glob (1-255 characters), got {item!r}")
+        patterns.append(item.strip())
+    return tuple(patterns)
 
 
 def _global_params(r: _Reader, value: object) -> tuple[GlobalParam, ...]:

@@ -167,12 +167,13 @@ def test_code_and_application_consistency(
     a, b = node_factory("otp25"), node_factory("otp25")
     # Module md5s are re-read every `window` (default 60 s) and on code changes
     # the counts show; a reload-and-purge within one tick needs the window.
+    # Old code counts once it is `age` old (default 10 min): 1 s here.
     run_beamside(
         beamside_procs,
         tmp_path,
         [a, b],
         alertmanager,
-        alarms={"different_module_versions": {"window": "1s"}},
+        alarms={"different_module_versions": {"window": "1s"}, "old_code": {"age": "1s"}},
     )
     v1 = compile_module(tmp_path, "e2e_probe_mod", 1)
     v2 = compile_module(tmp_path, "e2e_probe_mod", 2)

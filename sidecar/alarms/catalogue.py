@@ -5,7 +5,10 @@ severity levels (``warning``/``minor``/``major``/``critical``), ``clear_ratio``
 (hysteresis), ``delay`` (condition must hold this long), ``hold`` (how long
 an event-like alarm stays raised), ``window`` (the span of a growth rate; for
 ``corrupt_startup_file`` and ``different_module_versions`` how often their
-inputs are re-read) and ``enabled``.  Unknown ids and keys are config errors.
+inputs are re-read) and ``enabled``; some alarms take keys of their own
+(:data:`OPTION_KEYS`): ``old_code`` has ``age`` (how long a module's old code
+must stay before it counts) and ``ignore`` (module names or globs, added to
+:data:`OLD_CODE_IGNORE`).  Unknown ids and keys are config errors.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class AlarmSpec:
     delay: float = 0.0
     hold: float = 0.0
     window: float = 0.0
+    age: float = 0.0
+    ignore: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,8 @@ class AlarmSettings:
     hold: float
     window: float
     enabled: bool = True
+    age: float = 0.0
+    ignore: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -61,6 +68,21 @@ def _limit(alarm: str, what: str) -> AlarmSpec:
         f"Find what is creating {what} (check growth in Grafana, the top processes or "
         f"tables) and stop the leak; raise the limit at the next restart if the load is real.",
     )
+
+
+#: Modules applications regenerate at run time (each load leaves the previous
+#: version as old code until the next one; nothing else ever purges it), never
+#: counted by ``old_code``.  Found by starting the applications: RabbitMQ's
+#: feature flag registry (rabbit_feature_flags, code:load_binary), ejabberd's
+#: p1_options modules (ets_cache_options at every cache creation, xmpp_config
+#: at every reload_config), lager's goldrush trace filter (lager_default_tracer
+#: at every trace change).
+OLD_CODE_IGNORE: tuple[str, ...] = (
+    "rabbit_ff_registry",
+    "ets_cache_options",
+    "xmpp_config",
+    "lager_default_tracer",
+)
 
 
 _SPECS: tuple[AlarmSpec, ...] = (
@@ -170,6 +192,8 @@ _SPECS: tuple[AlarmSpec, ...] = (
         "modules",
         "Old module versions are still loaded: soft-purge them (Code/SoftPurge) once "
         "no process runs them.",
+        age=600.0,  # old code younger than this does not count
+        ignore=OLD_CODE_IGNORE,
     ),
     AlarmSpec(
         "shell_history_size",
@@ -283,6 +307,8 @@ _SPECS: tuple[AlarmSpec, ...] = (
 BUILTIN: Mapping[str, AlarmSpec] = {s.id: s for s in _SPECS}
 _LEVEL_KEYS = {"warning": W, "minor": MI, "major": MA, "critical": CR}
 SETTING_KEYS = {*_LEVEL_KEYS, "clear_ratio", "delay", "hold", "window", "enabled"}
+#: keys only some alarms take, beside :data:`SETTING_KEYS`
+OPTION_KEYS: Mapping[str, frozenset[str]] = {"old_code": frozenset({"age", "ignore"})}
 
 
 def resolve(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, AlarmSettings]:
@@ -302,6 +328,8 @@ def resolve(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, AlarmSettin
             hold=float(o.get("hold", spec.hold)),
             window=float(o.get("window", spec.window)),
             enabled=bool(o.get("enabled", True)),
+            age=float(o.get("age", spec.age)),
+            ignore=(*spec.ignore, *(str(p) for p in o.get("ignore", ()))),
         )
     return settings
 

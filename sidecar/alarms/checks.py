@@ -9,6 +9,7 @@ cleared by the gap.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import time
@@ -374,17 +375,7 @@ class AlarmChecker:
         history: _NodeHistory,
         r: dict[str, Finding | None],
     ) -> None:
-        old = number(get(data, "limits", "modules_old_code"))
-        modules = get(data, "alarms", "old_code", "modules")
-        r.update(
-            self._graded(
-                "old_code",
-                node,
-                old,
-                lambda v: f"{v:.0f} module(s) have old code",
-                {"modules": [text(m) for m in (modules or [])][:MAX_INFO_ITEMS]},
-            )
-        )
+        r.update(self._old_code(get(data, "alarms", "old_code"), node))
         history_bytes = number(get(data, "alarms", "shell_history", "bytes"))
         r.update(
             self._graded(
@@ -441,6 +432,37 @@ class AlarmChecker:
         sasl = _sasl_alarms(data)
         if sasl is not None and self._enabled("sasl_alarm") is not None:
             self._forward_sasl(node, sasl, history, r)
+
+    def _old_code(self, section: Any, node: str) -> dict[str, Finding | None]:
+        """``old_code``: modules whose old code has stayed at least ``age``, the
+        ``ignore`` patterns (code the applications regenerate) left out.  The
+        ages come from the agent (``ages_ms``, tracked on the node from the
+        first collect that saw each module's old code); without them (not
+        attached) the alarm is not evaluated."""
+        s = self._enabled("old_code")
+        ages = section.get("ages_ms") if isinstance(section, Mapping) else None
+        if s is None or not isinstance(ages, Mapping):
+            return {}
+        aged: list[tuple[float, str]] = []  # (age in s, module)
+        for mod, age in ages.items():
+            ms, name = number(age), text(mod)
+            if ms is not None and ms / 1000 >= s.age and not _ignored(name, s.ignore):
+                aged.append((ms / 1000, name))
+        aged.sort(key=lambda a: (-a[0], a[1]))  # oldest first
+        listed = [name for _, name in aged]
+        return self._graded(
+            "old_code",
+            node,
+            float(len(aged)),
+            lambda v: (
+                f"{v:.0f} module(s) have had old code for more than {_span(s.age)}: "
+                f"{', '.join(listed[:5])}"
+            ),
+            {
+                "modules": listed[:MAX_INFO_ITEMS],
+                "age_s": {name: round(age) for age, name in aged[:MAX_INFO_ITEMS]},
+            },
+        )
 
     def _forward_sasl(
         self, node: str, alarms: list[Any], history: _NodeHistory, r: dict[str, Finding | None]
@@ -665,6 +687,18 @@ def _sasl_alarms(data: Mapping[str, Any]) -> list[Any] | None:
     if isinstance(sasl, Mapping):
         sasl = sasl.get("alarms")
     return sasl if isinstance(sasl, list) else None
+
+
+def _ignored(module: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(module, p) for p in patterns)
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"
 
 
 def _per_minute(counter: str) -> Callable[[float], str]:

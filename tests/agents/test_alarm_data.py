@@ -128,7 +128,7 @@ async def test_sasl_handler_removed_when_the_sidecar_goes(
 async def test_sasl_handler_removed_when_the_agent_is_killed(
     node_factory: NodeFactory, local: LocalNode
 ) -> None:
-    """add_sup_handler: the manager drops our handler if beamside_sysmon dies."""
+    """The watchdog removes our handler at once if beamside_sysmon dies."""
     node = node_factory("otp25", extra_args=["-boot", "start_sasl"])
     await agents.ensure_loaded(local, node.name)
     await agents.attach(local, node.name)
@@ -282,11 +282,14 @@ async def test_old_code_listed(otp28_node: ErlangNode, local: LocalNode, tmp_pat
     await load_binary(local, node, "fixture_old", compile_module(tmp_path, "fixture_old", 1))
     await load_binary(local, node, "fixture_old", compile_module(tmp_path, "fixture_old", 2))
     data = await agents.collect(local, node.name, {"sections": ["limits", "alarms"]})
-    assert data["alarms"]["old_code"] == {"count": 1, "modules": ["fixture_old"]}
+    old = data["alarms"]["old_code"]
+    assert (old["count"], old["modules"]) == (1, ["fixture_old"])
+    assert list(old["ages_ms"]) == ["fixture_old"]
+    assert 0 <= old["ages_ms"]["fixture_old"] < 5000
     assert data["limits"]["modules_old_code"] == 1
     assert node.eval("code:soft_purge(fixture_old).") == "true"
     alarms = await _alarms(local, node)
-    assert alarms["old_code"] == {"count": 0, "modules": []}
+    assert alarms["old_code"] == {"count": 0, "modules": [], "ages_ms": {}}
 
 
 async def test_modules_md5_differ_across_nodes(
