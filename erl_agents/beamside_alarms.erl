@@ -73,18 +73,23 @@
 -define(MAX_OLD_CODE_TRACKED, 10000).
 -define(MAX_HISTORY_FILES, 1000).
 -define(MAX_PROC_READ, 65536).
+-define(MAX_MOUNTINFO, 1048576).
+-define(DF_EVERY_MS, 60000).        % df at most this often (disk_view_interval_ms)
+-define(DF_MS, 1000).               % time limit of one df
+-define(DF_MAX_OUTPUT, 65536).
 -define(MAX_PATH, 512).
 -define(ENSURE_MS, 3000).
 -define(CALL_MS, 1000).
 
 -spec section(map(), map()) -> map().
-section(_Opts, Ctx) ->
+section(Opts, Ctx) ->
     S = fun beamside_agent:safe/1,
     #{sasl => S(fun sasl/0),
       mnesia => S(fun mnesia/0),
       old_code => S(fun() -> old_code(maps:get(old_code, Ctx, [])) end),
       shell_history => S(fun shell_history/0),
-      memory_view => S(fun memory_view/0)}.
+      memory_view => S(fun memory_view/0),
+      disk_view => S(fun() -> disk_view(Opts) end)}.
 
 %%% ---------------------------------------------------------------------------
 %%% SASL alarm_handler
@@ -256,22 +261,44 @@ history_dir(Dir) ->
 
 memory_view() ->
     case {whereis(memsup), os:type()} of
-        {Pid, _} when is_pid(Pid) ->
-            os_mon;
-        {undefined, {unix, linux}} ->
-            Info = meminfo(read_small("/proc/meminfo")),
-            case cgroup() of
-                #{} = C when map_size(C) > 0 -> Info#{cgroup => C};
-                _ -> Info
-            end;
-        _ ->
-            unavailable
+        {Pid, _} when is_pid(Pid) -> os_mon;
+        {undefined, {unix, linux}} -> linux_memory();
+        _ -> unavailable
     end.
+
+linux_memory() ->
+    Info = meminfo(read_limited("/proc/meminfo", ?MAX_PROC_READ)),
+    Total = case Info of
+                #{total_bytes := T} when T > 0 -> T;
+                _ -> error(no_memtotal)
+            end,
+    %% MemAvailable since Linux 3.14; before, what memsup also counts.
+    Available = case Info of
+                    #{available_bytes := A} -> A;
+                    _ -> maps:get(free_bytes, Info, 0) + maps:get(buffers_bytes, Info, 0)
+                             + maps:get(cached_bytes, Info, 0)
+                end,
+    Host = maps:without([buffers_bytes, cached_bytes], Info#{available_bytes => Available}),
+    Cgroup = beamside_agent:safe(fun cgroup_memory/0),
+    case Cgroup of
+        #{version := V, limit_bytes := Limit, usage_bytes := Usage,
+          inactive_file_bytes := Inactive} when is_integer(Limit), Limit < Total ->
+            Host#{source => cgroup_source(V), limit_bytes => Limit,
+                  used_bytes => max(0, Usage - Inactive), cgroup => Cgroup};
+        _ ->
+            Host#{source => meminfo, limit_bytes => Total,
+                  used_bytes => max(0, Total - Available), cgroup => Cgroup}
+    end.
+
+cgroup_source(1) -> cgroup_v1;
+cgroup_source(2) -> cgroup_v2.
 
 meminfo(Bin) ->
     Keys = #{<<"MemTotal">> => total_bytes,
              <<"MemAvailable">> => available_bytes,
              <<"MemFree">> => free_bytes,
+             <<"Buffers">> => buffers_bytes,
+             <<"Cached">> => cached_bytes,
              <<"SwapTotal">> => swap_total_bytes,
              <<"SwapFree">> => swap_free_bytes},
     lists:foldl(
@@ -288,45 +315,332 @@ meminfo(Bin) ->
               end
       end, #{}, binary:split(Bin, <<"\n">>, [global, trim_all])).
 
-%% cgroup v2: memory.max and memory.current of the node's cgroup.  Which
-%% directory holds them is found once per attach (beamside_sysmon:cached/2).
-cgroup() ->
-    case beamside_sysmon:cached(cgroup_dir, fun cgroup_dir/0) of
-        none -> #{};
-        Dir -> maps:filter(fun(_, V) -> V =/= undefined end,
-                           #{max_bytes => cgroup_value(Dir, <<"memory.max">>),
-                             current_bytes => cgroup_value(Dir, <<"memory.current">>)})
+%% The node's memory cgroup: none | #{version, path, limit_bytes (integer |
+%% max), usage_bytes, inactive_file_bytes}.  Which directory is found once
+%% per attach (beamside_sysmon:cached/2); the values are read every time.
+cgroup_memory() ->
+    case beamside_sysmon:cached(memory_cgroup, fun find_memory_cgroup/0) of
+        none ->
+            none;
+        {1, Dir} ->
+            %% usage_in_bytes counts the children too: so do the total_*
+            %% stats; hierarchical_memory_limit is the lowest limit of the
+            %% cgroup and its ancestors.
+            Stat = memory_stat(Dir, [<<"hierarchical_memory_limit">>, <<"total_inactive_file">>]),
+            Own = cgroup_value(Dir, <<"memory.limit_in_bytes">>),
+            #{version => 1,
+              path => beamside_agent:truncate(Dir, ?MAX_PATH),
+              limit_bytes => lowest([Own, v1_limit(maps:get(<<"hierarchical_memory_limit">>,
+                                                            Stat, max))]),
+              usage_bytes => cgroup_int(Dir, <<"memory.usage_in_bytes">>),
+              inactive_file_bytes => maps:get(<<"total_inactive_file">>, Stat, 0)};
+        {2, Dir, Chain} ->
+            Stat = memory_stat(Dir, [<<"inactive_file">>]),
+            #{version => 2,
+              path => beamside_agent:truncate(Dir, ?MAX_PATH),
+              limit_bytes => lowest([cgroup_value(D, <<"memory.max">>) || D <- Chain]),
+              usage_bytes => cgroup_int(Dir, <<"memory.current">>),
+              inactive_file_bytes => maps:get(<<"inactive_file">>, Stat, 0)}
     end.
 
-%% The node's cgroup from /proc/self/cgroup ("0::/path"), else the root of
-%% the (namespaced) hierarchy; none when neither has the memory files.
-cgroup_dir() ->
-    Paths = try
-                Self = read_small("/proc/self/cgroup"),
-                [<<"/sys/fs/cgroup", P/binary>>
-                 || <<"0::", P0/binary>> <- binary:split(Self, <<"\n">>, [global, trim_all]),
-                    P <- [string:trim(P0)], P =/= <<"/">>]
-            catch _:_ -> []
-            end ++ [<<"/sys/fs/cgroup">>],
-    case [D || D <- Paths, cgroup_value(D, <<"memory.current">>) =/= undefined] of
-        [Dir | _] -> Dir;
-        [] -> none
+%% cgroup v1 has no "max": an unlimited cgroup reads as LONG_MAX rounded
+%% down to a page.
+v1_limit(N) when is_integer(N), N >= 1 bsl 62 -> max;
+v1_limit(V) -> V.
+
+lowest(Values) ->
+    case [V || V <- Values, is_integer(V)] of
+        [] -> max;
+        Ints -> lists:min(Ints)
+    end.
+
+memory_stat(Dir, Wanted) ->
+    try read_limited(<<Dir/binary, "/memory.stat">>, ?MAX_PROC_READ) of
+        Bin ->
+            maps:from_list(
+              [{K, binary_to_integer(V)}
+               || Line <- binary:split(Bin, <<"\n">>, [global, trim_all]),
+                  [K, V] <- [binary:split(Line, <<" ">>)],
+                  lists:member(K, Wanted)])
+    catch _:_ -> #{}
+    end.
+
+cgroup_int(Dir, File) ->
+    case cgroup_value(Dir, File) of
+        N when is_integer(N) -> N;
+        _ -> error({unreadable, File})
     end.
 
 cgroup_value(Dir, File) ->
-    try string:trim(read_small(<<Dir/binary, "/", File/binary>>)) of
+    try string:trim(read_limited(<<Dir/binary, "/", File/binary>>, 4096)) of
         <<"max">> -> max;
-        B -> binary_to_integer(B)
+        B -> v1_limit(binary_to_integer(B))
     catch _:_ -> undefined
     end.
 
-%% At most ?MAX_PROC_READ bytes of a (/proc or /sys) file.
-read_small(Path) ->
+%% {1, Dir} (v1 memory controller: hybrid hosts have their memory there),
+%% {2, Dir, [Dir and its ancestors up to the mount]} or none.  The directory
+%% is the mount point of the hierarchy (/proc/self/mountinfo) plus the
+%% node's path in it (/proc/self/cgroup) less the mount's root (the part
+%% a container's bind mount or cgroup namespace hides); when that is not
+%% readable, the mount point itself.
+find_memory_cgroup() ->
+    Self = try read_limited("/proc/self/cgroup", ?MAX_PROC_READ) catch _:_ -> <<>> end,
+    Lines = [binary:split(L, <<":">>) || L <- binary:split(Self, <<"\n">>, [global, trim_all])],
+    Paths = [{lists:member(<<"memory">>, binary:split(Ctl, <<",">>, [global])), Id, P}
+             || [Id, Rest] <- Lines, [Ctl, P] <- [binary:split(Rest, <<":">>)]],
+    Mounts = try mounts(read_limited("/proc/self/mountinfo", ?MAX_MOUNTINFO))
+             catch _:_ -> []
+             end,
+    V1 = [P || {true, _, P} <- Paths],
+    V2 = [P || {false, <<"0">>, P} <- Paths],
+    case cgroup_dir(V1, [M || {<<"cgroup">>, Super, _, _} = M <- Mounts,
+                              lists:member(<<"memory">>, binary:split(Super, <<",">>, [global]))],
+                    <<"/sys/fs/cgroup/memory">>, <<"memory.usage_in_bytes">>) of
+        {ok, Dir1, _} ->
+            {1, Dir1};
+        none ->
+            case cgroup_dir(V2, [M || {<<"cgroup2">>, _, _, _} = M <- Mounts],
+                            <<"/sys/fs/cgroup">>, <<"memory.current">>) of
+                {ok, Dir2, MountPoint} -> {2, Dir2, chain(Dir2, MountPoint)};
+                none -> none
+            end
+    end.
+
+cgroup_dir([], _Mounts, _Default, _Probe) ->
+    none;
+cgroup_dir([Path | _], Mounts, Default, Probe) ->
+    {Root, MountPoint} = case Mounts of
+                             [{_, _, R, MP} | _] -> {R, MP};
+                             [] -> {<<"/">>, Default}
+                         end,
+    Rel = case Root of
+              <<"/">> -> Path;
+              _ ->
+                  case string:prefix(Path, Root) of
+                      nomatch -> <<"/">>;
+                      <<>> -> <<"/">>;
+                      R1 -> R1
+                  end
+          end,
+    Dir = case Rel of
+              <<"/">> -> MountPoint;
+              <<"/", _/binary>> -> <<MountPoint/binary, Rel/binary>>;
+              _ -> MountPoint
+          end,
+    Readable = fun(D) -> cgroup_value(D, Probe) =/= undefined end,
+    case Readable(Dir) of
+        true -> {ok, Dir, MountPoint};
+        false when Dir =/= MountPoint ->
+            case Readable(MountPoint) of
+                true -> {ok, MountPoint, MountPoint};
+                false -> none
+            end;
+        false -> none
+    end.
+
+%% Dir and its parents, up to (and with) the mount point: a v2 limit is the
+%% lowest memory.max on the way.
+chain(Dir, Stop) ->
+    chain(Dir, Stop, 64, []).
+
+chain(Dir, Stop, N, Acc) when Dir =:= Stop; N =:= 0; byte_size(Dir) =< byte_size(Stop) ->
+    lists:reverse([Dir | Acc]);
+chain(Dir, Stop, N, Acc) ->
+    chain(filename:dirname(Dir), Stop, N - 1, [Dir | Acc]).
+
+%% /proc/self/mountinfo lines as [{FsType, SuperOptions, Root, MountPoint}].
+mounts(Bin) ->
+    lists:filtermap(
+      fun(Line) ->
+              case string:split(Line, <<" - ">>) of
+                  [Before, After] ->
+                      case {binary:split(Before, <<" ">>, [global, trim_all]),
+                            binary:split(After, <<" ">>, [global, trim_all])} of
+                          {[_Id, _Parent, _Dev, Root, MountPoint | _], [Type, _Src, Super | _]} ->
+                              {true, {Type, Super, unescape(Root), unescape(MountPoint)}};
+                          _ ->
+                              false
+                      end;
+                  _ ->
+                      false
+              end
+      end, binary:split(Bin, <<"\n">>, [global, trim_all])).
+
+%% mountinfo writes space, tab, newline and backslash as \ooo.
+unescape(Bin) ->
+    unescape(Bin, <<>>).
+
+unescape(<<$\\, A, B, C, Rest/binary>>, Acc)
+  when A >= $0, A =< $3, B >= $0, B =< $7, C >= $0, C =< $7 ->
+    unescape(Rest, <<Acc/binary, ((A - $0) * 64 + (B - $0) * 8 + (C - $0))>>);
+unescape(<<X, Rest/binary>>, Acc) ->
+    unescape(Rest, <<Acc/binary, X>>);
+unescape(<<>>, Acc) ->
+    Acc.
+
+%%% ---------------------------------------------------------------------------
+%%% the node's own view of the disk of its data directory
+
+disk_view(Opts) ->
+    case {whereis(disksup), os:type()} of
+        {Pid, _} when is_pid(Pid) -> os_mon;
+        {undefined, {unix, _}} -> df_view(Opts);
+        _ -> unavailable
+    end.
+
+%% df at most every disk_view_interval_ms while attached: the last result
+%% (an error too) is kept in beamside_sysmon's table with the time and the
+%% directory it is for.  Not attached: df at each call.
+df_view(Opts) ->
+    Every = beamside_agent:int_opt(disk_view_interval_ms, Opts, ?DF_EVERY_MS,
+                                   {1000, 3600000}),
+    {DirSource, Dir} = data_dir(),
+    Now = erlang:monotonic_time(millisecond),
+    case beamside_sysmon:swap_sample(disk_view, undefined) of
+        {At, Dir, View} = Entry when Now - At < Every ->
+            _ = beamside_sysmon:swap_sample(disk_view, Entry),
+            with_age(View, Now - At);
+        _ ->
+            View = df(Dir, DirSource),
+            _ = beamside_sysmon:swap_sample(disk_view, {Now, Dir, View}),
+            with_age(View, 0)
+    end.
+
+with_age(#{} = View, Age) -> View#{age_ms => Age};
+with_age(Error, _) -> Error.
+
+%% {mnesia, Dir} when mnesia runs (RabbitMQ: RABBITMQ_MNESIA_DIR), else
+%% {cwd, Cwd}; a directory that does not exist (yet) stands for its nearest
+%% existing parent, whose file system it would be on.
+data_dir() ->
+    Cwd = case prim_file:get_cwd() of
+              {ok, C} -> C;
+              {error, R} -> error({cwd, R})
+          end,
+    Mnesia = case whereis(mnesia_monitor) of
+                 undefined -> undefined;
+                 _ -> try mnesia:system_info(directory) catch _:_ -> undefined end
+             end,
+    case Mnesia of
+        [_ | _] -> {mnesia, existing(filename:absname(Mnesia, Cwd), 64)};
+        _ -> {cwd, Cwd}
+    end.
+
+existing(Dir, 0) ->
+    Dir;
+existing(Dir, N) ->
+    case prim_file:read_file_info(Dir) of
+        {ok, _} -> Dir;
+        _ ->
+            case filename:dirname(Dir) of
+                Dir -> Dir;
+                Parent -> existing(Parent, N - 1)
+            end
+    end.
+
+df(Dir, DirSource) ->
+    Exe = case beamside_sysmon:cached(df_path, fun find_df/0) of
+              false -> error(no_df);
+              E -> E
+          end,
+    case beamside_agent:run_bounded(fun() -> run_df(Exe, Dir) end, ?DF_MS, []) of
+        {ok, Out} ->
+            Base = #{source => df,
+                     path => beamside_agent:truncate(beamside_agent:to_bin(Dir), ?MAX_PATH),
+                     dir_source => DirSource},
+            maps:merge(Base, parse_df(Out));
+        {error, {error, R}} ->
+            {error, R};
+        {error, _} = Error ->
+            Error
+    end.
+
+find_df() ->
+    Fixed = [F || F <- ["/bin/df", "/usr/bin/df"],
+                  element(1, prim_file:read_file_info(F)) =:= ok],
+    case Fixed of
+        [F | _] -> F;
+        [] -> os:find_executable("df")
+    end.
+
+%% In the helper process run_bounded/3 spawns: the port is linked to it, so
+%% it is closed when the helper is killed at the time limit.
+run_df(Exe, Dir) ->
+    Port = open_port({spawn_executable, Exe},
+                     [{args, ["-P", "-k", Dir]}, {env, [{"LC_ALL", "C"}]},
+                      exit_status, binary, use_stdio, stderr_to_stdout]),
+    df_output(Port, <<>>).
+
+df_output(Port, Acc) ->
+    receive
+        {Port, {data, Data}} when byte_size(Acc) + byte_size(Data) > ?DF_MAX_OUTPUT ->
+            catch port_close(Port),
+            error(df_output_too_large);
+        {Port, {data, Data}} ->
+            df_output(Port, <<Acc/binary, Data/binary>>);
+        {Port, {exit_status, 0}} ->
+            Acc;
+        {Port, {exit_status, Status}} ->
+            [First | _] = binary:split(<<Acc/binary, "\n">>, <<"\n">>),
+            error({df_exit, Status, beamside_agent:truncate(First, 200)})
+    end.
+
+%% `df -P -k': a header, then "Filesystem 1024-blocks Used Available
+%% Capacity Mounted-on" on one line.  Read from the capacity column ("23%"),
+%% so that a mount point with spaces stays whole.
+parse_df(Out) ->
+    Rows = [binary:split(L, [<<" ">>, <<"\t">>], [global, trim_all])
+            || L <- binary:split(Out, <<"\n">>, [global, trim_all])],
+    Parsed = [R || Row <- Rows, R <- [df_row(Row)], is_map(R)],
+    case lists:reverse(Parsed) of
+        [Last | _] -> Last;
+        [] -> error({df_output, beamside_agent:truncate(Out, 200)})
+    end.
+
+df_row(Row) ->
+    case lists:splitwith(fun(T) -> not is_percent(T) end, Row) of
+        {Before, [_Cap | MountParts]} when length(Before) >= 4, MountParts =/= [] ->
+            [Avail, Used, Blocks | _] = lists:reverse(Before),
+            try {binary_to_integer(Blocks), binary_to_integer(Used), binary_to_integer(Avail)} of
+                {B, U, A} ->
+                    Mount = iolist_to_binary(lists:join(<<" ">>, MountParts)),
+                    #{mount => beamside_agent:truncate(Mount, ?MAX_PATH),
+                      total_bytes => B * 1024,
+                      used_bytes => U * 1024,
+                      available_bytes => A * 1024,
+                      %% what df prints, unrounded: the share of the space a
+                      %% user can have (reserved blocks left out) in use
+                      capacity => case U + A of
+                                      0 -> 0.0;
+                                      S -> U * 100 / S
+                                  end}
+            catch error:badarg -> false
+            end;
+        _ ->
+            false
+    end.
+
+is_percent(T) ->
+    case binary:last(T) of
+        $% -> byte_size(T) > 1;
+        _ -> false
+    end.
+
+%% At most Max bytes of a (/proc or /sys) file, read through a raw file (no
+%% file server).
+read_limited(Path, Max) ->
     {ok, Fd} = file:open(Path, [read, raw, binary]),
-    try file:read(Fd, ?MAX_PROC_READ) of
-        {ok, Bin} -> Bin;
-        eof -> <<>>;
-        {error, R} -> error(R)
+    try read_chunks(Fd, Max, [])
     after
         file:close(Fd)
+    end.
+
+read_chunks(_Fd, Left, Acc) when Left =< 0 ->
+    iolist_to_binary(lists:reverse(Acc));
+read_chunks(Fd, Left, Acc) ->
+    case file:read(Fd, min(Left, 65536)) of
+        {ok, Bin} -> read_chunks(Fd, Left - byte_size(Bin), [Bin | Acc]);
+        eof -> iolist_to_binary(lists:reverse(Acc));
+        {error, R} -> error(R)
     end.

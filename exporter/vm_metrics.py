@@ -935,24 +935,92 @@ def _alarms(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
             "Bytes used by the shell history directory.",
             history.get("bytes"),
         )
-    view = s.get("memory_view")
-    if isinstance(view, dict):
-        for key, kind in (("total_bytes", "total"), ("available_bytes", "available")):
+    _memory_view(n, s.get("memory_view"))
+    _disk_view(n, s.get("disk_view"))
+
+
+def _memory_view(n: _Node, view: Any) -> None:
+    """The node's own view of memory (alarms.memory_view: os_mon's memsup not running)."""
+    if is_error(view):
+        _section_error(n, "alarms.memory_view")
+    if not isinstance(view, dict):
+        return
+    source = text(view.get("source") or "meminfo")
+    for key, name, doc in (
+        (
+            "limit_bytes",
+            "erlang_vm_memory_view_limit_bytes",
+            "Memory the node may use as it sees it (os_mon's memsup not running): the "
+            "lower of its cgroup's limit and the host's MemTotal; source says which.",
+        ),
+        (
+            "used_bytes",
+            "erlang_vm_memory_view_used_bytes",
+            "Memory in use against erlang_vm_memory_view_limit_bytes: the cgroup's usage "
+            "less inactive file cache, or MemTotal - MemAvailable.",
+        ),
+    ):
+        n.gauge(name, doc, view.get(key), source=source)
+    for key, kind in (
+        ("total_bytes", "total"),
+        ("available_bytes", "available"),
+        ("free_bytes", "free"),
+        ("swap_total_bytes", "swap_total"),
+        ("swap_free_bytes", "swap_free"),
+    ):
+        n.gauge(
+            "erlang_vm_system_memory_bytes",
+            "System memory as the node sees it (/proc/meminfo; os_mon's memsup not running).",
+            view.get(key),
+            kind=kind,
+        )
+    cgroup = view.get("cgroup")
+    if is_error(cgroup):
+        _section_error(n, "alarms.memory_view.cgroup")
+    elif isinstance(cgroup, dict):
+        for key, kind in (
+            ("limit_bytes", "limit"),
+            ("usage_bytes", "usage"),
+            ("inactive_file_bytes", "inactive_file"),
+        ):
             n.gauge(
-                "erlang_vm_system_memory_bytes",
-                "System memory as the node sees it (/proc/meminfo; os_mon not running).",
-                view.get(key),
+                "erlang_vm_cgroup_memory_bytes",
+                "The node's memory cgroup (v1 or v2): limit (when limited: the lowest of the "
+                "cgroup and its ancestors), usage and its inactive file cache.",
+                cgroup.get(key),
                 kind=kind,
             )
-        cgroup = view.get("cgroup")
-        if isinstance(cgroup, dict):
-            for key, kind in (("max_bytes", "max"), ("current_bytes", "current")):
-                n.gauge(
-                    "erlang_vm_cgroup_memory_bytes",
-                    "cgroup v2 memory.max (when limited) and memory.current of the node.",
-                    cgroup.get(key),
-                    kind=kind,
-                )
+
+
+def _disk_view(n: _Node, view: Any) -> None:
+    """The node's own view of its data directory's file system (alarms.disk_view: df)."""
+    if is_error(view):
+        _section_error(n, "alarms.disk_view")
+    if not isinstance(view, dict):
+        return
+    labels = {"mount": text(view.get("mount")), "path": text(view.get("path"))}
+    n.gauge(
+        "erlang_vm_data_dir_disk_size_bytes",
+        "Size of the file system of the node's data directory (mnesia's, else the working "
+        "directory), from df (os_mon's disksup not running).",
+        view.get("total_bytes"),
+        **labels,
+    )
+    n.gauge(
+        "erlang_vm_data_dir_disk_available_bytes",
+        "Space available to the node on the file system of its data directory (df).",
+        view.get("available_bytes"),
+        **labels,
+    )
+    capacity = num(view.get("capacity"))
+    if capacity is not None:
+        n.gauge(
+            "erlang_vm_data_dir_disk_used_ratio",
+            "Used fraction of the file system of the node's data directory, as df's "
+            "Capacity (reserved blocks left out).",
+            capacity / 100,
+            **labels,
+        )
 
 
 def _time(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:

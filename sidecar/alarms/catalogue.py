@@ -4,8 +4,8 @@ Thresholds are overridable per alarm in the config file (``alarms:``):
 severity levels (``warning``/``minor``/``major``/``critical``), ``clear_ratio``
 (hysteresis), ``delay`` (condition must hold this long), ``hold`` (how long
 an event-like alarm stays raised), ``window`` (the span of a growth rate; for
-``corrupt_startup_file`` and ``different_module_versions`` how often their
-inputs are re-read) and ``enabled``; some alarms take keys of their own
+``corrupt_startup_file``, ``different_module_versions`` and ``disk_almost_full``
+how often their inputs are re-read) and ``enabled``; some alarms take keys of their own
 (:data:`OPTION_KEYS`): ``old_code`` has ``age`` (how long a module's old code
 must stay before it counts) and ``ignore`` (module names or globs, added to
 :data:`OLD_CODE_IGNORE`).  Unknown ids and keys are config errors.
@@ -134,15 +134,19 @@ _SPECS: tuple[AlarmSpec, ...] = (
         "node",
         ((MI, 0.8), (MA, 0.9)),
         "ratio",
-        "The host is short of memory: find the biggest consumers (node memory by kind, "
-        "other processes on the host) before the OOM killer does.",
+        "The node's host (or its cgroup, when that is the lower limit) is short of memory: "
+        "find the biggest consumers (node memory by kind, other processes on the host or "
+        "in the container) before the OOM killer does, or raise the limit.",
     ),
     AlarmSpec(
         "disk_almost_full",
         "node",
         ((MI, 85), (MA, 95)),
         "percent",
-        "Free space on the named mount: logs, crash dumps, mnesia/disk_log files.",
+        "Free space on the named mount (without os_mon: the file system of the node's "
+        "mnesia directory, else its working directory): logs, crash dumps, mnesia/disk_log "
+        "files.",
+        window=60.0,  # how often the node's own view runs df when disksup does not run
     ),
     AlarmSpec(
         "os_cpu_load",

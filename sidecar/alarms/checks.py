@@ -108,6 +108,10 @@ class AlarmChecker:
         params = self._params_for(family)
         if params:
             opts["env_keys"] = [(p.app, p.key) for p in params]
+        disk = self._enabled("disk_almost_full")
+        if disk is not None and disk.window > 0:
+            # How often the agent's disk view runs df (when disksup does not run).
+            opts["disk_view_interval_ms"] = round(disk.window * 1000)
         return opts
 
     def _params_for(self, family: str) -> list[GlobalParam]:
@@ -272,7 +276,6 @@ class AlarmChecker:
 
     def _os_checks(self, data: Mapping[str, Any], node: str, r: dict[str, Finding | None]) -> None:
         os_mon = get(data, "plugins", "os_mon")
-        forwarded = _sasl_alarms(data) is not None  # os_mon's own alarms come through SASL
         if isinstance(os_mon, Mapping):
             cpus = number(get(data, "system", "logical_processors")) or 1.0
             load1 = number(get(os_mon, "cpu", "load1"))
@@ -284,45 +287,105 @@ class AlarmChecker:
                     lambda v: f"load average {v:.2f} per core",
                 )
             )
-            if not forwarded:
-                total = number(get(os_mon, "memory", "system", "total_memory"))
-                avail = number(get(os_mon, "memory", "system", "available_memory"))
-                if total and avail is not None:
-                    r.update(
-                        self._graded(
-                            "system_memory_high_watermark",
-                            node,
-                            (total - avail) / total,
-                            lambda v: f"host memory {v:.0%} used",
-                        )
-                    )
-                disks = get(os_mon, "disk", "disks") or []
-                worst = max(disks, key=lambda d: number(d.get("capacity")) or 0, default=None)
-                if isinstance(worst, Mapping):
-                    mount = text(worst.get("mount"))
-                    r.update(
-                        self._graded(
-                            "disk_almost_full",
-                            node,
-                            number(worst.get("capacity")),
-                            lambda v: f"{mount} is {v:.0f}% full",
-                            {"mount": mount},
-                        )
-                    )
+        else:
+            os_mon = {}
+        # os_mon's memsup/disksup set their own alarms in SASL's alarm_handler,
+        # forwarded as they are: when they run and SASL's alarms are known, that
+        # is the source.  When they do not run (RabbitMQ, ejabberd, OTP without
+        # os_mon), the node's own view (alarms.memory_view, alarms.disk_view).
+        forwarded = _sasl_alarms(data) is not None
+        self._memory_check(data, os_mon, forwarded, node, r)
+        self._disk_check(data, os_mon, forwarded, node, r)
+
+    def _memory_check(
+        self,
+        data: Mapping[str, Any],
+        os_mon: Mapping[str, Any],
+        forwarded: bool,
+        node: str,
+        r: dict[str, Finding | None],
+    ) -> None:
+        system = get(os_mon, "memory", "system")
+        if isinstance(system, Mapping):
+            if forwarded:
+                return
+            total = number(system.get("total_memory"))
+            avail = number(system.get("available_memory"))
+            if not total or avail is None:
+                return
+            sources = [("os_mon", "host memory", total - avail, total)]
         else:
             view = get(data, "alarms", "memory_view")
-            if isinstance(view, Mapping):
-                total = number(view.get("total_bytes"))
-                avail = number(view.get("available_bytes"))
-                if total and avail is not None:
-                    r.update(
-                        self._graded(
-                            "system_memory_high_watermark",
-                            node,
-                            (total - avail) / total,
-                            lambda v: f"host memory {v:.0%} used (node's own view)",
-                        )
-                    )
+            if not isinstance(view, Mapping):
+                return
+            sources = _memory_sources(view)
+        if not sources:
+            return
+        # The worse of the node's cgroup and its host: either can run out first.
+        source, what, used, limit = max(sources, key=lambda s: s[2] / s[3])
+        info: dict[str, Any] = {"source": source, "used_bytes": used, "limit_bytes": limit}
+        if len(sources) > 1:
+            info["sources"] = {s[0]: round(s[2] / s[3], 4) for s in sources}
+        r.update(
+            self._graded(
+                "system_memory_high_watermark",
+                node,
+                used / limit,
+                lambda v: (
+                    f"{what} {v:.0%} used: {used / 2**20:.0f} MiB of {limit / 2**20:.0f} MiB "
+                    f"({source})"
+                ),
+                info,
+            )
+        )
+
+    def _disk_check(
+        self,
+        data: Mapping[str, Any],
+        os_mon: Mapping[str, Any],
+        forwarded: bool,
+        node: str,
+        r: dict[str, Finding | None],
+    ) -> None:
+        disks = get(os_mon, "disk", "disks")
+        if isinstance(disks, list):
+            if forwarded:
+                return
+            worst = max(
+                (d for d in disks if isinstance(d, Mapping)),
+                key=lambda d: number(d.get("capacity")) or 0,
+                default=None,
+            )
+            if worst is None:
+                return
+            mount = text(worst.get("mount"))
+            info: dict[str, Any] = {"source": "os_mon", "mount": mount}
+            capacity = number(worst.get("capacity"))
+            where = mount
+        else:
+            view = get(data, "alarms", "disk_view")
+            if not isinstance(view, Mapping):
+                return
+            mount, path = text(view.get("mount")), text(view.get("path"))
+            info = {
+                "source": text(view.get("source") or "df"),
+                "mount": mount,
+                "path": path,
+                "dir": text(view.get("dir_source")),
+                "available_bytes": view.get("available_bytes"),
+                "total_bytes": view.get("total_bytes"),
+            }
+            capacity = number(view.get("capacity"))
+            where = f"{mount} (the file system of {path})"
+        r.update(
+            self._graded(
+                "disk_almost_full",
+                node,
+                capacity,
+                lambda v: f"{where} is {v:.0f}% full ({info['source']})",
+                info,
+            )
+        )
 
     def _growth_and_rates(
         self,
@@ -687,6 +750,22 @@ def _sasl_alarms(data: Mapping[str, Any]) -> list[Any] | None:
     if isinstance(sasl, Mapping):
         sasl = sasl.get("alarms")
     return sasl if isinstance(sasl, list) else None
+
+
+def _memory_sources(view: Mapping[str, Any]) -> list[tuple[str, str, float, float]]:
+    """(source, what, used, limit) of an agent memory_view: its own source (the
+    node's cgroup when limited below the host, else /proc/meminfo) and, when
+    that is the cgroup, the host's too."""
+    sources = []
+    limit, used = number(view.get("limit_bytes")), number(view.get("used_bytes"))
+    source = text(view.get("source") or "meminfo")
+    if limit and used is not None:
+        what = "memory of the node's cgroup" if source.startswith("cgroup") else "host memory"
+        sources.append((source, what, used, limit))
+    total, avail = number(view.get("total_bytes")), number(view.get("available_bytes"))
+    if total and avail is not None and (not sources or source != "meminfo"):
+        sources.append(("meminfo", "host memory", total - avail, total))
+    return sources
 
 
 def _ignored(module: str, patterns: Sequence[str]) -> bool:
