@@ -47,21 +47,75 @@
 %%%                  (kernel shell_history_path, else filename:basedir(
 %%%                  user_cache, "erlang-history")) listed, at most 1000
 %%%                  entries, a file stat each (prim_file: no file server).
-%%%   memory_view    os_mon | unavailable | #{total_bytes, available_bytes,
-%%%                  free_bytes, swap_total_bytes, swap_free_bytes, cgroup}:
-%%%                  the node's own view of system memory when os_mon's
-%%%                  memsup does not run (`os_mon' when it does: see
-%%%                  plugins.os_mon).  /proc/meminfo, at most 64 KB read;
-%%%                  cgroup => #{max_bytes => integer() | max, current_bytes}
-%%%                  from the cgroup v2 files of the node's cgroup (or the
-%%%                  root of the cgroup namespace), absent when not readable.
-%%%                  `unavailable' on other OSes.
+%%%   memory_view    os_mon | unavailable | #{source, limit_bytes,
+%%%                  used_bytes, total_bytes, available_bytes, free_bytes,
+%%%                  swap_total_bytes, swap_free_bytes, cgroup}: the node's
+%%%                  own view of its memory when os_mon's memsup does not run
+%%%                  (`os_mon' when it does: see plugins.os_mon; `unavailable'
+%%%                  on other OSes than Linux).  total/available/free/swap
+%%%                  from /proc/meminfo (at most 64 KB read; available is
+%%%                  MemAvailable, or MemFree + Buffers + Cached on kernels
+%%%                  without it).  cgroup => none | {error, R} | #{version
+%%%                  (1 | 2), path, limit_bytes (integer() | max),
+%%%                  usage_bytes, inactive_file_bytes}: the node's memory
+%%%                  cgroup -- v1 where the memory controller is on a v1
+%%%                  hierarchy (hybrid hosts), else v2 -- whose directory is
+%%%                  the hierarchy's mount point (/proc/self/mountinfo, at
+%%%                  most 1 MB read) plus the node's path (/proc/self/cgroup)
+%%%                  less the mount's root (a container's cgroup namespace or
+%%%                  bind mount), else the mount point itself; found once per
+%%%                  attach (beamside_sysmon:cached/2: a node moved to another
+%%%                  cgroup is seen at the next attach).  v1: limit =
+%%%                  lower of memory.limit_in_bytes and memory.stat
+%%%                  hierarchical_memory_limit (ancestors), usage =
+%%%                  memory.usage_in_bytes, inactive file = total_inactive_file;
+%%%                  v2: limit = lowest memory.max of the cgroup and its
+%%%                  ancestors up to the mount, usage = memory.current,
+%%%                  inactive file = memory.stat inactive_file.  An unlimited
+%%%                  v1 cgroup (LONG_MAX) reads as max.
+%%%                  source/limit_bytes/used_bytes: cgroup_v1 | cgroup_v2
+%%%                  when the cgroup's limit is below MemTotal (used = usage
+%%%                  less inactive file cache, as the kernel's reclaim and OOM
+%%%                  killer count it), else meminfo (limit MemTotal, used
+%%%                  MemTotal - MemAvailable).
+%%%   disk_view      os_mon | unavailable | {error, R} | #{source => df,
+%%%                  path, dir_source, mount, total_bytes, used_bytes,
+%%%                  available_bytes, capacity, age_ms}: the file system of
+%%%                  the node's data directory when os_mon's disksup does not
+%%%                  run (`os_mon' when it does; `unavailable' off Unix).
+%%%                  The directory (dir_source): mnesia's (mnesia:system_info(
+%%%                  directory), when mnesia_monitor runs; RabbitMQ's
+%%%                  RABBITMQ_MNESIA_DIR) or the node's working directory
+%%%                  (prim_file:get_cwd/0) -- one that does not exist stands
+%%%                  for its nearest existing parent.  There is no statvfs in
+%%%                  Erlang: `df -P -k Dir' (LC_ALL=C) runs through a port
+%%%                  (spawn_executable /bin/df or /usr/bin/df: no shell) owned
+%%%                  by a helper process (beamside_agent:run_bounded/3): 1 s
+%%%                  time limit, at most 64 KB of output; the helper is killed
+%%%                  at the limit, which closes the port (a df stuck in the
+%%%                  kernel, e.g. on a dead NFS server, stays an OS process
+%%%                  until the kernel lets it go, as disksup's would).  The
+%%%                  result -- an error too -- is kept in beamside_sysmon's
+%%%                  table with its time and directory, and df runs again only
+%%%                  when it is older than Opts disk_view_interval_ms (60000;
+%%%                  1000..3600000) or the directory changed; age_ms says how
+%%%                  old it is.  Not attached (no table): df at each call.
+%%%                  capacity: percent used as df counts it, unrounded:
+%%%                  used / (used + available), reserved blocks left out.
+%%%                  A failure (no df, df exits non-zero, timeout, cwd gone)
+%%%                  is {error, Reason}; nothing is logged.
 %%%
 %%% Cost: ETS reads (sasl, mnesia, old code ages; a write when an age
 %%% starts), a sort of the old-code list and an md5 lookup per module with
 %%% old code, a list_dir
-%%% and a stat per history file when the history is enabled, three small
-%%% /proc and /sys reads: about 100-300 us in all.
+%%% and a stat per history file when the history is enabled: about 100 us.
+%%% memory_view: /proc/meminfo and four small cgroup files read, about
+%%% 0.4 ms (plus 0.2 ms for /proc/self/mountinfo once per attach, or at each
+%%% call when not attached).  disk_view: an ETS read and write, and once per
+%%% disk_view_interval_ms a df: about 4 ms of wall time for the collect that
+%%% runs it, of which about 0.2 ms CPU on the node (the fork and exec are
+%%% erl_child_setup's, the rest is df's own process).  Measured on a 2-core
+%%% VM, OTP 25.
 %%% ===========================================================================
 -module(beamside_alarms).
 
