@@ -160,6 +160,14 @@ class Beamside(BeamsideProcess):
         )
         return GrpcReply(res.returncode, res.stdout, res.stderr)
 
+    def detach(self) -> None:
+        """SIGTERM (a clean detach), SIGKILL if it does not exit in 30 s."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                self.terminate(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
     def sigkill(self) -> None:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGKILL)

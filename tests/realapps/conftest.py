@@ -57,8 +57,9 @@ class RunningApp:
         return proc.start()
 
     def kill_beamsides(self) -> None:
+        """Detach every beamside still running (SIGTERM), so the next test starts clean."""
         for proc in self.beamsides:
-            proc.kill()
+            proc.detach()
         self.beamsides.clear()
 
     def is_up(self) -> bool:
@@ -119,7 +120,7 @@ def plain_families(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
                 proc.wait_attached(collects=2)
                 return set(proc.families())
             finally:
-                proc.kill()
+                proc.detach()
         finally:
             node.kill()
 

@@ -19,8 +19,10 @@ with ``~0tp``. Kinds:
                      scheduler_wall_time and microstate accounting on/off (counters moving), the
                      trace flags of new processes and ports
 ``trace``            processes or ports with trace flags
-``pterm``            persistent_term keys (beamside's are residue; applications add
-                     theirs lazily, e.g. Elixir's Logger per module)
+``pterm``            persistent_term keys, info ``set`` or ``undefined`` (beamside's set
+                     keys are residue; applications add theirs lazily, e.g. Elixir's
+                     Logger per module; OTP's logger leaves a removed handler's key
+                     set to ``undefined``)
 ``node``             connected hidden nodes
 ``app``              running applications
 """
@@ -87,7 +89,8 @@ VM = [L("vm", system_monitor, erlang:system_monitor()),
       L("vm", trace_new_ports, erlang:trace_info(new_ports, flags))],
 Traced = [L("trace", X, Fl) || X <- erlang:processes() ++ erlang:ports(),
                                {flags, Fl} <- [erlang:trace_info(X, flags)], Fl =/= []],
-PT = [L("pterm", K, x) || {K, _} <- persistent_term:get()],
+PT = [L("pterm", K, case V of undefined -> undefined; _ -> set end)
+      || {K, V} <- persistent_term:get()],
 Nodes = [L("node", N, hidden) || N <- nodes(hidden)],
 Apps = [L("app", A, V) || {A, _, V} <- application:which_applications()],
 [Mods, Procs, Regs, Ets, LH, LF, LL, GE, VM, Traced, PT, Nodes, Apps]
@@ -134,6 +137,16 @@ def _beamside(text: str) -> bool:
     return "beamside" in text.lower()
 
 
+def beamside_traces(snap: Snapshot) -> list[str]:
+    """What of beamside is on the node, by name alone (modules, registered names)."""
+    return [
+        f"{kind} {key}"
+        for kind in ("module", "registered")
+        for key in sorted(snap.keys(kind))
+        if _beamside(key)
+    ]
+
+
 def residue(before: Snapshot, after: Snapshot, probe_node: str) -> list[str]:
     """Everything beamside may have left behind: one readable line per finding
     (empty when the node is as it was)."""
@@ -157,7 +170,8 @@ def residue(before: Snapshot, after: Snapshot, probe_node: str) -> list[str]:
         for key in sorted(after.keys(kind) - before.keys(kind)):
             found.append(f"{kind} added: {key} {after.info(kind, key)}")
         for key in sorted(before.keys(kind) - after.keys(kind)):
-            found.append(f"{kind} removed: {key} {before.info(kind, key)}")
+            if not _beamside(key):  # beamside's own, left by an earlier run, going is fine
+                found.append(f"{kind} removed: {key} {before.info(kind, key)}")
     # ETS tables: every new one (with its name and owner).
     for t in sorted(after.keys("ets") - before.keys("ets")):
         found.append(f"ets table {t} {after.info('ets', t)}")
@@ -168,7 +182,8 @@ def residue(before: Snapshot, after: Snapshot, probe_node: str) -> list[str]:
         if after.info("trace", key) != before.info("trace", key):
             found.append(f"trace flags on {key}: {after.info('trace', key)}")
     for key in sorted(after.keys("pterm")):
-        if _beamside(key):
+        # OTP's logger keeps a removed handler's key, set to `undefined`.
+        if _beamside(key) and after.info("pterm", key) != "undefined":
             found.append(f"persistent_term {key}")
     for n in sorted(after.keys("node") - before.keys("node")):
         if n.strip("'") != probe_node:

@@ -55,7 +55,7 @@ def attached(real_app: RunningApp) -> Iterator[Attached]:
         TIMINGS.append((real_app.kind, "attach+2", time.monotonic() - started))
         yield Attached(real_app, proc, loki, offsets, time.monotonic() - started)
     finally:
-        proc.kill()
+        proc.detach()
         loki.stop()
 
 

@@ -20,7 +20,13 @@ SIGKILL_BOUND = 10.0
 
 
 def _before(app: RunningApp) -> tuple[residue.Snapshot, dict[Path, int]]:
-    before = residue.take(app.probe)
+    """The snapshot to compare with, once an earlier beamside (killed by an
+    earlier test) is gone from the node, or after the SIGKILL bound."""
+    deadline = time.monotonic() + SIGKILL_BOUND + 2
+    while residue.beamside_traces(before := residue.take(app.probe)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     return before, app.node.log_offsets()
 
 

@@ -30,7 +30,7 @@ def operator(real_app: RunningApp) -> Iterator[tuple[RunningApp, Beamside]]:
         proc.wait_attached(collects=1)
         yield real_app, proc
     finally:
-        proc.kill()
+        proc.detach()
 
 
 def _alive(app: RunningApp, pid_or_name: str) -> bool:
