@@ -82,11 +82,21 @@
 %%%       release_handler  sasl runs and release_handler knows a permanent (else
 %%%                        current) release that is not the default one: its
 %%%                        name (bounded by a 1 s call);
-%%%       default          <<"erlang">>.
-%%%     `release_version' is the release's version when there is one.
+%%%       application      no release: the node's main application
+%%%                        (main_application/0): a known one names its
+%%%                        product (rabbit -> <<"rabbitmq">>, ejabberd,
+%%%                        mongooseim, yaws, ...), else the root of the running
+%%%                        applications that are not OTP's or Elixir's own
+%%%                        (an Elixir or Erlang application's own name);
+%%%       default          <<"erlang">> (only OTP's and Elixir's applications
+%%%                        run).
+%%%     `release_version' is the release's (or that application's) version
+%%%     when there is one.
 %%%   Any part that fails is `{error, Reason}' in place of its value.
 %%%   Cost: a few BIFs, one application_controller call (1 s limit), one
-%%%   release_handler call when sasl runs (1 s limit).
+%%%   release_handler call when sasl runs (1 s limit); without a release one
+%%%   more application_controller call (application:info/0, 1 s limit) and
+%%%   an application:get_key/2 (ETS) per key of each running application.
 %%%
 %%% attach(SidecarNode, Opts) -> {ok, pid()} | {error, term()}
 %%%   Starts (idempotent) `beamside_sysmon', the only long-lived beamside
@@ -348,6 +358,11 @@
 -define(VERSION, 4).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
+%% Applications that name their product's family (see main_application/0).
+-define(KNOWN_APPS, [{rabbit, <<"rabbitmq">>}, {rabbitmq_prelaunch, <<"rabbitmq">>},
+                     {ejabberd, <<"ejabberd">>}, {mongooseim, <<"mongooseim">>},
+                     {yaws, <<"yaws">>}, {couch, <<"couchdb">>}, {emqx, <<"emqx">>},
+                     {vmq_server, <<"vernemq">>}, {riak_kv, <<"riak">>}]).
 -define(MAX_LIVE_KEYS, 32).
 
 -define(SECTIONS, [versions, memory, allocators, allocated_areas, limits, system,
@@ -596,8 +611,20 @@ hex(Bin) ->
 hex_digit(N) when N < 10 -> $0 + N;
 hex_digit(N) -> $a + N - 10.
 
-%% {Source, Name, Vsn} of the release this node runs.
+%% {Source, Name, Vsn} of the release this node runs, else of its main
+%% application.
 family_hint() ->
+    case release_family() of
+        {error, _} = NoRelease ->
+            case main_application() of
+                {Name, Vsn} -> {application, Name, Vsn};
+                none -> NoRelease
+            end;
+        Release ->
+            Release
+    end.
+
+release_family() ->
     case init:script_id() of
         {Name, Vsn} when is_list(Name) ->
             case default_script(Name) of
@@ -628,6 +655,84 @@ from_release_handler() ->
                 {error, _} = E -> E
             end
     end.
+
+%% The node's main application, when it runs no release: a known application
+%% (running or being started: RabbitMQ's `rabbit' starts for seconds) names
+%% its product; else the root of the running applications that are not
+%% OTP's or Elixir's own and that no other running application depends on
+%% (applications / included_applications keys), preferring those with a
+%% callback module (`mod'), then the one with the most running dependencies,
+%% then the most recently started.  {NameBin, VsnBin} | none.
+main_application() ->
+    Running = running_apps(?APPS_TIMEOUT),            % most recent first
+    Names = [A || {A, _} <- Running] ++ starting_apps(),
+    case [{Family, A} || {A, Family} <- ?KNOWN_APPS, lists:member(A, Names)] of
+        [{Family, A} | _] ->
+            {Family, app_vsn(A, Running)};
+        [] ->
+            case root_application([A || {A, _} <- Running, not platform_app(A)]) of
+                none -> none;
+                A -> {truncate(atom_to_binary(A, utf8), 128), app_vsn(A, Running)}
+            end
+    end.
+
+%% Applications being started now (application_controller's `starting'),
+%% [] when that cannot be known within 1 s.
+starting_apps() ->
+    case run_bounded(fun application:info/0, ?APPS_TIMEOUT, []) of
+        {ok, Info} when is_list(Info) ->
+            [element(1, S) || S <- proplists:get_value(starting, Info, []),
+                              is_tuple(S), tuple_size(S) > 0, is_atom(element(1, S))];
+        _ ->
+            []
+    end.
+
+root_application([]) ->
+    none;
+root_application(Apps) ->
+    Deps = fun(A) -> [D || K <- [applications, included_applications],
+                           {ok, L} <- [application:get_key(A, K)], is_list(L),
+                           D <- L, lists:member(D, Apps)]
+           end,
+    Used = lists:usort(lists:append([Deps(A) || A <- Apps])),
+    Roots = [A || A <- Apps, not lists:member(A, Used)],
+    WithMod = [A || A <- Roots, case application:get_key(A, mod) of
+                                    {ok, {M, _}} when is_atom(M) -> true;
+                                    _ -> false
+                                end],
+    Pool = case WithMod of [] -> Roots; _ -> WithMod end,
+    Ranked = [{-length(reach([A], Deps, [])), I, A}
+              || {I, A} <- lists:zip(lists:seq(1, length(Pool)), Pool)],
+    case lists:sort(Ranked) of
+        [{_, _, Main} | _] -> Main;
+        [] -> none
+    end.
+
+%% The running applications A depends on, transitively (bounded by Apps).
+reach([], _Deps, Seen) ->
+    Seen;
+reach([A | Rest], Deps, Seen) ->
+    New = [D || D <- Deps(A), not lists:member(D, Seen)],
+    reach(New ++ Rest, Deps, lists:usort(New ++ Seen)).
+
+app_vsn(A, Running) ->
+    case lists:keyfind(A, 1, Running) of
+        {_, V} -> V;
+        false ->
+            case application:get_key(A, vsn) of
+                {ok, V} -> to_bin(V);
+                _ -> <<>>
+            end
+    end.
+
+%% OTP's and Elixir's own applications: never a node's main application.
+platform_app(A) ->
+    lists:member(A, [asn1, common_test, compiler, crypto, debugger, dialyzer, diameter,
+                     edoc, eldap, erl_docgen, erl_interface, erts, et, eunit, ftp, hipe,
+                     inets, jinterface, kernel, megaco, mnesia, observer, odbc, os_mon,
+                     otp_mibs, parsetools, public_key, reltool, runtime_tools, sasl, snmp,
+                     ssh, ssl, stdlib, syntax_tools, tftp, tools, wx, xmerl,
+                     elixir, eex, ex_unit, iex, logger, mix, hex]).
 
 %%% ---------------------------------------------------------------------------
 %%% shared helpers
