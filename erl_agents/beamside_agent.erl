@@ -63,7 +63,10 @@
 %%%        handlers; every stop tolerates the process stopping by itself
 %%%        meanwhile; info/0 has `sidecars' (the nodes beamside_sysmon
 %%%        watches), which the sidecar uses to replace an orphaned newer
-%%%        agent.
+%%%        agent.  alarms.old_code has `ages_ms' (how long each module has
+%%%        had its old code); a plugins.os_mon part whose server does not
+%%%        run is `not_running' (was an error); family_source `application'
+%%%        (the node's main application when it runs no release).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
