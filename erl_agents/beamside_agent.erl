@@ -221,9 +221,11 @@
 %%%                       last_inconsistent_database (#{context, node,
 %%%                       at_ms} | none), overload (count), last_overload
 %%%                       (#{details, at_ms} | none)}: counted since attach.
-%%%       old_code        #{count, modules (<= 100 atoms, sorted)}: modules
-%%%                       with old code (the same check_old_code walk as
-%%%                       limits.modules_old_code: done once per collect).
+%%%       old_code        #{count, modules (<= 100 atoms, sorted), ages_ms}:
+%%%                       modules with old code (the same check_old_code walk
+%%%                       as limits.modules_old_code: done once per collect)
+%%%                       and since when (#{Mod => Ms} | not_attached; see
+%%%                       beamside_alarms).
 %%%       shell_history   disabled | #{path, bytes, files, truncated,
 %%%                       limit_bytes (kernel shell_history_file_bytes,
 %%%                       when set)}: the shell history directory (kernel
