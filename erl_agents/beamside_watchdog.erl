@@ -17,11 +17,12 @@
 %%% Lifecycle:
 %%%   1. While beamside_sysmon lives: waits (a monitor, no polling).
 %%%   2. beamside_sysmon gone (stopped on the nodedown of its last sidecar,
-%%%      by detach, or killed): if it was killed before releasing, turns off
-%%%      microstate accounting when beamside turned it on (the only VM flag
-%%%      the VM does not reset by itself: the system monitor and
-%%%      scheduler_wall_time are released with the process).  Then, every
-%%%      250 ms, until one of:
+%%%      by detach, or killed): if it was killed before releasing, undoes
+%%%      at once what its terminate/2 would have: turns off microstate
+%%%      accounting when beamside turned it on (the only VM flag the VM does
+%%%      not reset by itself: the system monitor and scheduler_wall_time are
+%%%      released with the process) and removes beamside's handlers (step b
+%%%      below).  Then, every 250 ms, until one of:
 %%%        * a beamside_sysmon is registered again (a new attach: ours is
 %%%          done, the new one started its own watchdog),
 %%%        * no beamside module is loaded any more (the sidecar detached
@@ -42,10 +43,13 @@
 %%%           soft-purges it; a module still in use is retried for 3 s (a
 %%%           collect helper finishing); then the processes running or
 %%%           holding its old code are looked at once: those that are
-%%%           beamside's own (registered under, started in, or currently
-%%%           in a beamside_* module) are killed and the module purged;
-%%%           if any other process holds it, the module is left as old
-%%%           code: the watchdog never kills a user process.
+%%%           beamside's own (registered under a beamside name, or spawned
+%%%           by beamside code: initial call in a beamside_* module) are
+%%%           killed and the module purged;
+%%%           if any other process holds it (a user process blocked in a
+%%%           call into beamside, say), it is never killed: the old code
+%%%           is soft-purged once it lets go (tried every second for an
+%%%           hour, the watchdog staying registered meanwhile).
 %%%      then it exits (normal: nothing is logged).  Nothing it does logs
 %%%      anything: every step is inside try/catch, it calls no io.
 %%%
@@ -131,12 +135,12 @@ source() ->
                    (_) -> false
                 end,
          Mod = fun({M, _, _}) -> M; (_) -> undefined end,
+         %% beamside's own: registered under a beamside name or spawned by
+         %% beamside code (not a user process that called into it)
          OursProc = fun(P) ->
-                        case erlang:process_info(P, [registered_name, current_function,
-                                                     initial_call]) of
-                            [{registered_name, N}, {current_function, CF},
-                             {initial_call, IC}] ->
-                                Ours(N) orelse Ours(Mod(CF)) orelse Ours(Mod(IC));
+                        case erlang:process_info(P, [registered_name, initial_call]) of
+                            [{registered_name, N}, {initial_call, IC}] ->
+                                Ours(N) orelse Ours(Mod(IC));
                             _ -> false
                         end
                     end,
@@ -160,10 +164,38 @@ source() ->
                          _ -> Watch(Sc, Rel)
                      end
                  end,
+         Handler = fun({H, _}) -> H; (H) -> H end,
+         RemoveHandlers =
+             fun() ->
+                 _ = Bounded(fun() ->
+                                 [logger:remove_handler(Id)
+                                  || #{id := Id} = C <- logger:get_handler_config(),
+                                     Id =:= beamside
+                                         orelse Ours(maps:get(module, C, undefined))]
+                             end, 2000),
+                 [begin
+                      Check(),
+                      case Bounded(fun() -> gen_event:which_handlers(Mgr) end, 2000) of
+                          Hs when is_list(Hs) ->
+                              [Bounded(fun() -> gen_event:delete_handler(Mgr, H, remove) end,
+                                       2000)
+                               || H <- Hs, Ours(Handler(H))];
+                          _ -> ok
+                      end
+                  end || Mgr <- [alarm_handler, erl_signal_server, lager_event],
+                         is_pid(whereis(Mgr))],
+                 ok
+             end,
          {Sidecars, Released} = Watch(Sidecars0, false),
-         case Msacc andalso not Released of
-             true -> erlang:system_flag(microstate_accounting, false);
-             false -> ok
+         case Released of
+             true -> ok;
+             false ->
+                 %% killed: what its terminate/2 would have undone, now
+                 case Msacc of
+                     true -> erlang:system_flag(microstate_accounting, false);
+                     false -> ok
+                 end,
+                 RemoveHandlers()
          end,
          Wait = fun Wait() ->
                     Check(),
@@ -189,22 +221,7 @@ source() ->
          Gone(40),
          %% b. handlers
          Check(),
-         _ = Bounded(fun() ->
-                         [logger:remove_handler(Id)
-                          || #{id := Id} = C <- logger:get_handler_config(),
-                             Id =:= beamside orelse Ours(maps:get(module, C, undefined))]
-                     end, 2000),
-         Handler = fun({H, _}) -> H; (H) -> H end,
-         [begin
-              Check(),
-              case Bounded(fun() -> gen_event:which_handlers(Mgr) end, 2000) of
-                  Hs when is_list(Hs) ->
-                      [Bounded(fun() -> gen_event:delete_handler(Mgr, H, remove) end, 2000)
-                       || H <- Hs, Ours(Handler(H))];
-                  _ -> ok
-              end
-          end || Mgr <- [alarm_handler, erl_signal_server, lager_event],
-                 is_pid(whereis(Mgr))],
+         RemoveHandlers(),
          %% c. modules
          Unload = fun(M) ->
                       _ = code:soft_purge(M),
@@ -222,18 +239,31 @@ source() ->
          Holders = [{M, [P || P <- erlang:processes(), P =/= self(),
                               (catch erlang:check_process_code(P, M)) =:= true]}
                     || M <- Pending],
-         [begin
-              case lists:all(OursProc, Ps) of
-                  true ->
-                      Refs = [erlang:monitor(process, P) || P <- Ps],
-                      [exit(P, kill) || P <- Ps],
-                      [receive {'DOWN', R, process, _, _} -> ok after 1000 -> ok end
-                       || R <- Refs],
-                      code:soft_purge(M);
-                  false ->
-                      false
-              end
-          end || {M, Ps} <- Holders],
+         Held = [M || {M, Ps} <- Holders,
+                      case lists:all(OursProc, Ps) of
+                          true ->
+                              Refs = [erlang:monitor(process, P) || P <- Ps],
+                              [exit(P, kill) || P <- Ps],
+                              [receive {'DOWN', R, process, _, _} -> ok after 1000 -> ok end
+                               || R <- Refs],
+                              not code:soft_purge(M);
+                          false ->
+                              true
+                      end],
+         %% d. old code a user process still runs or holds: purged softly
+         %% once it lets go (every second, for an hour at most).
+         Linger = fun Linger([], _) -> ok;
+                      Linger(_, 0) -> ok;
+                      Linger(Ms, K) ->
+                          receive {'$gen_call', From, cancel} -> Cancel(From)
+                          after 1000 -> ok
+                          end,
+                          case whereis(beamside_sysmon) of
+                              P when is_pid(P) -> throw(cancelled);
+                              _ -> Linger([M || M <- Ms, not code:soft_purge(M)], K - 1)
+                          end
+                  end,
+         Linger(Held, 3600),
          ok
        catch _:_ -> ok
        end

@@ -86,8 +86,9 @@ def compile_module(tmp_path: Path, name: str, source: str) -> bytes:
 
 
 def prepare(node: ErlangNode, tmp_path: Path) -> Path:
-    """SASL running, the recorder in alarm_handler and erl_signal_server, a
-    logger file handler taking everything from info up; the log file.
+    """SASL running, the recorder in alarm_handler, erl_signal_server and
+    lager_event, a logger file handler taking everything from info up; the
+    log file.
 
     The OTP 28 runtime here has no SASL: a plain gen_event manager
     registered as alarm_handler stands in (beamside adds its handler to
@@ -102,6 +103,9 @@ def prepare(node: ErlangNode, tmp_path: Path) -> Path:
     )
     node.eval("ok = gen_event:add_handler(alarm_handler, bs_recorder_h, []).")
     node.eval("ok = gen_event:add_handler(erl_signal_server, bs_recorder_h, []).")
+    # lager cannot be installed here: a plain manager stands in for its sink
+    node.eval("{ok, _} = gen_event:start({local, lager_event}), ok.")
+    node.eval("ok = gen_event:add_handler(lager_event, bs_recorder_h, []).")
     log = tmp_path / f"{node.alive_name}.logger.log"
     node.eval(
         "ok = logger:add_handler(bs_test_file, logger_std_h, #{level => all, "
@@ -112,10 +116,11 @@ def prepare(node: ErlangNode, tmp_path: Path) -> Path:
     return log
 
 
-def recorded(node: ErlangNode) -> tuple[str, str]:
+def recorded(node: ErlangNode) -> tuple[str, str, str]:
     return (
         node.eval("gen_event:call(alarm_handler, bs_recorder_h, get)."),
         node.eval("gen_event:call(erl_signal_server, bs_recorder_h, get)."),
+        node.eval("gen_event:call(lager_event, bs_recorder_h, get)."),
     )
 
 
@@ -218,7 +223,7 @@ async def test_sidecar_killed_leaves_nothing_and_logs_nothing(
     assert loud_lines(log) == []
     stdout = node.log_text()[stdout_offset:]
     assert "beamside" not in stdout, stdout
-    assert recorded(node) == ("[]", "[]")
+    assert recorded(node) == ("[]", "[]", "[]")
     assert await node.aeval("erlang:system_flag(microstate_accounting, false).") == "false"
 
 
@@ -241,7 +246,7 @@ async def test_node_side_disconnect_leaves_nothing(
     print(f"\n{runtime}: clean {took:.2f}s after net_kernel:disconnect")
     child.kill()
     assert loud_lines(log) == []
-    assert recorded(node) == ("[]", "[]")
+    assert recorded(node) == ("[]", "[]", "[]")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -268,7 +273,7 @@ async def test_clean_detach_leaves_nothing_and_reaches_no_other_handler(
     await asyncio.sleep(1.0)
     assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
     assert loud_lines(log) == []
-    assert recorded(node) == ("[]", "[]")
+    assert recorded(node) == ("[]", "[]", "[]")
 
 
 async def test_watchdog_waits_while_a_sidecar_is_connected(
@@ -293,7 +298,7 @@ async def test_watchdog_waits_while_a_sidecar_is_connected(
         await local.close()
     await wait_clean(node)
     assert loud_lines(log) == []
-    assert recorded(node) == ("[]", "[]")
+    assert recorded(node) == ("[]", "[]", "[]")
 
 
 # --------------------------------------------------------------------------- versions
@@ -386,3 +391,70 @@ async def test_newer_agent_in_use_is_left_alone_and_the_node_is_not_down(
         )
     finally:
         await manager.stop()
+
+
+async def test_a_user_process_inside_beamside_code_is_never_killed(
+    otp25_node: ErlangNode, epmd_port: int, tmp_path: Path, children: list[Child]
+) -> None:
+    """A user process blocked in a call into beamside holds the old code:
+    the watchdog leaves it running and purges once it lets go."""
+    node = otp25_node
+    log = prepare(node, tmp_path)
+    child = Child(node, epmd_port, "idle")
+    children.append(child)
+    child.wait_attached()
+    node.eval(
+        "register(user_in_beamside, spawn(fun() -> "
+        "beamside_agent:safe(fun() -> receive stop -> ok end end) end)), ok."
+    )
+    child.kill()
+    others = (
+        '[M || M <- erlang:loaded(), lists:prefix("beamside_", atom_to_list(M)),'
+        " M =/= beamside_agent]."
+    )
+    t0 = time.monotonic()
+    while await node.aeval(others) != "[]":
+        assert time.monotonic() - t0 < CLEANUP_S, await node.aeval(others)
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.5)
+    assert await node.aeval("is_process_alive(whereis(user_in_beamside)).") == "true"
+    assert await node.aeval("erlang:check_old_code(beamside_agent).") == "true"
+    assert await node.aeval("code:is_loaded(beamside_agent).") == "false"
+    node.eval("user_in_beamside ! stop, ok.")
+    took = await wait_clean(node, 5.0)
+    print(f"\nold code purged {took:.2f}s after the user process let go")
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]", "[]")
+
+
+async def test_a_new_attach_during_the_cleanup_wins(
+    otp25_node: ErlangNode,
+    local: LocalNode,
+    epmd_port: int,
+    tmp_path: Path,
+    children: list[Child],
+) -> None:
+    """A beamside attaching while the watchdog cleans up after a dead one
+    (here: right after the SIGKILL) ends with a working agent, all modules
+    loaded, nothing deleted under it."""
+    node = otp25_node
+    log = prepare(node, tmp_path)
+    for delay in (0.0, 0.02, 0.05, 0.1):
+        child = Child(node, epmd_port, "idle")
+        children.append(child)
+        child.wait_attached()
+        child.kill()
+        await asyncio.sleep(delay)
+        await agents.ensure_loaded(local, node.name)
+        await agents.attach(local, node.name)
+        await asyncio.sleep(1.0)
+        info = await agents.ensure_loaded(local, node.name)
+        assert info.action == "kept" and info.attached
+        assert dict(info.modules) == dict(agents.AGENT_MODULES)
+        data = await agents.collect(local, node.name)
+        assert data[Atom("sysmon")][Atom("state")] == Atom("owner")
+        assert await node.aeval("is_pid(whereis(beamside_watchdog)).") == "true"
+        await agents.detach(local, node.name)
+        assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]", "[]")
