@@ -100,8 +100,9 @@
 %%% trap exits, and every linked process whose parent ('$ancestors') dies (an
 %%% OTP process stops when its parent does), transitively -- and refuses, with
 %%% a message naming the process and the rule, when
-%%%   1. the target is a supervisor (supervisor, supervisor_bridge, Elixir's
-%%%      DynamicSupervisor and Task.Supervisor: '$initial_call') of a running
+%%%   1. the target is a supervisor (supervisor, supervisor_bridge, RabbitMQ's
+%%%      supervisor2, Elixir's Supervisor, DynamicSupervisor and
+%%%      Task.Supervisor: '$initial_call') of a running
 %%%      application (its group leader is that application's master): the top
 %%%      supervisor (its parent is the master) or one in the tree below;
 %%%   2. any process of the set is
@@ -863,6 +864,7 @@ proc(P) ->
 kind(#{ic := {application_master, start_it, _}}) -> master_loop;
 kind(#{dic := {application_master, init, _}}) -> master;
 kind(#{dic := {supervisor, _, _}}) -> supervisor;
+kind(#{dic := {supervisor2, _, _}}) -> supervisor;     % RabbitMQ's fork, same #state{}
 kind(#{dic := {supervisor_bridge, _, _}}) -> bridge;
 kind(#{dic := {'Elixir.DynamicSupervisor', _, _}}) -> supervisor;
 kind(_) -> other.
