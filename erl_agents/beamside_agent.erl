@@ -122,13 +122,19 @@
 %%%     * microstate accounting, only with Opts `msacc => true' and only if it
 %%%       was off; turned off again on exit (not if the process is killed).
 %%%     * cpu_sup:util/1 state (cpu_sup measures per calling process).
-%%%     * when sasl runs: beamside_alarm_handler, a supervised handler in
+%%%     * when sasl runs: beamside_alarm_handler, a (plain) handler in
 %%%       SASL's alarm_handler event manager, keeping the alarms set (see
 %%%       beamside_alarm_handler); when mnesia runs: a mnesia system event
 %%%       subscription (inconsistent_database and mnesia_overload counted).
 %%%       Both are also installed by a later collect if sasl / mnesia start
-%%%       after attach, and both are removed by the manager / mnesia itself
-%%%       if the process dies.
+%%%       after attach; if the process dies, the watchdog deletes the
+%%%       handler and mnesia drops the subscription.
+%%%     * the watchdog beamside_watchdog (one process running no beamside
+%%%       code): once the process is gone and none of its sidecars is
+%%%       connected (SIGKILL of the sidecar, network cut,
+%%%       net_kernel:disconnect), it removes handlers, processes and the
+%%%       beamside modules themselves (deleted and soft-purged; never
+%%%       killing a user process), logging nothing; see beamside_watchdog.
 %%%     * with event options (any of the keys below): the forwarder
 %%%       beamside_events (see there for the batch message, the event maps,
 %%%       batching, rate limits and the shell detection), which installs
@@ -153,8 +159,8 @@
 %%%       last sidecar that wants events goes (nodedown, detach, or an
 %%%       attach without event options), the handler and the backend are
 %%%       removed and the forwarder exits; if the forwarder is killed, the
-%%%       handler removes itself at its next event and lager_event drops the
-%%%       backend (supervised handler).
+%%%       handler and the backend remove themselves at their next event
+%%%       (and the watchdog removes them).
 %%%   Cost: one process, one small ETS table, a message per system monitor
 %%%   event (thresholds above keep them rare), an ETS write per SASL alarm
 %%%   set or cleared, a message per mnesia system event.  With events: one
@@ -170,8 +176,11 @@
 %%%   Stops beamside_sysmon (which releases the system monitor and the flags
 %%%   it turned on, deletes its alarm_handler handler and unsubscribes from
 %%%   mnesia).  The sidecar then deletes and purges every beamside_*
-%%%   module: after that no beamside module, process, registered name, ETS
-%%%   table, event handler, subscription, system monitor or flag is left.
+%%%   module and cancels the watchdog (a gen_server-style `cancel' call to
+%%%   the registered beamside_watchdog; it also ends by itself once the
+%%%   modules are gone): after that no beamside module, process, registered
+%%%   name, ETS table, event handler, subscription, system monitor or flag
+%%%   is left.
 %%%
 %%% collect(Opts) -> {ok, Snapshot :: map()} | {error, term()}
 %%%   Everything the sidecar exports, in one reply, mostly numbers.  Each

@@ -28,14 +28,16 @@
 %%%   * The SASL alarm forwarder, when sasl's `alarm_handler' event manager
 %%%     runs (at attach, or at the first collect after sasl started or
 %%%     restarted: ensure_forwarders/1): beamside_alarm_handler, added as a
-%%%     supervised handler (the request gen_event:add_sup_handler/3 sends,
-%%%     with a 1 s limit instead of `infinity'), id
-%%%     {beamside_alarm_handler, Ref}, seeded with alarm_handler:get_alarms()
-%%%     (see beamside_alarm_handler).  The manager links to this process and
-%%%     removes the handler when this process exits, however it exits;
-%%%     terminate/2 also deletes it explicitly (1 s limit) so that it is gone
-%%%     when detach returns.  If the handler is removed by somebody else, it is
-%%%     added again at the next collect.
+%%%     plain handler (the request gen_event:add_handler/3 sends, with a 1 s
+%%%     limit instead of `infinity'), id {beamside_alarm_handler, Ref},
+%%%     seeded with alarm_handler:get_alarms() (see beamside_alarm_handler).
+%%%     Not a supervised handler: that links the manager to this process,
+%%%     and gen_event hands a linked process's exit to the handle_info/2 of
+%%%     every handler it has (ejabberd's logged `unexpected info' at every
+%%%     detach).  The manager is monitored instead; terminate/2 deletes the
+%%%     handler (1 s limit) so that it is gone when detach returns; if this
+%%%     process is killed, the watchdog deletes it.  If the handler is
+%%%     removed by somebody else, it is added again at the next collect.
 %%%   * A mnesia system event subscription, when mnesia runs (same rule:
 %%%     attach or a later collect): mnesia_subscr:subscribe(self(), system)
 %%%     (what mnesia:subscribe(system) does, called from a helper with a 1 s
@@ -50,11 +52,22 @@
 %%%     of the same sidecar updates them), told when a sidecar goes
 %%%     (nodedown), and stopped first thing in terminate/2, which removes
 %%%     its logger handler and lager backend.  If it fails, it is started
-%%%     again a second later while a sidecar still wants events.  With `sysmon_events' each system monitor event
-%%%     is also handed to it (it rate-limits them).
+%%%     again a second later while a sidecar still wants events.  With
+%%%     `sysmon_events' each system monitor event is also handed to it (it
+%%%     rate-limits them).
+%%%   * The watchdog (beamside_watchdog, started in init/1, told every
+%%%     change of the sidecar set and, last thing in terminate/2, that all
+%%%     was released): when this process is gone and none of the sidecars
+%%%     is connected any more, it removes whatever is left, the beamside
+%%%     modules included, running no beamside code itself.
 %%%
-%%% It traps exits: the alarm_handler manager and mnesia_subscr link to it,
-%%% and their going away (sasl or mnesia stopped) must not take it down.
+%%% Every stop (stop/0 here, of the forwarder in terminate/2) goes through
+%%% stop_server/2, which tolerates the process stopping by itself at the
+%%% same time (a nodedown racing a detach): a stop that raised inside
+%%% terminate/2 was a crash report in the node's log.
+%%%
+%%% It traps exits: mnesia_subscr and the forwarder link to it, and their
+%%% going away (mnesia stopped) must not take it down.
 %%%
 %%% Its ETS table (named beamside_sysmon, public, owned by this process and
 %%% so gone with it) holds the counters, its state, the previous
