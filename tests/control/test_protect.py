@@ -15,6 +15,7 @@ up.  With the Python client on every runtime, and with grpcurl on OTP 25.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import grpc
@@ -247,3 +248,30 @@ async def test_refusals_with_grpcurl(
     assert killed.status == "OK", killed.stderr
     assert killed.json == {"pid": worker, "reason": "kill", "terminated": True}
     await still_up(otp25_node)
+
+
+async def test_unanswering_supervisor_is_a_bounded_refusal(
+    otp25_node: ErlangNode, control_factory: ControlFactory, tmp_path: Path
+) -> None:
+    """The supervisor of the worker does not answer (suspended): its restart
+    intensity cannot be read within a second, so the kill is refused -- quickly."""
+    await start_app(otp25_node, build_app(tmp_path))
+    plane = await control_factory([otp25_node])
+    # Suspended by a process of its own (a suspension ends with its suspender).
+    await otp25_node.aeval(
+        "Self = self(), H = spawn(fun() -> true = erlang:suspend_process("
+        "whereis(protapp_roomy_sup)), Self ! held, receive resume -> ok end end),"
+        " register(protapp_holder, H), receive held -> ok end."
+    )
+    try:
+        started = time.monotonic()
+        message = await refusal(plane, otp25_node.name, "protapp_roomy_worker")
+        took = time.monotonic() - started
+        assert "the restart intensity of its supervisor" in message, message
+        assert "(protapp_roomy_sup) could not be read" in message, message
+        assert 0.9 < took < 3.5
+        assert await otp25_node.aeval("is_pid(whereis(protapp_roomy_worker)).") == "true"
+    finally:
+        await otp25_node.aeval("protapp_holder ! resume, ok.")
+    await still_up(otp25_node)
+    await kill(plane, otp25_node.name, "protapp_roomy_worker")
