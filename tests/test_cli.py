@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -233,18 +234,18 @@ def demo_commands(banner: str) -> list[str]:
     return commands
 
 
-def test_demo_runs_and_cleans_up() -> None:
-    """The demo as the README's user meets it: every command it prints works
-    when pasted into a shell; Ctrl-C stops everything it started."""
+def run_demo_and_every_command(
+    argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, wait: float = 60
+) -> str:
+    """Start the demo with ``argv``, run every command it prints through bash
+    (the shell's environment is ``env``) and check each one's output, then
+    Ctrl-C it and check that it stopped its node. Returns what it printed."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -253,10 +254,13 @@ def test_demo_runs_and_cleans_up() -> None:
         if "processes" in line and "memory" in line and "reductions/s" in line:
             break
     text = "".join(lines)
-    assert "otp release:" in text and "attached to demo-" in text, text
+    if "attached to demo-" not in text:
+        proc.kill()
+        raise AssertionError(text + proc.communicate()[1])
+    assert "otp release:" in text, text
     node = text.split("attached to ", 1)[1].split()[0]
     node_pids = subprocess.run(
-        ["pgrep", "-f", "demo-.*@127.0.0.1"], capture_output=True, text=True
+        ["pgrep", "-f", "--", f"-name {node} "], capture_output=True, text=True
     ).stdout.split()
     assert node_pids, "the demo node should be running"
     commands = demo_commands(text)
@@ -264,16 +268,63 @@ def test_demo_runs_and_cleans_up() -> None:
     for command in commands:
         matches = [f for f in DEMO_COMMANDS if f in command]
         assert len(matches) == 1, (command, matches)
-        fragment = matches[0]
-        ran = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60)
+        ran = subprocess.run(
+            ["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60
+        )
         assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
-        assert DEMO_COMMANDS[fragment](ran.stdout, node), (command, ran.stdout)
+        assert DEMO_COMMANDS[matches[0]](ran.stdout, node), (command, ran.stdout)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "demo stopped" in out
     time.sleep(0.5)
     assert not any(pid_alive(int(pid)) for pid in node_pids), "demo left its node running"
+    return text + out
+
+
+def test_demo_runs_and_cleans_up() -> None:
+    """The demo as the README's user meets it: every command it prints works
+    when pasted into a shell; Ctrl-C stops everything it started."""
+    run_demo_and_every_command([sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"])
+
+
+def test_demo_script_on_a_fresh_copy(tmp_path: Path) -> None:
+    """The README's `bash scripts/demo.sh` on a copy of this tree, with the
+    system's python3 first on PATH (Debian 12's is "externally managed",
+    PEP 668): it makes .venv/ (which git ignores), installs beamside and
+    grpcurl there, and every command the demo prints works from a shell that
+    has not activated that venv."""
+    repo = Path(__file__).resolve().parent.parent
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    copy = tmp_path / "beamside"
+    for name in filter(None, (f.decode() for f in files)):
+        if (repo / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(repo / name, copy / name)
+    env = dict(os.environ)
+    system = Path("/usr/bin/python3")
+    if system.exists():
+        shim = tmp_path / "bin"
+        shim.mkdir()
+        (shim / "python3").symlink_to(system)
+        env["PATH"] = f"{shim}:{env['PATH']}"
+    for var in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "BEAMSIDE_VENV"):
+        env.pop(var, None)
+    text = run_demo_and_every_command(
+        ["bash", "scripts/demo.sh", "--interval", "1"], cwd=copy, env=env, wait=600
+    )
+    venv = copy / ".venv"
+    assert "ERL_EPMD_PORT=" in text and f" {venv}/bin/beamside probe " in text, text
+    assert f"  {venv}/bin/grpcurl -plaintext " in text, text
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", ".venv/bin/python"], cwd=repo, check=False
+    )
+    assert ignored.returncode == 0, ".venv/ must be ignored by git"
 
 
 def test_demo_into_a_reader_that_stops_early() -> None:
