@@ -67,6 +67,12 @@
 %%%        had its old code); a plugins.os_mon part whose server does not
 %%%        run is `not_running' (was an error); family_source `application'
 %%%        (the node's main application when it runs no release).
+%%%        alarms.memory_view has `source' (cgroup_v1 | cgroup_v2 |
+%%%        meminfo), `limit_bytes', `used_bytes' and a v1 or v2 `cgroup'
+%%%        (#{version, path, limit_bytes, usage_bytes, inactive_file_bytes},
+%%%        was v2 only: max_bytes, current_bytes); new part alarms.disk_view
+%%%        (df of the mnesia or working directory; Opts
+%%%        disk_view_interval_ms).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -242,11 +248,18 @@
 %%%                       user_cache, "erlang-history")), at most 1000
 %%%                       entries listed.
 %%%       memory_view     os_mon (memsup runs: see plugins.os_mon) |
-%%%                       unavailable (not Linux) | #{total_bytes,
-%%%                       available_bytes, free_bytes, swap_total_bytes,
-%%%                       swap_free_bytes (from /proc/meminfo, <= 64 KB
-%%%                       read), cgroup => #{max_bytes (integer | max),
-%%%                       current_bytes} (cgroup v2, when readable)}.
+%%%                       unavailable (not Linux) | #{source (cgroup_v1 |
+%%%                       cgroup_v2 | meminfo), limit_bytes, used_bytes,
+%%%                       total_bytes, available_bytes, free_bytes,
+%%%                       swap_total_bytes, swap_free_bytes, cgroup}: the
+%%%                       node's cgroup when its limit is below MemTotal,
+%%%                       else /proc/meminfo (see beamside_alarms).
+%%%       disk_view       os_mon (disksup runs) | unavailable | #{source =>
+%%%                       df, path, dir_source (mnesia | cwd), mount,
+%%%                       total_bytes, used_bytes, available_bytes,
+%%%                       capacity (percent), age_ms}: df of the node's data
+%%%                       directory, at most every disk_view_interval_ms
+%%%                       (60000) while attached, 1 s limit.
 %%%                            Cost: ETS reads, one check_old_code BIF per
 %%%                            module (shared with limits), a list_dir and
 %%%                            a stat per history file when enabled, two
@@ -342,6 +355,8 @@
 %%%     code_events       boolean()                (absent) see above
 %%%     config_events     boolean()                (absent) see above
 %%%     env_text          boolean()                (true)
+%%%     disk_view_interval_ms integer()            (60000) df at most this
+%%%                                                often (alarms.disk_view)
 %%%   Cost, measured on a 2-core VM, OTP 25: about 1.5 ms plus the process
 %%%   walk (4 ms to list 100,000 processes, then 0.16 us per process looked
 %%%   at: one chunk of at most walk_chunk per call when attached, plus about
