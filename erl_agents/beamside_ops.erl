@@ -110,7 +110,8 @@
 %%%        - an application master (both of its processes: application_master
 %%%          init/4 and start_it/4) of any running application;
 %%%        - registered under one of the names of ?PROTECTED (kernel, logger,
-%%%          the distribution, the I/O servers) or as beamside_*;
+%%%          the distribution, the I/O servers) or as beamside_*, or running
+%%%          a beamside_* module (initial call);
 %%%        - a process of a system application (?SYSTEM_APPS: kernel, stdlib,
 %%%          sasl, os_mon, compiler, elixir, logger), registered or not (their
 %%%          supervisors allow no or few restarts: kernel_sup one_for_all 0/1);
@@ -910,6 +911,7 @@ member_refusal(#{pid := P, name := Name} = Info, #{gls := GLs} = Ctx) ->
              end,
     Kind = kind(Info),
     App = app_of(Info, Ctx),
+    Ours = ours(maps:get(ic, Info)) orelse ours(maps:get(dic, Info)),
     if
         Name =:= init ->
             [describe(Info), " is init: stopping it stops the node"];
@@ -922,6 +924,8 @@ member_refusal(#{pid := P, name := Name} = Info, #{gls := GLs} = Ctx) ->
                 true -> [describe(Info), " is the system process ", atom_to_list(Name)];
                 false -> system_app(Info, App, GLs)
             end;
+        Ours ->
+            [describe(Info), " is a process of beamside's agent"];
         true ->
             system_app(Info, App, GLs)
     end.
@@ -942,6 +946,9 @@ system_app(#{pid := P} = Info, App, GLs) ->
                     false
             end
     end.
+
+ours({M, _, _}) when is_atom(M) -> beamside_name(M);
+ours(_) -> false.
 
 beamside_name(Name) ->
     case atom_to_binary(Name, utf8) of
