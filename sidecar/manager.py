@@ -59,6 +59,10 @@ RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
 RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
 RETRY_CONFLICT = 5.0  # the other beamside may go (its agent is then ours to replace)
 DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
+#: how often a family not fixed by config or a release is asked again: attached
+#: while the node boots, its main application may not run yet
+FAMILY_RECHECK = 60.0
+RELEASE_SOURCES = ("boot_script", "release_handler")
 
 
 class NodeState(enum.Enum):
@@ -116,6 +120,9 @@ class _Managed:
     discovered_by: str | None
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the family is the config's or a release's: never asked again
+    family_fixed: bool = False
+    family_asked: float = 0.0
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -368,6 +375,10 @@ class NodeManager:
             opts.update(self.hooks.attach_options(node) or {})
         await agents.attach(self.local, node, opts)
         family = managed.target.family or info.family_hint or "unknown"
+        managed.family_fixed = (
+            managed.target.family is not None or info.family_source in RELEASE_SOURCES
+        )
+        managed.family_asked = time.monotonic()
         status = self._set(
             node,
             state=NodeState.UP,
@@ -396,6 +407,8 @@ class NodeManager:
                 opts.update(self.checker.collect_options(node, self._status[node].family))
             if self.hooks is not None:
                 opts.update(self.hooks.collect_options(node))
+            if not managed.family_fixed and started - managed.family_asked >= FAMILY_RECHECK:
+                await self._recheck_family(node, managed)
             try:
                 data = await agents.collect(
                     self.local, node, opts, timeout=max(interval * 0.8, 1.0)
@@ -444,6 +457,30 @@ class NodeManager:
                 await asyncio.wait_for(managed.wake.wait(), timeout=wait)
             if not self.local.is_connected(node):
                 raise NodeDown(f"{node} went down")
+
+    async def _recheck_family(self, node: str, managed: _Managed) -> None:
+        """The agent's family hint again (no release, no config override): the
+        main application may have started since the attach."""
+        managed.family_asked = time.monotonic()
+        try:
+            term = await self.local.rpc(node, "beamside_agent", "info", [], timeout=5.0)
+            info = agents.AgentInfo.from_term(term)
+        except DistError as exc:
+            log.debug("family of %s not re-read: %s", node, exc, extra={"node": node})
+            return
+        managed.family_fixed = info.family_source in RELEASE_SOURCES
+        family = info.family_hint or "unknown"
+        before = self._status[node].family
+        if family != before:
+            self._set(node, family=family)
+            log.info(
+                "family of %s is now %s (was %s; from %s)",
+                node,
+                family,
+                before,
+                info.family_source,
+                extra={"node": node, "family": family},
+            )
 
     def _count_collect_error(self, node: str, error: str) -> None:
         status = self._status[node]

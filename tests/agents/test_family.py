@@ -4,10 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from sidecar import agents
+from sidecar import manager as manager_module
 from sidecar.config import parse_config
 from sidecar.daemon import local_name_for
 from sidecar.dist.node import LocalNode
@@ -119,11 +123,17 @@ async def test_elixir_application(elixir_node: ErlangNode, local: LocalNode) -> 
 
 
 async def test_manager_family_and_the_config_override(
-    node_factory: NodeFactory, epmd_port: int, tmp_path: Path
+    node_factory: NodeFactory, epmd_port: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The manager takes the agent's family unless the config names one, and
+    asks again (here every second instead of every minute) while it comes from
+    no release: a node attached before its application started (booting)
+    gets the application's family once it runs."""
+    monkeypatch.setattr(manager_module, "FAMILY_RECHECK", 1.0)
     ebin = _ebin(tmp_path)
     plain = node_factory("otp25", extra_args=["-pa", str(ebin)])
     pinned = node_factory("otp25", extra_args=["-pa", str(ebin)])
+    booting = node_factory("otp25", extra_args=["-pa", str(ebin)])
     for node in (plain, pinned):
         await node.aeval("{ok, _} = application:ensure_all_started(my_app), ok.")
     config = parse_config(
@@ -133,6 +143,7 @@ async def test_manager_family_and_the_config_override(
             "targets": [
                 {"nodes": [plain.name], "cookie": plain.cookie},
                 {"nodes": [pinned.name], "cookie": pinned.cookie, "family": "payments"},
+                {"nodes": [booting.name], "cookie": booting.cookie},
             ],
             "intervals": {"metrics": "1s"},
         }
@@ -146,10 +157,23 @@ async def test_manager_family_and_the_config_override(
             status = manager.status(node.name)
             return status is not None and status.state is NodeState.UP
 
-        await eventually(lambda: up(plain) and up(pinned), 20, "both up")
-        families = {n.name: manager.status(n.name).family for n in (plain, pinned)}  # type: ignore[union-attr]
-        assert families == {plain.name: "my_app", pinned.name: "payments"}
+        def family(node: ErlangNode) -> str | None:
+            status = manager.status(node.name)
+            return None if status is None else status.family
+
+        await eventually(lambda: up(plain) and up(pinned) and up(booting), 20, "all up")
+        assert [family(n) for n in (plain, pinned, booting)] == ["my_app", "payments", "erlang"]
         await eventually(lambda: plain.name in manager.snapshots, 10, "a snapshot")
         assert manager.snapshots[plain.name].family == "my_app"
+        # The application starts after the attach: the family follows.
+        await booting.aeval("{ok, _} = application:ensure_all_started(my_app), ok.")
+        await eventually(lambda: family(booting) == "my_app", 10, "family re-read")
+        await eventually(
+            lambda: manager.snapshots[booting.name].family == "my_app", 5, "snapshots follow"
+        )
+        # The config's family is never asked again.
+        await pinned.aeval("ok = application:stop(my_app), ok.")
+        await asyncio.sleep(2.5)
+        assert family(pinned) == "payments"
     finally:
         await manager.stop()
