@@ -1,0 +1,238 @@
+"""beamside on real applications: attach time, collect cost, and truthfulness.
+
+    python bench/bench_realapps.py                         # all four, 10 collects each
+    python bench/bench_realapps.py --apps rabbitmq --collects 20
+
+Starts each real application from its Debian package on loopback with a
+private EPMD (the launchers of ``tests/realapps/apps.py``: RabbitMQ with
+``rabbitmq_prometheus``, ejabberd, Yaws, an Elixir app), then, per app:
+
+* **attach**: a fresh hidden beamside node connects, loads its agents
+  (``ensure_loaded``) and attaches (event forwarding on, as ``beamside run``
+  with Loki does): wall time, best of one (a first attach is what an
+  operator waits for);
+* **collect**: ``--collects`` collects one second apart of two kinds: a
+  plain tick (what most ticks ask for: every section plus ``code_events``
+  and ``config_events``) and a full tick (also ``modules_md5`` and
+  ``startup_files``, asked for every few minutes).  For each: the node-side
+  duration the agent reports, the round trip, the node's CPU during the call
+  (sum of ``/proc/<pid>/task/*/schedstat`` run times of the BEAM, so it
+  includes whatever else the node did in that moment) and the reply's size
+  in the external term format (``erlang:external_size/1`` of a reply taken by
+  an independent probe node);
+* **RabbitMQ only**: the values beamside exports against those
+  ``rabbitmq_prometheus`` exports from the same node at the same moment
+  (scraped right before and right after one collect; the reference is their
+  mean): process count, memory by kind, atoms, ports, ETS tables, run queue,
+  uptime.  Each must be within 1 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_agent_overhead import Cpu
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.snapshot import NodeSnapshot
+from sidecar import agents
+from sidecar.dist.node import LocalNode
+from tests.agents.conftest import exposition
+from tests.realapps.apps import APP_KINDS, AppNode, RealApp, launcher
+
+PLAIN_TICK: dict[str, Any] = {"code_events": True, "config_events": True}
+FULL_TICK: dict[str, Any] = {**PLAIN_TICK, "modules_md5": True, "startup_files": True}
+EVENTS = {"logs": {"level": "warning"}, "shell_events": True}
+
+
+def samples(text: bytes | str) -> dict[Any, float]:
+    """{(sample name, sorted labels without node/family/cluster): value}."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    out: dict[Any, float] = {}
+    dropped = ("node", "family", "cluster")
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = tuple(sorted((k, v) for k, v in s.labels.items() if k not in dropped))
+            out[(s.name, labels)] = s.value
+    return out
+
+
+def one(values: Mapping[Any, float], name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    if key not in values:
+        near = sorted({n for n, _ in values if n.startswith(name.rsplit("_", 1)[0])})[:12]
+        raise KeyError(f"{name}{labels or ''} not exported; near: {near}")
+    return values[key]
+
+
+# (what, beamside value, rabbitmq_prometheus value) readers.
+Reader = Callable[[Mapping[Any, float]], float]
+COMPARED: list[tuple[str, Reader, Reader]] = [
+    (
+        "processes",
+        lambda b: one(b, "erlang_vm_process_count"),
+        lambda r: one(r, "erlang_vm_process_count"),
+    ),
+    ("atoms", lambda b: one(b, "erlang_vm_atom_count"), lambda r: one(r, "erlang_vm_atom_count")),
+    ("ports", lambda b: one(b, "erlang_vm_port_count"), lambda r: one(r, "erlang_vm_port_count")),
+    (
+        "ets tables",
+        lambda b: one(b, "erlang_vm_ets_tables"),
+        lambda r: one(r, "erlang_vm_ets_tables"),
+    ),
+    (
+        "memory total",
+        lambda b: (
+            one(b, "erlang_vm_memory_bytes_total", kind="processes")
+            + one(b, "erlang_vm_memory_bytes_total", kind="system")
+        ),
+        lambda r: (
+            one(r, "erlang_vm_memory_bytes_total", kind="processes")
+            + one(r, "erlang_vm_memory_bytes_total", kind="system")
+        ),
+    ),
+    *[
+        (
+            f"memory {kind}",
+            (lambda k: lambda b: one(b, "erlang_vm_memory_bytes_total", kind=k))(kind),
+            (lambda k: lambda r: one(r, "erlang_vm_memory_bytes_total", kind=k))(kind),
+        )
+        for kind in ("processes", "system")
+    ],
+    *[
+        (
+            f"memory {usage}",
+            (lambda u: lambda b: one(b, "erlang_vm_memory_system_bytes_total", usage=u))(usage),
+            (lambda u: lambda r: one(r, "erlang_vm_memory_system_bytes_total", usage=u))(usage),
+        )
+        for usage in ("atom", "binary", "code", "ets")
+    ],
+    (
+        "run queue",
+        lambda b: one(b, "erlang_vm_statistics_run_queues_length_total"),
+        lambda r: one(r, "erlang_vm_statistics_run_queues_length_total"),
+    ),
+    (
+        "uptime s",
+        lambda b: one(b, "erlang_vm_uptime_seconds"),
+        lambda r: one(r, "erlang_vm_statistics_wallclock_time_milliseconds") / 1000,
+    ),
+]
+
+
+def scrape(port: int) -> dict[Any, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        return samples(resp.read())
+
+
+async def compare_rabbitmq(local: LocalNode, node: AppNode) -> list[str]:
+    port = node.ports["prometheus"]
+    scrape(port)  # warm (the first scrape registers its collectors)
+    before = scrape(port)
+    taken = time.time()
+    data = await agents.collect(local, node.name, PLAIN_TICK, timeout=30)
+    after = scrape(port)
+    snap = NodeSnapshot(
+        node=node.name, family="rabbitmq", cluster="bench", taken_at=taken, duration=0.0, data=data
+    )
+    ours = samples(exposition([snap]))
+    lines = [
+        "| value | beamside | rabbitmq_prometheus (before / after) | difference |",
+        "|---|---:|---:|---:|",
+    ]
+    worst = 0.0
+    for what, mine, theirs in COMPARED:
+        b = mine(ours)
+        r0, r1 = theirs(before), theirs(after)
+        ref = (r0 + r1) / 2
+        diff = 0.0 if ref == b else abs(b - ref) / max(abs(ref), 1e-9) * 100
+        # Run queue is a momentary count (mostly 0): judge it by absolute difference.
+        if what == "run queue":
+            diff = 0.0 if abs(b - ref) <= 1 else diff
+        worst = max(worst, diff)
+        lines.append(f"| {what} | {b:,.0f} | {r0:,.0f} / {r1:,.0f} | {diff:.3f} % |")
+    lines.append(f"\nlargest difference {worst:.3f} % (goal: every value within 1 %)")
+    return lines
+
+
+async def bench_app(app: RealApp, collects: int) -> list[str]:
+    node = app.start()
+    out = [f"### {node.kind} ({node.name}, started in {node.start_seconds:.1f} s)"]
+    probe = app.probe()
+    local = LocalNode(f"bench-{node.kind}@localhost", node.cookie, epmd_port=node.epmd_port)
+    try:
+        pid = node.os_pid
+        t0 = time.perf_counter()
+        await agents.ensure_loaded(local, node.name, timeout=30)
+        await agents.attach(local, node.name, EVENTS, timeout=30)
+        attach_s = time.perf_counter() - t0
+        out.append(f"attach (connect, load agents, attach): {attach_s * 1000:.0f} ms")
+        await agents.collect(local, node.name, FULL_TICK, timeout=30)  # baselines
+        for label, opts in (("plain tick", PLAIN_TICK), ("full tick", FULL_TICK)):
+            cpu: list[float] = []
+            on_node: list[float] = []
+            rtt: list[float] = []
+            for _ in range(collects):
+                await asyncio.sleep(1.0)
+                c0 = Cpu.read(pid)
+                t1 = time.perf_counter()
+                data = await agents.collect(local, node.name, opts, timeout=30)
+                rtt.append(time.perf_counter() - t1)
+                c1 = Cpu.read(pid)
+                cpu.append((c1.sched_ns - c0.sched_ns) / 1e9)
+                on_node.append(data["duration_us"] / 1e6)
+            size = int(
+                probe.eval(
+                    "{ok, S} = beamside_agent:collect(" + erl_opts(opts) + "), "
+                    "erlang:external_size({ok, S})."
+                )
+            )
+            out.append(
+                f"{label} ({collects} collects): node-side p50 {ms(on_node)} ms "
+                f"(max {max(on_node) * 1000:.1f}), round trip p50 {ms(rtt)} ms, "
+                f"node CPU p50 {ms(cpu)} ms (max {max(cpu) * 1000:.1f}), "
+                f"reply {size / 1024:.1f} KiB"
+            )
+        if node.kind == "rabbitmq":
+            out.append("")
+            out.extend(await compare_rabbitmq(local, node))
+        await agents.detach(local, node.name, timeout=30)
+    finally:
+        await local.close()
+        probe.stop()
+        app.stop()
+    return out
+
+
+def erl_opts(opts: Mapping[str, Any]) -> str:
+    return "#{" + ", ".join(f"{k} => {str(v).lower()}" for k, v in opts.items()) + "}"
+
+
+def ms(values: list[float]) -> str:
+    return f"{statistics.median(values) * 1000:.1f}"
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--apps", nargs="+", choices=APP_KINDS, default=list(APP_KINDS))
+    ap.add_argument("--collects", type=int, default=10, help="collects of each kind (10)")
+    args = ap.parse_args()
+    for kind in args.apps:
+        for line in await bench_app(launcher(kind), args.collects):
+            print(line, flush=True)
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
