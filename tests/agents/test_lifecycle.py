@@ -393,12 +393,17 @@ async def test_newer_agent_in_use_is_left_alone_and_the_node_is_not_down(
         await manager.stop()
 
 
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_a_user_process_inside_beamside_code_is_never_killed(
-    otp25_node: ErlangNode, epmd_port: int, tmp_path: Path, children: list[Child]
+    runtime: Runtime,
+    node_factory: NodeFactory,
+    epmd_port: int,
+    tmp_path: Path,
+    children: list[Child],
 ) -> None:
     """A user process blocked in a call into beamside holds the old code:
     the watchdog leaves it running and purges once it lets go."""
-    node = otp25_node
+    node = node_factory(runtime)
     log = prepare(node, tmp_path)
     child = Child(node, epmd_port, "idle")
     children.append(child)
