@@ -477,7 +477,10 @@ cgroup_dir([Path | _], Mounts, Default, Probe) ->
                       R1 -> R1
                   end
           end,
+    Outside = binary:match(<<Rel/binary, "/">>, <<"/../">>) =/= nomatch,
     Dir = case Rel of
+              %% "/.." paths: a cgroup outside our namespace's root
+              _ when Outside -> MountPoint;
               <<"/">> -> MountPoint;
               <<"/", _/binary>> -> <<MountPoint/binary, Rel/binary>>;
               _ -> MountPoint

@@ -294,3 +294,38 @@ async def test_failure_is_an_error_value(
     lint = promtool_check_metrics(text)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     _nothing_logged(node, offset)
+
+
+async def test_cgroup_v2_outside_the_namespace_root(
+    node_factory: NodeFactory, local: LocalNode, tmp_path: Path
+) -> None:
+    """A cgroup path outside the namespace's root ("/../x", as /proc/self/cgroup
+    shows a process moved out of it) never leads out of the mount: the mount
+    point's own files are read."""
+    tree = {
+        "memory.max": f"{768 * MiB}\n",
+        "memory.current": f"{100 * MiB}\n",
+        "memory.stat": f"inactive_file {10 * MiB}\n",
+    }
+    setup = fake_cgroup_v2_setup(tmp_path / "v2", tree, self_path="/../x", mount_root="/")
+    # What "/../x" would name if followed: next to the mount, not under it.
+    outside = tmp_path / "v2" / "x"
+    outside.mkdir()
+    for name, value in (("memory.max", 1), ("memory.current", 1), ("memory.stat", "")):
+        (outside / name).write_text(f"{value}\n")
+    node = NamespacedNode(
+        "otp25",
+        cookie=node_factory.cookie,
+        epmd_port=node_factory.epmd_port,
+        log_dir=node_factory.log_dir,
+        setup=setup,
+    )
+    node_factory.nodes.append(node)
+    node.start()
+    view = (await _alarms(local, node))["memory_view"]
+    assert view["cgroup"]["path"] == str(tmp_path / "v2" / "tree").encode()
+    assert (view["source"], view["limit_bytes"], view["used_bytes"]) == (
+        "cgroup_v2",
+        768 * MiB,
+        90 * MiB,
+    )
