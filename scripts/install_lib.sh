@@ -143,5 +143,5 @@ pip_install() {
     shift
     step "pip install $*"
     "$python" -m pip install --disable-pip-version-check --progress-bar off "$@" |
-        _progress 'Collecting |Successfully installed '
+        _progress 'Collecting |Processing |Successfully installed '
 }

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -240,8 +242,16 @@ def run_demo_and_every_command(
     """Start the demo with ``argv``, run every command it prints through bash
     (the shell's environment is ``env``) and check each one's output, then
     Ctrl-C it and check that it stopped its node. Returns what it printed."""
+    # stderr to a file: a long install must never block on a full pipe.
+    with tempfile.TemporaryFile("w+") as errors:
+        return _demo_and_every_command(argv, cwd, env, wait, errors)
+
+
+def _demo_and_every_command(
+    argv: list[str], cwd: Path | None, env: dict[str, str] | None, wait: float, errors: IO[str]
+) -> str:
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=errors, text=True
     )
     assert proc.stdout is not None
     lines: list[str] = []
@@ -256,7 +266,9 @@ def run_demo_and_every_command(
     text = "".join(lines)
     if "attached to demo-" not in text:
         proc.kill()
-        raise AssertionError(text + proc.communicate()[1])
+        proc.wait()
+        errors.seek(0)
+        raise AssertionError(text + errors.read())
     assert "otp release:" in text, text
     node = text.split("attached to ", 1)[1].split()[0]
     node_pids = subprocess.run(
@@ -274,8 +286,9 @@ def run_demo_and_every_command(
         assert ran.returncode == 0, (command, ran.stdout, ran.stderr)
         assert DEMO_COMMANDS[matches[0]](ran.stdout, node), (command, ran.stdout)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    out = proc.communicate(timeout=30)[0]
+    errors.seek(0)
+    assert proc.returncode == 0, errors.read()
     assert "demo stopped" in out
     time.sleep(0.5)
     assert not any(pid_alive(int(pid)) for pid in node_pids), "demo left its node running"
@@ -288,6 +301,7 @@ def test_demo_runs_and_cleans_up() -> None:
     run_demo_and_every_command([sys.executable, "-m", "sidecar.cli", "demo", "--interval", "1"])
 
 
+@pytest.mark.timeout(660)  # a first pip install into the new venv
 def test_demo_script_on_a_fresh_copy(tmp_path: Path) -> None:
     """The README's `bash scripts/demo.sh` on a copy of this tree, with the
     system's python3 first on PATH (Debian 12's is "externally managed",
