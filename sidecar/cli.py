@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="beamside",
         description="Operations sidecar for Erlang and Elixir clusters.",
+        epilog="Output into a reader that stops early (| head) ends quietly, with the "
+        "command's own exit status (0 when it succeeded).",
     )
     parser.add_argument("--version", action="version", version=f"beamside {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
