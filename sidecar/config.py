@@ -770,7 +770,7 @@ def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
 
 
 def _module_patterns(value: Any) -> tuple[str, ...]:
-    """A list of module names or globs (``rabbit_ff_*``, ``'Elixir.MyApp.*'``)."""
+    """A list of module names or globs (``rabbit_ff_*``, ``Elixir.MyApp.Gen*``)."""
     if not isinstance(value, list):
         raise ValueError("expected a list of module names or globs like 'my_gen_*'")
     patterns: list[str] = []
