@@ -53,11 +53,16 @@ _restore_services() {
 }
 
 # beam.smp and epmd processes that a package's service would run: on the
-# default EPMD port (test nodes and our own demo always name a private one).
+# default EPMD port (test nodes and our own demo always name a private one,
+# by flag or by ERL_EPMD_PORT in their environment).
 _service_pids() {
-    ps -eo pid=,user=,comm=,args= | awk '
+    local pid port
+    for pid in $(ps -eo pid=,user=,comm=,args= | awk '
         $3 == "beam.smp" && !/-epmd_port/ && /rabbit|ejabberd|yaws/ { print $1 }
-        $3 == "epmd" && !/ -port / && $2 ~ /^(epmd|rabbitmq|ejabberd|yaws)$/ { print $1 }'
+        $3 == "epmd" && !/ -port / && $2 ~ /^(epmd|rabbitmq|ejabberd|yaws)$/ { print $1 }'); do
+        port=$(tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | sed -n 's/^ERL_EPMD_PORT=//p')
+        if [ -z "$port" ] || [ "$port" = 4369 ]; then echo "$pid"; fi
+    done
 }
 
 # Stop, by pid, what an install started despite the policy (none expected).
