@@ -3,7 +3,8 @@
 On each real application, asking to terminate the main application's master,
 its top supervisor (and on RabbitMQ ``rabbit``, the name of the issue) is
 refused with FAILED_PRECONDITION; the process and the node stay up. An
-ordinary worker spawned on the node can still be terminated.
+ordinary worker spawned on the node can still be terminated (first, while
+the node is surely up).
 """
 
 from __future__ import annotations
@@ -41,6 +42,20 @@ def _alive(app: RunningApp, pid_or_name: str) -> bool:
     return app.probe.eval(expr, timeout=10) == "true"
 
 
+def test_terminate_an_ordinary_worker(operator: tuple[RunningApp, Beamside]) -> None:
+    app, beamside = operator
+    pid = app.probe.eval(
+        "W = erlang:spawn(timer, sleep, [infinity]),"
+        " true = group_leader(whereis(user), W),"
+        " pid_to_list(W)"
+    ).strip('"')
+    reply = beamside.grpcurl(METHOD, {"node": app.node.name, "pid": pid})
+    assert reply.status == "OK", f"{reply.status} {reply.stderr}"
+    assert reply.json.get("terminated") is True, reply.json
+    assert not _alive(app, pid)
+    assert app.is_up()
+
+
 def test_terminate_refused_on_application_processes(
     operator: tuple[RunningApp, Beamside],
 ) -> None:
@@ -67,20 +82,3 @@ def test_terminate_refused_on_application_processes(
         if not _alive(app, target):
             problems.append(f"{target}: no longer running")
     assert not problems, f"TerminateProcess on {app.kind}:\n  " + "\n  ".join(problems)
-
-
-def test_terminate_an_ordinary_worker(operator: tuple[RunningApp, Beamside]) -> None:
-    app, beamside = operator
-    app.ensure_running()
-    if beamside.value("beamside_node_up", node=app.node.name) != 1:
-        beamside.wait_attached(collects=1)
-    pid = app.probe.eval(
-        "W = erlang:spawn(timer, sleep, [infinity]),"
-        " true = group_leader(whereis(user), W),"
-        " pid_to_list(W)"
-    ).strip('"')
-    reply = beamside.grpcurl(METHOD, {"node": app.node.name, "pid": pid})
-    assert reply.status == "OK", f"{reply.status} {reply.stderr}"
-    assert reply.json.get("terminated") is True, reply.json
-    assert not _alive(app, pid)
-    assert app.is_up()
