@@ -9,6 +9,14 @@ how often their inputs are re-read) and ``enabled``; some alarms take keys of th
 (:data:`OPTION_KEYS`): ``old_code`` has ``age`` (how long a module's old code
 must stay before it counts) and ``ignore`` (module names or globs, added to
 :data:`OLD_CODE_IGNORE`).  Unknown ids and keys are config errors.
+
+The age of old code is kept on the node (``alarms.old_code.ages_ms``, see
+erl_agents/beamside_alarms.erl) from the first collect that saw it, and starts
+again when the module is loaded with other code (an application regenerating
+a module keeps its old code young).  The VM keeps no record of when old code
+appeared: when the last beamside detaches (a restart), the ages start again
+from the next attach, so after a restart the alarm comes ``age`` later at the
+earliest; while another beamside stays attached, the ages go on.
 """
 
 from __future__ import annotations
