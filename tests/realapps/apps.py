@@ -34,7 +34,9 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -92,6 +94,36 @@ def _tail(paths: Iterable[Path], chars: int = 3000) -> str:
     return "\n".join(out)
 
 
+def listening(pid: int) -> list[tuple[str, int]]:
+    """(address, port) of every TCP socket ``pid`` listens on (IPv4 and IPv6)."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    found: list[tuple[str, int]] = []
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inodes:  # 0A: LISTEN
+                continue
+            hex_addr, hex_port = local.split(":")
+            raw = bytes.fromhex(hex_addr[:width])
+            # /proc prints each 32-bit word in host (little-endian) order.
+            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+            packed = b"".join(words)
+            family = socket.AF_INET if table == "tcp" else socket.AF_INET6
+            found.append((socket.inet_ntop(family, packed), int(hex_port, 16)))
+    return found
+
+
 def _children_of() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -139,6 +171,57 @@ def erlang_string(text: str) -> str:
     """``text`` as an Erlang expression giving the same string (base64: no quoting issues)."""
     encoded = base64.b64encode(text.encode()).decode()
     return f'unicode:characters_to_list(base64:decode("{encoded}"))'
+
+
+# A process that outlives nothing: if the test run dies (SIGKILL, a crash) it
+# kills what the launcher started (detached BEAMs are no children of ours) and
+# removes the directory. Lines on stdin: "pids N ..." adds pids, "done" ends it
+# (after a normal stop); EOF without "done" is the test run gone.
+REAPER_SRC = r"""
+import os, shutil, signal, sys
+pids = set()
+for line in sys.stdin:
+    words = line.split()
+    if words[:1] == ["done"]:
+        sys.exit(0)
+    if words[:1] == ["pids"]:
+        pids |= {int(w) for w in words[1:]}
+for pid in pids:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+shutil.rmtree(sys.argv[1], ignore_errors=True)
+"""
+
+
+class Reaper:
+    def __init__(self, workdir: Path) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", REAPER_SRC, str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def _send(self, line: str) -> None:
+        stdin = self._proc.stdin
+        if stdin is not None and not stdin.closed:
+            with contextlib.suppress(OSError):
+                stdin.write(line.encode() + b"\n")
+                stdin.flush()
+
+    def watch(self, pids: Iterable[int]) -> None:
+        self._send("pids " + " ".join(str(p) for p in pids if p > 1))
+
+    def done(self) -> None:
+        self._send("done")
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(5)
 
 
 # --------------------------------------------------------------------------- probe
@@ -263,6 +346,7 @@ class RealApp(ABC):
         self._launcher: subprocess.Popen[bytes] | None = None
         self._launcher_log: IO[bytes] | None = None
         self._known_children: set[int] = set()
+        self._reaper: Reaper | None = None
 
     # -- to implement --------------------------------------------------------
 
@@ -310,10 +394,15 @@ class RealApp(ABC):
         started = time.monotonic()
         self.workdir = Path(tempfile.mkdtemp(prefix=f"beamside-{self.kind}-", dir=self._base_dir))
         self.workdir.chmod(0o755)
+        self._reaper = Reaper(self.workdir)
         try:
             self.epmd = Epmd(log_path=self.workdir / "epmd.log").start()
+            self._reaper.watch([self.epmd.os_pid or 0])
             self._launch()
+            if self._launcher is not None:
+                self._reaper.watch([self._launcher.pid])
             os_pid = self._wait_started(timeout)
+            self._reaper.watch([os_pid, *descendants(os_pid)])
             alive = self.node_name.split("@")[0]
             if alive not in epmd_names(self.epmd.port):
                 raise AppStartError(f"{self.node_name} is not registered in the private EPMD")
@@ -371,6 +460,9 @@ class RealApp(ABC):
             if self.workdir is not None and not os.environ.get("BEAMSIDE_KEEP_APP_DIRS"):
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
+            if self._reaper is not None:
+                self._reaper.done()
+                self._reaper = None
 
     def _kill_unknown_beam(self) -> None:
         """After a failed start: kill any BEAM whose command line names our directory."""
