@@ -53,6 +53,11 @@
 %%%      then it exits (normal: nothing is logged).  Nothing it does logs
 %%%      anything: every step is inside try/catch, it calls no io.
 %%%
+%%% guard(Sidecar): the same watchdog without a beamside_sysmon (step 1 is
+%%% skipped), watching Sidecar only; the sidecar starts it right after it
+%%% loaded the modules, so that dying before attach (or after a failed
+%%% attach) leaves nothing either.  The attach replaces it.
+%%%
 %%% cancel(Timeout): a gen_server-style call `cancel' to the registered
 %%% watchdog; it answers `ok' between two steps (never in the middle of one)
 %%% and exits, so that the caller knows no deletion is under way.  The
@@ -68,7 +73,7 @@
 %%% ===========================================================================
 -module(beamside_watchdog).
 
--export([start/2, sidecars/2, released/1, cancel/1, source/0]).
+-export([start/2, guard/1, sidecars/2, released/1, cancel/1, source/0]).
 
 -define(NAME, beamside_watchdog).
 
@@ -77,12 +82,30 @@
 -spec start([node()], boolean()) -> {ok, pid()} | {error, term()}.
 start(Sidecars, Msacc) ->
     ok = cancel(2000),
+    spawn_watchdog(self(), Sidecars, Msacc).
+
+%% Called by the sidecar right after it loaded the modules, before attach:
+%% a sidecar that dies in between (or whose attach fails and who goes)
+%% leaves no modules behind either.  A watchdog without beamside_sysmon,
+%% watching Sidecar; replaced by the one beamside_sysmon starts at attach.
+%% Nothing is done when beamside_sysmon runs (its watchdog is there).
+-spec guard(node()) -> {ok, pid()} | {error, term()}.
+guard(Sidecar) when is_atom(Sidecar) ->
+    case whereis(beamside_sysmon) of
+        undefined ->
+            ok = cancel(2000),
+            spawn_watchdog(undefined, [Sidecar], false);
+        _ ->
+            {error, attached}
+    end.
+
+spawn_watchdog(Sysmon, Sidecars, Msacc) ->
     try
         {ok, Tokens, _} = erl_scan:string(source()),
         {ok, Exprs} = erl_parse:parse_exprs(Tokens),
         Bindings = lists:foldl(fun({K, V}, B) -> erl_eval:add_binding(K, V, B) end,
                                erl_eval:new_bindings(),
-                               [{'Sysmon', self()}, {'Sidecars0', Sidecars},
+                               [{'Sysmon', Sysmon}, {'Sidecars0', Sidecars},
                                 {'Msacc', Msacc}, {'Name', ?NAME}]),
         {value, Fun, _} = erl_eval:exprs(Exprs, Bindings),
         Pid = spawn(Fun),
@@ -154,7 +177,11 @@ source() ->
                    end,
          Loaded = fun() -> [M || M <- erlang:loaded(), Ours(M)] end,
          Names = fun() -> [N || N <- registered(), Ours(N), N =/= Name] end,
-         MRef = erlang:monitor(process, Sysmon),
+         %% Sysmon undefined: a guard (guard/1), loaded but not attached
+         MRef = case is_pid(Sysmon) of
+                    true -> erlang:monitor(process, Sysmon);
+                    false -> make_ref()
+                end,
          Watch = fun Watch(Sc, Rel) ->
                      receive
                          {'$gen_call', From, cancel} -> Cancel(From);
@@ -186,7 +213,10 @@ source() ->
                          is_pid(whereis(Mgr))],
                  ok
              end,
-         {Sidecars, Released} = Watch(Sidecars0, false),
+         {Sidecars, Released} = case is_pid(Sysmon) of
+                                    true -> Watch(Sidecars0, false);
+                                    false -> {Sidecars0, true}
+                                end,
          case Released of
              true -> ok;
              false ->

@@ -383,7 +383,9 @@ async def ensure_loaded(
 
     When no agent process runs on the node, a node-side watchdog left by a
     sidecar that died is cancelled first (it would otherwise delete the
-    modules we are about to use).
+    modules we are about to use), and once our agent is there a watchdog
+    watching us is started (``beamside_watchdog:guard/1``): should we die
+    before :func:`attach`, the node unloads the agent by itself.
     """
     async with _deadline("loading agents", node, timeout):
         await _cancel_orphan_watchdog(local, node, timeout)
@@ -397,6 +399,8 @@ async def ensure_loaded(
                 except AgentError as exc:
                     log.info("agent on %s does not answer info(): %s", node, exc)
             if info is not None and _same(info, present):
+                if not info.attached:
+                    await _guard(local, node, timeout)
                 return info
             if info is not None and info.agent_version > AGENT_VERSION and not allow_downgrade:
                 users = await _used_by_other(local, node, info, timeout)
@@ -424,6 +428,7 @@ async def ensure_loaded(
             await unload(local, node, timeout=timeout)
             action = "replaced"
         await _load(local, node, timeout)
+        await _guard(local, node, timeout)
         return AgentInfo.from_term(await _call(local, node, "info", [], timeout), action)
 
 
@@ -466,6 +471,16 @@ async def _cancel_watchdog(local: LocalNode, node: str, timeout: float) -> None:
             await local.rpc(node, "erlang", "exit", [wd, Atom("kill")], timeout=timeout)
             end = loop.time() + 2.0
         await asyncio.sleep(0.02)
+
+
+async def _guard(local: LocalNode, node: str, timeout: float) -> None:
+    """Loaded, not attached yet: a watchdog watching us only
+    (``beamside_watchdog:guard/1``), so that our death before the attach
+    leaves no modules either; the attach replaces it."""
+    try:
+        await local.rpc(node, WATCHDOG, "guard", [local.atom], timeout=timeout)
+    except RpcError as exc:
+        log.info("no watchdog on %s before attach: %r", node, exc.reason)
 
 
 async def _cancel_orphan_watchdog(local: LocalNode, node: str, timeout: float) -> None:

@@ -8,7 +8,9 @@ prints ``ATTACHED`` and then, by MODE:
 * ``collect``: collects (code_events included) in a loop until killed;
 * ``detach_race``: sends the detach request and kills itself at once, so
   the node sees the stop request and the connection drop together;
-* ``idle``: does nothing until killed.
+* ``idle``: does nothing until killed;
+* ``loaded``: like ``idle``, but never attaches (it prints ``ATTACHED``
+  once the agents are loaded).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ async def main(node: str, cookie: str, name: str, epmd_port: int, mode: str) -> 
     local = LocalNode(name, cookie, epmd_port=epmd_port)
     local.mailbox(EVENTS_MAILBOX)
     await agents.ensure_loaded(local, node)
+    if mode == "loaded":
+        print("ATTACHED", flush=True)
+        await asyncio.sleep(3600)
     opts = EventOptions(log_level="info", sysmon_events=True).to_attach_opts()
     opts.update({"scheduler_wall_time": True, "msacc": True, "long_gc": 1})
     await agents.attach(local, node, opts)

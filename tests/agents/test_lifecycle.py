@@ -227,6 +227,38 @@ async def test_sidecar_killed_leaves_nothing_and_logs_nothing(
     assert await node.aeval("erlang:system_flag(microstate_accounting, false).") == "false"
 
 
+async def test_sidecar_killed_before_attach_leaves_nothing(
+    otp25_node: ErlangNode, epmd_port: int, tmp_path: Path, children: list[Child]
+) -> None:
+    """Loaded, killed before attaching: the guard watchdog unloads."""
+    node = otp25_node
+    log = prepare(node, tmp_path)
+    for _ in range(2):
+        child = Child(node, epmd_port, "loaded")
+        children.append(child)
+        child.wait_attached()
+        assert await node.aeval("is_pid(whereis(beamside_watchdog)).") == "true"
+        assert await node.aeval("whereis(beamside_sysmon).") == "undefined"
+        # a second, attaching sidecar replaces the guard and is not disturbed
+        other = Child(node, epmd_port, "idle")
+        children.append(other)
+        other.wait_attached()
+        child.kill()
+        await asyncio.sleep(1.0)
+        assert await node.aeval("is_pid(whereis(beamside_sysmon)).") == "true"
+        assert await node.aeval("code:is_loaded(beamside_agent) =/= false.") == "true"
+        other.kill()
+        await wait_clean(node)
+        child = Child(node, epmd_port, "loaded")
+        children.append(child)
+        child.wait_attached()
+        child.kill()
+        took = await wait_clean(node)
+        print(f"\nclean {took:.2f}s after a SIGKILL before attach")
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]", "[]")
+
+
 @pytest.mark.parametrize("runtime", ["otp25", "otp28"])
 async def test_node_side_disconnect_leaves_nothing(
     runtime: Runtime,
