@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 import yaml
@@ -24,9 +24,21 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.daemon_proc import BeamsideProcess
 from tests.nodes import free_port, grpcurl_path
-from tests.realapps.apps import AppNode
 
 _counter = itertools.count()
+
+
+class Target(Protocol):
+    """What beamside needs of a node (an :class:`~tests.realapps.apps.AppNode`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def epmd_port(self) -> int: ...
+
+    @property
+    def cookie_file(self) -> Path: ...
 
 
 @dataclass
@@ -58,11 +70,11 @@ class GrpcReply:
 
 
 class Beamside(BeamsideProcess):
-    """``beamside run`` for one :class:`AppNode` (1 s collect interval)."""
+    """``beamside run`` for one node, usually an :class:`AppNode` (1 s collects)."""
 
     def __init__(
         self,
-        node: AppNode,
+        node: Target,
         workdir: Path,
         *,
         loki_url: str | None = None,

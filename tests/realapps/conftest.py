@@ -95,6 +95,20 @@ def app(real_app: RunningApp) -> Iterator[RunningApp]:
         real_app.kill_beamsides()
 
 
+@dataclass
+class PlainTarget:
+    name: str
+    epmd_port: int
+    cookie_file: Path
+
+
+def _cookie_file(workdir: Path, cookie: str) -> Path:
+    path = workdir / "cookie"
+    path.write_text(cookie + "\n")
+    path.chmod(0o600)
+    return path
+
+
 @pytest.fixture(scope="session")
 def plain_families(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """Metric families of a plain OTP 25 node (short name, as the applications)."""
@@ -104,18 +118,11 @@ def plain_families(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             "otp25", longnames=False, epmd_port=epmd.port, log_dir=workdir / "node"
         ).start()
         try:
-            as_app = AppNode(
-                kind="elixir",
-                name=node.name,
-                cookie=node.cookie,
-                epmd_port=epmd.port,
-                log_files=[node.log_path],
-                os_pid=node.os_pid or 0,
-                start_seconds=0,
-                workdir=workdir,
-                main_app="kernel",
-            )
-            proc = Beamside(as_app, workdir / "beamside", name="plain").start()
+            proc = Beamside(
+                PlainTarget(node.name, epmd.port, _cookie_file(workdir, node.cookie)),
+                workdir / "beamside",
+                name="plain",
+            ).start()
             try:
                 proc.wait_attached(collects=2)
                 return set(proc.families())
