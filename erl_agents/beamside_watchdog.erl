@@ -253,17 +253,22 @@ source() ->
          Check(),
          RemoveHandlers(),
          %% c. modules
+         %% code:delete/1 of a module whose old code is still there logs an
+         %% error (\"must be purged before deleting\"): only after a purge
          Unload = fun(M) ->
                       _ = code:soft_purge(M),
-                      _ = code:delete(M),
-                      code:soft_purge(M)
+                      case erlang:module_loaded(M) andalso not erlang:check_old_code(M) of
+                          true -> _ = code:delete(M), _ = code:soft_purge(M);
+                          false -> ok
+                      end,
+                      not erlang:module_loaded(M) andalso not erlang:check_old_code(M)
                   end,
          Pending0 = [M || M <- Loaded(), begin Check(), not Unload(M) end],
          Retry = fun Retry(Ms, 0) -> Ms;
                      Retry([], _) -> [];
                      Retry(Ms, K) -> receive after 100 -> ok end,
                                      Check(),
-                                     Retry([M || M <- Ms, not code:soft_purge(M)], K - 1)
+                                     Retry([M || M <- Ms, not Unload(M)], K - 1)
                  end,
          Pending = Retry(Pending0, 30),
          Holders = [{M, [P || P <- erlang:processes(), P =/= self(),
@@ -276,7 +281,7 @@ source() ->
                               [exit(P, kill) || P <- Ps],
                               [receive {'DOWN', R, process, _, _} -> ok after 1000 -> ok end
                                || R <- Refs],
-                              not code:soft_purge(M);
+                              not Unload(M);
                           false ->
                               true
                       end],
@@ -290,7 +295,7 @@ source() ->
                           end,
                           case whereis(beamside_sysmon) of
                               P when is_pid(P) -> throw(cancelled);
-                              _ -> Linger([M || M <- Ms, not code:soft_purge(M)], K - 1)
+                              _ -> Linger([M || M <- Ms, not Unload(M)], K - 1)
                           end
                   end,
          Linger(Held, 3600),

@@ -515,34 +515,46 @@ async def _load(local: LocalNode, node: str, timeout: float) -> None:
 
 
 async def unload(
-    local: LocalNode, node: str, *, timeout: float = 10.0, grace: float = 2.0
+    local: LocalNode,
+    node: str,
+    *,
+    timeout: float = 10.0,
+    grace: float = 2.0,
+    hard: bool = True,
 ) -> list[str]:
     """Delete and purge every ``beamside_*`` module on the node.
 
-    Soft purge first; only if old beamside code is still running after
-    ``grace`` seconds (a walker of a timed-out collect, say) is it purged
-    hard, which kills just the processes running that code.  Returns the
-    modules unloaded.
+    Soft purge first.  If old code is still in use after ``grace`` seconds
+    (a walker of a timed-out collect, say): with ``hard`` it is purged
+    hard, which kills the processes running that code (replacing an agent
+    must succeed); without, it is left as old code (see :func:`detach`).
+    Returns the modules unloaded.
     """
     async with _deadline("unloading agents", node, timeout):
         mods = await loaded_agent_modules(local, node, timeout=timeout)
         for mod in mods:
-            await _purge(local, node, mod, grace, timeout)  # any old code first
-            await local.rpc(node, "code", "delete", [Atom(mod)], timeout=timeout)
-            await _purge(local, node, mod, grace, timeout)
+            # any old code first: code:delete/1 with old code still there
+            # fails and logs an error on the node
+            if await _purge(local, node, mod, grace, timeout, hard):
+                await local.rpc(node, "code", "delete", [Atom(mod)], timeout=timeout)
+                await _purge(local, node, mod, grace, timeout, hard)
         return mods
 
 
-async def _purge(local: LocalNode, node: str, mod: str, grace: float, timeout: float) -> None:
+async def _purge(
+    local: LocalNode, node: str, mod: str, grace: float, timeout: float, hard: bool
+) -> bool:
     loop = asyncio.get_running_loop()
     end = loop.time() + grace
     while True:
         if await local.rpc(node, "code", "soft_purge", [Atom(mod)], timeout=timeout):
-            return
+            return True
         if loop.time() >= end:
+            if not hard:
+                return False
             log.warning("old code of %s on %s still in use after %gs: purging", mod, node, grace)
             await local.rpc(node, "code", "purge", [Atom(mod)], timeout=timeout)
-            return
+            return True
         await asyncio.sleep(0.05)
 
 
@@ -578,15 +590,27 @@ async def detach(local: LocalNode, node: str, *, timeout: float = 10.0) -> list[
     """Stop the agent process and unload every ``beamside_*`` module.
 
     Returns the modules unloaded.  Safe to call when nothing is loaded.
+    Never kills a process: old code some process still runs after a grace
+    period (a user process blocked in a call into beamside, say) is left to
+    the node's watchdog, which purges it softly once it is released (after
+    we disconnect); otherwise the watchdog is cancelled, and nothing of
+    beamside is left when this returns.
     """
     async with _deadline("detaching", node, timeout):
         present = await loaded_agent_modules(local, node, timeout=timeout)
         if _AGENT in present:
             await _stop_agent(local, node, timeout)
-        unloaded = await unload(local, node, timeout=timeout)
-        # The watchdog ends by itself once the modules are gone (within
-        # 250 ms); cancelled here so that nothing is left when we return.
-        await _cancel_watchdog(local, node, timeout)
+        unloaded = await unload(local, node, timeout=timeout, hard=False)
+        left = await loaded_agent_modules(local, node, timeout=timeout)
+        if left:
+            log.info(
+                "old code of %s on %s still in use: left to the node's watchdog",
+                ", ".join(left),
+                node,
+            )
+        else:
+            # it would end by itself once the modules are gone (within 250 ms)
+            await _cancel_watchdog(local, node, timeout)
         return unloaded
 
 

@@ -150,7 +150,11 @@ async def wait_clean(node: ErlangNode, timeout: float = CLEANUP_S) -> float:
         if last == (NO_RESIDUE, NO_HANDLERS):
             return time.monotonic() - t0
         await asyncio.sleep(0.05)
-    pytest.fail(f"beamside residue on {node.name} after {timeout}s: {last}")
+    watchdog = await node.aeval(
+        "case whereis(beamside_watchdog) of undefined -> none; W -> "
+        "{process_info(W, [current_function, message_queue_len]), nodes(connected)} end."
+    )
+    pytest.fail(f"beamside residue on {node.name} after {timeout}s: {last}; watchdog {watchdog}")
 
 
 class Child:
@@ -269,7 +273,9 @@ async def test_node_side_disconnect_leaves_nothing(
 ) -> None:
     node = node_factory(runtime)
     log = prepare(node, tmp_path)
-    child = Child(node, epmd_port, "collect")
+    # idle: a collecting child would connect again at once (and rightly
+    # keep the watchdog waiting, being a connected beamside)
+    child = Child(node, epmd_port, "idle")
     children.append(child)
     child.wait_attached()
     await asyncio.sleep(0.3)
@@ -493,5 +499,34 @@ async def test_a_new_attach_during_the_cleanup_wins(
         assert await node.aeval("is_pid(whereis(beamside_watchdog)).") == "true"
         await agents.detach(local, node.name)
         assert await residue(node) == (NO_RESIDUE, NO_HANDLERS)
+    assert loud_lines(log) == []
+    assert recorded(node) == ("[]", "[]", "[]")
+
+
+async def test_clean_detach_never_kills_a_user_process_inside_beamside_code(
+    otp25_node: ErlangNode, epmd_port: int, cookie: str, tmp_path: Path
+) -> None:
+    """The sidecar's own unload purges softly only: the old code a user
+    process runs is left to the watchdog, which purges it once released."""
+    node = otp25_node
+    log = prepare(node, tmp_path)
+    local = LocalNode("beamside-soft@127.0.0.1", cookie, epmd_port=epmd_port)
+    try:
+        await agents.ensure_loaded(local, node.name)
+        await agents.attach(local, node.name)
+        node.eval(
+            "register(user_in_beamside, spawn(fun() -> "
+            "beamside_agent:safe(fun() -> receive stop -> ok end end) end)), ok."
+        )
+        await agents.detach(local, node.name)
+        assert await node.aeval("is_process_alive(whereis(user_in_beamside)).") == "true"
+        assert await node.aeval("code:is_loaded(beamside_agent).") == "false"
+        assert await node.aeval("is_pid(whereis(beamside_watchdog)).") == "true"
+    finally:
+        await local.close()
+    await asyncio.sleep(4.0)  # the watchdog's own attempts: it never kills
+    assert await node.aeval("is_process_alive(whereis(user_in_beamside)).") == "true"
+    node.eval("user_in_beamside ! stop, ok.")
+    await wait_clean(node, 5.0)
     assert loud_lines(log) == []
     assert recorded(node) == ("[]", "[]", "[]")
