@@ -8,6 +8,7 @@ with ``~0tp``. Kinds:
 ``module``           every loaded module; info: its file and whether that file exists
 ``process``          every process; info: name, initial call, current function, proc_lib's
                      ``$initial_call`` and ``$ancestors``
+``pflags``           every process's trap_exit, priority and message_queue_data
 ``registered``       registered names
 ``ets``              ETS tables; info: name and owner
 ``logger_handler``   logger handler ids; info: module
@@ -50,6 +51,10 @@ PInfo = fun(P) ->
   end
 end,
 Procs = [L("process", P, PInfo(P)) || P <- erlang:processes()],
+PFlags = [L("pflags", P, Fl) || P <- erlang:processes(),
+                                Fl <- [erlang:process_info(P, [trap_exit, priority,
+                                                               message_queue_data])],
+                                Fl =/= undefined],
 Regs = [L("registered", N, x) || N <- erlang:registered()],
 Ets = [L("ets", T, {catch ets:info(T, name), catch ets:info(T, owner)}) || T <- ets:all()],
 Handlers = try logger:get_handler_config() catch _:_ -> [] end,
@@ -93,12 +98,13 @@ PT = [L("pterm", K, case V of undefined -> undefined; _ -> set end)
       || {K, V} <- persistent_term:get()],
 Nodes = [L("node", N, hidden) || N <- nodes(hidden)],
 Apps = [L("app", A, V) || {A, _, V} <- application:which_applications()],
-[Mods, Procs, Regs, Ets, LH, LF, LL, GE, VM, Traced, PT, Nodes, Apps]
+[Mods, Procs, PFlags, Regs, Ets, LH, LF, LL, GE, VM, Traced, PT, Nodes, Apps]
 """
 
 KINDS = (
     "module",
     "process",
+    "pflags",
     "registered",
     "ets",
     "logger_handler",
@@ -155,7 +161,7 @@ def residue(before: Snapshot, after: Snapshot, probe_node: str) -> list[str]:
     new_modules = after.keys("module") - before.keys("module")
     for m in sorted(new_modules):
         info = after.info("module", m)
-        if _beamside(m) or ", false}" in info or not info.startswith("{"):
+        if _beamside(m) or info.endswith(",false}") or not info.startswith("{"):
             found.append(f"module {m} loaded ({info})")
     for m in sorted(after.keys("module") - new_modules):
         if _beamside(m):
@@ -165,6 +171,12 @@ def residue(before: Snapshot, after: Snapshot, probe_node: str) -> list[str]:
         info = after.info("process", p)
         if _beamside(info):
             found.append(f"process {p} {info}")
+    # Process flags of the processes that were there before.
+    for p in sorted(before.keys("pflags") & after.keys("pflags")):
+        if before.info("pflags", p) != after.info("pflags", p):
+            found.append(
+                f"process flags of {p}: {before.info('pflags', p)} -> {after.info('pflags', p)}"
+            )
     # Exact sets.
     for kind in ("registered", "logger_handler", "logger_filter", "logger_level", "gen_event"):
         for key in sorted(after.keys(kind) - before.keys(kind)):
