@@ -10,13 +10,21 @@ and the md5 of every module.
 Everything here is one or a few ``rpc`` calls through the node's ``rex``:
 
 * :func:`ensure_loaded` -- loads the agents with ``code:atomic_load/1`` when
-  they are missing, older, or differ in any module's md5 from ours; an agent
-  already there is first detached and its modules deleted and purged (soft
-  purge first; a hard purge can only hit processes still running beamside
-  code, never the user's).  Returns the node's :class:`AgentInfo`.
+  they are missing, older, or differ in any module's md5 from ours (a newer
+  one too, unless another connected beamside uses it: :class:`AgentConflict`
+  with ``allow_downgrade=False``); an agent already there is first detached
+  and its modules deleted and purged (soft purge first; hard after a grace
+  period, which kills whatever still runs the old agent's code).  Returns
+  the node's :class:`AgentInfo`.
 * :func:`attach` / :func:`detach` -- the long-lived ``beamside_sysmon``
   process, tied to our connection; detach also unloads every ``beamside_*``
-  module, so nothing of ours is left on the node.
+  module (soft purges only: it never kills a process), so nothing of ours is
+  left on the node.
+* The node-side watchdog (``erl_agents/beamside_watchdog.erl``) does what
+  detach would have done when we die without it (SIGKILL, network cut):
+  started at load (watching us until we attach) and by ``beamside_sysmon``,
+  cancelled by the next :func:`ensure_loaded` when no agent process runs
+  and by :func:`detach` once the modules are gone.
 * :func:`collect` -- one call per tick, the whole snapshot (a ``dict`` with
   :class:`~sidecar.dist.term.Atom` keys; binaries stay ``bytes``; a section
   that failed on the node is an ``(Atom('error'), reason)`` tuple).
