@@ -98,6 +98,7 @@ class Beamside(BeamsideProcess):
         }
         if loki_url is not None:
             config["loki"] = {"url": loki_url, "batch_wait": "200ms"}
+        self.node_name = str(config["node_name"])
         path = workdir / f"beamside-{name}-{n}.yaml"
         path.write_text(yaml.safe_dump(config))
         logs = workdir / f"beamside-{name}-{n}"
@@ -171,6 +172,10 @@ class Beamside(BeamsideProcess):
             env={**os.environ, "NO_COLOR": "1"},
         )
         return GrpcReply(res.returncode, res.stdout, res.stderr)
+
+    def local_name(self) -> str:
+        """beamside's own (hidden) node name."""
+        return self.node_name
 
     def detach(self) -> None:
         """SIGTERM (a clean detach), SIGKILL if it does not exit in 30 s."""

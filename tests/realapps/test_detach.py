@@ -73,3 +73,27 @@ def _report(after: str, found: list[str], logged: list[str]) -> str:
     if logged:
         parts.append("the application logged about beamside:\n\n" + "\n\n".join(logged))
     return "\n\n".join(parts)
+
+
+def test_disconnect_from_the_node_side_logs_nothing(app: RunningApp) -> None:
+    """A network cut as the node sees it (``erlang:disconnect_node/1``): the
+    node's log stays quiet, and beamside attaches again."""
+    _, offsets = _before(app)
+    beamside = app.beamside(name="cut")
+    beamside.wait_attached(collects=2)
+    attaches = beamside.value("beamside_node_attaches_total", node=app.node.name)
+    local = beamside.local_name()
+    assert app.probe.eval(f"erlang:disconnect_node('{local}')") == "true"
+    beamside.wait_until(
+        lambda: (
+            (beamside.value("beamside_node_attaches_total", node=app.node.name) or 0)
+            > (attaches or 0)
+        ),
+        30,
+        "attached again after the cut",
+    )
+    beamside.wait_attached(collects=2)
+    time.sleep(1.0)
+    logged = offending(app.node, offsets)
+    assert not logged, _report("a disconnect", [], logged)
+    assert app.is_up()
