@@ -153,8 +153,16 @@ source() ->
        try
          receive {Name, go} -> ok after 5000 -> throw(cancelled) end,
          Cancel = fun(From) -> gen:reply(From, ok), throw(cancelled) end,
-         Check = fun() -> receive {'$gen_call', From, cancel} -> Cancel(From)
-                          after 0 -> ok end end,
+         %% between two steps: cancelled, or a new attach started meanwhile
+         Check = fun() ->
+                     receive {'$gen_call', From, cancel} -> Cancel(From)
+                     after 0 -> ok
+                     end,
+                     case whereis(beamside_sysmon) of
+                         P when is_pid(P) -> throw(cancelled);
+                         _ -> ok
+                     end
+                 end,
          Ours = fun(A) when is_atom(A) ->
                         S = atom_to_list(A),
                         lists:prefix(\"beamside_\", S)
