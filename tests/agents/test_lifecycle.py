@@ -50,14 +50,16 @@ GenEv = [{M, H} || M <- [alarm_handler, erl_signal_server, lager_event], whereis
 """
 NO_HANDLERS = "{[],[]}"
 
-# A user handler in the shared managers that records everything it gets.
+# A user handler in the shared managers that records every info message
+# it gets (gen_event hands a linked process's exit to all handlers).
 RECORDER_SRC = """
 -module(bs_recorder_h).
 -behaviour(gen_event).
 -export([init/1, handle_event/2, handle_call/2, handle_info/2, terminate/2]).
 init(_) -> {ok, []}.
-handle_event(E, S) -> {ok, [{event, E} | S]}.
-handle_call(get, S) -> {ok, lists:reverse(S), S}.
+handle_event(_, S) -> {ok, S}.
+handle_call(get, S) -> {ok, lists:reverse(S), S};
+handle_call(get_loglevel, S) -> {ok, {mask, 0}, S}.  % asked by lager of every backend
 handle_info(I, S) -> {ok, [{info, I} | S]}.
 terminate(_, _) -> ok.
 """
@@ -530,3 +532,34 @@ async def test_clean_detach_never_kills_a_user_process_inside_beamside_code(
     await wait_clean(node, 5.0)
     assert loud_lines(log) == []
     assert recorded(node) == ("[]", "[]", "[]")
+
+
+async def test_real_lager_sees_nothing_of_beamside_going(
+    otp25_node: ErlangNode, epmd_port: int, tmp_path: Path, children: list[Child]
+) -> None:
+    """lager itself (Debian's erlang-lager) running: beamside's backend
+    comes and goes with no trace in lager_event's other handlers or logs."""
+    node = otp25_node
+    beam = compile_module(tmp_path, "bs_recorder_h", RECORDER_SRC)
+    node.eval(f"{{module, _}} = code:load_binary(bs_recorder_h, \"bs_recorder_h.beam\", "
+              f"<<{','.join(str(b) for b in beam)}>>), ok.")  # fmt: skip
+    lager_dir = tmp_path / "lager"
+    node.eval(
+        f'application:load(lager), application:set_env(lager, log_root, "{lager_dir}"), '
+        "{ok, _} = application:ensure_all_started(lager), "
+        "ok = gen_event:add_handler(lager_event, bs_recorder_h, [])."
+    )
+    for mode in ("collect", "detach_race", "idle"):
+        child = Child(node, epmd_port, mode)
+        children.append(child)
+        child.wait_attached()
+        await asyncio.sleep(0.3)
+        if mode != "detach_race":
+            handlers = await node.aeval("gen_event:which_handlers(lager_event).")
+            assert "beamside_lager" in handlers
+        child.kill()
+        await wait_clean(node)
+    assert node.eval("gen_event:call(lager_event, bs_recorder_h, get).") == "[]"
+    logs = {p.name: p.read_text(errors="replace") for p in lager_dir.glob("*.log")}
+    assert logs, "lager wrote no log files"
+    assert not [name for name, text in logs.items() if "beamside" in text], logs
