@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -56,8 +56,11 @@ def write_config(
 
 
 class BeamsideProcess:
-    def __init__(self, config: Path, port: int, log_dir: Path) -> None:
+    def __init__(
+        self, config: Path, port: int, log_dir: Path, env: Mapping[str, str] | None = None
+    ) -> None:
         self.config = config
+        self._env = None if env is None else {**os.environ, **env}
         self.url = f"http://127.0.0.1:{port}"
         self.address = f"127.0.0.1:{port}"
         self._stderr_path = log_dir / "beamside.stderr"
@@ -69,7 +72,9 @@ class BeamsideProcess:
             [sys.executable, "-m", "sidecar.cli", "run", "--config", str(self.config)],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            env=self._env,
         )
+        stderr.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:

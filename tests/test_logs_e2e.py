@@ -21,6 +21,7 @@ from tests.conftest import NodeFactory
 from tests.daemon_proc import BeamsideProcess
 from tests.loki_double import LokiDouble, StoredEntry
 from tests.nodes import free_port, shell_node
+from tests.waiting import wait_for
 
 
 def run_beamside(
@@ -59,17 +60,6 @@ def run_beamside(
             lambda: all(proc.value("beamside_node_up", node=n) == 1 for n in nodes), 30, "up"
         )
     return proc
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.2)
 
 
 def find(loki: LokiDouble, selector: str, pred: Callable[[dict[str, Any]], bool]) -> Any:

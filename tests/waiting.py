@@ -18,3 +18,16 @@ async def eventually(
             return
         await asyncio.sleep(step)
     raise AssertionError(f"{what}: not within {timeout}s")
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, *, step: float = 0.2) -> Any:
+    """Poll ``check()`` until it is truthy and return that value; AssertionError
+    naming ``what`` after ``timeout`` s (the blocking twin of :func:`eventually`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(step)

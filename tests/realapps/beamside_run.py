@@ -12,13 +12,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
-import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -103,29 +101,7 @@ class Beamside(BeamsideProcess):
         path.write_text(yaml.safe_dump(config))
         logs = workdir / f"beamside-{name}-{n}"
         logs.mkdir(exist_ok=True)
-        super().__init__(path, http_port, logs)
-
-    def start(self, timeout: float = 30) -> Self:
-        stderr = self._stderr_path.open("wb")
-        env = {**os.environ, "ERL_EPMD_PORT": str(self.node.epmd_port)}
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "sidecar.cli", "run", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env=env,
-        )
-        stderr.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"beamside exited early:\n{self.stderr()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"beamside did not serve /healthz in {timeout}s:\n{self.stderr()}")
+        super().__init__(path, http_port, logs, env={"ERL_EPMD_PORT": str(node.epmd_port)})
 
     def last_collect(self) -> float:
         """Unix time of the last successful collect on the node (0 before the first)."""

@@ -25,6 +25,7 @@ from tests.realapps.applog import offending
 from tests.realapps.apps import TOP_SUPERVISOR
 from tests.realapps.beamside_run import Beamside
 from tests.realapps.conftest import TIMINGS, RunningApp
+from tests.waiting import wait_for
 
 MNESIA_APPS = ("rabbitmq", "ejabberd")
 # The node's own view of memory is exported when os_mon's memsup does not run
@@ -68,17 +69,6 @@ def attached(real_app: RunningApp) -> Iterator[Attached]:
     finally:
         proc.detach()
         loki.stop()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(0.2)
 
 
 # --------------------------------------------------------------------------- metrics
