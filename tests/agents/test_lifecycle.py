@@ -105,7 +105,8 @@ def prepare(node: ErlangNode, tmp_path: Path) -> Path:
     )
     node.eval("ok = gen_event:add_handler(alarm_handler, bs_recorder_h, []).")
     node.eval("ok = gen_event:add_handler(erl_signal_server, bs_recorder_h, []).")
-    # lager cannot be installed here: a plain manager stands in for its sink
+    # a plain manager stands in for lager's sink on every runtime (OTP 28 here
+    # has no lager); real lager: test_real_lager_sees_nothing_of_beamside_going
     node.eval("{ok, _} = gen_event:start({local, lager_event}), ok.")
     node.eval("ok = gen_event:add_handler(lager_event, bs_recorder_h, []).")
     log = tmp_path / f"{node.alive_name}.logger.log"
