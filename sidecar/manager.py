@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import enum
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,6 +35,7 @@ from exporter.snapshot import NodeSnapshot
 
 from . import agents
 from .alarms.checks import AlarmChecker
+from .backoff import Backoff, BackoffPolicy
 from .config import Config, CookieSource, Target
 from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
@@ -58,6 +58,9 @@ RETRY_MIN = 0.25
 RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
 RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
 RETRY_CONFLICT = 5.0  # the other beamside may go (its agent is then ours to replace)
+#: a node that went away is retried after RETRY_MIN (at most: equal jitter,
+#: see sidecar.backoff), doubling up to RETRY_MAX while it stays down
+RETRY_POLICY = BackoffPolicy(initial=RETRY_MIN, maximum=RETRY_MAX, factor=2.0)
 DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
 #: how often a family not fixed by config or a release is asked again: attached
 #: while the node boots, its main application may not run yet
@@ -307,27 +310,27 @@ class NodeManager:
             managed.wake.set()
 
     async def _run_node(self, node: str, managed: _Managed) -> None:
-        delay = RETRY_MIN
+        backoff = Backoff(RETRY_POLICY)
         while True:
             try:
                 await self._attach(node, managed)
-                delay = RETRY_MIN
+                backoff.reset()
                 await self._collect_loop(node, managed)
             except asyncio.CancelledError:
                 raise
             except DistError as exc:
-                delay = self._connection_failed(node, exc, delay)
+                delay = self._connection_failed(node, exc, backoff)
             except Exception as exc:  # a bug must not kill supervision
                 log.exception("unexpected failure managing %s", node, extra={"node": node})
                 self._set(node, state=NodeState.ERROR, last_error=repr(exc))
-                delay = RETRY_MAX
+                delay = backoff.jittered(RETRY_MAX)
             self.snapshots.pop(node, None)
             managed.wake.clear()
-            jittered = delay * random.uniform(0.8, 1.2)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(managed.wake.wait(), timeout=jittered)
+                await asyncio.wait_for(managed.wake.wait(), timeout=delay)
 
-    def _connection_failed(self, node: str, exc: DistError, delay: float) -> float:
+    def _connection_failed(self, node: str, exc: DistError, backoff: Backoff) -> float:
+        """Record the failure; the (jittered) delay before the next attempt."""
         reason = failure_reason(exc)
         before = self._status[node]
         failures = dict(before.connect_failures)
@@ -351,10 +354,12 @@ class NodeManager:
                 extra={"node": node, "reason": reason},
             )
         if state is NodeState.AGENT_CONFLICT:
-            return RETRY_CONFLICT
+            return backoff.jittered(RETRY_CONFLICT)
         if state is not NodeState.DOWN:
-            return RETRY_COOKIE
-        return min(delay * 2, RETRY_MAX) if before.state is state else RETRY_MIN
+            return backoff.jittered(RETRY_COOKIE)
+        if before.state is not state:  # just went down (or changed why): retry quickly
+            backoff.reset()
+        return backoff.next()
 
     async def _attach(self, node: str, managed: _Managed) -> None:
         try:

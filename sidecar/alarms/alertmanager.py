@@ -16,9 +16,9 @@ When things are sent
     active alarms are re-sent (an empty list when there are none: it keeps
     ``last_success_timestamp`` meaningful as a liveness signal).  A failed
     POST is retried with exponential backoff (0.5 s doubling up to
-    ``max_backoff``, some jitter), and the first successful one after a
-    failure is a full re-send, so an Alertmanager that restarted (they keep
-    alerts in memory only) gets everything back at once.
+    ``max_backoff``, equal jitter: :mod:`sidecar.backoff`), and the first
+    successful one after a failure is a full re-send, so an Alertmanager that
+    restarted (they keep alerts in memory only) gets everything back at once.
 
 ``startsAt`` / ``endsAt``
     ``startsAt`` is the alarm's ``raised_at``.  A firing alert carries an
@@ -77,7 +77,6 @@ import contextlib
 import json
 import logging
 import math
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -91,6 +90,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from ..backoff import Backoff, BackoffPolicy
 from .model import Alarm, AlarmEvent, AlarmKey, EventKind
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class _Resolution:
 class AlertmanagerTarget:
     """One configured URL: what it still has to receive, and its counters."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, max_backoff: float = 10.0) -> None:
         self.url = redact(url)  # for logs and metric labels
         self.endpoint = url if url.endswith(API_PATH) else url + API_PATH
         # label set -> (key, version) of an alarm to send as firing
@@ -177,7 +177,7 @@ class AlertmanagerTarget:
         self._flush_at: float | None = None  # monotonic; pending changes go out then
         self._retry_at = 0.0  # monotonic; no attempt before (backoff)
         self._next_resend = 0.0  # monotonic; full re-send due then
-        self._backoff = 0.0
+        self._backoff = Backoff(BackoffPolicy(INITIAL_BACKOFF, max_backoff))
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -215,7 +215,7 @@ class AlertmanagerSink:
         self.config = config
         self.cluster = cluster
         self.targets: tuple[AlertmanagerTarget, ...] = tuple(
-            AlertmanagerTarget(u) for u in config.urls
+            AlertmanagerTarget(u, config.max_backoff) for u in config.urls
         )
         self._client = client
         self._own_client = client is None
@@ -441,7 +441,7 @@ class AlertmanagerSink:
     def _succeeded(self, t: AlertmanagerTarget, full: bool, started: float) -> None:
         t.sent_total += 1
         t.last_success_timestamp = time.time()
-        t._backoff = 0.0
+        t._backoff.reset()
         t._retry_at = 0.0
         if full:
             t._next_resend = started + self.config.resend_interval
@@ -473,8 +473,7 @@ class AlertmanagerSink:
             )
             t._failing_since = started
         t.healthy = False
-        t._backoff = min(self.config.max_backoff, max(INITIAL_BACKOFF, t._backoff * 2))
-        t._retry_at = time.monotonic() + t._backoff * random.uniform(0.8, 1.0)
+        t._retry_at = time.monotonic() + t._backoff.next()
         t._next_resend = 0.0  # everything again once it answers
 
     def _payload(self, alarm: Alarm, labels: Labels, ends_at: float) -> dict[str, Any]:

@@ -24,7 +24,8 @@ Batches
 Retries
     429, 5xx, 408, timeouts and transport errors are retried, the same batch
     byte for byte, with exponential backoff (``min_backoff`` doubling up to
-    ``max_backoff``, jitter, ``Retry-After`` honoured up to ``max_backoff``)
+    ``max_backoff``, equal jitter: :mod:`sidecar.backoff`; ``Retry-After``
+    honoured up to ``max_backoff``)
     for as long as the sink runs.  Other 4xx answers are final for that batch:
     its entries are counted as dropped (``reason="rejected"``) and Loki's
     reason is logged - a poison batch is never retried forever.  Note that
@@ -73,7 +74,6 @@ import contextlib
 import functools
 import logging
 import math
-import random
 import threading
 import time
 from collections import deque
@@ -88,6 +88,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from ..backoff import Backoff, BackoffPolicy
 from . import push_pb2
 from .model import Labels, LogEntry
 from .spool import AppendResult, Spool, SpoolError, SpoolPosition, SpoolRecord
@@ -642,7 +643,7 @@ class LokiSink:
         return batch
 
     async def _deliver(self, batch: _Batch) -> None:
-        attempt = 0
+        backoff = Backoff(BackoffPolicy(self.config.min_backoff, self.config.max_backoff))
         while True:
             try:
                 await self._push(batch.payload)
@@ -661,11 +662,9 @@ class LokiSink:
                     await self._settle(batch)
                     return
                 self._note_failure(e)
-                delay = self.config.min_backoff * 2 ** min(attempt, 30)
-                delay = min(self.config.max_backoff, delay) * random.uniform(0.5, 1.0)
+                delay = backoff.next()
                 if e.retry_after is not None:
                     delay = max(delay, min(e.retry_after, self.config.max_backoff))
-                attempt += 1
                 if (
                     self._spool is not None
                     and self._failing_since is not None
