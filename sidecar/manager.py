@@ -29,7 +29,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from exporter.snapshot import NodeSnapshot
 
@@ -41,14 +41,7 @@ from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
 from .discovery.kubernetes import KubernetesDiscoverer
 from .discovery.sharding import SINGLE, ShardSpec, owns
-from .dist.errors import (
-    CookieRefused,
-    DistError,
-    DistTimeout,
-    HandshakeError,
-    NodeDown,
-    PeerCookieMismatch,
-)
+from .dist.errors import DistError, DistTimeout, NodeDown
 from .dist.node import LocalNode
 from .dist.term import Atom
 
@@ -100,6 +93,8 @@ class NodeStatus:
 class CookieUnavailable(DistError):
     """The target's cookie file or variable could not be read."""
 
+    metric_reason: ClassVar[str] = "cookie_unavailable"
+
 
 class NodeHooks(Protocol):
     """What other parts of beamside add to each node's life (the notifier does)."""
@@ -129,25 +124,9 @@ class _Managed:
 
 
 def failure_reason(exc: BaseException) -> str:
-    """A short label value for a connection failure."""
-    if isinstance(exc, CookieUnavailable):
-        return "cookie_unavailable"
-    if isinstance(exc, agents.AgentConflict):
-        return "agent_conflict"
-    if isinstance(exc, CookieRefused | PeerCookieMismatch):
-        return "cookie"
-    if isinstance(exc, DistTimeout):
-        return "timeout"
-    if isinstance(exc, HandshakeError):
-        return "handshake"
-    name = type(exc).__name__
-    return {
-        "HostUnresolvable": "resolve",
-        "EpmdUnreachable": "epmd",
-        "NodeNotRegistered": "not_registered",
-        "NodeUnreachable": "refused",
-        "NodeDown": "down",
-    }.get(name, "error")
+    """A short label value for a connection failure: the error class's
+    ``metric_reason`` (see :mod:`sidecar.dist.errors`), ``error`` for others."""
+    return exc.metric_reason if isinstance(exc, DistError) else "error"
 
 
 class NodeManager:

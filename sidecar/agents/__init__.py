@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
 from sidecar.dist.errors import DistError, DistTimeout, RpcError
@@ -100,6 +100,8 @@ class AgentError(DistError):
 class AgentConflict(AgentError):
     """The node runs a newer agent that another connected beamside is using:
     left alone (the node is up, it is just not ours to collect from)."""
+
+    metric_reason: ClassVar[str] = "agent_conflict"
 
 
 @dataclass(frozen=True, slots=True)

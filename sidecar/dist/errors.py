@@ -5,17 +5,25 @@ Every protocol error says who broke the protocol: ``"remote"`` when the peer
 something the protocol does not allow.  Connection-level failures (EPMD,
 name lookup, cookie, timeouts) have their own classes so callers and the CLI
 can tell an operator exactly what went wrong.
+
+Every class names its ``metric_reason``: the ``reason`` label value of
+``beamside_node_connect_failures_total`` when it ends a connection (a
+subclass inherits its parent's unless it says otherwise).  It is not called
+``reason`` because :class:`RpcError` (and the agent errors) already carry the
+node's own ``reason`` term under that name.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 Blame = Literal["local", "remote"]
 
 
 class DistError(Exception):
     """Base of every error raised by ``sidecar.dist``."""
+
+    metric_reason: ClassVar[str] = "error"
 
 
 class ProtocolError(DistError):
@@ -60,6 +68,8 @@ class EncodeError(LocalProtocolError, TypeError):
 class HandshakeError(DistError):
     """The distribution handshake did not complete."""
 
+    metric_reason: ClassVar[str] = "handshake"
+
 
 class HandshakeRefused(HandshakeError):
     """The peer answered the name message with a refusing status."""
@@ -77,9 +87,13 @@ class HandshakeRefused(HandshakeError):
 class CookieRefused(HandshakeError):
     """The peer closed the connection after our challenge reply: wrong cookie."""
 
+    metric_reason: ClassVar[str] = "cookie"
+
 
 class PeerCookieMismatch(HandshakeError):
     """The peer's challenge acknowledgement digest is wrong: it does not know our cookie."""
+
+    metric_reason: ClassVar[str] = "cookie"
 
 
 class ConnectError(DistError):
@@ -89,25 +103,37 @@ class ConnectError(DistError):
 class HostUnresolvable(ConnectError):
     """The host part of the node name does not resolve."""
 
+    metric_reason: ClassVar[str] = "resolve"
+
 
 class EpmdUnreachable(ConnectError):
     """EPMD on the peer's host does not answer."""
+
+    metric_reason: ClassVar[str] = "epmd"
 
 
 class NodeNotRegistered(ConnectError):
     """EPMD on the peer's host does not know the node's name."""
 
+    metric_reason: ClassVar[str] = "not_registered"
+
 
 class NodeUnreachable(ConnectError):
     """EPMD gave a port but the node's distribution port refused us."""
+
+    metric_reason: ClassVar[str] = "refused"
 
 
 class DistTimeout(DistError, TimeoutError):
     """A deadline expired (connect, handshake or call)."""
 
+    metric_reason: ClassVar[str] = "timeout"
+
 
 class NodeDown(DistError):
     """The connection to the peer was lost or closed."""
+
+    metric_reason: ClassVar[str] = "down"
 
 
 class RpcError(DistError):
