@@ -36,12 +36,12 @@ from .agents.events import (
     decode_batch,
 )
 from .alarms.model import AlarmEvent, EventKind, Severity
+from .audit import AuditRecord, log_audit
 from .config import LogsConfig, NotificationsConfig
 from .dist.term import Atom
 from .loki.model import LogEntry, make_entry
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("sidecar.audit")
 
 Publish = Callable[[LogEntry], None]
 
@@ -52,20 +52,6 @@ _ALARM_LEVEL = {
     Severity.MINOR: "warning",
     Severity.WARNING: "warning",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One mutating control-plane request: who asked what of which node, and how it went."""
-
-    who: str  # the token's name (never the token itself)
-    role: str
-    action: str  # e.g. "Processes/GarbageCollect"
-    node: str  # "" when not about one node
-    result: str  # "ok", or the error status and message
-    ok: bool
-    details: Mapping[str, Any] = field(default_factory=dict)
-    time_ns: int = field(default_factory=time.time_ns)
 
 
 @dataclass(slots=True)
@@ -241,29 +227,14 @@ class Notifier:
         self._emit("alarm", level, alarm.node, alarm.family, int(at * 1e9), details)
 
     def audit(self, record: AuditRecord) -> None:
-        """A mutating control-plane request: always to the sidecar log, and to Loki."""
-        audit_log.info(
-            "%s by %s (%s) on %s: %s",
-            record.action,
-            record.who,
-            record.role,
-            record.node or "-",
-            record.result,
-            extra={"audit": True, "node": record.node, "who": record.who, "role": record.role},
-        )
-        details = {
-            "message": f"{record.action} by {record.who}: {record.result}",
-            "event": "audit",
-            "action": record.action,
-            "who": record.who,
-            "role": record.role,
-            "result": record.result,
-            "ok": record.ok,
-            **record.details,
-        }
+        """A mutating control-plane request: always to the sidecar log, and to Loki
+        (:func:`sidecar.audit.log_audit`: the same fields on both)."""
+        log_audit(record, self._audit_to_loki)
+
+    def _audit_to_loki(self, record: AuditRecord, fields: Mapping[str, Any]) -> None:
         family = self._family_of(record.node) if record.node else ""
         level = "notice" if record.ok else "warning"
-        self._emit("audit", level, record.node, family, record.time_ns, details)
+        self._emit("audit", level, record.node, family, record.time_ns, fields)
 
     # -- metrics --------------------------------------------------------------
 

@@ -10,10 +10,14 @@ import pytest
 
 from exporter.snapshot import NodeSnapshot
 from sidecar.alarms.model import Alarm, AlarmEvent, AlarmKey, EventKind, Severity
+from sidecar.audit import AuditRecord
 from sidecar.config import LogsConfig, NotificationsConfig
+from sidecar.control.gen.beamside.v1 import config_pb2, eval_pb2, processes_pb2
+from sidecar.control.server import Auditor, request_details
 from sidecar.dist.term import Atom
+from sidecar.logs import JsonFormatter
 from sidecar.loki.model import LogEntry
-from sidecar.notify import AuditRecord, Notifier
+from sidecar.notify import Notifier
 
 NODE = "app@127.0.0.1"
 
@@ -138,6 +142,90 @@ def test_audit_records_go_to_the_log_and_loki(caplog: pytest.LogCaptureFixture) 
     assert denied.label_dict["level"] == "warning"
     assert json.loads(denied.line)["who"] == "bob"
     assert [r.name for r in caplog.records].count("sidecar.audit") == 2
+
+
+def stderr_line(record: logging.LogRecord) -> dict[str, Any]:
+    """``record`` as the daemon writes it to stderr (one JSON object)."""
+    line: dict[str, Any] = json.loads(JsonFormatter().format(record))
+    return line
+
+
+def audit_lines(
+    caplog: pytest.LogCaptureFixture, record: AuditRecord
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stderr line and the Loki line of one audit record."""
+    caplog.clear()
+    sent: list[LogEntry] = []
+    notifier(sent).audit(record)
+    (logged,) = [r for r in caplog.records if r.name == "sidecar.audit"]
+    (entry,) = sent
+    loki: dict[str, Any] = json.loads(entry.line)
+    return stderr_line(logged), loki
+
+
+def test_audit_stderr_line_carries_the_loki_fields(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidecar.audit")
+    calls = [
+        (eval_pb2.EvaluateRequest(node=NODE, expression="ets:delete(sessions)."), "expression"),
+        (processes_pb2.TerminateProcessRequest(node=NODE, pid="<0.42.0>", reason="kill"), "pid"),
+        (config_pb2.SetEnvRequest(node=NODE, app="kernel", key="ctl_limit", value="20."), "key"),
+    ]
+    for request, what in calls:
+        details = {"request": request_details(request), "duration_ms": 3.5}
+        record = AuditRecord("alice", "admin", "X/Y", NODE, "ok", True, details)
+        stderr, loki = audit_lines(caplog, record)
+        for key, value in loki.items():
+            if key != "message":
+                assert stderr[key] == value, (what, key)
+        assert stderr["node"] == NODE and stderr["audit"] is True
+        asked = loki["request"][what]
+        assert stderr["request"][what] == asked and asked in stderr["msg"]
+        assert stderr["msg"].startswith(f"X/Y by alice (admin) on {NODE}: ok ")
+    assert loki["request"]["app"] == "kernel" and '"app":"kernel"' in stderr["msg"]
+
+
+def test_audit_secret_value_redacted_in_both_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="sidecar.audit")
+    request = config_pb2.SetEnvRequest(node=NODE, app="db", key="password", value="hunter2")
+    details = {"request": request_details(request), "duration_ms": 1.0}
+    record = AuditRecord("alice", "admin", "Config/SetEnv", NODE, "ok", True, details)
+    stderr, loki = audit_lines(caplog, record)
+    for line in (stderr, loki):
+        assert "hunter2" not in json.dumps(line)
+        assert line["request"]["key"] == "password"
+        assert line["request"]["value"].startswith("<7 bytes, sha256 ")
+    assert stderr["request"]["value"] == loki["request"]["value"]
+    assert loki["request"]["value"] in stderr["msg"]
+
+
+def test_audit_detail_named_like_a_log_record_attribute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="sidecar.audit")
+    record = AuditRecord("bob", "operator", "A/B", "", "ok", True, {"name": "x", "args": [1]})
+    stderr, loki = audit_lines(caplog, record)
+    assert loki["name"] == "x" and loki["args"] == [1]
+    assert stderr["detail_name"] == "x" and stderr["detail_args"] == [1]
+    assert stderr["logger"] == "sidecar.audit" and stderr["node"] == ""
+
+
+def test_default_audit_sink_writes_the_request(caplog: pytest.LogCaptureFixture) -> None:
+    """Without ``Deps.audit`` the control plane logs through the same function."""
+    caplog.set_level(logging.INFO, logger="sidecar.audit")
+    request = eval_pb2.EvaluateRequest(node=NODE, expression="erlang:halt().")
+    Auditor(None).record(
+        "/beamside.v1.Eval/Evaluate",
+        None,
+        NODE,
+        "PERMISSION_DENIED: no",
+        False,
+        {"request": request_details(request)},
+    )
+    (logged,) = [r for r in caplog.records if r.name == "sidecar.audit"]
+    line = stderr_line(logged)
+    assert line["action"] == "Eval/Evaluate" and line["who"] == "unauthenticated"
+    assert line["ok"] is False and line["request"]["expression"] == "erlang:halt()."
+    assert "erlang:halt()." in line["msg"]
 
 
 def test_nothing_installed_without_a_sink() -> None:

@@ -10,7 +10,7 @@ than the bound the agent keeps itself, and maps failures to statuses
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +19,11 @@ from grpc import aio
 
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
+from sidecar.audit import AuditSink
 from sidecar.config import Config
 from sidecar.discovery.sharding import owner
 from sidecar.dist.errors import DistError, DistTimeout, NodeDown, RpcError
 from sidecar.manager import NodeManager, NodeState, NodeStatus
-from sidecar.notify import AuditRecord
 
 from . import validate
 from .errors import RpcFailure, agent_reply, invalid, not_found, precondition, unavailable
@@ -31,7 +31,6 @@ from .errors import RpcFailure, agent_reply, invalid, not_found, precondition, u
 log = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
-AuditSink = Callable[[AuditRecord], None]
 OPS = "beamside_ops"
 # The sidecar waits this much longer than the agent's own bound: the agent
 # answers {error, {timeout, _}} itself rather than leaving us guessing.

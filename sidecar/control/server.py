@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 import weakref
@@ -32,7 +31,7 @@ from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from sidecar.notify import AuditRecord
+from sidecar.audit import AuditRecord, AuditSink, log_audit, redact_request
 
 from .auth import Authenticator, AuthError, AuthInterceptor, is_mutating
 from .base import Deps
@@ -61,13 +60,8 @@ from .services.tables import TablesService
 __all__ = ["Deps", "bound_port", "create_server", "serve", "set_serving"]
 
 log = logging.getLogger(__name__)
-audit_log = logging.getLogger("sidecar.audit")
 
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-MAX_AUDIT_TEXT = 2000
-# Request fields whose value is never written to the audit trail (a config
-# value may be a password): a length and a hash stand in for them.
-_HIDDEN_FIELDS = frozenset({"value"})
 
 _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (nodes_pb2, "Nodes"),
@@ -84,25 +78,13 @@ SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DES
 _PORTS: weakref.WeakKeyDictionary[aio.Server, int] = weakref.WeakKeyDictionary()
 _HEALTH: weakref.WeakKeyDictionary[aio.Server, Any] = weakref.WeakKeyDictionary()
 
-AuditSink = Callable[[AuditRecord], None]
-
-
-def log_audit(record: AuditRecord) -> None:
-    """The default audit sink: one ``sidecar.audit`` log line per record."""
-    audit_log.info(
-        "%s by %s (%s) on %s: %s",
-        record.action,
-        record.who,
-        record.role,
-        record.node or "-",
-        record.result,
-        extra={"audit": True, "node": record.node, "who": record.who, "role": record.role},
-    )
-
 
 class Auditor:
+    """Makes the audit records of the dispatcher; ``sink`` gets them (default:
+    :func:`sidecar.audit.log_audit`, the ``sidecar.audit`` log only)."""
+
     def __init__(self, sink: AuditSink | None) -> None:
-        self._sink = sink or log_audit
+        self._sink: AuditSink = sink or log_audit
 
     def record(
         self,
@@ -133,18 +115,9 @@ class Auditor:
 
 
 def request_details(request: Message) -> dict[str, Any]:
-    """The request as audit details: hidden fields replaced, long texts cut."""
-    raw = MessageToDict(request, preserving_proto_field_name=True)
-    details: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in _HIDDEN_FIELDS and isinstance(value, str):
-            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-            details[key] = f"<{len(value.encode())} bytes, sha256 {digest}>"
-        elif isinstance(value, str) and len(value) > MAX_AUDIT_TEXT:
-            details[key] = value[:MAX_AUDIT_TEXT] + "..."
-        else:
-            details[key] = value
-    return details
+    """The request as audit details: hidden fields replaced, long texts cut
+    (:func:`sidecar.audit.redact_request`)."""
+    return redact_request(MessageToDict(request, preserving_proto_field_name=True))
 
 
 def response_summary(method: str, response: Message) -> dict[str, Any]:

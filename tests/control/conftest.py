@@ -28,6 +28,7 @@ from grpc import aio
 
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
+from sidecar.audit import AuditRecord
 from sidecar.config import parse_config
 from sidecar.control.config import GrpcConfig
 from sidecar.control.gen.beamside.v1 import (
@@ -43,7 +44,6 @@ from sidecar.control.gen.beamside.v1 import (
 from sidecar.control.server import Deps, bound_port, create_server, set_serving
 from sidecar.dist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
-from sidecar.notify import AuditRecord
 from tests.nodes import ErlangNode, grpcurl_path
 from tests.waiting import eventually
 
