@@ -14,8 +14,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.nodes import ErlangNode
+
+if TYPE_CHECKING:
+    from tests.conftest import NodeFactory
 
 MiB = 1024 * 1024
 
@@ -166,6 +170,26 @@ def tmpfs_setup(path: Path, size: int) -> list[str]:
     """Mount a tmpfs of ``size`` bytes on ``path`` (made if missing)."""
     p = shlex.quote(str(path))
     return [f"mkdir -p {p}", f"mount -t tmpfs -o size={size} beamside-test {p}"]
+
+
+def mnesia_on_tmpfs_node(factory: NodeFactory, tmp_path: Path, size: int) -> NamespacedNode:
+    """A started OTP 25 node running mnesia, whose directory (its data
+    directory, as RabbitMQ's) is ``tmp_path/data/db`` on a tmpfs of ``size``
+    bytes mounted on ``tmp_path/data``, of its own."""
+    data = tmp_path / "data"
+    db = data / "db"
+    node = NamespacedNode(
+        "otp25",
+        cookie=factory.cookie,
+        epmd_port=factory.epmd_port,
+        log_dir=factory.log_dir,
+        extra_args=["-mnesia", "dir", f'"{db}"'],
+        setup=[*tmpfs_setup(data, size), f"mkdir -p {db}"],
+    )
+    factory.nodes.append(node)
+    node.start()
+    assert node.eval("application:ensure_all_started(mnesia).").startswith("{ok,")
+    return node
 
 
 def fake_cgroup_v2_setup(

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.alertmanager import Alertmanager
 from tests.conftest import NodeFactory
 from tests.daemon_proc import BeamsideProcess
-from tests.node_view import MiB, NamespacedNode, memory_cgroup, pid_of, tmpfs_setup
+from tests.node_view import MiB, memory_cgroup, mnesia_on_tmpfs_node, pid_of
 from tests.test_alarms_e2e import (  # noqa: F401  (alertmanager: the fixture)
     alertmanager,
     assert_raised,
@@ -116,19 +116,9 @@ def test_disk_alarm_on_the_mnesia_directory(
     """mnesia's directory on a small file system of its own that the node fills
     (default thresholds 85 % / 95 %, df every second): raised, then resolved
     when the file goes."""
-    data = tmp_path / "data"
-    db = data / "db"
-    node = NamespacedNode(
-        "otp25",
-        cookie=node_factory.cookie,
-        epmd_port=node_factory.epmd_port,
-        log_dir=node_factory.log_dir,
-        extra_args=["-mnesia", "dir", f'"{db}"'],
-        setup=[*tmpfs_setup(data, 8 * MiB), f"mkdir -p {db}"],
-    )
-    node_factory.nodes.append(node)
-    node.start()
-    assert node.eval("application:ensure_all_started(mnesia).").startswith("{ok,")
+    node = mnesia_on_tmpfs_node(node_factory, tmp_path, 8 * MiB)
+    data = tmp_path / "data"  # the tmpfs
+    db = data / "db"  # mnesia's directory
     run_beamside(
         beamside_procs,
         tmp_path,

@@ -22,8 +22,8 @@ from tests.node_view import (
     fake_cgroup_v2_setup,
     meminfo,
     memory_cgroup,
+    mnesia_on_tmpfs_node,
     pid_of,
-    tmpfs_setup,
 )
 from tests.nodes import ErlangNode, Runtime
 from tests.prometheus import promtool_check_metrics
@@ -154,19 +154,9 @@ async def test_mnesia_dir_is_the_data_dir(
 ) -> None:
     """With mnesia running the disk view is that of mnesia's directory (RabbitMQ's
     RABBITMQ_MNESIA_DIR): here a 8 MiB tmpfs of the node's own, filled by it."""
-    data = tmp_path / "data"
-    db = data / "db"
-    node = NamespacedNode(
-        "otp25",
-        cookie=node_factory.cookie,
-        epmd_port=node_factory.epmd_port,
-        log_dir=node_factory.log_dir,
-        extra_args=["-mnesia", "dir", f'"{db}"'],
-        setup=[*tmpfs_setup(data, 8 * MiB), f"mkdir -p {db}"],
-    )
-    node_factory.nodes.append(node)
-    node.start()
-    assert node.eval("application:ensure_all_started(mnesia).").startswith("{ok,")
+    node = mnesia_on_tmpfs_node(node_factory, tmp_path, 8 * MiB)
+    data = tmp_path / "data"  # the tmpfs
+    db = data / "db"  # mnesia's directory
     pid = pid_of(node)
     view = (await _alarms(local, node))["disk_view"]
     assert view["dir_source"] == "mnesia"
