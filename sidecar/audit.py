@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .own_logging import LOG_RECORD_ATTRIBUTES
+
 __all__ = [
     "HIDDEN_FIELDS",
     "MAX_AUDIT_TEXT",
@@ -41,12 +43,6 @@ MAX_AUDIT_TEXT: Final = 2000
 #: Request fields whose value is never written to the audit trail (a config
 #: value may be a password): a length and a hash stand in for them.
 HIDDEN_FIELDS: Final = frozenset({"value"})
-
-# LogRecord's own attributes: an ``extra`` key among them would be refused.
-_RESERVED: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message",
-    "asctime",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +106,7 @@ def log_audit(record: AuditRecord, loki: LokiAudit | None = None) -> None:
     for key, value in fields.items():
         if key == "message":
             continue
-        extra[f"detail_{key}" if key in _RESERVED or key in extra else key] = value
+        extra[f"detail_{key}" if key in LOG_RECORD_ATTRIBUTES or key in extra else key] = value
     request = record.details.get("request")
     asked = f" {_compact(request)}" if request else ""
     audit_log.info(

@@ -15,9 +15,9 @@ from sidecar.config import LogsConfig, NotificationsConfig
 from sidecar.control.gen.beamside.v1 import config_pb2, eval_pb2, processes_pb2
 from sidecar.control.server import Auditor, request_details
 from sidecar.dist.term import Atom
-from sidecar.logs import JsonFormatter
 from sidecar.loki.model import LogEntry
 from sidecar.notify import Notifier
+from sidecar.own_logging import JsonFormatter
 
 NODE = "app@127.0.0.1"
 

@@ -50,7 +50,7 @@ from .gen.beamside.v1 import (
 from .identity import CALLER
 from .services.alarms import AlarmsService
 from .services.code import CodeService
-from .services.env import ConfigService
+from .services.config import ConfigService
 from .services.eval import EvalService
 from .services.metrics import MetricsService
 from .services.nodes import NodesService

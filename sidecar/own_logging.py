@@ -1,4 +1,5 @@
-"""JSON log lines on stderr for the daemon (one object per line)."""
+"""beamside's own logging: JSON log lines on stderr for the daemon (one object
+per line).  The nodes' logs are another matter (``sidecar/notify.py``, Loki)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,14 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, Final
 
-# Attributes every LogRecord has; anything else was passed with ``extra=``.
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+#: Attributes every LogRecord has; anything else was passed with ``extra=``
+#: (and an ``extra=`` key among these would be refused).
+LOG_RECORD_ATTRIBUTES: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -22,7 +27,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in LOG_RECORD_ATTRIBUTES and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
