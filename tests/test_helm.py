@@ -592,7 +592,7 @@ def test_dashboards_are_configmaps_for_the_grafana_sidecar() -> None:
 
 def test_chart_copies_are_in_sync() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "sync_helm_rules.py"), "--check"],
+        [sys.executable, str(ROOT / "scripts" / "sync_helm_files.py"), "--check"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -604,19 +604,19 @@ def test_sync_check_notices_drift(tmp_path: Path) -> None:
     """--check fails on a changed, missing or orphaned copy (in a scratch tree)."""
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        import sync_helm_rules
+        import sync_helm_files
     finally:
         sys.path.remove(str(ROOT / "scripts"))
     (tmp_path / "alert_rules").mkdir()
     (tmp_path / "grafana_dashboards").mkdir()
     (tmp_path / "alert_rules" / "beamside.rules.yml").write_text("groups: []\n")
     (tmp_path / "grafana_dashboards" / "a.json").write_text("{}")
-    assert len(sync_helm_rules.differences(tmp_path)) == 2
-    sync_helm_rules.sync(tmp_path)
-    assert sync_helm_rules.differences(tmp_path) == []
+    assert len(sync_helm_files.differences(tmp_path)) == 2
+    sync_helm_files.sync(tmp_path)
+    assert sync_helm_files.differences(tmp_path) == []
     (tmp_path / "alert_rules" / "beamside.rules.yml").write_text("groups: [{name: x, rules: []}]\n")
     (tmp_path / "helm" / "beamside" / "files" / "dashboards" / "old.json").write_text("{}")
-    problems = sync_helm_rules.differences(tmp_path)
+    problems = sync_helm_files.differences(tmp_path)
     assert any(p.startswith("differs:") for p in problems)
     assert any(p.startswith("no source any more:") for p in problems)
 

@@ -7,7 +7,7 @@ of ``alert_rules/beamside.rules.yml`` (the PrometheusRule) and of
 ``--check`` changes nothing and exits 1 listing every copy that differs,
 is missing, or has no source any more (for CI).
 
-    python scripts/sync_helm_rules.py [--check]
+    python scripts/sync_helm_files.py [--check]
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
-            print("run: python scripts/sync_helm_rules.py", file=sys.stderr)
+            print("run: python scripts/sync_helm_files.py", file=sys.stderr)
             return 1
         print(f"helm chart copies up to date ({len(planned_copies())} files)")
         return 0
