@@ -9,10 +9,11 @@ than the bound the agent keeps itself, and maps failures to statuses
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc import aio
@@ -29,6 +30,7 @@ from . import validate
 from .errors import RpcFailure, agent_reply, invalid, not_found, precondition, unavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Context = aio.ServicerContext[Any, Any]
 OPS = "beamside_ops"
@@ -90,6 +92,24 @@ class NodeCalls:
         if not members:
             raise not_found(f"no managed node is in family {family!r}")
         return members
+
+    async def on_family(
+        self, members: Sequence[NodeStatus], call: Callable[[str], Awaitable[T]]
+    ) -> tuple[dict[str, T], dict[str, RpcFailure]]:
+        """``call(node)`` on every member at once: the results and the
+        failures (an :class:`RpcFailure`: down, timed out, refused), each by
+        node.  Any other exception is a bug and is raised."""
+        replies = await asyncio.gather(*(call(s.node) for s in members), return_exceptions=True)
+        results: dict[str, T] = {}
+        failures: dict[str, RpcFailure] = {}
+        for status, reply in zip(members, replies, strict=True):
+            if isinstance(reply, RpcFailure):
+                failures[status.node] = reply
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                results[status.node] = reply
+        return results, failures
 
     async def rpc(
         self, node: str, module: str, function: str, args: Sequence[Any], timeout: float

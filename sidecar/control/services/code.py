@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls
-from sidecar.control.errors import RpcFailure, invalid, text
+from sidecar.control.errors import invalid, text
 from sidecar.control.gen.beamside.v1 import code_pb2 as pb
 from sidecar.dist.term import Atom
 
@@ -81,16 +80,8 @@ class CodeService:
             reply = await self.calls.ops(node, "modules", [opts], 10.0)
             return {text(m.get("name")): text(m.get("md5")) for m in reply.get("modules", [])}
 
-        results = await asyncio.gather(*(md5s(s.node) for s in members), return_exceptions=True)
-        tables: dict[str, dict[str, str]] = {}
-        unavailable: dict[str, str] = {}
-        for status, result in zip(members, results, strict=True):
-            if isinstance(result, RpcFailure):
-                unavailable[status.node] = str(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                tables[status.node] = result
+        tables, failures = await self.calls.on_family(members, md5s)
+        unavailable = {node: str(f) for node, f in failures.items()}
         nodes = sorted(tables)
         names = sorted(set().union(*tables.values())) if tables else []
         differences = []

@@ -9,7 +9,6 @@ family and marks it global.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from sidecar.alarms.catalogue import GlobalParam
@@ -96,29 +95,25 @@ class ConfigService:
         app = validate.atom(request.app, "app")
         key = validate.atom(request.key, "key")
         value = _value(request.value)
-        results = await asyncio.gather(
-            *(self._set(s.node, app, key, value, request.persistent) for s in members),
-            return_exceptions=True,
+        results, failures = await self.calls.on_family(
+            members, lambda node: self._set(node, app, key, value, request.persistent)
         )
         out: list[pb.NodeResult] = []
-        failures: list[RpcFailure] = []
         printed = ""
-        for status, result in zip(members, results, strict=True):
-            if isinstance(result, RpcFailure):
-                failures.append(result)
-                out.append(pb.NodeResult(node=status.node, ok=False, error=str(result)))
-            elif isinstance(result, BaseException):
-                raise result
+        for status in members:
+            if (failure := failures.get(status.node)) is not None:
+                out.append(pb.NodeResult(node=status.node, ok=False, error=str(failure)))
             else:
+                result = results[status.node]
                 printed = text(result.get("value"))
                 out.append(
                     pb.NodeResult(node=status.node, ok=True, previous=text(result.get("previous")))
                 )
         if failures and len(failures) == len(members):
             # The same refusal everywhere (a value that does not parse, say): say so.
-            codes = {f.code for f in failures}
-            if len(codes) == 1:
-                raise RpcFailure(failures[0].code, f"on every node of the family: {failures[0]}")
+            first = failures[members[0].node]
+            if len({f.code for f in failures.values()}) == 1:
+                raise RpcFailure(first.code, f"on every node of the family: {first}")
         self.deps.checker.mark_global(GlobalParam(app, key, request.family))
         return pb.SetGlobalResponse(results=out, value=printed)
 
@@ -138,16 +133,8 @@ class ConfigService:
                 for k, v in env.items()
             }
 
-        results = await asyncio.gather(*(dump(s.node) for s in members), return_exceptions=True)
-        envs: dict[str, dict[tuple[str, str], tuple[Any, str]]] = {}
-        unavailable: dict[str, str] = {}
-        for status, result in zip(members, results, strict=True):
-            if isinstance(result, RpcFailure):
-                unavailable[status.node] = str(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                envs[status.node] = result
+        envs, failures = await self.calls.on_family(members, dump)
+        unavailable = {node: str(f) for node, f in failures.items()}
         nodes = sorted(envs)
         keys = sorted(set().union(*envs.values())) if envs else []
         differences = []
