@@ -8,7 +8,6 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sidecar ./sidecar
-COPY exporter ./exporter
 # Wheels for beamside and every dependency, so the final stage installs offline.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -41,7 +41,7 @@ from sidecar.control.gen.beamside.v1 import (
     tables_pb2_grpc,
 )
 from sidecar.control.server import Deps, bound_port, create_server
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.nodes import Epmd, ErlangNode, random_cookie
 

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sidecar import agents
 from sidecar.agents import EVENTS_MAILBOX, EventOptions
 from sidecar.agents.events import decode_batch
-from sidecar.dist.errors import DistTimeout
-from sidecar.dist.node import LocalNode, Mailbox
-from sidecar.dist.term import Atom, Charlist
+from sidecar.erldist.errors import DistTimeout
+from sidecar.erldist.node import LocalNode, Mailbox
+from sidecar.erldist.term import Atom, Charlist
 from tests.nodes import Epmd, ErlangNode, random_cookie
 
 LOOP = """

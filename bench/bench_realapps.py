@@ -48,9 +48,9 @@ import httpx
 from bench_agent_overhead import Cpu
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.snapshot import NodeSnapshot
 from sidecar import agents
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
+from sidecar.exporter.snapshot import NodeSnapshot
 from tests.agents.conftest import exposition
 from tests.realapps.apps import APP_KINDS, AppNode, Probe, RealApp, launcher
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from tests.nodes import Epmd, ErlangNode, random_cookie
 
 

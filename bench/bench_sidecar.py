@@ -70,12 +70,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client import generate_latest
 
-from exporter.collector import build_registry
-from exporter.snapshot import NodeSnapshot
 from sidecar import __version__, agents
 from sidecar.config import Config, CookieSource, Intervals, Target
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist, decode
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist, decode
+from sidecar.exporter.collector import build_registry
+from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.manager import NodeManager, NodeState, NodeStatus
 from tests.nodes import Epmd, ErlangNode, random_cookie, start_nodes, stop_nodes
 

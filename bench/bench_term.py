@@ -11,7 +11,7 @@ registered name or ``undefined``), as ``term_to_binary`` of a 10,000 element
 list, written to a temporary file.  This is the shape of a process listing,
 beamside's heaviest regular reply.
 
-Our codec (``sidecar.dist.term``) and okeuday's pure-Python ``erlang_py``
+Our codec (``sidecar.erldist.term``) and okeuday's pure-Python ``erlang_py``
 (module ``erlang``) decode the same bytes and encode their own decoded value,
 in the same process, alternately; each figure is the best of ``--runs`` runs
 timed with ``time.perf_counter`` (garbage collector on, as in service, and
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import erlang  # type: ignore[import-untyped]
 
-from sidecar.dist import term
+from sidecar.erldist import term
 
 N_PROCS = 10_000
 

@@ -21,7 +21,7 @@ from . import __version__
 from .config import ConfigError, CookieSource, ShardingConfig
 from .discovery import DiscoveryError
 from .discovery.sharding import ShardSpec
-from .dist.errors import (
+from .erldist.errors import (
     ConnectError,
     CookieRefused,
     DistError,

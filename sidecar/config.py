@@ -24,7 +24,7 @@ from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identi
 from .discovery.dns import DnsDiscoveryConfig
 from .discovery.kubernetes import KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
-from .dist.names import NodeName, parse_node_name
+from .erldist.names import NodeName, parse_node_name
 from .loki.sink import LokiConfig
 
 T = TypeVar("T")

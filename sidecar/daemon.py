@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from exporter.collector import MetricsProvider, build_registry
-from exporter.http import MetricsServer
-from exporter.otlp import OtlpBridge, otlp_http_reader
+from sidecar.exporter.collector import MetricsProvider, build_registry
+from sidecar.exporter.http import MetricsServer
+from sidecar.exporter.otlp import OtlpBridge, otlp_http_reader
 
 from . import __version__
 from .agents.events import EVENTS_MAILBOX
@@ -23,8 +23,8 @@ from .config import Config
 from .control.base import Deps
 from .control.server import bound_port, create_server, set_serving
 from .discovery.sharding import SINGLE, ShardSpec
-from .dist.names import NodeName, default_local_name, parse_node_name
-from .dist.node import LocalNode
+from .erldist.names import NodeName, default_local_name, parse_node_name
+from .erldist.node import LocalNode
 from .loki.sink import LokiSink
 from .manager import NodeManager
 from .notify import Notifier

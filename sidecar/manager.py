@@ -31,7 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
-from exporter.snapshot import NodeSnapshot
+from sidecar.exporter.snapshot import NodeSnapshot
 
 from . import agents
 from .alarms.checks import AlarmChecker
@@ -41,9 +41,9 @@ from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
 from .discovery.kubernetes import KubernetesDiscoverer
 from .discovery.sharding import SINGLE, ShardSpec, owns
-from .dist.errors import DistError, DistTimeout, NodeDown
-from .dist.node import LocalNode
-from .dist.term import Atom
+from .erldist.errors import DistError, DistTimeout, NodeDown
+from .erldist.node import LocalNode
+from .erldist.term import Atom
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class _Managed:
 
 def failure_reason(exc: BaseException) -> str:
     """A short label value for a connection failure: the error class's
-    ``metric_reason`` (see :mod:`sidecar.dist.errors`), ``error`` for others."""
+    ``metric_reason`` (see :mod:`sidecar.erldist.errors`), ``error`` for others."""
     return exc.metric_reason if isinstance(exc, DistError) else "error"
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from exporter.snapshot import NodeSnapshot
+from sidecar.exporter.snapshot import NodeSnapshot
 
 from .agents import EventOptions
 from .agents.events import (
@@ -38,7 +38,7 @@ from .agents.events import (
 from .alarms.model import AlarmEvent, EventKind, Severity
 from .audit import AuditRecord, log_audit
 from .config import LogsConfig, NotificationsConfig
-from .dist.term import Atom
+from .erldist.term import Atom
 from .loki.model import LogEntry, make_entry
 
 log = logging.getLogger(__name__)

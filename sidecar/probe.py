@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from .dist.names import default_local_name, parse_node_name
-from .dist.node import LocalNode, charlist
-from .dist.term import Atom
+from .erldist.names import default_local_name, parse_node_name
+from .erldist.node import LocalNode, charlist
+from .erldist.term import Atom
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from exporter.collector import build_registry
-from exporter.otlp import OtlpBridge
 from sidecar.config import CookieSource, parse_config
 from sidecar.daemon import local_name_for
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
+from sidecar.exporter.collector import build_registry
+from sidecar.exporter.otlp import OtlpBridge
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.nodes import ErlangNode

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from exporter.snapshot import NodeSnapshot
 from sidecar.alarms.model import Alarm, AlarmEvent, AlarmKey, EventKind, Severity
 from sidecar.audit import AuditRecord
 from sidecar.config import LogsConfig, NotificationsConfig
 from sidecar.control.gen.beamside.v1 import config_pb2, eval_pb2, processes_pb2
 from sidecar.control.server import Auditor, request_details
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
+from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.loki.model import LogEntry
 from sidecar.notify import Notifier
 from sidecar.own_logging import JsonFormatter

@@ -26,7 +26,7 @@ Everything here is one or a few ``rpc`` calls through the node's ``rex``:
   cancelled by the next :func:`ensure_loaded` when no agent process runs
   and by :func:`detach` once the modules are gone.
 * :func:`collect` -- one call per tick, the whole snapshot (a ``dict`` with
-  :class:`~sidecar.dist.term.Atom` keys; binaries stay ``bytes``; a section
+  :class:`~sidecar.erldist.term.Atom` keys; binaries stay ``bytes``; a section
   that failed on the node is an ``(Atom('error'), reason)`` tuple).
 * :func:`live` -- a cheap subset for the 1 s live stream.
 
@@ -57,9 +57,9 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
 from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
-from sidecar.dist.errors import DistError, DistTimeout, RpcError
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist, Pid
+from sidecar.erldist.errors import DistError, DistTimeout, RpcError
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist, Pid
 
 __all__ = [
     "AGENT_MODULES",

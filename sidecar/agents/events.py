@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 
-from sidecar.dist.term import Atom, BitBinary, ImproperList, Pid, Port, Reference
+from sidecar.erldist.term import Atom, BitBinary, ImproperList, Pid, Port, Reference
 
 __all__ = [
     "EVENTS_MAILBOX",

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.collector import StatusView
-from exporter.snapshot import NodeSnapshot
+from sidecar.exporter.collector import StatusView
+from sidecar.exporter.snapshot import NodeSnapshot
 
 from .catalogue import AlarmSettings, GlobalParam, resolve
 from .engine import AlarmEngine, Finding, graded

@@ -23,7 +23,7 @@ from sidecar.alarms.engine import AlarmEngine
 from sidecar.audit import AuditSink
 from sidecar.config import Config
 from sidecar.discovery.sharding import owner
-from sidecar.dist.errors import DistError, DistTimeout, NodeDown, RpcError
+from sidecar.erldist.errors import DistError, DistTimeout, NodeDown, RpcError
 from sidecar.manager import NodeManager, NodeState, NodeStatus
 
 from . import validate

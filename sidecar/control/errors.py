@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
 
 
 class RpcFailure(Exception):

@@ -13,7 +13,7 @@ import base64
 import binascii
 import re
 
-from sidecar.dist.names import parse_node_name
+from sidecar.erldist.names import parse_node_name
 
 from .errors import RpcFailure, invalid
 

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..dist.names import parse_node_name
+from ..erldist.names import parse_node_name
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from exporter.snapshot import NodeSnapshot
-from exporter.vm_metrics import vm_metric_families
 from sidecar import agents
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
+from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.exporter.vm_metrics import vm_metric_families
 from tests.nodes import ErlangNode
 
 

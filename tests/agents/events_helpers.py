@@ -11,8 +11,8 @@ from typing import Any
 from sidecar import agents
 from sidecar.agents import EVENTS_MAILBOX, EventOptions
 from sidecar.agents.events import EventBatch, NodeEvent, decode_batch
-from sidecar.dist.errors import DistTimeout
-from sidecar.dist.node import LocalNode, Mailbox
+from sidecar.erldist.errors import DistTimeout
+from sidecar.erldist.node import LocalNode, Mailbox
 from tests.nodes import ErlangNode
 
 HANDLERS = "logger:get_handler_ids()."

@@ -22,7 +22,7 @@ import sys
 
 from sidecar import agents
 from sidecar.agents import EVENTS_MAILBOX, EventOptions
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 
 
 async def main(node: str, cookie: str, name: str, epmd_port: int, mode: str) -> None:

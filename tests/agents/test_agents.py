@@ -9,8 +9,8 @@ from pathlib import Path
 
 from sidecar import agents
 from sidecar.agents import AGENT_MODULES, AGENT_VERSION
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist, Pid
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist, Pid
 from tests.agents.conftest import (
     NO_RESIDUE,
     RESIDUE_EXPR,

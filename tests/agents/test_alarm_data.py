@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sidecar import agents
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist
 from tests.agents.conftest import (
     NO_RESIDUE,
     RESIDUE_EXPR,

@@ -6,11 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-from exporter.snapshot import NodeSnapshot
-from exporter.vm_metrics import vm_metric_families
 from sidecar import agents
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom
+from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.exporter.vm_metrics import vm_metric_families
 from tests.agents.conftest import exposition, family_names, section_errors, snapshot
 from tests.nodes import ErlangNode
 from tests.prometheus import promtool_check_metrics

@@ -14,7 +14,7 @@ from sidecar import agents
 from sidecar import manager as manager_module
 from sidecar.config import parse_config
 from sidecar.daemon import local_name_for
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.nodes import ErlangNode

@@ -25,8 +25,8 @@ from sidecar.agents import AGENT_VERSION, AgentConflict
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.config import parse_config
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist
 from sidecar.manager import NodeManager, NodeState
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.conftest import NodeFactory

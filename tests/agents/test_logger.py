@@ -15,8 +15,8 @@ from pathlib import Path
 
 from sidecar import agents
 from sidecar.agents import EventOptions
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import HANDLERS, Collected, attach_events, has_text, wait_value
 from tests.nodes import ErlangNode

@@ -18,7 +18,7 @@ import pytest
 
 from sidecar.agents import EventOptions
 from sidecar.agents.events import NodeEvent
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from tests.agents.events_helpers import Collected, attach_events
 from tests.conftest import NodeFactory
 from tests.nodes import Runtime

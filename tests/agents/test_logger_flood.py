@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sidecar.agents import EventOptions
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from tests.agents.events_helpers import HANDLERS, Collected, attach_events, wait_value
 from tests.conftest import NodeFactory
 from tests.nodes import Runtime

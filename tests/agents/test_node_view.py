@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sidecar import agents
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, exposition, snapshot
 from tests.conftest import NodeFactory
 from tests.node_view import (

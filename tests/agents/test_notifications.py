@@ -15,8 +15,8 @@ import pytest
 from sidecar import agents
 from sidecar.agents import EventOptions
 from sidecar.agents.events import NodeEvent, code_notifications
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import Collected, attach_events
 from tests.nodes import ErlangNode, Runtime, shell_node

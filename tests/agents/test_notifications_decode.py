@@ -1,5 +1,5 @@
 """Decoding of the event batches (sidecar.agents.events), no node needed:
-the terms are built as sidecar.dist.term decodes them."""
+the terms are built as sidecar.erldist.term decodes them."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sidecar.agents.events import (
     decode_batch,
     decode_event,
 )
-from sidecar.dist.term import Atom, Pid
+from sidecar.erldist.term import Atom, Pid
 
 A = Atom
 NODE = A("n@127.0.0.1")

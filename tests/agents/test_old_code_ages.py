@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exporter.snapshot import NodeSnapshot
 from sidecar import agents
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.config import parse_config
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
+from sidecar.exporter.snapshot import NodeSnapshot
 from tests.nodes import ErlangNode
 
 # On the node: a process that regenerates `regen_mod` every 100 ms the way

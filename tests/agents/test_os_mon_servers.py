@@ -5,7 +5,7 @@ metrics are simply absent."""
 from __future__ import annotations
 
 from sidecar import agents
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from tests.agents.conftest import exposition, family_names, section_errors, snapshot
 from tests.conftest import NodeFactory
 

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from exporter.snapshot import NodeSnapshot
 from sidecar.alarms.catalogue import BUILTIN, GlobalParam
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine, Finding, graded
 from sidecar.alarms.model import AlarmEvent, AlarmKey, EventKind, Severity
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
+from sidecar.exporter.snapshot import NodeSnapshot
 
 MI, MA, CR = Severity.MINOR, Severity.MAJOR, Severity.CRITICAL
 LEVELS = ((MI, 100.0), (MA, 1000.0))

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from exporter.snapshot import NodeSnapshot
 from sidecar import agents
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import AlarmEvent, EventKind, Severity
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
+from sidecar.exporter.snapshot import NodeSnapshot
 from tests.agents.conftest import local, snapshot  # noqa: F401  (local: the fixture)
 from tests.conftest import NodeFactory
 from tests.node_view import df, meminfo

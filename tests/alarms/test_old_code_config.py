@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from exporter.snapshot import NodeSnapshot
 from sidecar.alarms.catalogue import OLD_CODE_IGNORE, resolve
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import AlarmKey, Severity
 from sidecar.cli import EXIT_CONFIG
 from sidecar.config import ConfigError, parse_config
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
+from sidecar.exporter.snapshot import NodeSnapshot
 
 BASE = {"cluster": "c", "targets": [{"nodes": ["app@127.0.0.1"], "cookie_env": "X"}]}
 

@@ -42,7 +42,7 @@ from sidecar.control.gen.beamside.v1 import (
     tables_pb2_grpc,
 )
 from sidecar.control.server import Deps, bound_port, create_server, set_serving
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.nodes import ErlangNode, grpcurl_path
 from tests.waiting import eventually

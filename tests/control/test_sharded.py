@@ -9,7 +9,7 @@ from sidecar.config import parse_config
 from sidecar.control.base import NodeCalls
 from sidecar.control.errors import RpcFailure
 from sidecar.discovery.sharding import ShardSpec, owner
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager
 
 

@@ -16,7 +16,7 @@ from sidecar.config import parse_config
 from sidecar.control.config import GrpcConfig, TokenFileError
 from sidecar.control.gen.beamside.v1 import nodes_pb2, nodes_pb2_grpc
 from sidecar.control.server import Deps, bound_port, create_server, set_serving
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from sidecar.config import parse_config
 from sidecar.daemon import local_name_for
 from sidecar.discovery.sharding import ShardSpec, owner
-from sidecar.dist.node import LocalNode
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.discovery.k8s_api import KubeApiDouble, make_pod

@@ -12,13 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from exporter.snapshot import NodeSnapshot
 from sidecar import agents
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import Alarm, AlarmKey
-from sidecar.dist.node import LocalNode
-from sidecar.dist.term import Atom, Charlist
+from sidecar.erldist.node import LocalNode
+from sidecar.erldist.term import Atom, Charlist
+from sidecar.exporter.snapshot import NodeSnapshot
 from tests.realapps.conftest import RunningApp
 
 FAMILY = {"rabbitmq": "rabbitmq", "ejabberd": "ejabberd", "yaws": "yaws", "elixir": "shop"}

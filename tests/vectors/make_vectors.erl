@@ -1,5 +1,5 @@
-%% Golden vectors for tests/dist/test_term.py: the bytes a REAL node's
-%% term_to_binary/2 makes for every tag sidecar.dist.term handles.
+%% Golden vectors for tests/erldist/test_term.py: the bytes a REAL node's
+%% term_to_binary/2 makes for every tag sidecar.erldist.term handles.
 %%
 %% Regenerate tests/vectors/golden.json (from the repository root) with
 %%

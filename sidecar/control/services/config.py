@@ -16,7 +16,7 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls
 from sidecar.control.errors import RpcFailure, invalid, text
 from sidecar.control.gen.beamside.v1 import config_pb2 as pb
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
 
 MAX_VALUE_BYTES = 65536
 

@@ -13,7 +13,7 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls
 from sidecar.control.errors import precondition, text
 from sidecar.control.gen.beamside.v1 import eval_pb2 as pb
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
 
 
 class EvalService:

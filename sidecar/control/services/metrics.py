@@ -19,7 +19,7 @@ from sidecar.agents import AgentError, is_error
 from sidecar.control.base import Context, Deps, NodeCalls
 from sidecar.control.errors import RpcFailure, invalid, unavailable
 from sidecar.control.gen.beamside.v1 import metrics_pb2 as pb
-from sidecar.dist.errors import DistError, DistTimeout
+from sidecar.erldist.errors import DistError, DistTimeout
 
 CHEAP = (
     "process_count",

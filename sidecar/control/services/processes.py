@@ -13,7 +13,7 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls
 from sidecar.control.errors import invalid, text
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
 
 SORT_KEYS = ("memory", "message_queue_len", "reductions", "reductions_rate")
 MAX_PROCESSES = 1000

@@ -8,7 +8,7 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls
 from sidecar.control.errors import text
 from sidecar.control.gen.beamside.v1 import tables_pb2 as pb
-from sidecar.dist.term import Atom
+from sidecar.erldist.term import Atom
 
 ORDERS = ("memory", "size", "name", "id")
 

@@ -1,4 +1,4 @@
-"""Tests of the external term format codec, ``sidecar.dist.term``.
+"""Tests of the external term format codec, ``sidecar.erldist.term``.
 
 * Golden vectors: ``tests/vectors/golden.json`` holds the bytes real OTP 25
   and OTP 28 nodes' ``term_to_binary`` make for every tag the codec handles
@@ -36,8 +36,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sidecar.dist.errors import DecodeError, EncodeError
-from sidecar.dist.term import (
+from sidecar.erldist.errors import DecodeError, EncodeError
+from sidecar.erldist.term import (
     DEFAULT_LIMITS,
     Atom,
     BitBinary,

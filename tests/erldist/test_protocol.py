@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sidecar.dist.errors import DecodeError, RemoteProtocolError
-from sidecar.dist.protocol import (
+from sidecar.erldist.errors import DecodeError, RemoteProtocolError
+from sidecar.erldist.protocol import (
     DistProtocol,
     Exit,
     Link,
@@ -20,7 +20,7 @@ from sidecar.dist.protocol import (
     UnknownControl,
     UnlinkId,
 )
-from sidecar.dist.term import Atom, Pid, Reference, encode
+from sidecar.erldist.term import Atom, Pid, Reference, encode
 
 A = Atom
 US = Pid(A("beamside@127.0.0.1"), 1, 0, 9)

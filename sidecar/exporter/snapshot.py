@@ -13,7 +13,7 @@ __all__ = ["NodeSnapshot"]
 class NodeSnapshot:
     """One node's ``beamside_agent:collect/1`` reply and where it came from.
 
-    ``data`` is the reply as decoded (:class:`~sidecar.dist.term.Atom` keys,
+    ``data`` is the reply as decoded (:class:`~sidecar.erldist.term.Atom` keys,
     which are ``str``; binaries as ``bytes``; a section that failed on the
     node is an ``(Atom('error'), reason)`` tuple).  ``taken_at`` is when the
     collect was sent (unix seconds) and ``duration`` how long it took, round

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sidecar.dist.errors import (
+from sidecar.erldist.errors import (
     CookieRefused,
     HandshakeError,
     HandshakeRefused,
@@ -15,8 +15,8 @@ from sidecar.dist.errors import (
     PeerCookieMismatch,
     RemoteProtocolError,
 )
-from sidecar.dist.flags import MANDATORY, OUR_FLAGS, DFlag
-from sidecar.dist.handshake import ClientHandshake, HandshakeComplete, gen_digest
+from sidecar.erldist.flags import MANDATORY, OUR_FLAGS, DFlag
+from sidecar.erldist.handshake import ClientHandshake, HandshakeComplete, gen_digest
 
 COOKIE = "secret-cookie"
 PEER = "app@127.0.0.1"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sidecar import agents
-from sidecar.dist import errors
-from sidecar.dist.node import LocalNode
+from sidecar.erldist import errors
+from sidecar.erldist.node import LocalNode
 from sidecar.manager import CookieUnavailable, failure_reason
 from tests.nodes import ErlangNode
 

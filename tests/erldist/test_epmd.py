@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from sidecar.dist.epmd import (
+from sidecar.erldist.epmd import (
     NODE_TYPE_HIDDEN,
     NODE_TYPE_NORMAL,
     NodeAddress,
@@ -14,7 +14,7 @@ from sidecar.dist.epmd import (
     epmd_port,
     port_please2_request,
 )
-from sidecar.dist.errors import NodeNotRegistered, RemoteProtocolError
+from sidecar.erldist.errors import NodeNotRegistered, RemoteProtocolError
 
 
 def port2_resp(port: int = 45123, name: bytes = b"app", extra: bytes = b"") -> bytes:

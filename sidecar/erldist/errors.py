@@ -21,7 +21,7 @@ Blame = Literal["local", "remote"]
 
 
 class DistError(Exception):
-    """Base of every error raised by ``sidecar.dist``."""
+    """Base of every error raised by ``sidecar.erldist``."""
 
     metric_reason: ClassVar[str] = "error"
 

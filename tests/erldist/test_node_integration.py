@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.dist.errors import (
+from sidecar.erldist.errors import (
     CookieRefused,
     DistTimeout,
     NodeDown,
     NodeNotRegistered,
     RpcError,
 )
-from sidecar.dist.node import Down, LocalNode, charlist
-from sidecar.dist.term import Atom, Charlist, Pid
+from sidecar.erldist.node import Down, LocalNode, charlist
+from sidecar.erldist.term import Atom, Charlist, Pid
 from tests.conftest import NodeFactory
 from tests.nodes import ErlangNode, epmd_names
 
