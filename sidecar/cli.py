@@ -178,11 +178,16 @@ def shard_for(sharding: ShardingConfig, index: int | None, count: int | None) ->
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import main_demo
+    from .demo import DemoError, main_demo
 
     if args.interval < 1:
         raise UsageError("--interval must be at least 1 (seconds)")
-    return main_demo(args.interval, args.duration)
+    try:
+        main_demo(args.interval, args.duration)
+    except DemoError as exc:
+        say(f"beamside demo: {exc}")
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -359,3 +359,14 @@ def test_demo_into_a_reader_that_stops_early() -> None:
         ).stdout.split()
     )
     assert not after - before, "demo left its node running"
+
+
+def test_demo_without_erlang_says_why(tmp_path: Path) -> None:
+    """No `erl` on PATH: one line saying what to install, exit 1, no traceback."""
+    python_only = tmp_path / "bin"
+    python_only.mkdir()
+    (python_only / "python3").symlink_to(sys.executable)
+    proc = beamside("demo", env={"PATH": str(python_only)}, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("beamside demo: erl not found")
