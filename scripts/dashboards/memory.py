@@ -143,16 +143,19 @@ def memory() -> Json:
             transformations=LARGEST_FIRST,
         ),
         timeseries(
-            "Host memory used",
-            "Used fraction of the host's memory: os_mon's memsup when it runs on the "
-            "node, else the node's own view of /proc/meminfo."
+            "Memory used",
+            "Used fraction of the memory the node may use, as the "
+            "system_memory_high_watermark alarm sees it: os_mon's memsup when it runs on "
+            "the node, else the node's own view (its cgroup's limit and usage, or "
+            "/proc/meminfo; the source is in the legend)."
             + alarm_note("system_memory_high_watermark", "{:.0%}"),
             [
                 prom(
                     f"(1 - erlang_os_mon_memory_available_bytes{sel()} / on(node, family, cluster)"
-                    f" erlang_os_mon_memory_total_bytes{sel()}) or (1 - "
-                    f"erlang_vm_system_memory_bytes{sel(eq('kind', 'available'))}"
-                    f" / ignoring(kind) erlang_vm_system_memory_bytes{sel(eq('kind', 'total'))})"
+                    f" erlang_os_mon_memory_total_bytes{sel()}) or on(node, family, cluster) "
+                    f"(erlang_vm_memory_view_used_bytes{sel()}"
+                    f" / erlang_vm_memory_view_limit_bytes{sel()})",
+                    "{{node}} {{source}}",
                 )
             ],
             "percentunit",

@@ -187,9 +187,17 @@ def node_detail() -> Json:
         ),
         timeseries(
             "Disk usage",
-            "Used fraction of each mounted disk, from os_mon's disksup."
+            "Used fraction of each mounted disk, from os_mon's disksup; where disksup does "
+            "not run (RabbitMQ, nodes without os_mon), the file system of the node's data "
+            "directory (mnesia's, else its working directory), from df."
             + alarm_note("disk_almost_full", "{:g}%"),
-            [prom(f"erlang_os_mon_disk_used_ratio{sel()}", "{{mount}}")],
+            [
+                prom(
+                    f"erlang_os_mon_disk_used_ratio{sel()} or on(node, family, cluster) "
+                    f"erlang_vm_data_dir_disk_used_ratio{sel()}",
+                    "{{mount}}",
+                )
+            ],
             "percentunit",
             steps=alarm_steps("disk_almost_full", 0.01),
             max_=1,
