@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from tests.nodes import Epmd, ErlangNode, random_cookie
+from tests.support.nodes import Epmd, ErlangNode, random_cookie
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

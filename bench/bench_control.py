@@ -43,7 +43,7 @@ from sidecar.control.gen.beamside.v1 import (
 from sidecar.control.server import Deps, bound_port, create_server
 from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
-from tests.nodes import Epmd, ErlangNode, random_cookie
+from tests.support.nodes import Epmd, ErlangNode, random_cookie
 
 TARGETS_MS = {"ListProcesses": 300.0, "ListTables": 200.0}
 

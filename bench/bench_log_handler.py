@@ -41,7 +41,7 @@ from sidecar.agents.events import decode_batch
 from sidecar.erldist.errors import DistTimeout
 from sidecar.erldist.node import LocalNode, Mailbox
 from sidecar.erldist.term import Atom, Charlist
-from tests.nodes import Epmd, ErlangNode, random_cookie
+from tests.support.nodes import Epmd, ErlangNode, random_cookie
 
 LOOP = """
 -module(bs_bench_loop).

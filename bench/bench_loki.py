@@ -3,8 +3,8 @@
     python bench/bench_loki.py                  # about 1.5 min
     python bench/bench_loki.py --duration 5 --rates 20000,40000
 
-Both clients push to the same strict Loki double (``tests/loki_double.py``),
-run in its own process (:class:`~tests.loki_double.LokiDoubleProcess`) so it
+Both clients push to the same strict Loki double (``tests/support/loki_double.py``),
+run in its own process (:class:`~tests.support.loki_double.LokiDoubleProcess`) so it
 does not share the clients' GIL.  In the same run:
 
 1. **Reference: python-logging-loki 0.3.1** (``pip install
@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sidecar.loki import LokiConfig, LokiSink, make_entry  # noqa: E402
-from tests.loki_double import LokiDoubleProcess  # noqa: E402
+from tests.support.loki_double import LokiDoubleProcess  # noqa: E402
 
 NODES = ("a@h1", "b@h2", "c@h3", "d@h4")
 

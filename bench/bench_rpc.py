@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sidecar.erldist.node import LocalNode
-from tests.nodes import Epmd, ErlangNode, random_cookie
+from tests.support.nodes import Epmd, ErlangNode, random_cookie
 
 
 def percentiles(samples_us: list[float]) -> dict[str, float]:

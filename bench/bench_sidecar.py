@@ -77,7 +77,7 @@ from sidecar.erldist.term import Atom, Charlist, decode
 from sidecar.exporter.collector import build_registry
 from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.manager import NodeManager, NodeState, NodeStatus
-from tests.nodes import Epmd, ErlangNode, random_cookie, start_nodes, stop_nodes
+from tests.support.nodes import Epmd, ErlangNode, random_cookie, start_nodes, stop_nodes
 
 INTERVAL = 15.0  # the default metrics interval the extrapolation is for
 TARGET_NODES_PER_CORE = 1000

@@ -1,6 +1,6 @@
 """Shared fixtures: a private EPMD and real Erlang/Elixir nodes.
 
-See ``tests/nodes.py`` for the node API. Nodes never use the system EPMD on
+See ``tests/support/nodes.py`` for the node API. Nodes never use the system EPMD on
 4369: the session fixture ``epmd_port`` runs a private one and sets
 ``ERL_EPMD_PORT`` for the whole session.
 """
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.daemon_proc import BeamsideProcess
-from tests.loki_double import LokiDouble
-from tests.nodes import (
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.loki_double import LokiDouble
+from tests.support.nodes import (
     RUNTIMES,
     Epmd,
     ErlangNode,
@@ -230,7 +230,8 @@ def beamside_procs() -> Iterator[list[BeamsideProcess]]:
 
 @pytest.fixture
 def loki() -> Iterator[LokiDouble]:
-    """A running strict Loki double (:mod:`tests.loki_double`) with Loki's default limits."""
+    """A running strict Loki double (:mod:`tests.support.loki_double`) with Loki's
+    default limits."""
     double = LokiDouble().start()
     try:
         yield double

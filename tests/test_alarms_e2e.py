@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.alertmanager import Alertmanager
 from tests.conftest import NodeFactory
-from tests.daemon_proc import BeamsideProcess
-from tests.nodes import ErlangNode, free_port
+from tests.support.alertmanager import Alertmanager
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.nodes import ErlangNode, free_port
 
 TARGET = 1.0 + 5.0  # one metrics interval + 5 s
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.alertmanager import Alertmanager
 from tests.conftest import NodeFactory
-from tests.daemon_proc import BeamsideProcess
-from tests.node_view import MiB, memory_cgroup, mnesia_on_tmpfs_node, pid_of
+from tests.support.alertmanager import Alertmanager
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.node_view import MiB, memory_cgroup, mnesia_on_tmpfs_node, pid_of
 from tests.test_alarms_e2e import (  # noqa: F401  (alertmanager: the fixture)
     alertmanager,
     assert_raised,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.prometheus import binary
+from tests.support.prometheus import binary
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "alert_rules"

@@ -21,7 +21,7 @@ import pytest
 
 from sidecar.cli import EXIT_COOKIE, EXIT_TIMEOUT, EXIT_UNREACHABLE, EXIT_USAGE
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode, free_port, pid_alive
+from tests.support.nodes import ErlangNode, free_port, pid_alive
 
 
 def beamside(

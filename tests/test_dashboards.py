@@ -41,12 +41,12 @@ import yaml
 
 from sidecar.alarms.catalogue import BUILTIN
 from sidecar.config import LOG_LEVELS
-from tests.alertmanager import Alertmanager
 from tests.conftest import NodeFactory
-from tests.daemon_proc import BeamsideProcess
-from tests.loki_double import LokiDouble
-from tests.nodes import ErlangNode, free_port, grpcurl_path
-from tests.prometheus import Prometheus
+from tests.support.alertmanager import Alertmanager
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.loki_double import LokiDouble
+from tests.support.nodes import ErlangNode, free_port, grpcurl_path
+from tests.support.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 DASH_DIR = ROOT / "grafana_dashboards"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import NodeFactory
-from tests.nodes import (
+from tests.support.nodes import (
     INSTALL_HINTS,
     RUNTIMES,
     ErlangNode,

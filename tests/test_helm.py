@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from sidecar.config import parse_config, parse_listen
-from tests.prometheus import binary
+from tests.support.prometheus import binary
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "beamside"

@@ -18,10 +18,10 @@ import pytest
 import yaml
 
 from tests.conftest import NodeFactory
-from tests.daemon_proc import BeamsideProcess
-from tests.loki_double import LokiDouble, StoredEntry
-from tests.nodes import free_port, shell_node
-from tests.waiting import wait_for
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.loki_double import LokiDouble, StoredEntry
+from tests.support.nodes import free_port, shell_node
+from tests.support.waiting import wait_for
 
 
 def run_beamside(

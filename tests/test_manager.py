@@ -16,8 +16,8 @@ from sidecar.exporter.collector import build_registry
 from sidecar.exporter.otlp import OtlpBridge
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode
-from tests.waiting import eventually
+from tests.support.nodes import ErlangNode
+from tests.support.waiting import eventually
 
 RESIDUE = (
     '{[M || {M, _} <- code:all_loaded(), lists:prefix("beamside", atom_to_list(M))],'

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeFactory
-from tests.daemon_proc import BeamsideProcess, write_config
-from tests.nodes import ErlangNode
-from tests.prometheus import Prometheus, promtool_check_metrics
+from tests.support.daemon_proc import BeamsideProcess, write_config
+from tests.support.nodes import ErlangNode
+from tests.support.prometheus import Prometheus, promtool_check_metrics
 
 RESIDUE = (
     '{[M || {M, _} <- code:all_loaded(), lists:prefix("beamside", atom_to_list(M))],'

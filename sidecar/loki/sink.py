@@ -60,7 +60,7 @@ Nothing delivered twice
     entry identical (same stream, timestamp and line) to one the stream
     already has, and its queries merge identical entries; because of the
     strictly increasing timestamps above, only a true re-send can be
-    identical.  The test double (``tests/loki_double.py``) behaves the same
+    identical.  The test double (``tests/support/loki_double.py``) behaves the same
     and counts such duplicates, so tests can assert none were sent.
 
 Losses are counted (``beamside_loki_entries_dropped_total{reason}``) and

@@ -1,4 +1,4 @@
-"""Fixtures and helpers for the agent tests (real nodes, see tests/nodes.py)."""
+"""Fixtures and helpers for the agent tests (real nodes, see tests/support/nodes.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.exporter.vm_metrics import vm_metric_families
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 
 @pytest.fixture

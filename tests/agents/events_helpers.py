@@ -13,7 +13,7 @@ from sidecar.agents import EVENTS_MAILBOX, EventOptions
 from sidecar.agents.events import EventBatch, NodeEvent, decode_batch
 from sidecar.erldist.errors import DistTimeout
 from sidecar.erldist.node import LocalNode, Mailbox
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 HANDLERS = "logger:get_handler_ids()."
 

@@ -20,8 +20,8 @@ from tests.agents.conftest import (
     snapshot,
     wait_for,
 )
-from tests.nodes import ErlangNode
-from tests.prometheus import promtool_check_metrics
+from tests.support.nodes import ErlangNode
+from tests.support.prometheus import promtool_check_metrics
 
 A = Atom
 # Sections every runtime must answer (plugins is empty without os_mon/mnesia).

@@ -25,8 +25,8 @@ from tests.agents.conftest import (
     wait_for,
 )
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode
-from tests.prometheus import promtool_check_metrics
+from tests.support.nodes import ErlangNode
+from tests.support.prometheus import promtool_check_metrics
 
 A = Atom
 HANDLERS = "gen_event:which_handlers(alarm_handler)."

@@ -12,8 +12,8 @@ from sidecar.erldist.term import Atom
 from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.exporter.vm_metrics import vm_metric_families
 from tests.agents.conftest import exposition, family_names, section_errors, snapshot
-from tests.nodes import ErlangNode
-from tests.prometheus import promtool_check_metrics
+from tests.support.nodes import ErlangNode
+from tests.support.prometheus import promtool_check_metrics
 
 A = Atom
 

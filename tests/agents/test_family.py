@@ -17,8 +17,8 @@ from sidecar.daemon import local_name_for
 from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode
-from tests.waiting import eventually
+from tests.support.nodes import ErlangNode
+from tests.support.waiting import eventually
 
 APP_MOD = """-module({app}_app).
 -behaviour(application).

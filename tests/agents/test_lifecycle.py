@@ -30,8 +30,8 @@ from sidecar.erldist.term import Atom, Charlist
 from sidecar.manager import NodeManager, NodeState
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode, Runtime, unique_node_name
-from tests.waiting import eventually
+from tests.support.nodes import ErlangNode, Runtime, unique_node_name
+from tests.support.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEANUP_S = 10.0

@@ -19,7 +19,7 @@ from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import HANDLERS, Collected, attach_events, has_text, wait_value
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 
 async def test_logger_and_error_logger_forwarded(otp25_node: ErlangNode, local: LocalNode) -> None:

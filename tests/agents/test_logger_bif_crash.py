@@ -21,7 +21,7 @@ from sidecar.agents.events import NodeEvent
 from sidecar.erldist.node import LocalNode
 from tests.agents.events_helpers import Collected, attach_events
 from tests.conftest import NodeFactory
-from tests.nodes import Runtime
+from tests.support.nodes import Runtime
 
 SPAWN = (
     'P = proc_lib:spawn(fun() -> receive go -> ets:delete(no_such_table, {{tag, "{tag}"}}) end'

@@ -14,7 +14,7 @@ from sidecar.agents import EventOptions
 from sidecar.erldist.node import LocalNode
 from tests.agents.events_helpers import HANDLERS, Collected, attach_events, wait_value
 from tests.conftest import NodeFactory
-from tests.nodes import Runtime
+from tests.support.nodes import Runtime
 
 PROCS = 50
 PER_PROC = 4000

@@ -14,7 +14,7 @@ from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, exposition, snapshot
 from tests.conftest import NodeFactory
-from tests.node_view import (
+from tests.support.node_view import (
     MemoryCgroup,
     MiB,
     NamespacedNode,
@@ -25,8 +25,8 @@ from tests.node_view import (
     mnesia_on_tmpfs_node,
     pid_of,
 )
-from tests.nodes import ErlangNode, Runtime
-from tests.prometheus import promtool_check_metrics
+from tests.support.nodes import ErlangNode, Runtime
+from tests.support.prometheus import promtool_check_metrics
 
 # 200 MiB held by a registered process (returns once allocated).
 HOG = (

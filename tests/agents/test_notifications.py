@@ -19,7 +19,7 @@ from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import Collected, attach_events
-from tests.nodes import ErlangNode, Runtime, shell_node
+from tests.support.nodes import ErlangNode, Runtime, shell_node
 
 
 def is_command(text: str) -> Callable[[NodeEvent], bool]:

@@ -17,7 +17,7 @@ from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.config import parse_config
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.snapshot import NodeSnapshot
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 # On the node: a process that regenerates `regen_mod` every 100 ms the way
 # rabbit_feature_flags regenerates its registry (forms compiled at run time, a

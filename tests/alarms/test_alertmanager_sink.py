@@ -36,7 +36,7 @@ from sidecar.alarms.alertmanager import (
     rfc3339,
 )
 from sidecar.alarms.model import Alarm, AlarmEvent, AlarmKey, Comment, EventKind, Severity
-from tests.alertmanager import (
+from tests.support.alertmanager import (
     Alertmanager,
     Blackhole,
     TcpProxy,
@@ -45,7 +45,7 @@ from tests.alertmanager import (
     refused_url,
     until,
 )
-from tests.prometheus import promtool_check_metrics
+from tests.support.prometheus import promtool_check_metrics
 
 NODE = "app@10.0.0.1"
 FAMILY = "payments"

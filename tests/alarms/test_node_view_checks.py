@@ -14,8 +14,8 @@ from sidecar.erldist.node import LocalNode
 from sidecar.exporter.snapshot import NodeSnapshot
 from tests.agents.conftest import local, snapshot  # noqa: F401  (local: the fixture)
 from tests.conftest import NodeFactory
-from tests.node_view import df, meminfo
-from tests.nodes import ErlangNode
+from tests.support.node_view import df, meminfo
+from tests.support.nodes import ErlangNode
 
 LOW = {"system_memory_high_watermark": {"minor": 0.01}, "disk_almost_full": {"minor": 1}}
 VIEW_ALARMS = {"system_memory_high_watermark", "disk_almost_full"}

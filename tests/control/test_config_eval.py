@@ -10,7 +10,7 @@ from sidecar.alarms.catalogue import GlobalParam
 from sidecar.control.gen.beamside.v1 import config_pb2, eval_pb2
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 
 async def test_env_on_one_node_and_global_on_a_family(

@@ -15,8 +15,8 @@ from sidecar.alarms.model import Severity
 from sidecar.manager import NodeState
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
-from tests.nodes import ErlangNode
-from tests.waiting import eventually
+from tests.support.nodes import ErlangNode
+from tests.support.waiting import eventually
 
 FLOOD = (
     "P = spawn(fun() -> receive stop -> ok end end),"

@@ -20,8 +20,8 @@ from sidecar.control.gen.beamside.v1 import (
 from sidecar.manager import NodeState
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory
-from tests.nodes import ErlangNode
-from tests.waiting import eventually
+from tests.support.nodes import ErlangNode
+from tests.support.waiting import eventually
 
 
 async def test_nodes_added_inspected_removed(

@@ -11,7 +11,7 @@ import pytest
 
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
 from tests.control.conftest import ControlFactory, ControlPlane
-from tests.nodes import ErlangNode, shell_node
+from tests.support.nodes import ErlangNode, shell_node
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from grpc import aio
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
-from tests.nodes import ErlangNode, Runtime
+from tests.support.nodes import ErlangNode, Runtime
 
 APP_ERL = """
 -module(protapp).

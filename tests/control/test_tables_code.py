@@ -7,7 +7,7 @@ import pytest
 
 from sidecar.control.gen.beamside.v1 import code_pb2, tables_pb2
 from tests.control.conftest import ControlFactory, ControlPlane
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 # 50 tables: ctl_tab_1 .. ctl_tab_50, table N holds N rows {K, <<"vK">>, {K}};
 # the even ones are named, the odd ones only reachable by id.  Their owner

@@ -18,7 +18,7 @@ from sidecar.erldist.node import LocalNode
 from sidecar.manager import NodeManager, NodeState
 from tests.conftest import NodeFactory
 from tests.discovery.k8s_api import KubeApiDouble, make_pod
-from tests.waiting import eventually
+from tests.support.waiting import eventually
 
 RESIDUE = '[M || {M, _} <- code:all_loaded(), lists:prefix("beamside", atom_to_list(M))].'
 

@@ -12,7 +12,7 @@ from sidecar import agents
 from sidecar.erldist import errors
 from sidecar.erldist.node import LocalNode
 from sidecar.manager import CookieUnavailable, failure_reason
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 # The label of every error class, as the manager's isinstance chain and
 # class-name table gave them before the classes carried them.

@@ -22,7 +22,7 @@ from sidecar.erldist.errors import (
 from sidecar.erldist.node import Down, LocalNode, charlist
 from sidecar.erldist.term import Atom, Charlist, Pid
 from tests.conftest import NodeFactory
-from tests.nodes import ErlangNode, epmd_names
+from tests.support.nodes import ErlangNode, epmd_names
 
 A = Atom
 

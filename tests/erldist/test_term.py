@@ -55,7 +55,7 @@ from sidecar.erldist.term import (
     encode,
     encode_into,
 )
-from tests.nodes import RuntimeNotAvailable, runtime_executable
+from tests.support.nodes import RuntimeNotAvailable, runtime_executable
 
 GOLDEN_PATH = Path(__file__).resolve().parent.parent / "vectors" / "golden.json"
 GOLDEN: dict[str, dict[str, str]] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from sidecar.loki import LogEntry, make_entry
-from tests.loki_double import LokiDouble, StoredEntry
+from tests.support.loki_double import LokiDouble, StoredEntry
 
 NODES = ("a@h1", "b@h2", "c@h3")
 

@@ -14,7 +14,7 @@ import pytest
 from sidecar.loki import push_pb2
 from sidecar.loki.model import LogEntry
 from sidecar.loki.sink import encode_batch
-from tests.loki_double import (
+from tests.support.loki_double import (
     LokiDouble,
     LokiDoubleProcess,
     LokiLimits,

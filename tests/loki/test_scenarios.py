@@ -16,7 +16,7 @@ import cramjam
 from sidecar.loki import LokiConfig, LokiSink
 from sidecar.loki.spool import read_records
 from tests.loki.helpers import assert_in_order, entry, seqs, wait_until
-from tests.loki_double import LokiDouble, decode_push_proto
+from tests.support.loki_double import LokiDouble, decode_push_proto
 
 ROOT = Path(__file__).resolve().parents[2]
 

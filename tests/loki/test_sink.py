@@ -12,7 +12,7 @@ import pytest
 from sidecar.loki import LokiConfig, LokiSink
 from sidecar.loki.spool import HEADER_BYTES, MAGIC, read_records
 from tests.loki.helpers import assert_in_order, entry, seqs, wait_until
-from tests.loki_double import LokiDouble
+from tests.support.loki_double import LokiDouble
 
 NS = 1_000_000_000
 

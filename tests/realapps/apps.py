@@ -18,7 +18,7 @@ process it started), stops the EPMD and removes the directory. It is
 idempotent and safe to call after a failed start.
 
 :class:`Probe` is a plain hidden Erlang node with the application's cookie
-(started from :mod:`tests.nodes`, no beamside code involved) that evaluates
+(started from :mod:`tests.support.nodes`, no beamside code involved) that evaluates
 Erlang expressions *on the application's node* through ``erpc`` and
 ``erl_eval``: what the tests use to look at the node independently of
 beamside. This module is also imported by the benchmarks.
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, ClassVar, Literal, get_args
 
-from tests.nodes import Epmd, ErlangNode, epmd_names, free_port, pid_alive, random_cookie
+from tests.support.nodes import Epmd, ErlangNode, epmd_names, free_port, pid_alive, random_cookie
 
 AppKind = Literal["rabbitmq", "ejabberd", "yaws", "elixir"]
 APP_KINDS: tuple[AppKind, ...] = get_args(AppKind)

@@ -1,6 +1,6 @@
 """The real ``beamside run`` daemon attached to one application node.
 
-Like :class:`tests.daemon_proc.BeamsideProcess` (whose reading helpers it
+Like :class:`tests.support.daemon_proc.BeamsideProcess` (whose reading helpers it
 inherits), with the application's private EPMD in the daemon's environment,
 a Loki double and the gRPC port in its config, and grpcurl to drive it.
 """
@@ -20,8 +20,8 @@ from typing import Any, Protocol
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.daemon_proc import BeamsideProcess
-from tests.nodes import free_port, grpcurl_path
+from tests.support.daemon_proc import BeamsideProcess
+from tests.support.nodes import free_port, grpcurl_path
 
 _counter = itertools.count()
 

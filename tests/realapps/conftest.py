@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from tests.nodes import Epmd, ErlangNode
 from tests.realapps.apps import APP_KINDS, AppKind, AppNode, Probe, RealApp, launcher
 from tests.realapps.beamside_run import Beamside
+from tests.support.nodes import Epmd, ErlangNode
 
 # Seconds each application took to start / stop in this session (printed at the end).
 TIMINGS: list[tuple[str, str, float]] = []

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from tests.loki_double import LokiDouble, StoredEntry
-from tests.prometheus import promtool_check_metrics
 from tests.realapps.applog import offending
 from tests.realapps.apps import TOP_SUPERVISOR
 from tests.realapps.beamside_run import Beamside
 from tests.realapps.conftest import TIMINGS, RunningApp
-from tests.waiting import wait_for
+from tests.support.loki_double import LokiDouble, StoredEntry
+from tests.support.prometheus import promtool_check_metrics
+from tests.support.waiting import wait_for
 
 MNESIA_APPS = ("rabbitmq", "ejabberd")
 # The node's own view of memory is exported when os_mon's memsup does not run

@@ -9,9 +9,9 @@ import time
 
 import httpx
 
-from tests.nodes import epmd_names
 from tests.realapps.apps import listening
 from tests.realapps.conftest import RunningApp
+from tests.support.nodes import epmd_names
 
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 

@@ -23,7 +23,7 @@ from typing import Any
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, encode
-from tests.nodes import Epmd, ErlangNode, random_cookie, start_nodes, stop_nodes
+from tests.support.nodes import Epmd, ErlangNode, random_cookie, start_nodes, stop_nodes
 
 HERE = Path(__file__).parent / "replies"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.nodes import ErlangNode
+from tests.support.nodes import ErlangNode
 
 if TYPE_CHECKING:
     from tests.conftest import NodeFactory

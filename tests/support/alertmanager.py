@@ -38,7 +38,7 @@ from typing import Any, Self
 
 import httpx
 
-from tests.nodes import free_port
+from tests.support.nodes import free_port
 
 INSTALL = (
     "apt-get install -y --no-install-recommends prometheus-alertmanager"

@@ -16,7 +16,7 @@ import httpx
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.nodes import ErlangNode, free_port
+from tests.support.nodes import ErlangNode, free_port
 
 Sample = tuple[str, dict[str, str], float]
 

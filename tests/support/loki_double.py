@@ -38,7 +38,7 @@ Failure modes (:meth:`LokiDouble.set_mode`): ``ok``, ``429`` and ``503`` (every
 push answered so, body read first), ``down`` (listener closed and every open
 connection cut; the next mode restarts it on the same port).
 
-``python -m tests.loki_double`` runs one as a process (prints
+``python -m tests.support.loki_double`` runs one as a process (prints
 ``LOKI_DOUBLE_READY <port>``, takes ``mode <m>`` and ``reset`` lines on stdin); the
 ``/double/stats`` and ``/double/dump`` endpoints read its counters and entries.
 :class:`LokiDoubleProcess` drives that from a test or a benchmark, so the
@@ -943,7 +943,7 @@ def _make_handler(double: LokiDouble) -> type[BaseHTTPRequestHandler]:
 
 class LokiDoubleProcess:
     """A :class:`LokiDouble` in its own Python process (``python -m
-    tests.loki_double``), for benchmarks: the double then has its own GIL."""
+    tests.support.loki_double``), for benchmarks: the double then has its own GIL."""
 
     def __init__(self, *, max_line_size: int = 256 * 1024) -> None:
         self._args = ["--max-line-size", str(max_line_size)]
@@ -955,9 +955,9 @@ class LokiDoubleProcess:
         return f"http://{LOOPBACK}:{self.port}"
 
     def start(self, timeout: float = 20.0) -> Self:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.loki_double", *self._args],
+            [sys.executable, "-m", "tests.support.loki_double", *self._args],
             cwd=root,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
