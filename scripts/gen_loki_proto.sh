@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generate sidecar/loki/push_pb2.py (+ .pyi) from sidecar/loki/push.proto.
+# Generate sidecar/loki/gen/push_pb2.py (+ .pyi) from sidecar/loki/gen/push.proto.
 #
 #   bash scripts/gen_loki_proto.sh           regenerate in place
 #   bash scripts/gen_loki_proto.sh --check   generate into a temporary directory
@@ -25,21 +25,21 @@ python3 -c "import grpc_tools" 2>/dev/null || {
 
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# The proto registers as "sidecar/loki/push.proto" in protobuf's global
+# The proto registers as "sidecar/loki/gen/push.proto" in protobuf's global
 # descriptor pool: a path unique to us, so another module's push.proto can
 # never clash with it.  The generated code imports only google.protobuf.
 python3 -m grpc_tools.protoc -I . --python_out="$out" --pyi_out="$out" \
-    sidecar/loki/push.proto
+    sidecar/loki/gen/push.proto
 
 status=0
 for f in push_pb2.py push_pb2.pyi; do
     if [ "$check" -eq 1 ]; then
-        if ! cmp -s "$out/sidecar/loki/$f" "sidecar/loki/$f"; then
-            echo "sidecar/loki/$f is stale: run bash scripts/gen_loki_proto.sh" >&2
+        if ! cmp -s "$out/sidecar/loki/gen/$f" "sidecar/loki/gen/$f"; then
+            echo "sidecar/loki/gen/$f is stale: run bash scripts/gen_loki_proto.sh" >&2
             status=1
         fi
     else
-        cp "$out/sidecar/loki/$f" "sidecar/loki/$f"
+        cp "$out/sidecar/loki/gen/$f" "sidecar/loki/gen/$f"
     fi
 done
 exit $status

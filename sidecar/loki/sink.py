@@ -6,7 +6,7 @@ queue: it appends to an in-memory queue that one asyncio task drains into
 (:meth:`LokiSink.publish_threadsafe` from others).
 
 Wire format
-    protobuf ``logproto.PushRequest`` (``push.proto`` beside this file)
+    protobuf ``logproto.PushRequest`` (``gen/push.proto``)
     compressed with raw snappy (block format, no framing): what Promtail and
     Grafana Alloy send, ``Content-Type: application/x-protobuf``,
     ``Content-Encoding: snappy``.  ``X-Scope-OrgID`` carries the tenant.
@@ -89,7 +89,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..backoff import Backoff, BackoffPolicy
-from . import push_pb2
+from .gen import push_pb2
 from .model import Labels, LogEntry
 from .spool import AppendResult, Spool, SpoolError, SpoolPosition, SpoolRecord
 

@@ -11,7 +11,7 @@ import cramjam
 import httpx
 import pytest
 
-from sidecar.loki import push_pb2
+from sidecar.loki.gen import push_pb2
 from sidecar.loki.model import LogEntry
 from sidecar.loki.sink import encode_batch
 from tests.support.loki_double import (

@@ -8,7 +8,7 @@ Loki cannot be installed here (SPEC §9), so :class:`LokiDouble` plays it: a
     optionally gzip-compressed) and protobuf compressed with raw snappy (the
     wire format of Promtail, Alloy and our sink).  The protobuf is decoded by
     hand here, field by field, from the field numbers of Loki's
-    ``pkg/push/push.proto``: it does not reuse ``sidecar/loki/push_pb2.py``,
+    ``pkg/push/push.proto``: it does not reuse ``sidecar/loki/gen/push_pb2.py``,
     so a wrong field number in our ``.proto`` fails the tests.
 ``GET /loki/api/v1/query_range``
     The Loki JSON result shape (``resultType: streams``) for a LogQL stream
