@@ -28,6 +28,12 @@
 %%%   beamside_plugin          the plugin behaviour and the built-in list.
 %%%   beamside_plugin_os_mon   cpu_sup / memsup / disksup, when os_mon runs.
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
+%%%   beamside_ops             the control plane's operator tools: what they
+%%%                            share; the tools themselves are in
+%%%                            beamside_ops_node, beamside_ops_procs,
+%%%                            beamside_ops_safety, beamside_ops_ets,
+%%%                            beamside_ops_code, beamside_ops_env and
+%%%                            beamside_ops_eval (see beamside_ops's header).
 %%%   beamside_watchdog        removes all of the above when the sidecars are
 %%%                            gone without detaching.
 %%%
@@ -73,6 +79,12 @@
 %%%        was v2 only: max_bytes, current_bytes); new part alarms.disk_view
 %%%        (df of the mnesia or working directory; Opts
 %%%        disk_view_interval_ms).
+%%%     5  the control plane's operator tools are split by concern:
+%%%        beamside_ops_node, beamside_ops_procs (with beamside_ops_safety),
+%%%        beamside_ops_ets, beamside_ops_code, beamside_ops_env and
+%%%        beamside_ops_eval; beamside_ops keeps only what they share (the
+%%%        sidecar calls each service's own module: beamside_ops:top/1 and
+%%%        the like are gone).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -384,7 +396,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 4).
+-define(VERSION, 5).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

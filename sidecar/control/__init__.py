@@ -11,7 +11,8 @@ Package layout:
 * ``validate.py`` -- checks of pids, atoms, tables, limits, expressions;
 * ``base.py`` -- :class:`Deps` and the calls to a node (status mapping);
 * ``services/`` -- one servicer per service; the node-side work is done by
-  the ``beamside_ops`` agent (``erl_agents/beamside_ops.erl``).
+  the service's own agent module (``erl_agents/beamside_ops_*.erl``, the rules
+  they share in ``beamside_ops.erl``).
 
 Only the settings are imported here (``sidecar.config`` needs them); the
 server is in :mod:`sidecar.control.server` (``create_server``, ``serve``,

@@ -2,9 +2,9 @@
 
 :class:`NodeCalls` is the only way a servicer reaches a node.  It checks
 the node first (unknown -> ``NOT_FOUND``, not up -> ``UNAVAILABLE``), calls
-``beamside_ops`` through rex with a sidecar-side timeout a little longer
-than the bound the agent keeps itself, and maps failures to statuses
-(:mod:`sidecar.control.errors`).
+the service's own ``beamside_ops_*`` agent module through rex with a
+sidecar-side timeout a little longer than the bound the agent keeps itself,
+and maps failures to statuses (:mod:`sidecar.control.errors`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import grpc
 from grpc import aio
@@ -33,7 +33,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Context = aio.ServicerContext[Any, Any]
-OPS = "beamside_ops"
+# The agent modules behind the services, one per concern (erl_agents/; the
+# helpers they share are in beamside_ops, which the sidecar never calls).
+OpsModule = Literal[
+    "beamside_ops_node",
+    "beamside_ops_procs",
+    "beamside_ops_ets",
+    "beamside_ops_code",
+    "beamside_ops_env",
+    "beamside_ops_eval",
+]
 # The sidecar waits this much longer than the agent's own bound: the agent
 # answers {error, {timeout, _}} itself rather than leaving us guessing.
 MARGIN = 3.0
@@ -138,9 +147,11 @@ class NodeCalls:
         except DistError as exc:
             raise unavailable(f"{what}: {exc}") from None
 
-    async def ops(self, node: str, function: str, args: Sequence[Any], timeout: float) -> Any:
-        """``beamside_ops:Function(Args...)``: the ``V`` of ``{ok, V}``."""
-        reply = await self.rpc(node, OPS, function, args, timeout + MARGIN)
+    async def ops(
+        self, node: str, module: OpsModule, function: str, args: Sequence[Any], timeout: float
+    ) -> Any:
+        """``Module:Function(Args...)`` of an agent module: the ``V`` of ``{ok, V}``."""
+        reply = await self.rpc(node, module, function, args, timeout + MARGIN)
         return agent_reply(reply, function)
 
 

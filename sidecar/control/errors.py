@@ -6,7 +6,7 @@ map what the distribution layer and the agent answer to statuses:
 
 * unknown node -> ``NOT_FOUND``; node not up / connection lost -> ``UNAVAILABLE``
 * the node did not answer in time -> ``DEADLINE_EXCEEDED``
-* ``{error, {Kind, Message}}`` from ``beamside_ops`` -> the status of ``Kind``
+* ``{error, {Kind, Message}}`` from a ``beamside_ops_*`` module -> the status of ``Kind``
 """
 
 from __future__ import annotations

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import invalid, text
 from sidecar.control.gen.beamside.v1 import code_pb2 as pb
 from sidecar.erldist.term import Atom
+
+OPS: OpsModule = "beamside_ops_code"  # erl_agents/beamside_ops_code.erl
 
 MAX_MODULES = 20000
 
@@ -36,7 +38,7 @@ class CodeService:
             Atom("only_old_code"): request.only_old_code,
             Atom("timeout_ms"): 10000,
         }
-        reply = await self.calls.ops(request.node, "modules", [opts], 10.0)
+        reply = await self.calls.ops(request.node, OPS, "modules", [opts], 10.0)
         return pb.ListModulesResponse(
             modules=[
                 pb.ModuleInfo(
@@ -58,7 +60,7 @@ class CodeService:
             validate.atom(request.module, "module").encode() if request.module else Atom("all")
         )
         reply = await self.calls.ops(
-            request.node, "soft_purge", [target, {Atom("timeout_ms"): 30000}], 30.0
+            request.node, OPS, "soft_purge", [target, {Atom("timeout_ms"): 30000}], 30.0
         )
         return pb.SoftPurgeResponse(
             purged=[text(m) for m in reply.get("purged", [])],
@@ -77,7 +79,7 @@ class CodeService:
         }
 
         async def md5s(node: str) -> dict[str, str]:
-            reply = await self.calls.ops(node, "modules", [opts], 10.0)
+            reply = await self.calls.ops(node, OPS, "modules", [opts], 10.0)
             return {text(m.get("name")): text(m.get("md5")) for m in reply.get("modules", [])}
 
         tables, failures = await self.calls.on_family(members, md5s)

@@ -13,10 +13,12 @@ from typing import Any
 
 from sidecar.alarms.catalogue import GlobalParam
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, text
 from sidecar.control.gen.beamside.v1 import config_pb2 as pb
 from sidecar.erldist.term import Atom
+
+OPS: OpsModule = "beamside_ops_env"  # erl_agents/beamside_ops_env.erl
 
 MAX_VALUE_BYTES = 65536
 
@@ -46,7 +48,7 @@ class ConfigService:
         key: bytes | Atom = (
             validate.atom(request.key, "key").encode() if request.key else Atom("all")
         )
-        reply = await self.calls.ops(request.node, "get_env", [app, key, {}], 5.0)
+        reply = await self.calls.ops(request.node, OPS, "get_env", [app, key, {}], 5.0)
         return pb.GetEnvResponse(
             app=text(reply.get("app")),
             loaded=reply.get("loaded") is True,
@@ -58,7 +60,9 @@ class ConfigService:
 
     async def _set(self, node: str, app: str, key: str, value: bytes, persistent: bool) -> Any:
         opts = {Atom("persistent"): persistent}
-        return await self.calls.ops(node, "set_env", [app.encode(), key.encode(), value, opts], 6.0)
+        return await self.calls.ops(
+            node, OPS, "set_env", [app.encode(), key.encode(), value, opts], 6.0
+        )
 
     async def SetEnv(self, request: pb.SetEnvRequest, context: Context) -> pb.SetEnvResponse:
         app = validate.atom(request.app, "app")
@@ -126,7 +130,7 @@ class ConfigService:
         )
 
         async def dump(node: str) -> dict[tuple[str, str], tuple[Any, str]]:
-            reply = await self.calls.ops(node, "env_dump", [apps, {}], 10.0)
+            reply = await self.calls.ops(node, OPS, "env_dump", [apps, {}], 10.0)
             return {
                 (text(app), text(k)): (v.get("hash"), text(v.get("text")))
                 for app, env in reply.items()

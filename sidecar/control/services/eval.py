@@ -10,10 +10,12 @@ captured, the value comes back as bounded text.
 from __future__ import annotations
 
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import precondition, text
 from sidecar.control.gen.beamside.v1 import eval_pb2 as pb
 from sidecar.erldist.term import Atom
+
+OPS: OpsModule = "beamside_ops_eval"  # erl_agents/beamside_ops_eval.erl
 
 
 class EvalService:
@@ -28,6 +30,7 @@ class EvalService:
         timeout_ms = validate.limit(request.timeout_ms, "timeout_ms", 5000, 60000)
         reply = await self.calls.ops(
             request.node,
+            OPS,
             "eval",
             [expression, {Atom("timeout_ms"): timeout_ms}],
             timeout_ms / 1000 + 2.0,

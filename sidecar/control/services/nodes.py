@@ -7,12 +7,14 @@ from typing import Any
 from sidecar.agents import AgentInfo
 from sidecar.config import CookieSource
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, not_found, text
 from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
 from sidecar.manager import NodeState, NodeStatus
 
 import grpc  # isort: skip
+
+OPS: OpsModule = "beamside_ops_node"  # erl_agents/beamside_ops_node.erl
 
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -46,7 +48,7 @@ class NodesService:
 
     async def GetNode(self, request: pb.GetNodeRequest, context: Context) -> pb.GetNodeResponse:
         status = self.calls.up(request.node)
-        info: Any = await self.calls.ops(status.node, "node_info", [{}], timeout=5.0)
+        info: Any = await self.calls.ops(status.node, OPS, "node_info", [{}], timeout=5.0)
         agent = AgentInfo.from_term(
             await self.calls.rpc(status.node, "beamside_agent", "info", [], timeout=5.0)
         )

@@ -1,8 +1,8 @@
 """``beamside.v1.Processes``: top-N, details, terminate, garbage collection, shells.
 
-The work is done on the node by ``beamside_ops`` (see its header for the
-bounds it keeps); this side validates the request, picks the time limits
-and maps the reply onto the messages.
+The work is done on the node by ``beamside_ops_procs`` (see its header, and
+``beamside_ops``'s for the bounds every tool keeps); this side validates the
+request, picks the time limits and maps the reply onto the messages.
 """
 
 from __future__ import annotations
@@ -10,17 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import invalid, text
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
 from sidecar.erldist.term import Atom
+
+OPS: OpsModule = "beamside_ops_procs"  # erl_agents/beamside_ops_procs.erl
 
 SORT_KEYS = ("memory", "message_queue_len", "reductions", "reductions_rate")
 MAX_PROCESSES = 1000
 WALK_TIMEOUT_MS = 5000  # the agent's walk deadline; twice it bounds the whole call
 STATE_TIMEOUT_MS = 1000
-# TerminateProcess: the agent's safety check (beamside_ops header, "Stopping
-# processes") has check_ms, its helper a second more; then wait_ms to see it gone.
+# TerminateProcess: the agent's safety check (beamside_ops_safety header,
+# "Stopping processes") has check_ms, its helper a second more; then wait_ms
+# to see it gone.
 CHECK_MS = 3000
 WAIT_MS = 1000
 
@@ -57,7 +60,7 @@ class ProcessesService:
                 request.module_filter, "module_filter"
             ).encode()
         timeout = (2 * WALK_TIMEOUT_MS + sample_ms + 1000) / 1000
-        reply = await self.calls.ops(request.node, "top", [opts], timeout)
+        reply = await self.calls.ops(request.node, OPS, "top", [opts], timeout)
         return pb.ListProcessesResponse(
             processes=[
                 pb.ProcessSummary(
@@ -97,7 +100,7 @@ class ProcessesService:
         }
         # process_info (5 s) + copying messages (5 s) + sys:get_state, each bounded.
         timeout = 10.5 + state_timeout / 1000
-        p = await self.calls.ops(request.node, "process", [target, opts], timeout)
+        p = await self.calls.ops(request.node, OPS, "process", [target, opts], timeout)
         return pb.GetProcessResponse(
             pid=text(p.get("pid")),
             registered_name=text(p.get("registered_name")),
@@ -140,7 +143,7 @@ class ProcessesService:
         # A refusal (an application master, a supervisor, a process whose
         # death would take one down, ...) is FAILED_PRECONDITION saying why.
         reply = await self.calls.ops(
-            request.node, "terminate", [target, Atom(reason), opts], timeout
+            request.node, OPS, "terminate", [target, Atom(reason), opts], timeout
         )
         return pb.TerminateProcessResponse(
             pid=text(reply.get("pid")),
@@ -163,7 +166,7 @@ class ProcessesService:
         }
         # The agent stops at timeout_ms; its worker is killed 2 s (+ a pause) after.
         timeout = (timeout_ms + pause + 2000) / 1000 if request.pid == "" else 6.0
-        reply = await self.calls.ops(request.node, "gc", [target, opts], timeout)
+        reply = await self.calls.ops(request.node, OPS, "gc", [target, opts], timeout)
         return pb.GarbageCollectResponse(
             collected=_int(reply.get("collected")),
             bytes_freed=_int(reply.get("bytes_freed")),
@@ -181,7 +184,7 @@ class ProcessesService:
         # Each shell passes the same safety check as TerminateProcess (refused
         # ones are counted in spared), all within timeout_ms.
         opts = {Atom("include_local"): request.include_local, Atom("timeout_ms"): 5000}
-        reply = await self.calls.ops(request.node, "terminate_shells", [opts], 6.0)
+        reply = await self.calls.ops(request.node, OPS, "terminate_shells", [opts], 6.0)
         return pb.TerminateShellsResponse(
             terminated=[
                 pb.TerminatedShell(

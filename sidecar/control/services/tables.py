@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.control import validate
-from sidecar.control.base import Context, Deps, NodeCalls
+from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import text
 from sidecar.control.gen.beamside.v1 import tables_pb2 as pb
 from sidecar.erldist.term import Atom
+
+OPS: OpsModule = "beamside_ops_ets"  # erl_agents/beamside_ops_ets.erl
 
 ORDERS = ("memory", "size", "name", "id")
 
@@ -29,7 +31,7 @@ class TablesService:
             Atom("limit"): validate.limit(request.limit, "limit", 100, 10000),
             Atom("timeout_ms"): 5000,
         }
-        reply = await self.calls.ops(request.node, "tables", [opts], 5.0)
+        reply = await self.calls.ops(request.node, OPS, "tables", [opts], 5.0)
         return pb.ListTablesResponse(
             tables=[
                 pb.TableInfo(
@@ -57,6 +59,7 @@ class TablesService:
         opts = {Atom("limit"): validate.limit(request.limit, "limit", 100, 1000)}
         reply = await self.calls.ops(
             request.node,
+            OPS,
             "read_table",
             [table, Atom("undefined") if cont is None else cont, opts],
             10.0,

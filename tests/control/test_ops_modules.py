@@ -1,0 +1,18 @@
+"""Each service calls its own agent module, and the package ships it (no nodes needed)."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from sidecar.agents import AGENT_MODULES
+from sidecar.control.base import OpsModule
+from sidecar.control.services import code, config, eval, nodes, processes, tables
+
+
+def test_every_service_calls_a_shipped_module_of_its_own() -> None:
+    modules = set(get_args(OpsModule))
+    assert modules <= set(AGENT_MODULES)
+    # the shared helpers are no service's module
+    assert "beamside_ops" in AGENT_MODULES and "beamside_ops" not in modules
+    services = [code, config, eval, nodes, processes, tables]
+    assert sorted(s.OPS for s in services) == sorted(modules)
