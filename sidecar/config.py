@@ -17,15 +17,18 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .agents.events import LEVELS
-from .alarms.alertmanager import AlertmanagerConfig
+from .agents.config import LEVELS
+from .agents.config import AgentsConfig as AgentsConfig
+from .agents.config import LogsConfig as LogsConfig
+from .agents.config import NotificationsConfig as NotificationsConfig
 from .alarms.catalogue import BUILTIN, OPTION_KEYS, SETTING_KEYS, AlarmConfig, GlobalParam
+from .alarms.config import AlertmanagerConfig as AlertmanagerConfig
 from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identities
-from .discovery.dns import DnsDiscoveryConfig
-from .discovery.kubernetes import KubernetesDiscoveryConfig
+from .discovery.config import DnsDiscoveryConfig as DnsDiscoveryConfig
+from .discovery.config import KubernetesDiscoveryConfig as KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
 from .erldist.names import NodeName, parse_node_name
-from .loki.sink import LokiConfig
+from .loki.config import LokiConfig as LokiConfig
 
 T = TypeVar("T")
 
@@ -147,24 +150,6 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
-class AgentsConfig:
-    """``agents:``: VM-wide measurements the agents may turn on (never silently).
-
-    Both are off by default: they cost the node a little on every scheduler
-    switch.  The agent turns them on from its own process, so the VM turns
-    them off again when it exits (detach, or beamside gone)."""
-
-    scheduler_wall_time: bool = False
-    microstate_accounting: bool = False
-
-    def attach_options(self) -> dict[str, bool]:
-        return {
-            "scheduler_wall_time": self.scheduler_wall_time,
-            "msacc": self.microstate_accounting,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class ShardingConfig:
     """``sharding:``: this replica is shard ``index`` (None: from the pod name) of ``count``."""
 
@@ -186,33 +171,6 @@ class OtlpConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class LogsConfig:
-    """What each node's log handler forwards (``logs:``)."""
-
-    level: str = "warning"
-    # Per-node overrides of ``level``: ((node, level), ...).
-    node_levels: tuple[tuple[str, str], ...] = ()
-    max_message_bytes: int = 8192
-    # Events per second per node beyond which the node drops (and counts).
-    rate_limit: int = 2000
-
-    def level_for(self, node: str) -> str:
-        return dict(self.node_levels).get(node, self.level)
-
-
-@dataclass(frozen=True, slots=True)
-class NotificationsConfig:
-    """Which notifications nodes send (``notifications:``)."""
-
-    shell: bool = True
-    code: bool = True
-    config: bool = True
-    # System monitor events can be many: off unless asked, then rate-limited.
-    system_monitor: bool = False
-    system_monitor_rate: int = 10
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     cluster: str
     node_name: str | None
@@ -223,11 +181,11 @@ class Config:
     otlp: OtlpConfig | None = None
     alarms: AlarmConfig = field(default_factory=AlarmConfig)
     alertmanager: AlertmanagerConfig | None = None
-    logs: LogsConfig = LogsConfig()
-    notifications: NotificationsConfig = NotificationsConfig()
+    logs: LogsConfig = field(default_factory=LogsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     sharding: ShardingConfig = ShardingConfig()
     loki: LokiConfig | None = None
-    agents: AgentsConfig = AgentsConfig()
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
     source: str = "<config>"
 
     @property

@@ -258,3 +258,23 @@ sharding: {count: 4}
     assert config.notifications.system_monitor and config.notifications.system_monitor_rate == 5
     assert config.notifications.shell and config.notifications.code
     assert config.sharding.count == 4 and config.sharding.index is None
+
+
+def test_reading_a_config_loads_no_sink() -> None:
+    """The config classes live beside their owners: loading the config
+    module brings no HTTP client, no sink and no gRPC."""
+    code = (
+        "import sys, sidecar.config\n"
+        "heavy = ('httpx', 'grpc', 'sidecar.loki.sink', 'sidecar.alarms.alertmanager',"
+        " 'sidecar.discovery.kubernetes', 'sidecar.discovery.dns', 'dns.resolver')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_loki_url_with_a_bad_port(tmp_path: Path) -> None:
+    found = problems(tmp_path, MINIMAL + "loki: {url: 'http://loki:abc'}\n")
+    assert found == ["loki: url: 'http://loki:abc' is not an http(s) URL"]

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 
+from sidecar.agents.config import LEVELS
 from sidecar.erldist.term import Atom, BitBinary, ImproperList, Pid, Port, Reference
 
 __all__ = [
@@ -49,18 +50,6 @@ __all__ = [
 
 EVENTS_MAILBOX: Final = "beamside_events"
 """The name the node sends event batches to, on our node."""
-
-LEVELS: Final = (
-    "emergency",
-    "alert",
-    "critical",
-    "error",
-    "warning",
-    "notice",
-    "info",
-    "debug",
-)
-"""logger's levels, most severe first (lager uses the same names)."""
 
 EventKind = Literal["log", "notification"]
 JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | Mapping[str, JsonValue] | None"

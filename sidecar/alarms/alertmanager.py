@@ -84,13 +84,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..backoff import Backoff, BackoffPolicy
+from .config import AlertmanagerConfig, redact
 from .model import Alarm, AlarmEvent, AlarmKey, EventKind
 
 log = logging.getLogger(__name__)
@@ -106,38 +106,6 @@ MAX_COMMENTS: Final = 5
 _JSON_DEPTH: Final = 32
 
 Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class AlertmanagerConfig:
-    """Where and how often.  ``urls`` are Alertmanager base URLs
-    (``http://am:9093``, a path prefix is kept; a URL already ending in
-    ``/api/v2/alerts`` is used as is; ``user:password@`` becomes basic auth and
-    never shows in logs or metric labels).  Durations are in seconds."""
-
-    urls: tuple[str, ...]
-    resend_interval: float = 60.0
-    timeout: float = 5.0
-    max_backoff: float = 10.0
-    generator_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.urls, str):
-            raise ValueError("urls: expected a list of URLs, not one string")
-        urls = tuple(u.rstrip("/") for u in self.urls)
-        object.__setattr__(self, "urls", urls)
-        if not urls:
-            raise ValueError("urls: at least one Alertmanager URL is needed")
-        for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"urls: {redact(url)!r} is not an http(s) URL")
-        if len(set(urls)) != len(urls):
-            raise ValueError("urls: duplicate URL")
-        for name in ("resend_interval", "timeout", "max_backoff"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
 
 
 class PushError(Exception):
@@ -612,15 +580,3 @@ def _key(key: Any) -> str:
 def rfc3339(t: float) -> str:
     """Unix time as RFC 3339 UTC with milliseconds (``2024-05-01T12:00:00.000Z``)."""
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def redact(url: str) -> str:
-    """``url`` without ``user:password@``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))

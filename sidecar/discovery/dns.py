@@ -19,79 +19,20 @@ whose pods are all gone has no records); timeouts, SERVFAIL and refusals are
 
 from __future__ import annotations
 
-import ipaddress
-from dataclasses import dataclass, field
-from typing import Literal
-
 import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.rdatatype
 import dns.resolver
 
-from . import DiscoveryError, check_template, render_node_name
+from . import DiscoveryError, render_node_name
+from .config import DnsDiscoveryConfig
 
 __all__ = ["DnsDiscoverer", "DnsDiscoveryConfig", "DnsDiscoveryError"]
-
-Record = Literal["A", "AAAA", "SRV"]
-_FIELDS: dict[str, tuple[str, ...]] = {
-    "A": ("ip",),
-    "AAAA": ("ip",),
-    "SRV": ("hostname",),
-}
 
 
 class DnsDiscoveryError(DiscoveryError):
     """The name could not be resolved now (timeout, SERVFAIL, no server)."""
-
-
-def _parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"resolver must be 'ip:port' (e.g. 127.0.0.1:5353), got {text!r}")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ValueError(f"resolver host must be an IP address, got {host!r}") from None
-    return host, int(port)
-
-
-@dataclass(frozen=True, slots=True)
-class DnsDiscoveryConfig:
-    """One DNS name to follow.
-
-    ``record`` is ``A`` (default), ``AAAA`` (IPv6-only clusters; not both at
-    once: a dual-stack pod would become two nodes) or ``SRV``.  Template
-    fields: ``{ip}`` for A/AAAA, ``{hostname}`` (the SRV target, no trailing
-    dot) for SRV.  ``resolver`` is ``"ip:port"`` of one DNS server to ask
-    (tests, or a specific server); None uses the system configuration.
-    """
-
-    name: str
-    node_name_template: str = "app@{ip}"
-    interval: float = 10.0
-    record: Record = "A"
-    resolver: str | None = None
-    timeout: float = 5.0
-    server: tuple[str, int] | None = field(init=False, default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.name or len(self.name) > 253:
-            raise ValueError(f"name must be a DNS name, got {self.name!r}")
-        try:
-            dns.name.from_text(self.name)
-        except dns.exception.DNSException as exc:
-            raise ValueError(f"name {self.name!r} is not a valid DNS name: {exc}") from None
-        if self.record not in _FIELDS:
-            raise ValueError(f"record must be A, AAAA or SRV, got {self.record!r}")
-        check_template(self.node_name_template, _FIELDS[self.record])
-        if self.interval < 1.0:
-            raise ValueError(f"interval must be at least 1s, got {self.interval:g}s")
-        if not 0 < self.timeout <= self.interval * 10:
-            raise ValueError(f"timeout must be positive, got {self.timeout:g}s")
-        if self.resolver is not None:
-            object.__setattr__(self, "server", _parse_server(self.resolver))
 
 
 class DnsDiscoverer:

@@ -27,16 +27,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from . import DiscoveryError, check_template, render_node_name
+from . import render_node_name
+from .config import (
+    SERVICE_ACCOUNT_DIR,
+    KubernetesConfigError,
+    KubernetesDiscoveryConfig,
+    KubernetesDiscoveryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +58,9 @@ __all__ = [
     "pod_is_attachable",
 ]
 
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-TEMPLATE_FIELDS = ("pod_ip", "pod_name", "namespace", "hostname", "subdomain")
 PAGE_SIZE = 500
 MAX_PAGES = 200  # 100,000 pods: far past any namespace; stops a looping server
 _MESSAGE_LIMIT = 300
-
-
-class KubernetesDiscoveryError(DiscoveryError):
-    """Kubernetes discovery failed this time; the last known set stays."""
-
-
-class KubernetesConfigError(KubernetesDiscoveryError):
-    """Not enough to talk to the API: not in a pod, or files/settings missing."""
 
 
 class KubernetesUnauthorized(KubernetesDiscoveryError):
@@ -87,84 +81,6 @@ class KubernetesApiError(KubernetesDiscoveryError):
     def __init__(self, message: str, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
-
-
-@dataclass(frozen=True, slots=True)
-class KubernetesDiscoveryConfig:
-    """Which pods to follow and how to name their nodes.
-
-    ``namespace`` None means the service account's namespace (the file
-    ``namespace_file``); ``api_url`` None means the in-cluster address from
-    the environment; ``token_file`` None sends no token (``kubectl proxy``);
-    ``ca_file`` is used for https URLs (None: the system's trust store).
-    Template fields: ``{pod_ip}``, ``{pod_name}``, ``{namespace}``,
-    ``{hostname}`` (``spec.hostname``, else the pod name) and ``{subdomain}``
-    (``spec.subdomain``; pods without one are skipped).
-    """
-
-    label_selector: str
-    node_name_template: str = "app@{pod_ip}"
-    namespace: str | None = None
-    interval: float = 10.0
-    api_url: str | None = None
-    token_file: str | None = f"{SERVICE_ACCOUNT_DIR}/token"
-    ca_file: str | None = f"{SERVICE_ACCOUNT_DIR}/ca.crt"
-    namespace_file: str = f"{SERVICE_ACCOUNT_DIR}/namespace"
-    timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not self.label_selector.strip():
-            # An empty selector matches every pod of the namespace: never meant.
-            raise ValueError("label_selector is required, e.g. 'app.kubernetes.io/name=shop'")
-        check_template(self.node_name_template, TEMPLATE_FIELDS)
-        if self.namespace is not None and not _is_dns_label(self.namespace):
-            raise ValueError(f"namespace {self.namespace!r} is not a valid namespace name")
-        if self.interval < 1.0:
-            raise ValueError(f"interval must be at least 1s, got {self.interval:g}s")
-        if self.timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout:g}s")
-        if self.api_url is not None and not self.api_url.startswith(("http://", "https://")):
-            raise ValueError(f"api_url must be an http(s) URL, got {self.api_url!r}")
-
-    def resolved_namespace(self) -> str:
-        """The namespace to list, reading the service account's file if unset."""
-        if self.namespace is not None:
-            return self.namespace
-        try:
-            namespace = Path(self.namespace_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise KubernetesConfigError(
-                f"no namespace configured and {self.namespace_file} is unreadable "
-                f"({exc.strerror}): set kubernetes.namespace, or run in a pod with a "
-                "mounted service account token"
-            ) from None
-        if not _is_dns_label(namespace):
-            raise KubernetesConfigError(f"{self.namespace_file} holds no namespace name")
-        return namespace
-
-    def resolved_api_url(self, environ: Mapping[str, str] | None = None) -> str:
-        """The API server's base URL, from the in-cluster environment if unset."""
-        if self.api_url is not None:
-            return self.api_url.rstrip("/")
-        environ = os.environ if environ is None else environ
-        host = environ.get("KUBERNETES_SERVICE_HOST", "").strip()
-        port = environ.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
-        if not host:
-            raise KubernetesConfigError(
-                "KUBERNETES_SERVICE_HOST is not set (not running in a pod?): set kubernetes.api_url"
-            )
-        if ":" in host:
-            host = f"[{host}]"
-        return f"https://{host}:{port}"
-
-
-def _is_dns_label(text: str) -> bool:
-    return (
-        0 < len(text) <= 63
-        and text[0].isalnum()
-        and text[-1].isalnum()
-        and all(c.isdigit() or ("a" <= c <= "z") or c == "-" for c in text)
-    )
 
 
 def pod_is_attachable(pod: Mapping[str, Any]) -> bool:

@@ -79,8 +79,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, TypeVar
 
 import cramjam
@@ -89,13 +87,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from ..backoff import Backoff, BackoffPolicy
+from .config import LokiConfig
 from .gen import push_pb2
 from .model import Labels, LogEntry
 from .spool import AppendResult, Spool, SpoolError, SpoolPosition, SpoolRecord
 
 log = logging.getLogger(__name__)
 
-PUSH_PATH: Final = "/loki/api/v1/push"
 LOG_INTERVAL: Final = 30.0
 _ENTRY_OVERHEAD: Final = 32  # bytes counted per entry besides its line
 _BODY_QUOTE: Final = 500  # characters of Loki's answer kept in logs and errors
@@ -111,55 +109,6 @@ FAILURE_REASONS: Final = (
     "transport",
     "rejected",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LokiConfig:
-    """Where and how.  ``url`` is Loki's base URL (``http://loki:3100``; a
-    path prefix is kept; a URL already ending in the push path is used as
-    is).  Sizes in bytes, durations in seconds."""
-
-    url: str
-    tenant: str | None = None
-    batch_bytes: int = 1 << 20
-    batch_wait: float = 1.0
-    timeout: float = 10.0
-    min_backoff: float = 0.5
-    max_backoff: float = 10.0
-    memory_bytes: int = 64 << 20
-    spool_dir: Path | None = None
-    spool_bytes: int = 1 << 30
-    spill_after: float = 5.0
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        parsed = httpx.URL(self.url)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError(f"url: {self.url!r} is not an http(s) URL")
-        for name in ("batch_bytes", "memory_bytes", "spool_bytes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name}: expected a positive number of bytes, got {value!r}")
-        for name in ("batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")
-        if self.max_backoff < self.min_backoff:
-            raise ValueError("max_backoff: must not be below min_backoff")
-        if self.memory_bytes < 2 * self.batch_bytes:
-            raise ValueError("memory_bytes: must hold at least two batches (2 x batch_bytes)")
-        if self.spool_dir is not None:
-            object.__setattr__(self, "spool_dir", Path(self.spool_dir))
-            if self.spool_bytes < 4 * self.batch_bytes:
-                raise ValueError("spool_bytes: must hold at least four batches (4 x batch_bytes)")
-        if self.tenant is not None and not self.tenant.strip():
-            raise ValueError("tenant: empty")
-        object.__setattr__(self, "headers", tuple((str(k), str(v)) for k, v in self.headers))
-
-    @property
-    def push_url(self) -> str:
-        base = self.url.rstrip("/")
-        return base if base.endswith(PUSH_PATH) else base + PUSH_PATH
 
 
 class LokiPushError(Exception):
