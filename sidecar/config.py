@@ -278,6 +278,136 @@ def _positive_interval(minimum: float) -> Callable[[Any], float]:
     return check
 
 
+def _positive_int(maximum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+            raise ValueError(f"expected a whole number from 1 to {maximum}, got {value!r}")
+        return value
+
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _log_level(value: Any) -> str:
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return str(value)
+
+
+def _module_patterns(value: Any) -> tuple[str, ...]:
+    """A list of module names or globs (``rabbit_ff_*``, ``Elixir.MyApp.Gen*``)."""
+    if not isinstance(value, list):
+        raise ValueError("expected a list of module names or globs like 'my_gen_*'")
+    patterns: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not item.strip() or len(item) > 255:
+            raise ValueError(f"expected a module name or glob (1-255 characters), got {item!r}")
+        patterns.append(item.strip())
+    return tuple(patterns)
+
+
+_TOP_KEYS = frozenset(
+    {
+        "cluster",
+        "node_name",
+        "targets",
+        "intervals",
+        "http",
+        "grpc",
+        "otlp",
+        "alarms",
+        "global_config",
+        "alertmanager",
+        "logs",
+        "notifications",
+        "sharding",
+        "loki",
+        "agents",
+    }
+)
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem.
+
+    One reader per top-level section, always called in this order: the
+    problems come out in it, and ``grpc.tls`` only complains about a missing
+    file when nothing before it did."""
+    r = _Reader()
+    top = r.mapping(data, "", set(_TOP_KEYS))
+    if data is None or not isinstance(data, dict):
+        if data is None:
+            r.problem("", "the file is empty")
+        raise ConfigError(source, r.problems)
+    cluster = _cluster(r, top)
+    node_name = r.convert(top, "node_name", "", _own_node_name, None)
+    targets, known_nodes = _targets(r, top.get("targets"))
+    intervals = _intervals(r, top.get("intervals"))
+    http_listen = _http(r, top.get("http"))
+    grpc = _grpc(r, top.get("grpc"))
+    _distinct_listeners(r, http_listen, grpc)
+    otlp = _otlp(r, top.get("otlp")) if top.get("otlp") is not None else None
+    alarms = _alarms(r, top.get("alarms"), top.get("global_config"))
+    alertmanager = (
+        _alertmanager(r, top.get("alertmanager")) if top.get("alertmanager") is not None else None
+    )
+    logs = _logs(r, top.get("logs"), known_nodes)
+    notifications = _notifications(r, top.get("notifications"))
+    sharding = _sharding(r, top.get("sharding"))
+    loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
+    agents = _agents(r, top.get("agents"))
+    if r.problems:
+        raise ConfigError(source, r.problems)
+    return Config(
+        cluster=cluster,
+        node_name=node_name,
+        targets=targets,
+        intervals=intervals,
+        http_listen=http_listen,
+        grpc=grpc,
+        otlp=otlp,
+        alarms=alarms,
+        alertmanager=alertmanager,
+        logs=logs,
+        notifications=notifications,
+        sharding=sharding,
+        loki=loki,
+        agents=agents,
+        source=source,
+    )
+
+
+def _cluster(r: _Reader, top: Mapping[str, Any]) -> str:
+    cluster = r.convert(top, "cluster", "", _label_value("cluster"), "")
+    if "cluster" not in top:
+        r.problem("cluster", "required (a short name for this cluster, used as a label)")
+    return cluster
+
+
+def _targets(r: _Reader, value: object) -> tuple[tuple[Target, ...], dict[str, str]]:
+    """The targets, and where each listed node is (``targets[i]``), for ``logs.nodes``."""
+    targets: list[Target] = []
+    if not isinstance(value, list) or not value:
+        r.problem("targets", "expected a non-empty list of targets")
+    else:
+        for i, item in enumerate(value):
+            target = _target(r, item, f"targets[{i}]")
+            if target is not None:
+                targets.append(target)
+    seen: dict[str, str] = {}
+    for i, target in enumerate(targets):
+        for node in target.nodes:
+            if node in seen:
+                r.problem(f"targets[{i}].nodes", f"{node} is already listed in {seen[node]}")
+            seen[node] = f"targets[{i}]"
+    return tuple(targets), seen
+
+
 def _target(r: _Reader, value: object, path: str) -> Target | None:
     allowed = {
         "nodes",
@@ -400,6 +530,19 @@ def _dns(r: _Reader, m: Mapping[str, Any], path: str, discover: str) -> DnsDisco
         return None
 
 
+def _intervals(r: _Reader, value: object) -> Intervals:
+    m = r.mapping(value, "intervals", {"metrics", "live"})
+    return Intervals(
+        metrics=r.convert(m, "metrics", "intervals", _positive_interval(1.0), 15.0),
+        live=r.convert(m, "live", "intervals", _positive_interval(0.1), 1.0),
+    )
+
+
+def _http(r: _Reader, value: object) -> tuple[str, int]:
+    m = r.mapping(value, "http", {"listen"})
+    return r.convert(m, "listen", "http", parse_listen, parse_listen(DEFAULT_HTTP_LISTEN))
+
+
 def _grpc(r: _Reader, value: object) -> GrpcConfig:
     path = "grpc"
     m = r.mapping(value, path, {"listen", "auth", "tls", "eval_enabled"})
@@ -447,215 +590,107 @@ def _grpc(r: _Reader, value: object) -> GrpcConfig:
     )
 
 
-def _loki(r: _Reader, value: object) -> LokiConfig | None:
-    path = "loki"
-    durations = {"batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after"}
-    sizes = {"batch_bytes", "memory_bytes", "spool_bytes"}
-    m = r.mapping(value, path, {"url", "tenant", "spool_dir", "headers"} | durations | sizes)
-    settings: dict[str, Any] = {}
-    url = m.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        r.problem(_join(path, "url"), "expected Loki's http(s) base URL, e.g. http://loki:3100")
-        return None
-    settings["url"] = url
-    for key in durations:
-        if key in m:
-            settings[key] = r.convert(m, key, path, _positive_interval(0.01), None)
-    for key in sizes:
-        if key in m:
-            settings[key] = r.convert(m, key, path, parse_bytes, None)
-    for key in ("tenant", "spool_dir"):
-        if key in m:
-            if isinstance(m[key], str) and m[key]:
-                settings[key] = Path(m[key]) if key == "spool_dir" else m[key]
-            else:
-                r.problem(_join(path, key), "expected a non-empty string")
+def _distinct_listeners(r: _Reader, http_listen: tuple[str, int], grpc: GrpcConfig) -> None:
+    # Port 0 picks a free port for each: the same "address" is fine there.
+    if http_listen == grpc.listen and http_listen[1] != 0:
+        r.problem("grpc.listen", "same address as http.listen")
+
+
+def _otlp(r: _Reader, value: object) -> OtlpConfig:
+    m = r.mapping(value, "otlp", {"endpoint", "interval", "headers"})
+    endpoint = m.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
+        r.problem("otlp.endpoint", "expected an http(s) URL of an OTLP/HTTP receiver")
     headers = m.get("headers") or {}
     if not isinstance(headers, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
     ):
-        r.problem(_join(path, "headers"), "expected a mapping of header name to string value")
-    else:
-        settings["headers"] = tuple(sorted(headers.items()))
-    if any(v is None for v in settings.values()):
-        return None  # a conversion failed: already reported
+        r.problem("otlp.headers", "expected a mapping of header name to string value")
+        headers = {}
+    return OtlpConfig(
+        endpoint=endpoint if isinstance(endpoint, str) else "",
+        interval=r.convert(m, "interval", "otlp", _positive_interval(1.0), 15.0),
+        headers=tuple(sorted(headers.items())),
+    )
+
+
+def _alarms(r: _Reader, alarms: object, global_config: object) -> AlarmConfig:
+    """``alarms:`` (per-alarm settings) and ``global_config:`` (the
+    application parameters compared across nodes)."""
+    return AlarmConfig(
+        overrides=_alarm_overrides(r, alarms),
+        global_params=_global_params(r, global_config),
+    )
+
+
+def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for alarm_id, settings in r.mapping(value, "alarms", set(BUILTIN)).items():
+        if alarm_id not in BUILTIN:
+            continue
+        path = f"alarms.{alarm_id}"
+        allowed = SETTING_KEYS | OPTION_KEYS.get(alarm_id, frozenset())
+        m = r.mapping(settings, path, allowed)
+        checked: dict[str, Any] = {}
+        for key, raw in m.items():
+            if key not in allowed:
+                continue
+            if key in ("delay", "hold", "window", "age"):
+                checked[key] = r.convert(m, key, path, parse_duration, None)
+            elif key == "ignore":
+                checked[key] = r.convert(m, key, path, _module_patterns, None)
+            elif key == "enabled":
+                if isinstance(raw, bool):
+                    checked[key] = raw
+                else:
+                    r.problem(_join(path, key), "expected true or false")
+            elif isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+                checked[key] = float(raw)
+            else:
+                r.problem(_join(path, key), f"expected a non-negative number, got {raw!r}")
+        overrides[alarm_id] = {k: v for k, v in checked.items() if v is not None}
+    return overrides
+
+
+def _global_params(r: _Reader, value: object) -> tuple[GlobalParam, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        r.problem("global_config", "expected a list of {app, key[, family]}")
+        return ()
+    params: list[GlobalParam] = []
+    for i, item in enumerate(value):
+        path = f"global_config[{i}]"
+        m = r.mapping(item, path, {"app", "key", "family"})
+        app, key = m.get("app"), m.get("key")
+        if not isinstance(app, str) or not _ATOM_TEXT.match(app):
+            r.problem(_join(path, "app"), "expected an application name")
+            continue
+        if not isinstance(key, str) or not _ATOM_TEXT.match(key):
+            r.problem(_join(path, "key"), "expected a parameter name")
+            continue
+        family = r.convert(m, "family", path, _label_value("family"), None)
+        params.append(GlobalParam(app, key, family))
+    return tuple(params)
+
+
+def _alertmanager(r: _Reader, value: object) -> AlertmanagerConfig | None:
+    path = "alertmanager"
+    m = r.mapping(value, path, {"urls", "resend_interval", "timeout"})
+    urls = m.get("urls")
+    if isinstance(urls, str):
+        urls = [urls]
     try:
-        return LokiConfig(**settings)
-    except (TypeError, ValueError) as exc:
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise ValueError("urls: expected a list of Alertmanager URLs")
+        return AlertmanagerConfig(
+            urls=tuple(urls),
+            resend_interval=r.convert(m, "resend_interval", path, _positive_interval(1.0), 60.0),
+            timeout=r.convert(m, "timeout", path, _positive_interval(0.1), 5.0),
+        )
+    except (ValueError, TypeError) as exc:
         r.problem(path, str(exc))
         return None
-
-
-def _sharding(r: _Reader, value: object) -> ShardingConfig:
-    path = "sharding"
-    m = r.mapping(value, path, {"count", "index"})
-    count = r.convert(m, "count", path, _positive_int(MAX_SHARDS), 1)
-    index: int | None = None
-    if "index" in m:
-        raw = m["index"]
-        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < count:
-            r.problem(_join(path, "index"), f"expected 0 to {count - 1}, got {raw!r}")
-        else:
-            index = raw
-    return ShardingConfig(count, index)
-
-
-def parse_config(data: object, source: str = "<config>") -> Config:
-    """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem."""
-    r = _Reader()
-    top = r.mapping(
-        data,
-        "",
-        {
-            "cluster",
-            "node_name",
-            "targets",
-            "intervals",
-            "http",
-            "grpc",
-            "otlp",
-            "alarms",
-            "global_config",
-            "alertmanager",
-            "logs",
-            "notifications",
-            "sharding",
-            "loki",
-            "agents",
-        },
-    )
-    if data is None or not isinstance(data, dict):
-        if data is None:
-            r.problem("", "the file is empty")
-        raise ConfigError(source, r.problems)
-    cluster = r.convert(top, "cluster", "", _label_value("cluster"), "")
-    if "cluster" not in top:
-        r.problem("cluster", "required (a short name for this cluster, used as a label)")
-    node_name = r.convert(top, "node_name", "", _own_node_name, None)
-
-    targets: list[Target] = []
-    raw_targets = top.get("targets")
-    if not isinstance(raw_targets, list) or not raw_targets:
-        r.problem("targets", "expected a non-empty list of targets")
-    else:
-        for i, item in enumerate(raw_targets):
-            target = _target(r, item, f"targets[{i}]")
-            if target is not None:
-                targets.append(target)
-    seen: dict[str, str] = {}
-    for i, target in enumerate(targets):
-        for node in target.nodes:
-            if node in seen:
-                r.problem(f"targets[{i}].nodes", f"{node} is already listed in {seen[node]}")
-            seen[node] = f"targets[{i}]"
-
-    im = r.mapping(top.get("intervals"), "intervals", {"metrics", "live"})
-    intervals = Intervals(
-        metrics=r.convert(im, "metrics", "intervals", _positive_interval(1.0), 15.0),
-        live=r.convert(im, "live", "intervals", _positive_interval(0.1), 1.0),
-    )
-    hm = r.mapping(top.get("http"), "http", {"listen"})
-    http_listen = r.convert(hm, "listen", "http", parse_listen, parse_listen(DEFAULT_HTTP_LISTEN))
-    grpc = _grpc(r, top.get("grpc"))
-    if http_listen == grpc.listen and http_listen[1] != 0:
-        r.problem("grpc.listen", "same address as http.listen")
-
-    otlp: OtlpConfig | None = None
-    if top.get("otlp") is not None:
-        om = r.mapping(top.get("otlp"), "otlp", {"endpoint", "interval", "headers"})
-        endpoint = om.get("endpoint")
-        if not isinstance(endpoint, str) or not endpoint.startswith(("http://", "https://")):
-            r.problem("otlp.endpoint", "expected an http(s) URL of an OTLP/HTTP receiver")
-        headers_raw = om.get("headers") or {}
-        if not isinstance(headers_raw, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in headers_raw.items()
-        ):
-            r.problem("otlp.headers", "expected a mapping of header name to string value")
-            headers_raw = {}
-        otlp = OtlpConfig(
-            endpoint=endpoint if isinstance(endpoint, str) else "",
-            interval=r.convert(om, "interval", "otlp", _positive_interval(1.0), 15.0),
-            headers=tuple(sorted(headers_raw.items())),
-        )
-
-    alarms = AlarmConfig(
-        overrides=_alarm_overrides(r, top.get("alarms")),
-        global_params=_global_params(r, top.get("global_config")),
-    )
-    alertmanager: AlertmanagerConfig | None = None
-    if top.get("alertmanager") is not None:
-        path = "alertmanager"
-        am = r.mapping(top.get(path), path, {"urls", "resend_interval", "timeout"})
-        urls = am.get("urls")
-        if isinstance(urls, str):
-            urls = [urls]
-        try:
-            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-                raise ValueError("urls: expected a list of Alertmanager URLs")
-            alertmanager = AlertmanagerConfig(
-                urls=tuple(urls),
-                resend_interval=r.convert(
-                    am, "resend_interval", path, _positive_interval(1.0), 60.0
-                ),
-                timeout=r.convert(am, "timeout", path, _positive_interval(0.1), 5.0),
-            )
-        except (ValueError, TypeError) as exc:
-            r.problem(path, str(exc))
-
-    logs = _logs(r, top.get("logs"), seen)
-    notifications = _notifications(r, top.get("notifications"))
-    sharding = _sharding(r, top.get("sharding"))
-    loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
-    agents_map = r.mapping(
-        top.get("agents"), "agents", {"scheduler_wall_time", "microstate_accounting"}
-    )
-    agents_config = AgentsConfig(
-        scheduler_wall_time=r.convert(agents_map, "scheduler_wall_time", "agents", _flag, False),
-        microstate_accounting=r.convert(
-            agents_map, "microstate_accounting", "agents", _flag, False
-        ),
-    )
-
-    if r.problems:
-        raise ConfigError(source, r.problems)
-    return Config(
-        cluster=cluster,
-        node_name=node_name,
-        targets=tuple(targets),
-        intervals=intervals,
-        http_listen=http_listen,
-        grpc=grpc,
-        otlp=otlp,
-        alarms=alarms,
-        alertmanager=alertmanager,
-        logs=logs,
-        notifications=notifications,
-        sharding=sharding,
-        loki=loki,
-        agents=agents_config,
-        source=source,
-    )
-
-
-def _log_level(value: Any) -> str:
-    if value not in LOG_LEVELS:
-        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
-    return str(value)
-
-
-def _positive_int(maximum: int) -> Callable[[Any], int]:
-    def check(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
-            raise ValueError(f"expected a whole number from 1 to {maximum}, got {value!r}")
-        return value
-
-    return check
-
-
-def _flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
 
 
 def _logs(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> LogsConfig:
@@ -698,67 +733,66 @@ def _notifications(r: _Reader, value: object) -> NotificationsConfig:
     )
 
 
-def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
-    overrides: dict[str, dict[str, Any]] = {}
-    for alarm_id, settings in r.mapping(value, "alarms", set(BUILTIN)).items():
-        if alarm_id not in BUILTIN:
-            continue
-        path = f"alarms.{alarm_id}"
-        allowed = SETTING_KEYS | OPTION_KEYS.get(alarm_id, frozenset())
-        m = r.mapping(settings, path, allowed)
-        checked: dict[str, Any] = {}
-        for key, raw in m.items():
-            if key not in allowed:
-                continue
-            if key in ("delay", "hold", "window", "age"):
-                checked[key] = r.convert(m, key, path, parse_duration, None)
-            elif key == "ignore":
-                checked[key] = r.convert(m, key, path, _module_patterns, None)
-            elif key == "enabled":
-                if isinstance(raw, bool):
-                    checked[key] = raw
-                else:
-                    r.problem(_join(path, key), "expected true or false")
-            elif isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
-                checked[key] = float(raw)
+def _sharding(r: _Reader, value: object) -> ShardingConfig:
+    path = "sharding"
+    m = r.mapping(value, path, {"count", "index"})
+    count = r.convert(m, "count", path, _positive_int(MAX_SHARDS), 1)
+    index: int | None = None
+    if "index" in m:
+        raw = m["index"]
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < count:
+            r.problem(_join(path, "index"), f"expected 0 to {count - 1}, got {raw!r}")
+        else:
+            index = raw
+    return ShardingConfig(count, index)
+
+
+def _loki(r: _Reader, value: object) -> LokiConfig | None:
+    path = "loki"
+    durations = {"batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after"}
+    sizes = {"batch_bytes", "memory_bytes", "spool_bytes"}
+    m = r.mapping(value, path, {"url", "tenant", "spool_dir", "headers"} | durations | sizes)
+    settings: dict[str, Any] = {}
+    url = m.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        r.problem(_join(path, "url"), "expected Loki's http(s) base URL, e.g. http://loki:3100")
+        return None
+    settings["url"] = url
+    for key in durations:
+        if key in m:
+            settings[key] = r.convert(m, key, path, _positive_interval(0.01), None)
+    for key in sizes:
+        if key in m:
+            settings[key] = r.convert(m, key, path, parse_bytes, None)
+    for key in ("tenant", "spool_dir"):
+        if key in m:
+            if isinstance(m[key], str) and m[key]:
+                settings[key] = Path(m[key]) if key == "spool_dir" else m[key]
             else:
-                r.problem(_join(path, key), f"expected a non-negative number, got {raw!r}")
-        overrides[alarm_id] = {k: v for k, v in checked.items() if v is not None}
-    return overrides
+                r.problem(_join(path, key), "expected a non-empty string")
+    headers = m.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        r.problem(_join(path, "headers"), "expected a mapping of header name to string value")
+    else:
+        settings["headers"] = tuple(sorted(headers.items()))
+    if any(v is None for v in settings.values()):
+        return None  # a conversion failed: already reported
+    try:
+        return LokiConfig(**settings)
+    except (TypeError, ValueError) as exc:
+        r.problem(path, str(exc))
+        return None
 
 
-def _module_patterns(value: Any) -> tuple[str, ...]:
-    """A list of module names or globs (``rabbit_ff_*``, ``Elixir.MyApp.Gen*``)."""
-    if not isinstance(value, list):
-        raise ValueError("expected a list of module names or globs like 'my_gen_*'")
-    patterns: list[str] = []
-    for item in value:
-        if not isinstance(item, str) or not item.strip() or len(item) > 255:
-            raise ValueError(f"expected a module name or glob (1-255 characters), got {item!r}")
-        patterns.append(item.strip())
-    return tuple(patterns)
-
-
-def _global_params(r: _Reader, value: object) -> tuple[GlobalParam, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        r.problem("global_config", "expected a list of {app, key[, family]}")
-        return ()
-    params: list[GlobalParam] = []
-    for i, item in enumerate(value):
-        path = f"global_config[{i}]"
-        m = r.mapping(item, path, {"app", "key", "family"})
-        app, key = m.get("app"), m.get("key")
-        if not isinstance(app, str) or not _ATOM_TEXT.match(app):
-            r.problem(_join(path, "app"), "expected an application name")
-            continue
-        if not isinstance(key, str) or not _ATOM_TEXT.match(key):
-            r.problem(_join(path, "key"), "expected a parameter name")
-            continue
-        family = r.convert(m, "family", path, _label_value("family"), None)
-        params.append(GlobalParam(app, key, family))
-    return tuple(params)
+def _agents(r: _Reader, value: object) -> AgentsConfig:
+    path = "agents"
+    m = r.mapping(value, path, {"scheduler_wall_time", "microstate_accounting"})
+    return AgentsConfig(
+        scheduler_wall_time=r.convert(m, "scheduler_wall_time", path, _flag, False),
+        microstate_accounting=r.convert(m, "microstate_accounting", path, _flag, False),
+    )
 
 
 def load_config(path: str | Path) -> Config:

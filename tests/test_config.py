@@ -278,3 +278,47 @@ def test_reading_a_config_loads_no_sink() -> None:
 def test_loki_url_with_a_bad_port(tmp_path: Path) -> None:
     found = problems(tmp_path, MINIMAL + "loki: {url: 'http://loki:abc'}\n")
     assert found == ["loki: url: 'http://loki:abc' is not an http(s) URL"]
+
+
+def test_every_section_reports_in_one_error(tmp_path: Path) -> None:
+    """One mistake in each section: all of them, in section order, with their key paths."""
+    found = problems(
+        tmp_path,
+        """
+cluster: x
+node_name: q
+targets:
+  - {nodes: [a@h], cookie_env: C}
+  - {nodes: [a@h], cookie_env: D}
+intervals: {metrics: 0s}
+http: {listen: x}
+grpc: {listen: y}
+otlp: {endpoint: z}
+alarms: {q: 1}
+global_config: 1
+alertmanager: {urls: 1}
+logs: {level: q, nodes: {a@h: z}}
+notifications: {shell: q}
+sharding: {count: q}
+loki: {url: q}
+agents: {z: 1}
+""",
+    )
+    levels = "emergency, alert, critical, error, warning, notice, info, debug"
+    assert found[6].startswith("alarms.q: unknown key (known keys: atom_limit, ")
+    assert found[:6] + found[7:] == [
+        "node_name: node name 'q' has no '@host' part (expected name@host)",
+        "targets[1].nodes: a@h is already listed in targets[0]",
+        "intervals.metrics: must be at least 1s, got '0s'",
+        "http.listen: expected 'host:port', got 'x'",
+        "grpc.listen: expected 'host:port', got 'y'",
+        "otlp.endpoint: expected an http(s) URL of an OTLP/HTTP receiver",
+        "global_config: expected a list of {app, key[, family]}",
+        "alertmanager: urls: expected a list of Alertmanager URLs",
+        f"logs.nodes.a@h: expected one of {levels}, got 'z'",
+        f"logs.level: expected one of {levels}, got 'q'",
+        "notifications.shell: expected true or false, got 'q'",
+        "sharding.count: expected a whole number from 1 to 1024, got 'q'",
+        "loki.url: expected Loki's http(s) base URL, e.g. http://loki:3100",
+        "agents.z: unknown key (known keys: microstate_accounting, scheduler_wall_time)",
+    ]
