@@ -292,7 +292,7 @@ def bench_manager(local: LocalNode, names: Sequence[str], cookie: str) -> NodeMa
         targets=(Target(tuple(names), CookieSource("inline", cookie), "none", FAMILY),),
         intervals=Intervals(metrics=1.0),
     )
-    return NodeManager(config, local)
+    return NodeManager(config.manager_config(), local)
 
 
 async def manager_check(

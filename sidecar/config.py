@@ -192,6 +192,22 @@ class Config:
     def grpc_listen(self) -> tuple[str, int]:
         return self.grpc.listen
 
+    def manager_config(self) -> ManagerConfig:
+        """What the node manager is given: no more than it reads."""
+        return ManagerConfig(self.cluster, self.targets, self.intervals, self.agents)
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """The node manager's part of the config: which nodes (``targets``), how
+    often (``intervals``), what to attach with (``agents``), and the cluster
+    label its records carry."""
+
+    cluster: str
+    targets: tuple[Target, ...]
+    intervals: Intervals = Intervals()
+    agents: AgentsConfig = field(default_factory=AgentsConfig)
+
 
 class _Reader:
     """Walks the YAML tree, collecting problems with their key paths."""

@@ -71,7 +71,7 @@ class Daemon:
             # Node agents push event batches here (see sidecar.agents.events).
             self.local.mailbox(EVENTS_MAILBOX, callback=self.notifier.on_message)
         self.manager = NodeManager(
-            config, self.local, self.checker, shard=shard, hooks=self.notifier
+            config.manager_config(), self.local, self.checker, shard=shard, hooks=self.notifier
         )
         self.alertmanager: AlertmanagerSink | None = None
         if config.alertmanager is not None:
@@ -83,7 +83,7 @@ class Daemon:
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
         # The control plane: bound now (a taken port fails at startup), served in run().
         self.grpc = create_server(
-            Deps(self.manager, self.alarms, self.checker, config, audit=self.notifier.audit),
+            Deps(self.manager, self.alarms, self.checker, audit=self.notifier.audit),
             config.grpc,
         )
         self.otlp: OtlpBridge | None = None

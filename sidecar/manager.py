@@ -36,7 +36,7 @@ from sidecar.exporter.snapshot import NodeSnapshot
 from . import agents
 from .alarms.checks import AlarmChecker
 from .backoff import Backoff, BackoffPolicy
-from .config import Config, CookieSource, Target
+from .config import CookieSource, ManagerConfig, Target
 from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
 from .discovery.kubernetes import KubernetesDiscoverer
@@ -132,7 +132,7 @@ def failure_reason(exc: BaseException) -> str:
 class NodeManager:
     def __init__(
         self,
-        config: Config,
+        config: ManagerConfig,
         local: LocalNode,
         checker: AlarmChecker | None = None,
         *,

@@ -36,7 +36,7 @@ async def manager(otp25_node: ErlangNode, epmd_port: int) -> AsyncIterator[NodeM
         }
     )
     local = LocalNode(local_name_for(config), "unused", epmd_port=epmd_port)
-    mgr = NodeManager(config, local)
+    mgr = NodeManager(config.manager_config(), local)
     await mgr.start()
     yield mgr
     await mgr.stop()

@@ -21,7 +21,6 @@ from grpc import aio
 from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.audit import AuditSink
-from sidecar.config import Config
 from sidecar.discovery.sharding import owner
 from sidecar.erldist.errors import DistError, DistTimeout, NodeDown, RpcError
 from sidecar.manager import NodeManager, NodeState, NodeStatus
@@ -60,7 +59,6 @@ class Deps:
     manager: NodeManager
     alarms: AlarmEngine
     checker: AlarmChecker
-    config: Config
     audit: AuditSink | None = None
 
 

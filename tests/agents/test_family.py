@@ -149,7 +149,7 @@ async def test_manager_family_and_the_config_override(
         }
     )
     local = LocalNode(local_name_for(config), "unused", epmd_port=epmd_port)
-    manager = NodeManager(config, local)
+    manager = NodeManager(config.manager_config(), local)
     await manager.start()
     try:
 

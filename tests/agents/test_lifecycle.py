@@ -407,7 +407,8 @@ async def test_newer_agent_in_use_is_left_alone_and_the_node_is_not_down(
     )
     engine = AlarmEngine("unit")
     checker = AlarmChecker(engine, {"node_down": {"delay": 0}}, interval=1)
-    manager = NodeManager(config, LocalNode(config.node_name, "unused", epmd_port=epmd_port))
+    local = LocalNode(config.node_name, "unused", epmd_port=epmd_port)
+    manager = NodeManager(config.manager_config(), local)
     await manager.start()
     try:
         await eventually(

@@ -192,13 +192,13 @@ async def control_factory(epmd_port: int, tmp_path: Path) -> AsyncIterator[Contr
         local = LocalNode(config.node_name or "", "unused", epmd_port=epmd_port)
         engine = AlarmEngine(config.cluster)
         checker = AlarmChecker(engine, interval=config.intervals.metrics)
-        manager = NodeManager(config, local, checker)
+        manager = NodeManager(config.manager_config(), local, checker)
         tokens_file: Path | None = None
         if auth:
             tokens_file = tmp_path / f"tokens-{len(planes)}.yaml"
             tokens_file.write_text(yaml.safe_dump(TOKENS))
         audits: list[AuditRecord] = []
-        deps = Deps(manager, engine, checker, config, audit=audits.append)
+        deps = Deps(manager, engine, checker, audit=audits.append)
         grpc_config = GrpcConfig(
             listen=("127.0.0.1", 0), tokens_file=tokens_file, eval_enabled=eval_enabled
         )

@@ -20,7 +20,8 @@ def test_node_of_another_shard_is_a_failed_precondition() -> None:
     names = [f"n{i}@h" for i in range(20)]
     theirs = next(n for n in names if owner(n, 2) == 1)
     mine = next(n for n in names if owner(n, 2) == 0)
-    calls = NodeCalls(NodeManager(config, LocalNode("b@127.0.0.1", "x"), shard=ShardSpec(0, 2)))
+    local = LocalNode("b@127.0.0.1", "x")
+    calls = NodeCalls(NodeManager(config.manager_config(), local, shard=ShardSpec(0, 2)))
     with pytest.raises(RpcFailure) as info:
         calls.status(theirs)
     assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION

@@ -32,7 +32,7 @@ def deps() -> Deps:
     engine = AlarmEngine(config.cluster)
     checker = AlarmChecker(engine)
     local = LocalNode("beamside-tls@127.0.0.1", "unused", epmd_port=1)
-    return Deps(NodeManager(config, local, checker), engine, checker, config)
+    return Deps(NodeManager(config.manager_config(), local, checker), engine, checker)
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:

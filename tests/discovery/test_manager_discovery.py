@@ -67,7 +67,8 @@ async def test_nodes_follow_pods(
     alive = {n.name: n.name.split("@")[0] for n in (a, b)}
     kube_api.set_pods(make_pod(alive[a.name], "127.0.0.1"))
     config = k8s_config(kube_api, token_file, cookie, "beamside-k8s")
-    manager = NodeManager(config, LocalNode(local_name_for(config), "x", epmd_port=epmd_port))
+    local = LocalNode(local_name_for(config), "x", epmd_port=epmd_port)
+    manager = NodeManager(config.manager_config(), local)
     await manager.start()
     try:
         await eventually(lambda: up(manager, a.name), 20, "first pod's node attached")
@@ -103,7 +104,8 @@ async def test_api_outage_keeps_the_nodes(
     a = node_factory("otp25")
     kube_api.set_pods(make_pod(a.name.split("@")[0], "127.0.0.1"))
     config = k8s_config(kube_api, token_file, cookie, "beamside-k8s-outage")
-    manager = NodeManager(config, LocalNode(local_name_for(config), "x", epmd_port=epmd_port))
+    local = LocalNode(local_name_for(config), "x", epmd_port=epmd_port)
+    manager = NodeManager(config.manager_config(), local)
     await manager.start()
     try:
         await eventually(lambda: up(manager, a.name), 20, "attached")
@@ -127,7 +129,7 @@ async def test_shards_split_the_nodes(
     for index in range(2):
         config = k8s_config(kube_api, token_file, cookie, f"beamside-shard{index}", shards=2)
         local = LocalNode(local_name_for(config), "x", epmd_port=epmd_port)
-        managers.append(NodeManager(config, local, shard=ShardSpec(index, 2)))
+        managers.append(NodeManager(config.manager_config(), local, shard=ShardSpec(index, 2)))
     for m in managers:
         await m.start()
     try:
