@@ -23,14 +23,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from .agents.terms import number
 from .config import parse_config
 from .control.server import bound_port
 from .daemon import Daemon
-from .manager import NodeState
+from .model import NodeState
 from .probe import read_summary
 
 
@@ -176,34 +177,29 @@ async def _wait_attached(daemon: Daemon, node: ThrowawayNode, timeout: float) ->
         await asyncio.sleep(0.1)
 
 
-def _field(data: Mapping[str, Any], section: str, key: str) -> Any:
-    part = data.get(section)
-    return part.get(key) if isinstance(part, dict) else None
-
-
 async def _live(daemon: Daemon, node: str, interval: float, out: IO[str]) -> None:
     """One line per new snapshot, read from what the daemon collected (no extra calls)."""
     seen: float | None = None
-    previous: tuple[float, int] | None = None
+    previous: tuple[float, float] | None = None
     while True:
         snapshot = daemon.manager.snapshots.get(node)
         if snapshot is not None and snapshot.taken_at != seen:
             seen = snapshot.taken_at
-            data = snapshot.data
-            procs = _field(data, "limits", "process_count")
-            memory = _field(data, "memory", "total")
-            queue = _field(data, "run_queues", "normal")
-            reds = _field(data, "statistics", "reductions")
+            procs = snapshot.limits.process_count if snapshot.limits else None
+            memory = snapshot.memory.get("total") if snapshot.memory else None
+            queue = number(snapshot.trees.get("run_queues", {}).get("normal"))
+            reds = number(snapshot.trees.get("statistics", {}).get("reductions"))
             rate = ""
-            if isinstance(reds, int):
+            if reds is not None:
                 if previous is not None and snapshot.taken_at > previous[0]:
                     per_s = (reds - previous[1]) / (snapshot.taken_at - previous[0])
                     rate = f"  reductions/s {int(per_s)}"
                 previous = (snapshot.taken_at, reds)
-            mem = f"{memory / 1e6:.1f} MB" if isinstance(memory, int) else "?"
+            mem = f"{memory / 1e6:.1f} MB" if memory is not None else "?"
+            shown = [f"{v:.0f}" if v is not None else "?" for v in (procs, queue)]
             print(
-                f"{time.strftime('%H:%M:%S')}  processes {procs}  memory {mem}"
-                f"  run queue {queue}  collected in {snapshot.duration * 1000:.1f} ms{rate}",
+                f"{time.strftime('%H:%M:%S')}  processes {shown[0]}  memory {mem}"
+                f"  run queue {shown[1]}  collected in {snapshot.duration * 1000:.1f} ms{rate}",
                 file=out,
                 flush=True,
             )

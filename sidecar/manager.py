@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
-
-from sidecar.exporter.snapshot import NodeSnapshot
 
 from . import agents
 from .alarms.checks import AlarmChecker
@@ -44,6 +41,7 @@ from .discovery.sharding import SINGLE, ShardSpec, owns
 from .erldist.errors import DistError, DistTimeout, NodeDown
 from .erldist.node import LocalNode
 from .erldist.term import Atom
+from .model import NodeSnapshot, NodeState, NodeStatus, decode_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +57,6 @@ DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes
 #: while the node boots, its main application may not run yet
 FAMILY_RECHECK = 60.0
 RELEASE_SOURCES = ("boot_script", "release_handler")
-
-
-class NodeState(enum.Enum):
-    CONNECTING = "connecting"
-    UP = "up"
-    DOWN = "down"
-    COOKIE_REFUSED = "cookie_refused"
-    ERROR = "error"
-    #: the node is up, but runs a newer agent another beamside is using
-    AGENT_CONFLICT = "agent_conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """What the exporter and the control plane see of one managed node."""
-
-    node: str
-    family: str
-    state: NodeState = NodeState.CONNECTING
-    last_error: str = ""
-    agent_version: int = 0
-    otp_release: str = ""
-    uptime_seconds: float = 0.0
-    discovered_by: str | None = None
-    collect_errors: int = 0
-    connect_failures: Mapping[str, int] = field(default_factory=dict)
-    attaches: int = 0
-    last_collect_duration: float = 0.0
-    last_success: float = 0.0
 
 
 class CookieUnavailable(DistError):
@@ -405,19 +374,19 @@ class NodeManager:
                 self._count_collect_error(node, str(exc))
             else:
                 duration = time.monotonic() - started
-                status = self._set(
-                    node,
-                    last_collect_duration=duration,
-                    last_success=time.time(),
-                    uptime_seconds=_uptime(data),
-                )
-                snapshot = NodeSnapshot(
+                snapshot = decode_snapshot(
+                    data,
                     node=node,
-                    family=status.family,
+                    family=self._status[node].family,
                     cluster=self.cluster,
                     taken_at=time.time(),
                     duration=duration,
-                    data=data,
+                )
+                self._set(
+                    node,
+                    last_collect_duration=duration,
+                    last_success=time.time(),
+                    uptime_seconds=(snapshot.uptime_ms or 0.0) / 1000,
                 )
                 self.snapshots[node] = snapshot
                 self.ticks_completed += 1
@@ -559,8 +528,3 @@ class NodeManager:
                 await self.remove_target(node)
 
         return apply
-
-
-def _uptime(data: Mapping[str, Any]) -> float:
-    value = data.get("uptime_ms")
-    return value / 1000 if isinstance(value, int) else 0.0

@@ -20,19 +20,17 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
-
-from sidecar.exporter.snapshot import NodeSnapshot
 
 from .agents import EventOptions
 from .agents.events import (
     EventBatch,
     EventDecodeError,
+    JsonValue,
     NodeEvent,
-    code_notifications,
-    config_notifications,
     decode_batch,
 )
 from .alarms.model import AlarmEvent, EventKind, Severity
@@ -40,6 +38,7 @@ from .audit import AuditRecord, log_audit
 from .config import LogsConfig, NotificationsConfig
 from .erldist.term import Atom
 from .loki.model import LogEntry, make_entry
+from .model import CodeChange, ConfigChange, EventSection, NodeSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -116,19 +115,15 @@ class Notifier:
     def on_snapshot(self, snapshot: NodeSnapshot) -> None:
         """Module and configuration changes the node's collect reported."""
         at = int(snapshot.taken_at * 1e9)
-        for key, convert in (
-            ("code_events", code_notifications),
-            ("config_events", config_notifications),
+        for key, section in (
+            ("code_events", snapshot.code_events),
+            ("config_events", snapshot.config_events),
         ):
-            section = snapshot.data.get(key)
-            if section is None:
-                continue
-            try:
-                events = convert(snapshot.node, section, at)
-            except EventDecodeError as exc:
-                self._malformed(snapshot.node, exc)
-                continue
-            self._node_events(snapshot.node, events)
+            error = snapshot.errors.get(key)
+            if error is not None and error.malformed:
+                self._malformed(snapshot.node, error)
+            elif section is not None:
+                self._node_events(snapshot.node, _notifications(snapshot.node, key, section, at))
 
     def on_node_state(self, node: str, event: str, detail: str) -> None:
         if event == "attached":
@@ -148,7 +143,7 @@ class Notifier:
             return
         self.node_events(batch)
 
-    def _malformed(self, node: str, exc: Exception) -> None:
+    def _malformed(self, node: str, exc: object) -> None:
         counts = self._nodes[node]
         counts.malformed += 1
         if counts.malformed == 1 or counts.malformed % 1000 == 0:
@@ -271,3 +266,58 @@ class Notifier:
 
     def collect(self) -> Iterator[Metric]:
         yield from self.metric_families()
+
+
+def _notifications(node: str, name: str, section: EventSection, time_ns: int) -> list[NodeEvent]:
+    """The ``code_events`` / ``config_events`` of a snapshot as notifications.
+
+    A section reporting ``truncated`` changes adds one ``<name>_truncated``
+    notification so the loss is visible.  ``old``/``new`` of a configuration
+    change are the printed values (None when unset, ``"redacted"`` for keys
+    that look like secrets: the node never sends those).
+    """
+    out = [_change(node, change, time_ns) for change in section.events]
+    if section.truncated:
+        what = "module events" if name == "code_events" else "configuration changes"
+        out.append(
+            NodeEvent(
+                kind="notification",
+                type=f"{name}_truncated",
+                level="warning",
+                time_ns=time_ns,
+                node=node,
+                message=f"{section.truncated} more {what} not listed",
+                fields=MappingProxyType({"count": section.truncated}),
+            )
+        )
+    return out
+
+
+def _change(node: str, change: CodeChange | ConfigChange, time_ns: int) -> NodeEvent:
+    fields: dict[str, JsonValue]
+    if isinstance(change, CodeChange):
+        kind = change.type
+        message = f"module {change.module} {kind.removeprefix('module_')}"
+        fields = {"module": change.module}
+        if change.md5 is not None:
+            fields["md5"] = change.md5
+    else:
+        kind = "config_changed"
+        what = "set" if change.old is None else "unset" if change.new is None else "changed"
+        message = f"{change.app}.{change.key} {what}"
+        fields = {
+            "app": change.app,
+            "key": change.key,
+            "old": change.old,
+            "new": change.new,
+            "change": what,
+        }
+    return NodeEvent(
+        kind="notification",
+        type=kind,
+        level="notice",
+        time_ns=time_ns,
+        node=node,
+        message=message,
+        fields=MappingProxyType(fields),
+    )

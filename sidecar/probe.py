@@ -6,8 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
+from .agents.terms import text
 from .erldist.names import default_local_name, parse_node_name
-from .erldist.node import LocalNode, charlist
+from .erldist.node import LocalNode
 from .erldist.term import Atom
 
 
@@ -60,15 +61,8 @@ def _applications(value: Any) -> tuple[Application, ...]:
     for item in value if isinstance(value, list) else []:
         if type(item) is tuple and len(item) == 3:
             name, desc, vsn = item
-            apps.append(Application(str(name), _text(desc), _text(vsn)))
+            apps.append(Application(str(name), text(desc), text(vsn)))
     return tuple(apps)
-
-
-def _text(value: Any) -> str:
-    try:
-        return charlist(value)
-    except TypeError:
-        return repr(value)
 
 
 async def read_summary(local: LocalNode, node: str, *, timeout: float = 10.0) -> ProbeResult:
@@ -86,8 +80,8 @@ async def read_summary(local: LocalNode, node: str, *, timeout: float = 10.0) ->
     )
     return ProbeResult(
         node=node,
-        otp_release=_text(release),
-        erts_version=_text(version),
+        otp_release=text(release),
+        erts_version=text(version),
         uptime_seconds=wall_clock[0] / 1000 if type(wall_clock) is tuple else 0.0,
         process_count=procs if type(procs) is int else -1,
         applications=_applications(apps),

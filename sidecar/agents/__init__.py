@@ -36,7 +36,8 @@ as ``beamside_events`` on our node (register it with
 ``local.mailbox(EVENTS_MAILBOX)`` before attaching); decode them with
 :func:`sidecar.agents.events.decode_batch`.  Module load/reload/purge events
 come in the ``code_events`` collect section (``collect(..., {"code_events":
-True})``), see :func:`sidecar.agents.events.code_notifications`.
+True})``), decoded with the rest of the reply by
+:func:`sidecar.model.decode_snapshot`.
 
 Options are given as Python mappings with ``str`` keys; ``str`` values are
 sent as atoms (see :func:`to_opts_term`).
@@ -57,6 +58,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
 from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
+from sidecar.agents.terms import is_error, text
 from sidecar.erldist.errors import DistError, DistTimeout, RpcError
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, Pid
@@ -294,22 +296,6 @@ class EventOptions:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def text(value: Any) -> str:
-    """An Erlang binary, atom or charlist as ``str`` (``""`` for anything else)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list) and all(type(c) is int for c in value):
-        return "".join(chr(c) for c in value if 0 <= c < 0x110000)
-    return ""
-
-
-def is_error(value: Any) -> bool:
-    """True for an Erlang ``{error, Reason}``."""
-    return type(value) is tuple and len(value) == 2 and value[0] == _ERROR
 
 
 def to_opts_term(opts: Mapping[str, Any] | None) -> dict[Atom, Any]:

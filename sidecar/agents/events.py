@@ -20,9 +20,10 @@ mappings).  A malformed message raises :class:`EventDecodeError`; a malformed
 event inside a good batch is skipped and counted in ``dropped["malformed"]``,
 so nothing is lost silently.
 
-Module events (loaded, reloaded, purged, deleted) come in the ``code_events``
-section of a collect snapshot instead; :func:`code_notifications` turns that
-section into the same :class:`NodeEvent` values.
+Module and configuration changes come in the ``code_events`` and
+``config_events`` sections of a collect reply instead (decoded by
+:mod:`sidecar.model`); :class:`sidecar.notify.Notifier` turns them into the
+same :class:`NodeEvent` values.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from types import MappingProxyType
 from typing import Final, Literal, TypeAlias
 
 from sidecar.agents.config import LEVELS
+from sidecar.agents.terms import text
 from sidecar.erldist.term import Atom, BitBinary, ImproperList, Pid, Port, Reference
 
 __all__ = [
@@ -43,7 +45,6 @@ __all__ = [
     "EventKind",
     "JsonValue",
     "NodeEvent",
-    "code_notifications",
     "decode_batch",
     "decode_event",
 ]
@@ -57,7 +58,8 @@ JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | Mapping[str
 _TAG = "beamside_events"
 _TOP_KEYS = frozenset({"kind", "type", "level", "time", "node", "msg"})
 _MAX_DEPTH = 16
-_CODE_TYPES = frozenset({"module_loaded", "module_reloaded", "module_purged", "module_deleted"})
+#: characters kept of a message (the node bounds it in bytes, logs.max_message_bytes)
+_MAX_MESSAGE = 65536
 
 
 class EventDecodeError(ValueError):
@@ -175,122 +177,9 @@ def decode_event(term: object, node: str) -> NodeEvent:
         level=str(level),
         time_ns=time_ns,
         node=str(event_node) if isinstance(event_node, Atom) else node,
-        message=_text(term.get("msg")),
+        message=text(term.get("msg"), _MAX_MESSAGE),
         fields=MappingProxyType(fields),
     )
-
-
-def code_notifications(node: str, section: object, time_ns: int) -> list[NodeEvent]:
-    """The ``code_events`` section of a snapshot as notifications.
-
-    ``section`` is ``snapshot["code_events"]``; a baseline, ``not_attached``
-    or an ``{error, _}`` gives no events (an error is for the caller to count).
-    A section reporting ``truncated`` events adds one ``code_events_truncated``
-    notification so the loss is visible.
-    """
-    if not isinstance(section, dict) or section.get("baseline") is not False:
-        return []
-    events = section.get("events")
-    if not isinstance(events, list):
-        raise EventDecodeError(f"code_events.events is not a list: {_short(events)}")
-    out: list[NodeEvent] = []
-    for ev in events:
-        if not isinstance(ev, dict):
-            raise EventDecodeError(f"code event is not a map: {_short(ev)}")
-        kind = ev.get("type")
-        module = ev.get("module")
-        if kind not in _CODE_TYPES or not isinstance(module, Atom):
-            raise EventDecodeError(f"bad code event: {_short(ev)}")
-        verb = str(kind).removeprefix("module_")
-        fields: dict[str, JsonValue] = {"module": str(module)}
-        md5 = ev.get("md5")
-        if isinstance(md5, bytes):
-            fields["md5"] = md5.decode("ascii", "replace")
-        out.append(
-            NodeEvent(
-                kind="notification",
-                type=str(kind),
-                level="notice",
-                time_ns=time_ns,
-                node=node,
-                message=f"module {module} {verb}",
-                fields=MappingProxyType(fields),
-            )
-        )
-    truncated = section.get("truncated")
-    if type(truncated) is int and truncated > 0:
-        out.append(
-            NodeEvent(
-                kind="notification",
-                type="code_events_truncated",
-                level="warning",
-                time_ns=time_ns,
-                node=node,
-                message=f"{truncated} more module events not listed",
-                fields=MappingProxyType({"count": truncated}),
-            )
-        )
-    return out
-
-
-def config_notifications(node: str, section: object, time_ns: int) -> list[NodeEvent]:
-    """The ``config_events`` section of a snapshot as notifications.
-
-    Like :func:`code_notifications`: a baseline, ``not_attached`` or an error
-    gives no events; ``truncated`` adds one ``config_events_truncated``.
-    ``old``/``new`` are the printed values (``None`` when unset,
-    ``"redacted"`` for keys that look like secrets: the node never sends those).
-    """
-    if not isinstance(section, dict) or section.get("baseline") is not False:
-        return []
-    events = section.get("events")
-    if not isinstance(events, list):
-        raise EventDecodeError(f"config_events.events is not a list: {_short(events)}")
-    out: list[NodeEvent] = []
-    for ev in events:
-        if not isinstance(ev, dict) or ev.get("type") != "config_changed":
-            raise EventDecodeError(f"bad config event: {_short(ev)}")
-        app, key = ev.get("app"), ev.get("key")
-        if not isinstance(app, Atom):
-            raise EventDecodeError(f"bad config event: {_short(ev)}")
-        key_text = str(key) if isinstance(key, Atom) else _text(key) or _short(key)
-        old, new = _env_value(ev.get("old")), _env_value(ev.get("new"))
-        what = "set" if old is None else "unset" if new is None else "changed"
-        out.append(
-            NodeEvent(
-                kind="notification",
-                type="config_changed",
-                level="notice",
-                time_ns=time_ns,
-                node=node,
-                message=f"{app}.{key_text} {what}",
-                fields=MappingProxyType(
-                    {"app": str(app), "key": key_text, "old": old, "new": new, "change": what}
-                ),
-            )
-        )
-    truncated = section.get("truncated")
-    if type(truncated) is int and truncated > 0:
-        out.append(
-            NodeEvent(
-                kind="notification",
-                type="config_events_truncated",
-                level="warning",
-                time_ns=time_ns,
-                node=node,
-                message=f"{truncated} more configuration changes not listed",
-                fields=MappingProxyType({"count": truncated}),
-            )
-        )
-    return out
-
-
-def _env_value(value: object) -> str | None:
-    if value is None or value == "undefined":
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 # --------------------------------------------------------------------------- values
@@ -328,16 +217,6 @@ def _key(key: object) -> str:
     if isinstance(key, bytes):
         return key.decode("utf-8", "replace")
     return repr(key)
-
-
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, list) and all(type(c) is int and 0 <= c < 0x110000 for c in value):
-        return "".join(chr(c) for c in value)
-    return ""
 
 
 def _short(value: object) -> str:

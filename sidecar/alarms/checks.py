@@ -10,7 +10,6 @@ cleared by the gap.
 from __future__ import annotations
 
 import fnmatch
-import math
 import re
 import time
 from collections import deque
@@ -18,40 +17,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidecar.exporter.collector import StatusView
-from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.model import (
+    Alarms,
+    DiskView,
+    EnvValue,
+    MemoryView,
+    NodeSnapshot,
+    NodeState,
+    NodeStatus,
+    OsMon,
+    SaslAlarm,
+    SectionError,
+)
 
 from .catalogue import AlarmSettings, GlobalParam, resolve
 from .engine import AlarmEngine, Finding, graded
 from .model import Severity
 
-UP = "up"
+#: states that are not down: agent_conflict is up, with another beamside's agent
+_NOT_DOWN = frozenset({NodeState.UP, NodeState.CONNECTING, NodeState.AGENT_CONFLICT})
 _SASL_NAME = re.compile(r"^\{?'?([a-z][A-Za-z0-9_@]*)")
 MAX_INFO_ITEMS = 20
-
-
-def get(data: Mapping[str, Any], *path: str) -> Any:
-    """``data[a][b]...`` or None when missing or a section failed (``{error, _}``)."""
-    value: Any = data
-    for key in path:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    if isinstance(value, tuple) and value and value[0] == "error":
-        return None
-    return value
-
-
-def number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
 
 
 @dataclass
@@ -62,7 +48,7 @@ class _NodeHistory:
     peers_seen: set[str] = field(default_factory=set)
     forwarded: set[str] = field(default_factory=set)
     ticks: int = 0
-    code_state: tuple[Any, Any] | None = None
+    code_state: tuple[float | None, float | None] | None = None
     code_changed: bool = False
 
 
@@ -88,8 +74,8 @@ class AlarmChecker:
         # and whenever the node's code changed (modules loaded or old code).
         self._md5_every = self._ticks(self.settings["different_module_versions"].window)
         self._startup_every = self._ticks(self.settings["corrupt_startup_file"].window)
-        self._md5: dict[str, Mapping[str, Any]] = {}
-        self._env: dict[str, Mapping[Any, Any]] = {}
+        self._md5: dict[str, Mapping[str, str]] = {}
+        self._env: dict[str, Mapping[tuple[str, str], EnvValue | None]] = {}
 
     def _ticks(self, period: float) -> int:
         return max(1, round(period / self.interval))
@@ -191,134 +177,129 @@ class AlarmChecker:
     # ------------------------------------------------------------ node checks
 
     def on_snapshot(self, snap: NodeSnapshot) -> None:
-        data = snap.data
         node = snap.node
         history = self._history.setdefault(node, _NodeHistory())
         history.ticks += 1
-        now = snap.taken_at
         r: dict[str, Finding | None] = {}
 
-        def ratio(alarm: str, num: Any, den: Any, what: str) -> None:
-            n, d = number(num), number(den)
+        def ratio(alarm: str, n: float | None, d: float | None, what: str) -> None:
             if n is None or not d:
                 return
             r.update(
                 self._graded(alarm, node, n / d, lambda v: f"{what}: {n:.0f} of {d:.0f} ({v:.0%})")
             )
 
-        limits = get(data, "limits") or {}
-        code_state = (limits.get("modules_loaded"), limits.get("modules_old_code"))
-        history.code_changed = history.code_state is not None and code_state != history.code_state
-        history.code_state = code_state
-        ratio(
-            "process_limit", limits.get("process_count"), limits.get("process_limit"), "processes"
-        )
-        ratio("port_limit", limits.get("port_count"), limits.get("port_limit"), "ports")
-        ratio("atom_limit", limits.get("atom_count"), limits.get("atom_limit"), "atoms")
-        ratio("ets_limit", limits.get("ets_count"), limits.get("ets_limit"), "ETS tables")
-        ratio("open_file_limit", limits.get("open_fds"), limits.get("max_fds"), "file descriptors")
-        ratio(
-            "open_socket_limit",
-            limits.get("socket_count"),
-            limits.get("max_fds"),
-            "sockets against the fd limit",
-        )
-        r.update(
-            self._graded(
-                "module_limit",
-                node,
-                number(limits.get("modules_loaded")),
-                lambda v: f"{v:.0f} modules loaded",
+        limits = snap.limits
+        if limits is not None:
+            code_state = (limits.modules_loaded, limits.modules_old_code)
+            history.code_changed = (
+                history.code_state is not None and code_state != history.code_state
             )
-        )
-        r.update(
-            self._graded(
-                "dist_link_limit",
-                node,
-                number(limits.get("dist_links")),
-                lambda v: f"{v:.0f} distribution links",
+            history.code_state = code_state
+            ratio("process_limit", limits.process_count, limits.process_limit, "processes")
+            ratio("port_limit", limits.port_count, limits.port_limit, "ports")
+            ratio("atom_limit", limits.atom_count, limits.atom_limit, "atoms")
+            ratio("ets_limit", limits.ets_count, limits.ets_limit, "ETS tables")
+            ratio("open_file_limit", limits.open_fds, limits.max_fds, "file descriptors")
+            ratio(
+                "open_socket_limit",
+                limits.socket_count,
+                limits.max_fds,
+                "sockets against the fd limit",
             )
-        )
+            r.update(
+                self._graded(
+                    "module_limit",
+                    node,
+                    limits.modules_loaded,
+                    lambda v: f"{v:.0f} modules loaded",
+                )
+            )
+            r.update(
+                self._graded(
+                    "dist_link_limit",
+                    node,
+                    limits.dist_links,
+                    lambda v: f"{v:.0f} distribution links",
+                )
+            )
 
-        procs = get(data, "processes") or {}
-        top = [_offender(o) for o in (procs.get("top_message_queue") or [])][:5]
-        r.update(
-            self._graded(
-                "process_message_queue",
-                node,
-                number(procs.get("mq_max")),
-                lambda v: f"a process has {v:.0f} messages in its queue",
-                {"top_offenders": top},
+        procs = snap.processes
+        if procs is not None:
+            r.update(
+                self._graded(
+                    "process_message_queue",
+                    node,
+                    procs.mq_max,
+                    lambda v: f"a process has {v:.0f} messages in its queue",
+                    {"top_offenders": [p.summary() for p in procs.top_message_queue[:5]]},
+                )
             )
-        )
-        top_mem = [_offender(o) for o in (procs.get("top_memory") or [])][:5]
-        r.update(
-            self._graded(
-                "process_memory_high_watermark",
-                node,
-                number(procs.get("max_memory")),
-                lambda v: f"a process uses {v / 2**20:.0f} MiB",
-                {"top_processes": top_mem},
+            r.update(
+                self._graded(
+                    "process_memory_high_watermark",
+                    node,
+                    procs.max_memory,
+                    lambda v: f"a process uses {v / 2**20:.0f} MiB",
+                    {"top_processes": [p.summary() for p in procs.top_memory[:5]]},
+                )
             )
-        )
 
-        self._os_checks(data, node, r)
-        self._growth_and_rates(data, node, history, now, r)
-        self._node_events(data, node, history, r)
+        self._os_checks(snap, r)
+        self._growth_and_rates(snap, history, r)
+        self._node_events(snap, history, r)
 
         self._report(node, node, snap.family, r)
-        md5 = get(data, "modules")
-        if isinstance(md5, Mapping):
-            self._md5[node] = md5
-        env = get(data, "env")
-        if isinstance(env, Mapping):
-            self._env[node] = env
+        if snap.modules is not None:
+            self._md5[node] = snap.modules
+        if snap.env is not None:
+            self._env[node] = snap.env
 
-    def _os_checks(self, data: Mapping[str, Any], node: str, r: dict[str, Finding | None]) -> None:
-        os_mon = get(data, "plugins", "os_mon")
-        if isinstance(os_mon, Mapping):
-            cpus = number(get(data, "system", "logical_processors")) or 1.0
-            load1 = number(get(os_mon, "cpu", "load1"))
+    def _os_checks(self, snap: NodeSnapshot, r: dict[str, Finding | None]) -> None:
+        os_mon = snap.os_mon or OsMon()
+        if snap.os_mon is not None:
+            cpus = (snap.system.logical_processors if snap.system else None) or 1.0
+            cpu = os_mon.cpu
+            load1 = cpu.load1 if cpu is not None and not isinstance(cpu, SectionError) else None
             r.update(
                 self._graded(
                     "os_cpu_load",
-                    node,
+                    snap.node,
                     None if load1 is None else load1 / cpus,
                     lambda v: f"load average {v:.2f} per core",
                 )
             )
-        else:
-            os_mon = {}
         # os_mon's memsup/disksup set their own alarms in SASL's alarm_handler,
         # forwarded as they are: when they run and SASL's alarms are known, that
         # is the source.  When they do not run (RabbitMQ, ejabberd, OTP without
         # os_mon), the node's own view (alarms.memory_view, alarms.disk_view).
-        forwarded = _sasl_alarms(data) is not None
-        self._memory_check(data, os_mon, forwarded, node, r)
-        self._disk_check(data, os_mon, forwarded, node, r)
+        alarms = snap.alarms or Alarms()
+        forwarded = alarms.sasl_alarms is not None
+        self._memory_check(alarms, os_mon, forwarded, snap.node, r)
+        self._disk_check(alarms, os_mon, forwarded, snap.node, r)
 
     def _memory_check(
         self,
-        data: Mapping[str, Any],
-        os_mon: Mapping[str, Any],
+        alarms: Alarms,
+        os_mon: OsMon,
         forwarded: bool,
         node: str,
         r: dict[str, Finding | None],
     ) -> None:
-        system = get(os_mon, "memory", "system")
-        if isinstance(system, Mapping):
+        memsup = os_mon.memory
+        system = None if memsup is None or isinstance(memsup, SectionError) else memsup.system
+        if system is not None:
             if forwarded:
                 return
-            total = number(system.get("total_memory"))
-            avail = number(system.get("available_memory"))
+            total = system.get("total_memory")
+            avail = system.get("available_memory")
             if not total or avail is None:
                 return
             sources = [("os_mon", "host memory", total - avail, total)]
         else:
-            view = get(data, "alarms", "memory_view")
-            if not isinstance(view, Mapping):
+            if not isinstance(alarms.memory_view, MemoryView):
                 return
-            sources = _memory_sources(view)
+            sources = _memory_sources(alarms.memory_view)
         if not sources:
             return
         # The worse of the node's cgroup and its host: either can run out first.
@@ -341,42 +322,37 @@ class AlarmChecker:
 
     def _disk_check(
         self,
-        data: Mapping[str, Any],
-        os_mon: Mapping[str, Any],
+        alarms: Alarms,
+        os_mon: OsMon,
         forwarded: bool,
         node: str,
         r: dict[str, Finding | None],
     ) -> None:
-        disks = get(os_mon, "disk", "disks")
-        if isinstance(disks, list):
+        disksup = os_mon.disk
+        disks = None if disksup is None or isinstance(disksup, SectionError) else disksup.disks
+        if disks is not None:
             if forwarded:
                 return
-            worst = max(
-                (d for d in disks if isinstance(d, Mapping)),
-                key=lambda d: number(d.get("capacity")) or 0,
-                default=None,
-            )
+            worst = max(disks, key=lambda d: d.capacity or 0, default=None)
             if worst is None:
                 return
-            mount = text(worst.get("mount"))
-            info: dict[str, Any] = {"source": "os_mon", "mount": mount}
-            capacity = number(worst.get("capacity"))
-            where = mount
+            info: dict[str, Any] = {"source": "os_mon", "mount": worst.mount}
+            capacity = worst.capacity
+            where = worst.mount
         else:
-            view = get(data, "alarms", "disk_view")
-            if not isinstance(view, Mapping):
+            view = alarms.disk_view
+            if not isinstance(view, DiskView):
                 return
-            mount, path = text(view.get("mount")), text(view.get("path"))
             info = {
-                "source": text(view.get("source") or "df"),
-                "mount": mount,
-                "path": path,
-                "dir": text(view.get("dir_source")),
-                "available_bytes": view.get("available_bytes"),
-                "total_bytes": view.get("total_bytes"),
+                "source": view.source,
+                "mount": view.mount,
+                "path": view.path,
+                "dir": view.dir_source,
+                "available_bytes": view.available_bytes,
+                "total_bytes": view.total_bytes,
             }
-            capacity = number(view.get("capacity"))
-            where = f"{mount} (the file system of {path})"
+            capacity = view.capacity
+            where = f"{view.mount} (the file system of {view.path})"
         r.update(
             self._graded(
                 "disk_almost_full",
@@ -388,14 +364,10 @@ class AlarmChecker:
         )
 
     def _growth_and_rates(
-        self,
-        data: Mapping[str, Any],
-        node: str,
-        history: _NodeHistory,
-        now: float,
-        r: dict[str, Finding | None],
+        self, snap: NodeSnapshot, history: _NodeHistory, r: dict[str, Finding | None]
     ) -> None:
-        binary = number(get(data, "memory", "binary"))
+        node, now = snap.node, snap.taken_at
+        binary = snap.memory.get("binary") if snap.memory is not None else None
         s = self._enabled("binary_memory_growth")
         if binary is not None and s is not None:
             history.binary.append((now, binary))
@@ -416,12 +388,14 @@ class AlarmChecker:
                         ),
                     )
                 )
-        for alarm, counter in (
-            ("long_gc_storm", "long_gc"),
-            ("long_schedule_storm", "long_schedule"),
-            ("busy_dist_port", "busy_dist_port"),
+        sysmon = snap.sysmon
+        if sysmon is None:
+            return
+        for alarm, counter, count in (
+            ("long_gc_storm", "long_gc", sysmon.long_gc),
+            ("long_schedule_storm", "long_schedule", sysmon.long_schedule),
+            ("busy_dist_port", "busy_dist_port", sysmon.busy_dist_port),
         ):
-            count = number(get(data, "sysmon", counter))
             if count is None:
                 continue
             previous = history.counters.get(counter)
@@ -432,29 +406,22 @@ class AlarmChecker:
             r.update(self._graded(alarm, node, per_min, _per_minute(counter)))
 
     def _node_events(
-        self,
-        data: Mapping[str, Any],
-        node: str,
-        history: _NodeHistory,
-        r: dict[str, Finding | None],
+        self, snap: NodeSnapshot, history: _NodeHistory, r: dict[str, Finding | None]
     ) -> None:
-        r.update(self._old_code(get(data, "alarms", "old_code"), node))
-        history_bytes = number(get(data, "alarms", "shell_history", "bytes"))
+        node = snap.node
+        alarms = snap.alarms or Alarms()
+        r.update(self._old_code(alarms.old_code_ages_ms, node))
         r.update(
             self._graded(
                 "shell_history_size",
                 node,
-                history_bytes,
+                alarms.shell_history_bytes,
                 lambda v: f"shell history uses {v / 2**20:.1f} MiB",
             )
         )
-        startup = get(data, "startup_files")
-        if isinstance(startup, Mapping):
-            errors = [
-                {"file": text(e.get("file")), "reason": text(e.get("reason"))[:300]}
-                for e in (startup.get("errors") or [])
-                if isinstance(e, Mapping)
-            ]
+        startup = snap.startup_files
+        if startup is not None:
+            errors = [{"file": file, "reason": reason} for file, reason in startup.errors]
             files = ", ".join(e["file"] for e in errors[:3])
             r.update(
                 self._flag(
@@ -464,52 +431,48 @@ class AlarmChecker:
                     {"errors": errors[:MAX_INFO_ITEMS]},
                 )
             )
-        mnesia = get(data, "alarms", "mnesia")
-        if isinstance(mnesia, Mapping):
+        if alarms.mnesia is not None:
             for alarm, counter in (
                 ("mnesia_inconsistent_database", "inconsistent_database"),
                 ("mnesia_overload", "overload"),
             ):
-                count = number(mnesia.get(counter))
+                count = alarms.mnesia.get(counter)
                 previous = history.counters.get(alarm)
-                if count is None:
+                if not isinstance(count, float):
                     continue
                 history.counters[alarm] = (0.0, count)
                 fired = previous is not None and count > previous[1]
-                last = mnesia.get(f"last_{counter}")
+                last = alarms.mnesia.get(f"last_{counter}")
                 r.update(
                     self._flag(
                         alarm,
                         fired,
                         f"mnesia reported {alarm.removeprefix('mnesia_')}",
-                        {"last": text(last)[:500]} if last else {},
+                        {"last": str(last)} if last else {},
                     )
                 )
-        uptime = number(data.get("uptime_ms"))
+        uptime = snap.uptime_ms
         if uptime is not None:
             restarted = history.uptime_ms is not None and uptime < history.uptime_ms
             history.uptime_ms = uptime
             r.update(
                 self._flag("node_restarted", restarted, f"uptime went back to {uptime / 1000:.0f}s")
             )
-        sasl = _sasl_alarms(data)
-        if sasl is not None and self._enabled("sasl_alarm") is not None:
-            self._forward_sasl(node, sasl, history, r)
+        if alarms.sasl_alarms is not None and self._enabled("sasl_alarm") is not None:
+            self._forward_sasl(node, alarms.sasl_alarms, history, r)
 
-    def _old_code(self, section: Any, node: str) -> dict[str, Finding | None]:
+    def _old_code(self, ages: Mapping[str, float] | None, node: str) -> dict[str, Finding | None]:
         """``old_code``: modules whose old code has stayed at least ``age``, the
         ``ignore`` patterns (code the applications regenerate) left out.  The
         ages come from the agent (``ages_ms``, tracked on the node from the
         first collect that saw each module's old code); without them (not
         attached) the alarm is not evaluated."""
         s = self._enabled("old_code")
-        ages = section.get("ages_ms") if isinstance(section, Mapping) else None
-        if s is None or not isinstance(ages, Mapping):
+        if s is None or ages is None:
             return {}
         aged: list[tuple[float, str]] = []  # (age in s, module)
-        for mod, age in ages.items():
-            ms, name = number(age), text(mod)
-            if ms is not None and ms / 1000 >= s.age and not _ignored(name, s.ignore):
+        for name, ms in ages.items():
+            if ms / 1000 >= s.age and not _ignored(name, s.ignore):
                 aged.append((ms / 1000, name))
         aged.sort(key=lambda a: (-a[0], a[1]))  # oldest first
         listed = [name for _, name in aged]
@@ -528,20 +491,20 @@ class AlarmChecker:
         )
 
     def _forward_sasl(
-        self, node: str, alarms: list[Any], history: _NodeHistory, r: dict[str, Finding | None]
+        self,
+        node: str,
+        alarms: Sequence[SaslAlarm],
+        history: _NodeHistory,
+        r: dict[str, Finding | None],
     ) -> None:
         s = self.settings["sasl_alarm"]
         severity = max(sev for sev, _ in s.levels)
         grouped: dict[str, list[dict[str, str]]] = {}
         for entry in alarms:
-            if not isinstance(entry, Mapping):
-                continue
-            alarm_text = text(entry.get("id"))
-            match = _SASL_NAME.match(alarm_text)
-            given = entry.get("name")
-            name = text(given) if given else match.group(1) if match else "sasl_alarm"
+            match = _SASL_NAME.match(entry.id)
+            name = entry.name or (match.group(1) if match else "sasl_alarm")
             grouped.setdefault(name, []).append(
-                {"id": alarm_text[:200], "description": text(entry.get("description"))[:500]}
+                {"id": entry.id[:200], "description": entry.description[:500]}
             )
         for name in history.forwarded - grouped.keys():
             r.setdefault(name, None)
@@ -559,13 +522,12 @@ class AlarmChecker:
 
     # ------------------------------------------------------------ availability
 
-    def on_statuses(self, statuses: Iterable[StatusView]) -> None:
+    def on_statuses(self, statuses: Iterable[NodeStatus]) -> None:
         """``node_down``: a managed node beamside cannot reach (after ``delay``)."""
         for status in statuses:
-            state = getattr(status.state, "value", str(status.state))
             # agent_conflict: up, but another (newer) beamside's agent runs there
-            down = state not in (UP, "connecting", "agent_conflict")
-            cause = f"{status.node} is {state}: {status.last_error}" if down else ""
+            down = status.state not in _NOT_DOWN
+            cause = f"{status.node} is {status.state.value}: {status.last_error}" if down else ""
             self._report(
                 status.node, status.node, status.family, self._flag("node_down", down, cause)
             )
@@ -573,12 +535,12 @@ class AlarmChecker:
     # ------------------------------------------------------------ family checks
 
     def on_family(
-        self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[StatusView]
+        self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[NodeStatus]
     ) -> None:
         up: dict[str, list[NodeSnapshot]] = {}
         up_nodes = set()
         for status in statuses:
-            if getattr(status.state, "value", status.state) == UP and status.node in snapshots:
+            if status.state is NodeState.UP and status.node in snapshots:
                 up.setdefault(status.family, []).append(snapshots[status.node])
                 up_nodes.add(status.node)
         for family, members in up.items():
@@ -610,10 +572,9 @@ class AlarmChecker:
     def _dist_links(self, family: str, members: list[NodeSnapshot], up_nodes: set[str]) -> None:
         names = {m.node for m in members}
         for snap in members:
-            connected = get(snap.data, "dist_nodes")
-            if not isinstance(connected, list):
+            if snap.dist_nodes is None:
                 continue
-            peers = {text(p) for p in connected}
+            peers = set(snap.dist_nodes)
             history = self._history.setdefault(snap.node, _NodeHistory())
             history.peers_seen |= peers & names
             lost = sorted((history.peers_seen & up_nodes & names) - peers - {snap.node})
@@ -635,10 +596,9 @@ class AlarmChecker:
             return {}
         by_module: dict[str, dict[str, str]] = {}
         for node, modules in md5s.items():
-            for mod, digest in modules.items():
-                name = text(mod)
+            for name, digest in modules.items():
                 if not name.startswith("beamside_"):
-                    by_module.setdefault(name, {})[node] = text(digest)
+                    by_module.setdefault(name, {})[node] = digest
         differing = {
             mod: versions
             for mod, versions in sorted(by_module.items())
@@ -656,12 +616,12 @@ class AlarmChecker:
         apps: dict[str, dict[str, str]] = {}
         known = []
         for m in members:
-            running = get(m.data, "versions", "applications")
-            if not isinstance(running, Mapping):
+            running = m.versions.applications if m.versions is not None else None
+            if running is None:
                 continue
             known.append(m.node)
             for app, vsn in running.items():
-                apps.setdefault(text(app), {})[m.node] = text(vsn)
+                apps.setdefault(app, {})[m.node] = vsn
         if len(known) < 2:
             return {}
         differing = {
@@ -687,14 +647,12 @@ class AlarmChecker:
         missing: dict[str, list[str]] = {}
         inconsistent: dict[str, dict[str, str]] = {}
         for param in params:
-            values: dict[str, Any] = {}
-            for node, env in envs.items():
-                values[node] = _env_value(env, param)
+            values = {node: env.get((param.app, param.key)) for node, env in envs.items()}
             set_on = {n: v for n, v in values.items() if v is not None}
             if set_on and len(set_on) < len(values):
                 missing[str(param)] = sorted(n for n, v in values.items() if v is None)
-            if len({v[0] for v in set_on.values()}) > 1:
-                inconsistent[str(param)] = {n: v[1] for n, v in set_on.items()}
+            if len({v.hash for v in set_on.values()}) > 1:
+                inconsistent[str(param)] = {n: v.text for n, v in set_on.items()}
         return {
             **self._flag(
                 "global_config_missing",
@@ -711,7 +669,7 @@ class AlarmChecker:
         }
 
     def _time_checks(self, source: str, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
-        offsets = {m.node: number(get(m.data, "time", "utc_offset_s")) for m in members}
+        offsets = {m.node: m.time.utc_offset_s if m.time else None for m in members}
         known_tz = {n: o for n, o in offsets.items() if o is not None}
         r: dict[str, Finding | None] = {}
         if len(known_tz) >= 2:
@@ -726,7 +684,7 @@ class AlarmChecker:
             )
         skews: dict[str, float] = {}
         for m in members:
-            node_time = number(m.data.get("system_time_us"))
+            node_time = m.system_time_us
             if node_time is not None:
                 # Node clock minus ours at the middle of the round trip.
                 skews[m.node] = node_time / 1e6 - (m.taken_at - m.duration / 2)
@@ -744,25 +702,16 @@ class AlarmChecker:
         return r
 
 
-def _sasl_alarms(data: Mapping[str, Any]) -> list[Any] | None:
-    """The alarms set in the node's SASL alarm_handler, None when not known."""
-    sasl = get(data, "alarms", "sasl")
-    if isinstance(sasl, Mapping):
-        sasl = sasl.get("alarms")
-    return sasl if isinstance(sasl, list) else None
-
-
-def _memory_sources(view: Mapping[str, Any]) -> list[tuple[str, str, float, float]]:
+def _memory_sources(view: MemoryView) -> list[tuple[str, str, float, float]]:
     """(source, what, used, limit) of an agent memory_view: its own source (the
     node's cgroup when limited below the host, else /proc/meminfo) and, when
     that is the cgroup, the host's too."""
     sources = []
-    limit, used = number(view.get("limit_bytes")), number(view.get("used_bytes"))
-    source = text(view.get("source") or "meminfo")
+    limit, used, source = view.limit_bytes, view.used_bytes, view.source
     if limit and used is not None:
         what = "memory of the node's cgroup" if source.startswith("cgroup") else "host memory"
         sources.append((source, what, used, limit))
-    total, avail = number(view.get("total_bytes")), number(view.get("available_bytes"))
+    total, avail = view.total_bytes, view.available_bytes
     if total and avail is not None and (not sources or source != "meminfo"):
         sources.append(("meminfo", "host memory", total - avail, total))
     return sources
@@ -782,32 +731,6 @@ def _span(seconds: float) -> str:
 
 def _per_minute(counter: str) -> Callable[[float], str]:
     return lambda v: f"{v:.1f} {counter} events per minute"
-
-
-def _offender(entry: Any) -> dict[str, Any]:
-    if not isinstance(entry, Mapping):
-        return {"entry": text(entry)[:200]}
-    return {
-        text(k): (text(v)[:200] if not isinstance(v, int | float) else v) for k, v in entry.items()
-    }
-
-
-def _env_value(env: Mapping[Any, Any], param: GlobalParam) -> tuple[Any, str] | None:
-    """(hash, printed value) of ``param`` in an agent ``env`` section, None if unset."""
-    for key, value in env.items():
-        if (
-            isinstance(key, tuple)
-            and len(key) == 2
-            and (text(key[0]), text(key[1]))
-            == (
-                param.app,
-                param.key,
-            )
-        ):
-            if isinstance(value, Mapping):
-                return value.get("hash"), text(value.get("text"))[:300]
-            return None
-    return None
 
 
 __all__ = ["AlarmChecker", "Severity"]

@@ -23,7 +23,8 @@ from sidecar.alarms.engine import AlarmEngine
 from sidecar.audit import AuditSink
 from sidecar.discovery.sharding import owner
 from sidecar.erldist.errors import DistError, DistTimeout, NodeDown, RpcError
-from sidecar.manager import NodeManager, NodeState, NodeStatus
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState, NodeStatus
 
 from . import validate
 from .errors import RpcFailure, agent_reply, invalid, not_found, precondition, unavailable

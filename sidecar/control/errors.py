@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 
+from sidecar.agents import terms
 from sidecar.erldist.term import Atom
 
 
@@ -54,14 +55,8 @@ _AGENT_KINDS = {
 
 
 def text(value: Any) -> str:
-    """An agent binary / atom as ``str``; ``undefined`` and anything else as ``""``."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, Atom):
-        return "" if value == "undefined" else str(value)
-    if isinstance(value, str):
-        return value
-    return ""
+    """An agent value as ``str`` (:func:`sidecar.agents.terms.text`), ``undefined`` as ``""``."""
+    return "" if value == "undefined" else terms.text(value)
 
 
 def agent_reply(reply: Any, what: str) -> Any:

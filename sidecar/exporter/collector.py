@@ -19,37 +19,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from .snapshot import NodeSnapshot
+from sidecar.alarms.model import Alarm
+from sidecar.model import NodeSnapshot, NodeState, NodeStatus
+
 from .vm_metrics import vm_metric_families
 
 NODE_LABELS = ["node", "family", "cluster"]
-STATES = ("connecting", "up", "down", "cookie_refused", "error", "agent_conflict")
-
-
-class StatusView(Protocol):
-    """What the exporter and the alarm checks read of one managed node
-    (``sidecar.manager.NodeStatus``)."""
-
-    @property
-    def node(self) -> str: ...
-    @property
-    def family(self) -> str: ...
-    @property
-    def state(self) -> object: ...
-    @property
-    def last_error(self) -> str: ...
-    @property
-    def agent_version(self) -> int: ...
-    @property
-    def collect_errors(self) -> int: ...
-    @property
-    def connect_failures(self) -> Mapping[str, int]: ...
-    @property
-    def attaches(self) -> int: ...
-    @property
-    def last_collect_duration(self) -> float: ...
-    @property
-    def last_success(self) -> float: ...
 
 
 class SnapshotSource(Protocol):
@@ -59,24 +34,13 @@ class SnapshotSource(Protocol):
 
     @property
     def snapshots(self) -> Mapping[str, NodeSnapshot]: ...
-    def statuses(self) -> Sequence[StatusView]: ...
-
-
-class AlarmView(Protocol):
-    """An active alarm, as far as the exporter is concerned (``sidecar.alarms.model.Alarm``)."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def severity(self) -> object: ...
-    @property
-    def node(self) -> str: ...
-    @property
-    def family(self) -> str: ...
+    def statuses(self) -> Sequence[NodeStatus]: ...
 
 
 class AlarmSource(Protocol):
-    def active(self) -> Sequence[AlarmView]: ...
+    """The alarm engine, as far as the exporter is concerned."""
+
+    def active(self) -> Sequence[Alarm]: ...
 
 
 MetricsProvider = Callable[[], Iterable[Metric]]
@@ -106,7 +70,7 @@ class BeamsideCollector(Collector):
         for provider in self._extra:
             yield from provider()
 
-    def _alarm_family(self, active: Sequence[AlarmView]) -> Metric:
+    def _alarm_family(self, active: Sequence[Alarm]) -> Metric:
         family = GaugeMetricFamily(
             "beamside_alarm_active",
             "1 for each active alarm (node is empty for a family-wide alarm)",
@@ -119,7 +83,7 @@ class BeamsideCollector(Collector):
             )
         return family
 
-    def _own(self, statuses: Sequence[StatusView]) -> Iterator[Metric]:
+    def _own(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
         cluster = self._source.cluster
         build = InfoMetricFamily("beamside_build", "beamside version", labels=["cluster"])
         build.add_metric([cluster], {"version": self._version})
@@ -177,11 +141,11 @@ class BeamsideCollector(Collector):
         now = time.time()
         for s in statuses:
             labels = [s.node, s.family, cluster]
-            current = getattr(s.state, "value", str(s.state))
-            up.add_metric(labels, 1.0 if current == "up" else 0.0)
-            for name in STATES:
-                state.add_metric([*labels, name], 1.0 if current == name else 0.0)
-            agent.add_metric(labels, float(s.agent_version if current == "up" else 0))
+            is_up = s.state is NodeState.UP
+            up.add_metric(labels, 1.0 if is_up else 0.0)
+            for name in NodeState:
+                state.add_metric([*labels, name.value], 1.0 if s.state is name else 0.0)
+            agent.add_metric(labels, float(s.agent_version if is_up else 0))
             duration.add_metric(labels, s.last_collect_duration)
             errors.add_metric(labels, float(s.collect_errors))
             attaches.add_metric(labels, float(s.attaches))

@@ -11,10 +11,12 @@ itself under ``beamside_agent_``.  Units are in the names (``_bytes``,
 ``_seconds``, ``_ratio``; ``_words`` where the VM counts in words), counters
 end in ``_total``.
 
-A section the node answered with ``{error, Reason}`` yields no series (and a
-``beamside_agent_section_error{section}`` sample); the other sections of the
-same snapshot still render.  A section whose shape we do not understand (a
-different agent version, say) is skipped the same way and logged.
+It reads the typed snapshot (:mod:`sidecar.model`), never the raw reply: a
+section the node answered with ``{error, Reason}`` or sent misshapen is in
+``snapshot.errors`` and yields no series but a
+``beamside_agent_section_error{section}`` sample; the other sections of the
+same snapshot still render.  The sections only the exporter reads come as
+normalized trees (``snapshot.trees``, ``snapshot.plugins``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from .snapshot import NodeSnapshot
+from sidecar.agents.terms import is_error, number, text
+from sidecar.model import NodeSnapshot, SectionError
+from sidecar.model.sections import DiskView, MemoryView, OsMonCpu, OsMonDisk, OsMonMemory
 
 __all__ = ["BASE_LABELS", "vm_metric_families"]
 
@@ -350,91 +354,75 @@ class _Node:
         family.samples.append(Sample(sample_name, {**self._base, **labels}, number, None))
 
 
-def num(value: Any) -> float | None:
-    """An Erlang number (or boolean, as 0/1) as float; None for anything else."""
-    if type(value) is bool:
-        return 1.0 if value else 0.0
-    if type(value) is int or type(value) is float:
-        return float(value)
-    return None
-
-
-def text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, str):
-        return str(value)
-    return "" if value is None else str(value)
-
-
-def is_error(value: Any) -> bool:
-    return type(value) is tuple and len(value) == 2 and value[0] == "error"
-
-
-def _section(data: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
-    value = data.get(key)
-    return value if isinstance(value, dict) else None
+num = number  # the model's rule: a boolean is not a number
 
 
 # --------------------------------------------------------------------------- sections
 
-Renderer = Callable[[_Node, Mapping[str, Any], Mapping[str, Any]], None]
+#: renders one normalized tree section (``snapshot.trees``, ``snapshot.plugins``)
+Renderer = Callable[[_Node, Mapping[str, Any], NodeSnapshot], None]
 
 
-def _versions(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _versions(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.versions
+    if s is None:
+        return
     n.info(
         "erlang_vm",
         "OTP release, ERTS version, architecture and emulator flavor of the node.",
         {
-            "otp_release": text(s.get("otp_release")),
-            "erts_version": text(s.get("erts_version")),
-            "system_architecture": text(s.get("system_architecture")),
-            "emulator_flavor": text(s.get("emulator_flavor")),
+            "otp_release": s.otp_release,
+            "erts_version": s.erts_version,
+            "system_architecture": s.system_architecture,
+            "emulator_flavor": s.emulator_flavor,
         },
     )
-    apps = s.get("applications")
-    if isinstance(apps, dict):
+    apps = s.applications
+    if apps is not None:
         n.gauge("erlang_vm_applications", "Applications running on the node.", len(apps))
         for app, vsn in sorted(apps.items()):
             n.info(
                 "erlang_vm_application",
                 "Applications running on the node, with their versions.",
-                {"application": text(app), "version": text(vsn)},
+                {"application": app, "version": vsn},
             )
 
 
-def _memory(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    for kind, value in sorted(s.items()):
+def _memory(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.memory
+    if s is None:
+        return
+    for kind, value in sorted(s.by_kind.items()):
         n.gauge(
             "erlang_vm_memory_bytes",
             "Memory allocated by the VM, by kind (erlang:memory/0 and persistent_term).",
             value,
-            kind=text(kind),
+            kind=kind,
         )
-    atom, atom_used = num(s.get("atom")), num(s.get("atom_used"))
+    atom, atom_used = s.get("atom"), s.get("atom_used")
     if atom is not None and atom_used is not None:
         doc = "Memory allocated for atoms, used and free."
         n.gauge("erlang_vm_memory_atom_bytes", doc, atom_used, usage="used")
         n.gauge("erlang_vm_memory_atom_bytes", doc, atom - atom_used, usage="free")
-    procs, procs_used = num(s.get("processes")), num(s.get("processes_used"))
+    procs, procs_used = s.get("processes"), s.get("processes_used")
     if procs is not None and procs_used is not None:
         doc = "Memory allocated for processes, used and free."
         n.gauge("erlang_vm_memory_processes_bytes", doc, procs_used, usage="used")
         n.gauge("erlang_vm_memory_processes_bytes", doc, procs - procs_used, usage="free")
-    system = num(s.get("system"))
+    system = s.get("system")
     if system is not None:
         doc = "Memory allocated for the emulator that is not process memory, by usage."
         parts = ("atom", "binary", "code", "ets")  # as prometheus.erl splits it
         other = system
         for part in parts:
-            v = num(s.get(part))
+            v = s.get(part)
             if v is not None:
                 n.gauge("erlang_vm_memory_system_bytes", doc, v, usage=part)
                 other -= v
         n.gauge("erlang_vm_memory_system_bytes", doc, max(other, 0.0), usage="other")
 
 
-def _allocators(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _allocators(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     total_carriers = 0.0
     for alloc, sizes in sorted(s.items()):
         if not isinstance(sizes, dict):
@@ -487,7 +475,7 @@ def _allocators(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None
     )
 
 
-def _allocated_areas(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _allocated_areas(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     for area, value in sorted(s.items()):
         n.gauge(
             "erlang_vm_allocated_area_bytes",
@@ -497,19 +485,22 @@ def _allocated_areas(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) ->
         )
 
 
-def _limits(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _limits(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.limits
+    if s is None:
+        return
     for key, name, doc in _LIMITS:
-        n.gauge(name, doc, s.get(key))
+        n.gauge(name, doc, getattr(s, key))
     doc = "Connected nodes by connection type."
-    n.gauge("erlang_vm_dist_nodes", doc, s.get("dist_visible"), type="visible")
-    n.gauge("erlang_vm_dist_nodes", doc, s.get("dist_hidden"), type="hidden")
+    n.gauge("erlang_vm_dist_nodes", doc, s.dist_visible, type="visible")
+    n.gauge("erlang_vm_dist_nodes", doc, s.dist_hidden, type="hidden")
     n.gauge(
         "erlang_vm_sockets",
         "Open sockets: inet driver ports and socket (NIF) sockets.",
-        s.get("socket_count"),
+        s.socket_count,
         api="socket",
     )
-    ports = _section(data, "ports")
+    ports = snap.trees.get("ports")
     kinds = ports.get("by_kind") if ports else None
     if isinstance(kinds, dict):
         inet = sum(
@@ -525,24 +516,26 @@ def _limits(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         )
 
 
-def _system(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _system(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.system
+    if s is None:
+        return
     for key, name, doc, scale in _SYSTEM:
-        v = num(s.get(key))
-        if v is not None:
-            n.gauge(name, doc, v * scale)
-    ms = s.get("multi_scheduling")
-    if isinstance(ms, str):
+        v = getattr(s, key)
+        if v is not None:  # a flag renders as 1 or 0
+            n.gauge(name, doc, float(v) * scale)
+    if s.multi_scheduling:
         n.gauge(
             "erlang_vm_multi_scheduling",
             "1 if multi-scheduling is enabled (0 when blocked).",
-            1 if ms == "enabled" else 0,
+            1 if s.multi_scheduling == "enabled" else 0,
         )
-    uptime = num(data.get("uptime_ms"))
+    uptime = snap.uptime_ms
     if uptime is not None:
         n.gauge("erlang_vm_uptime_seconds", "Time since the VM started.", uptime / 1000)
 
 
-def _run_queues(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _run_queues(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge(
         "erlang_vm_statistics_run_queues_length",
         "Processes and ports ready to run on the normal run queues.",
@@ -578,14 +571,13 @@ def _run_queues(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None
         )
 
 
-def _statistics(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _statistics(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     for key, name, doc, scale in _STATISTICS:
         v = num(s.get(key))
         if v is not None:
             n.counter(name, doc, v * scale)
     words = num(s.get("gc_words_reclaimed"))
-    system = _section(data, "system")
-    wordsize = num(system.get("wordsize")) if system else None
+    wordsize = snap.system.wordsize if snap.system is not None else None
     if words is not None and wordsize is not None:
         n.counter(
             "erlang_vm_statistics_garbage_collection_bytes_reclaimed",
@@ -594,7 +586,7 @@ def _statistics(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None
         )
 
 
-def _scheduler_utilization(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _scheduler_utilization(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     enabled = s.get("enabled") is True
     n.gauge(
         "erlang_vm_scheduler_wall_time_enabled",
@@ -622,7 +614,7 @@ def _scheduler_utilization(n: _Node, s: Mapping[str, Any], data: Mapping[str, An
             )
 
 
-def _msacc(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _msacc(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     enabled = s.get("enabled") is True
     n.gauge(
         "erlang_vm_msacc_enabled",
@@ -661,48 +653,51 @@ def _msacc(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
             )
 
 
-def _processes(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _processes(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.processes
+    if s is None:
+        return
     n.gauge(
         "erlang_vm_process_messages_queued",
         "Messages in all message queues of the processes walked.",
-        s.get("mq_sum"),
+        s.mq_sum,
     )
     n.gauge(
         "erlang_vm_process_message_queue_max",
         "Longest message queue of a process.",
-        s.get("mq_max"),
+        s.mq_max,
     )
     n.gauge(
         "erlang_vm_processes_with_messages",
         "Processes with a non-empty message queue.",
-        s.get("mq_nonzero"),
+        s.mq_nonzero,
     )
     n.gauge(
         "erlang_vm_processes_above_message_queue_threshold",
         "Processes whose message queue is longer than the threshold.",
-        s.get("mq_above"),
+        s.mq_above,
     )
     n.gauge(
         "erlang_vm_process_message_queue_threshold",
         "The message queue threshold the agent counts against.",
-        s.get("mq_threshold"),
+        s.mq_threshold,
     )
     n.gauge(
         "erlang_vm_process_walk_processes",
         "Processes looked at by the last walk (one chunk).",
-        s.get("walked"),
+        s.walked,
     )
     n.gauge(
         "erlang_vm_process_walk_covered",
         "Processes the message queue figures are made of (all chunks).",
-        s.get("covered"),
+        s.covered,
     )
     n.gauge(
         "erlang_vm_process_walk_chunks",
         "Chunks the process table is walked in, one per snapshot.",
-        s.get("chunks"),
+        s.chunks,
     )
-    oldest = num(s.get("oldest_ms"))
+    oldest = s.oldest_ms
     if oldest is not None:
         n.gauge(
             "erlang_vm_process_walk_age_seconds",
@@ -712,70 +707,64 @@ def _processes(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
     n.gauge(
         "erlang_vm_process_walk_vanished",
         "Processes that exited while the last walk looked at them.",
-        s.get("vanished"),
+        s.vanished,
     )
     n.gauge(
         "erlang_vm_process_walk_truncated",
         "1 if the last walk stopped at its process or time limit.",
-        s.get("truncated"),
+        s.truncated,
     )
-    us = num(s.get("duration_us"))
+    us = s.duration_us
     if us is not None:
         n.gauge(
             "erlang_vm_process_walk_duration_seconds",
             "How long the last process walk took on the node.",
             us / 1e6,
         )
-    for rank, p in enumerate(_list(s.get("top_message_queue")), 1):
-        if isinstance(p, dict):
-            n.gauge(
-                "erlang_vm_process_top_message_queue_length",
-                "Longest message queues: rank, registered name or pid.",
-                p.get("message_queue_len"),
-                rank=str(rank),
-                process=_proc_label(p),
-            )
+    for rank, p in enumerate(s.top_message_queue, 1):
+        n.gauge(
+            "erlang_vm_process_top_message_queue_length",
+            "Longest message queues: rank, registered name or pid.",
+            p.message_queue_len,
+            rank=str(rank),
+            process=p.label,
+        )
     n.gauge(
         "erlang_vm_process_memory_sum_bytes",
         "Memory of the processes walked (only when every process is asked).",
-        s.get("memory_sum"),
+        s.memory_sum,
     )
     n.gauge(
         "erlang_vm_process_memory_max_bytes",
         "Memory of the largest process.",
-        s.get("max_memory"),
+        s.max_memory,
     )
     n.gauge(
         "erlang_vm_processes_above_memory_threshold",
         "Processes using more memory than the threshold.",
-        s.get("memory_above"),
+        s.memory_above,
     )
     n.gauge(
         "erlang_vm_process_memory_threshold_bytes",
         "The process memory threshold the agent counts against.",
-        s.get("memory_threshold"),
+        s.memory_threshold,
     )
     n.gauge(
         "erlang_vm_process_memory_covered",
         "Processes the process memory figures are made of (all memory slices).",
-        s.get("memory_covered"),
+        s.memory_covered,
     )
-    for rank, p in enumerate(_list(s.get("top_memory")), 1):
-        if isinstance(p, dict):
-            n.gauge(
-                "erlang_vm_process_top_memory_bytes",
-                "Largest processes by memory: rank, registered name or pid.",
-                p.get("memory"),
-                rank=str(rank),
-                process=_proc_label(p),
-            )
+    for rank, p in enumerate(s.top_memory, 1):
+        n.gauge(
+            "erlang_vm_process_top_memory_bytes",
+            "Largest processes by memory: rank, registered name or pid.",
+            p.memory,
+            rank=str(rank),
+            process=p.label,
+        )
 
 
-def _proc_label(p: Mapping[str, Any]) -> str:
-    return text(p.get("name")) or text(p.get("pid"))
-
-
-def _ports(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _ports(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     kinds = s.get("by_kind")
     if isinstance(kinds, dict):
         for kind, v in sorted(kinds.items()):
@@ -814,7 +803,7 @@ def _ports(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
     )
 
 
-def _ets(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _ets(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge("erlang_vm_ets_objects", "Objects in all ETS tables walked.", s.get("objects"))
     for p in _list(s.get("top_memory")):
         if not isinstance(p, dict):
@@ -840,7 +829,7 @@ def _ets(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         )
 
 
-def _kernel(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _kernel(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge("erlang_vm_global_names", "Names registered with global.", s.get("global_names"))
     n.gauge("erlang_vm_global_locks", "Locks held through global.", s.get("global_locks"))
     n.gauge("erlang_vm_logger_handlers", "Logger handlers installed.", s.get("logger_handlers"))
@@ -855,7 +844,7 @@ def _kernel(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         n.info("erlang_vm_logger", "Logger primary level.", {"level": text(level)})
 
 
-def _dist(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _dist(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge(
         "erlang_vm_dist_pending_connections",
         "Distribution connections being set up.",
@@ -888,8 +877,11 @@ def _dist(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
                 n.gauge(name, doc, proc.get(key), **labels)
 
 
-def _sysmon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    state = text(s.get("state"))
+def _sysmon(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.sysmon
+    if s is None:
+        return
+    state = s.state
     n.gauge(
         "beamside_agent_attached",
         "1 if beamside's agent process runs on the node.",
@@ -904,48 +896,47 @@ def _sysmon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         )
     if state == "not_attached":
         return
-    n.gauge("beamside_agent_sidecars", "Sidecars attached to the node.", s.get("sidecars"))
+    n.gauge("beamside_agent_sidecars", "Sidecars attached to the node.", s.sidecars)
     if state not in ("owner", "taken_by_other"):
         return
     for event in ("long_gc", "long_schedule", "large_heap", "busy_port", "busy_dist_port"):
         n.counter(
             "erlang_vm_system_monitor_events",
             "System monitor events counted since beamside attached.",
-            s.get(event),
+            getattr(s, event),
             event=event,
         )
 
 
-def _alarms(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    sasl = s.get("sasl")
-    if isinstance(sasl, dict):
-        n.gauge("erlang_vm_sasl_alarms", "Alarms set in SASL's alarm_handler.", sasl.get("count"))
-    mnesia = s.get("mnesia")
-    if isinstance(mnesia, dict):
+def _alarms(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.alarms
+    if s is None:
+        return
+    n.gauge("erlang_vm_sasl_alarms", "Alarms set in SASL's alarm_handler.", s.sasl_count)
+    mnesia = s.mnesia
+    if mnesia is not None:
         doc = "mnesia system events seen since beamside attached, by event."
         for key, event in (
             ("inconsistent_database", "inconsistent_database"),
             ("overload", "mnesia_overload"),
         ):
             n.counter("erlang_mnesia_system_events", doc, mnesia.get(key), event=event)
-    history = s.get("shell_history")
-    if isinstance(history, dict):
-        n.gauge(
-            "erlang_vm_shell_history_bytes",
-            "Bytes used by the shell history directory.",
-            history.get("bytes"),
-        )
-    _memory_view(n, s.get("memory_view"))
-    _disk_view(n, s.get("disk_view"))
+    n.gauge(
+        "erlang_vm_shell_history_bytes",
+        "Bytes used by the shell history directory.",
+        s.shell_history_bytes,
+    )
+    _memory_view(n, s.memory_view)
+    _disk_view(n, s.disk_view)
 
 
-def _memory_view(n: _Node, view: Any) -> None:
+def _memory_view(n: _Node, view: MemoryView | SectionError | None) -> None:
     """The node's own view of memory (alarms.memory_view: os_mon's memsup not running)."""
-    if is_error(view):
+    if isinstance(view, SectionError):
         _section_error(n, "alarms.memory_view")
-    if not isinstance(view, dict):
+    if not isinstance(view, MemoryView):
         return
-    source = text(view.get("source") or "meminfo")
+    source = view.source
     for key, name, doc in (
         (
             "limit_bytes",
@@ -960,7 +951,7 @@ def _memory_view(n: _Node, view: Any) -> None:
             "less inactive file cache, or MemTotal - MemAvailable.",
         ),
     ):
-        n.gauge(name, doc, view.get(key), source=source)
+        n.gauge(name, doc, getattr(view, key), source=source)
     for key, kind in (
         ("total_bytes", "total"),
         ("available_bytes", "available"),
@@ -971,48 +962,44 @@ def _memory_view(n: _Node, view: Any) -> None:
         n.gauge(
             "erlang_vm_system_memory_bytes",
             "System memory as the node sees it (/proc/meminfo; os_mon's memsup not running).",
-            view.get(key),
+            getattr(view, key),
             kind=kind,
         )
-    cgroup = view.get("cgroup")
-    if is_error(cgroup):
+    cgroup = view.cgroup
+    if isinstance(cgroup, SectionError):
         _section_error(n, "alarms.memory_view.cgroup")
-    elif isinstance(cgroup, dict):
-        for key, kind in (
-            ("limit_bytes", "limit"),
-            ("usage_bytes", "usage"),
-            ("inactive_file_bytes", "inactive_file"),
-        ):
+    elif cgroup is not None:
+        for kind in ("limit", "usage", "inactive_file"):
             n.gauge(
                 "erlang_vm_cgroup_memory_bytes",
                 "The node's memory cgroup (v1 or v2): limit (when limited: the lowest of the "
                 "cgroup and its ancestors), usage and its inactive file cache.",
-                cgroup.get(key),
+                cgroup.get(kind),
                 kind=kind,
             )
 
 
-def _disk_view(n: _Node, view: Any) -> None:
+def _disk_view(n: _Node, view: DiskView | SectionError | None) -> None:
     """The node's own view of its data directory's file system (alarms.disk_view: df)."""
-    if is_error(view):
+    if isinstance(view, SectionError):
         _section_error(n, "alarms.disk_view")
-    if not isinstance(view, dict):
+    if not isinstance(view, DiskView):
         return
-    labels = {"mount": text(view.get("mount")), "path": text(view.get("path"))}
+    labels = {"mount": view.mount, "path": view.path}
     n.gauge(
         "erlang_vm_data_dir_disk_size_bytes",
         "Size of the file system of the node's data directory (mnesia's, else the working "
         "directory), from df (os_mon's disksup not running).",
-        view.get("total_bytes"),
+        view.total_bytes,
         **labels,
     )
     n.gauge(
         "erlang_vm_data_dir_disk_available_bytes",
         "Space available to the node on the file system of its data directory (df).",
-        view.get("available_bytes"),
+        view.available_bytes,
         **labels,
     )
-    capacity = num(view.get("capacity"))
+    capacity = view.capacity
     if capacity is not None:
         n.gauge(
             "erlang_vm_data_dir_disk_used_ratio",
@@ -1023,46 +1010,52 @@ def _disk_view(n: _Node, view: Any) -> None:
         )
 
 
-def _time(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    n.gauge(
-        "erlang_vm_utc_offset_seconds",
-        "Local time minus UTC on the node, in seconds.",
-        s.get("utc_offset_s"),
-    )
+def _time(n: _Node, snap: NodeSnapshot) -> None:
+    if snap.time is not None:
+        n.gauge(
+            "erlang_vm_utc_offset_seconds",
+            "Local time minus UTC on the node, in seconds.",
+            snap.time.utc_offset_s,
+        )
 
 
-def _plugins(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    for name, section in sorted(s.items()):
-        key = f"plugins.{text(name)}"
-        if is_error(section):
+def _plugins(n: _Node, snap: NodeSnapshot) -> None:
+    for name in snap.plugin_names:
+        key = f"plugins.{name}"
+        if key in snap.errors:
             _section_error(n, key)
-            continue
-        render = _PLUGINS.get(text(name))
-        if render is None or not isinstance(section, dict):
-            continue
-        _guarded(n, key, render, section, data)
+        elif name == "os_mon":
+            _os_mon(n, snap)
+        else:
+            render = _PLUGINS.get(name)
+            section = snap.plugins.get(name)
+            if render is not None and section is not None:
+                _guarded(n, key, _bound(section, render), snap)
 
 
-def _os_mon(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    for part, render in (("cpu", _os_mon_cpu), ("memory", _os_mon_memory), ("disk", _os_mon_disk)):
-        sub = s.get(part)
-        if is_error(sub):
+def _os_mon(n: _Node, snap: NodeSnapshot) -> None:
+    s = snap.os_mon
+    if s is None:
+        return
+    parts: tuple[tuple[str, object, Callable[[_Node, Any], None]], ...] = (
+        ("cpu", s.cpu, _os_mon_cpu),
+        ("memory", s.memory, _os_mon_memory),
+        ("disk", s.disk, _os_mon_disk),
+    )
+    for part, sub, render in parts:
+        if isinstance(sub, SectionError):
             _section_error(n, f"plugins.os_mon.{part}")
-        elif isinstance(sub, dict):
-            _guarded(n, f"plugins.os_mon.{part}", render, sub, data)
+        elif sub is not None:
+            render(n, sub)
 
 
-def _os_mon_cpu(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    n.gauge("erlang_os_mon_cpu_load1", "Host load average over 1 minute.", s.get("load1"))
-    n.gauge("erlang_os_mon_cpu_load5", "Host load average over 5 minutes.", s.get("load5"))
-    n.gauge("erlang_os_mon_cpu_load15", "Host load average over 15 minutes.", s.get("load15"))
-    n.gauge("erlang_os_mon_os_processes", "OS processes on the host.", s.get("nprocs"))
-    util = s.get("util")
-    if isinstance(util, dict):
-        for mode, pct in sorted(util.items()):
-            v = num(pct)
-            if v is None:
-                continue
+def _os_mon_cpu(n: _Node, s: OsMonCpu) -> None:
+    n.gauge("erlang_os_mon_cpu_load1", "Host load average over 1 minute.", s.load1)
+    n.gauge("erlang_os_mon_cpu_load5", "Host load average over 5 minutes.", s.load5)
+    n.gauge("erlang_os_mon_cpu_load15", "Host load average over 15 minutes.", s.load15)
+    n.gauge("erlang_os_mon_os_processes", "OS processes on the host.", s.nprocs)
+    if s.util is not None:
+        for mode, v in sorted(s.util.items()):
             if mode == "busy":
                 n.gauge(
                     "erlang_os_mon_cpu_busy_ratio",
@@ -1074,26 +1067,25 @@ def _os_mon_cpu(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None
                     "erlang_os_mon_cpu_utilization_ratio",
                     "Host CPU time fraction by mode since the previous snapshot.",
                     v / 100,
-                    mode=text(mode),
+                    mode=mode,
                 )
 
 
-def _os_mon_memory(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    system = s.get("system")
-    if isinstance(system, dict):
-        for key, value in system.items():
-            spec = _MEMSUP.get(text(key))
+def _os_mon_memory(n: _Node, s: OsMonMemory) -> None:
+    if s.system is not None:
+        for key, value in s.system.items():
+            spec = _MEMSUP.get(key)
             if spec is not None:
                 n.gauge(spec[0], spec[1], value)
     n.gauge(
         "erlang_os_mon_memory_allocated_bytes",
         "Memory allocated on the host at memsup's last check.",
-        s.get("allocated"),
+        s.allocated,
     )
     n.gauge(
         "erlang_os_mon_memory_worst_process_bytes",
         "Memory of the node's largest process at memsup's last check.",
-        s.get("worst_process"),
+        s.worst_process,
     )
     for key, name, doc in (
         (
@@ -1107,17 +1099,15 @@ def _os_mon_memory(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> N
             "memsup's process memory alarm threshold.",
         ),
     ):
-        v = num(s.get(key))
+        v = getattr(s, key)
         if v is not None:
             n.gauge(name, doc, v / 100)
 
 
-def _os_mon_disk(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
-    for d in _list(s.get("disks")):
-        if not isinstance(d, dict):
-            continue
-        mount = text(d.get("mount"))
-        kib, cap = num(d.get("total_kib")), num(d.get("capacity"))
+def _os_mon_disk(n: _Node, s: OsMonDisk) -> None:
+    for d in s.disks or ():
+        mount = d.mount
+        kib, cap = d.total_kib, d.capacity
         if kib is not None:
             n.gauge(
                 "erlang_os_mon_disk_size_bytes", "Size of a mounted disk.", kib * 1024, mount=mount
@@ -1129,7 +1119,7 @@ def _os_mon_disk(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> Non
                 cap / 100,
                 mount=mount,
             )
-    v = num(s.get("almost_full_threshold"))
+    v = s.almost_full_threshold
     if v is not None:
         n.gauge(
             "erlang_os_mon_disk_almost_full_threshold_ratio",
@@ -1138,7 +1128,7 @@ def _os_mon_disk(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> Non
         )
 
 
-def _mnesia(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+def _mnesia(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     running = text(s.get("is_running"))
     n.gauge("erlang_mnesia_running", "1 if mnesia is running on the node.", running == "yes")
     if running != "yes":
@@ -1200,24 +1190,42 @@ def _mnesia(n: _Node, s: Mapping[str, Any], data: Mapping[str, Any]) -> None:
     )
 
 
-_PLUGINS: Final[Mapping[str, Renderer]] = {"os_mon": _os_mon, "mnesia": _mnesia}
+#: plugins (other than os_mon, which is typed) rendered from their normalized tree
+_PLUGINS: Final[Mapping[str, Renderer]] = {"mnesia": _mnesia}
 
-_SECTIONS: Final[Sequence[tuple[str, Renderer]]] = (
+SectionRenderer = Callable[[_Node, NodeSnapshot], None]
+
+
+def _bound(tree: Mapping[str, Any], render: Renderer) -> SectionRenderer:
+    return lambda n, snap: render(n, tree, snap)
+
+
+def _tree(key: str, render: Renderer) -> SectionRenderer:
+    def section(n: _Node, snap: NodeSnapshot) -> None:
+        tree = snap.trees.get(key)
+        if tree is not None:
+            render(n, tree, snap)
+
+    return section
+
+
+#: in exposition order (a family appears where its first sample is added)
+_SECTIONS: Final[Sequence[tuple[str, SectionRenderer]]] = (
     ("versions", _versions),
     ("memory", _memory),
-    ("allocators", _allocators),
-    ("allocated_areas", _allocated_areas),
+    ("allocators", _tree("allocators", _allocators)),
+    ("allocated_areas", _tree("allocated_areas", _allocated_areas)),
     ("limits", _limits),
     ("system", _system),
-    ("run_queues", _run_queues),
-    ("statistics", _statistics),
-    ("scheduler_utilization", _scheduler_utilization),
-    ("msacc", _msacc),
+    ("run_queues", _tree("run_queues", _run_queues)),
+    ("statistics", _tree("statistics", _statistics)),
+    ("scheduler_utilization", _tree("scheduler_utilization", _scheduler_utilization)),
+    ("msacc", _tree("msacc", _msacc)),
     ("processes", _processes),
-    ("ports", _ports),
-    ("ets", _ets),
-    ("kernel", _kernel),
-    ("dist", _dist),
+    ("ports", _tree("ports", _ports)),
+    ("ets", _tree("ets", _ets)),
+    ("kernel", _tree("kernel", _kernel)),
+    ("dist", _tree("dist", _dist)),
     ("sysmon", _sysmon),
     ("plugins", _plugins),
     ("alarms", _alarms),
@@ -1225,8 +1233,8 @@ _SECTIONS: Final[Sequence[tuple[str, Renderer]]] = (
 )
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _list(value: Any) -> Sequence[Any]:
+    return value if isinstance(value, tuple) else ()
 
 
 def _section_error(n: _Node, section: str) -> None:
@@ -1238,19 +1246,16 @@ def _section_error(n: _Node, section: str) -> None:
     )
 
 
-def _guarded(
-    n: _Node, key: str, render: Renderer, section: Mapping[str, Any], data: Mapping[str, Any]
-) -> None:
+def _guarded(n: _Node, key: str, render: SectionRenderer, snap: NodeSnapshot) -> None:
     try:
-        render(n, section, data)
-    except (KeyError, TypeError, ValueError, AttributeError):
+        render(n, snap)
+    except (KeyError, TypeError, ValueError, AttributeError):  # a renderer bug: one section lost
         log.warning("cannot render section %s", key, exc_info=True)
         _section_error(n, key)
 
 
 def _agent(n: _Node, snap: NodeSnapshot) -> None:
-    data = snap.data
-    us = num(data.get("duration_us"))
+    us = snap.agent_duration_us
     if us is not None:
         n.gauge(
             "beamside_agent_collect_duration_seconds",
@@ -1268,17 +1273,10 @@ def vm_metric_families(snapshots: Iterable[NodeSnapshot]) -> list[Metric]:
     families = _Families()
     for snap in snapshots:
         n = _Node(families, snap)
-        data = snap.data
         _agent(n, snap)
         for key, render in _SECTIONS:
-            section = data.get(key)
-            if section is None:
-                continue
-            if is_error(section):
+            if key in snap.errors:
                 _section_error(n, key)
-                continue
-            if not isinstance(section, dict):
-                _section_error(n, key)
-                continue
-            _guarded(n, key, render, section, data)
+            else:
+                _guarded(n, key, render, snap)
     return families.collect()

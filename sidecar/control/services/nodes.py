@@ -10,7 +10,7 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, not_found, text
 from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
-from sidecar.manager import NodeState, NodeStatus
+from sidecar.model import NodeState, NodeStatus
 
 import grpc  # isort: skip
 

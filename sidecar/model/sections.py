@@ -1,0 +1,780 @@
+"""Typed values of the collect sections more than one consumer reads.
+
+The exporter renders them, the alarm checks judge them, the notifier turns the
+event sections into notifications; each reads these values, never the raw
+reply.  The names are the agent's (``erl_agents/beamside_agent.erl`` documents
+each section); a key the node did not send, or sent with another type, is
+None (see :mod:`sidecar.agents.terms` for the rules).  The ``decode_*``
+functions take the section's term and return the value, or raise
+:class:`Malformed` which the snapshot decoder turns into a
+:class:`SectionError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+from sidecar.agents.terms import flag, is_error, mapping, normalize, number, text
+from sidecar.erldist.term import Atom
+
+__all__ = [
+    "Alarms",
+    "CodeChange",
+    "ConfigChange",
+    "DiskView",
+    "EnvValue",
+    "EventSection",
+    "Limits",
+    "Malformed",
+    "Memory",
+    "MemoryView",
+    "NodeTime",
+    "OsMon",
+    "OsMonCpu",
+    "OsMonDisk",
+    "OsMonMemory",
+    "ProcessEntry",
+    "Processes",
+    "SaslAlarm",
+    "SectionError",
+    "StartupFiles",
+    "Sysmon",
+    "System",
+    "Versions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SectionError:
+    """A section of the reply that is missing its data: the node answered
+    ``{error, Reason}`` for it (``failed``), or it has a shape this beamside
+    does not understand (``malformed``)."""
+
+    section: str
+    reason: str
+    malformed: bool = False
+
+    def __str__(self) -> str:
+        what = "malformed" if self.malformed else "failed"
+        return f"{self.section} {what}: {self.reason}"
+
+
+#: entries kept of a list the agent already bounds (top-N, alarms, events)
+MAX_ENTRIES: Final = 1000
+
+
+class Malformed(ValueError):
+    """A section whose shape this beamside does not understand."""
+
+
+_T = TypeVar("_T")
+
+
+def _numbers(cls: type[_T], term: Mapping[str, object], **others: Any) -> _T:
+    """``cls`` with each of its fields not in ``others`` read as a number."""
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    values = {f.name: number(term.get(f.name)) for f in fields if f.name not in others}
+    return cls(**values, **others)
+
+
+def _map(term: object, what: str) -> Mapping[str, object]:
+    m = mapping(term)
+    if m is None:
+        raise Malformed(f"{what} is not a map")
+    return m
+
+
+def _part(term: object, path: str, decode: Any) -> Any:
+    """A nested part: its value, a SectionError, or None when absent."""
+    if term is None:
+        return None
+    if is_error(term):
+        return SectionError(path, text(term[1]) or repr(term[1])[:200])  # type: ignore[index]
+    try:
+        return decode(term)
+    except Malformed as exc:
+        return SectionError(path, str(exc), malformed=True)
+
+
+def _entries(term: object) -> list[object]:
+    return term[:MAX_ENTRIES] if isinstance(term, list) else []
+
+
+# --------------------------------------------------------------------------- limits
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """``limits``: counts and their limits (the ``*_limit`` alarms)."""
+
+    process_count: float | None = None
+    process_limit: float | None = None
+    port_count: float | None = None
+    port_limit: float | None = None
+    atom_count: float | None = None
+    atom_limit: float | None = None
+    ets_count: float | None = None
+    ets_limit: float | None = None
+    modules_loaded: float | None = None
+    modules_old_code: float | None = None
+    registered_names: float | None = None
+    dist_links: float | None = None
+    dist_visible: float | None = None
+    dist_hidden: float | None = None
+    persistent_terms: float | None = None
+    max_fds: float | None = None
+    poll_set_fds: float | None = None
+    open_fds: float | None = None
+    fd_limit: float | None = None
+    socket_count: float | None = None
+
+
+def decode_limits(term: object) -> Limits:
+    return _numbers(Limits, _map(term, "limits"))
+
+
+# --------------------------------------------------------------------------- system
+
+
+@dataclass(frozen=True, slots=True)
+class System:
+    """``system``: schedulers, processors, emulator flags and clocks."""
+
+    schedulers: float | None = None
+    schedulers_online: float | None = None
+    dirty_cpu_schedulers: float | None = None
+    dirty_cpu_schedulers_online: float | None = None
+    dirty_io_schedulers: float | None = None
+    logical_processors: float | None = None
+    logical_processors_available: float | None = None
+    logical_processors_online: float | None = None
+    cpu_quota: float | None = None
+    thread_pool_size: float | None = None
+    wordsize: float | None = None
+    dist_buf_busy_limit: float | None = None
+    context_reductions: float | None = None
+    min_heap_size: float | None = None
+    min_bin_vheap_size: float | None = None
+    max_heap_size: float | None = None
+    fullsweep_after: float | None = None
+    start_time_ms: float | None = None
+    system_time_ms: float | None = None
+    time_offset_us: float | None = None
+    os_pid: float | None = None
+    smp_support: bool | None = None
+    threads: bool | None = None
+    time_correction: bool | None = None
+    port_parallelism: bool | None = None
+    kernel_poll: bool | None = None
+    #: ``enabled``, ``blocked``, ``blocked_normal`` ("" when not sent)
+    multi_scheduling: str = ""
+    time_warp_mode: str = ""
+
+
+_SYSTEM_FLAGS: Final = (
+    "smp_support",
+    "threads",
+    "time_correction",
+    "port_parallelism",
+    "kernel_poll",
+)
+
+
+def decode_system(term: object) -> System:
+    m = _map(term, "system")
+    return _numbers(
+        System,
+        m,
+        **{k: flag(m.get(k)) for k in _SYSTEM_FLAGS},
+        multi_scheduling=text(m.get("multi_scheduling"))
+        if isinstance(m.get("multi_scheduling"), str)
+        else "",
+        time_warp_mode=text(m.get("time_warp_mode")),
+    )
+
+
+# --------------------------------------------------------------------------- memory
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """``memory``: ``erlang:memory/0`` (and ``persistent_term``) in bytes, by kind."""
+
+    by_kind: Mapping[str, float]
+
+    def get(self, kind: str) -> float | None:
+        return self.by_kind.get(kind)
+
+
+def decode_memory(term: object) -> Memory:
+    m = _map(term, "memory")
+    return Memory({str(k): v for k, v in ((k, number(v)) for k, v in m.items()) if v is not None})
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessEntry:
+    """One process of a top-N list (longest queues, largest memory)."""
+
+    pid: str
+    name: str = ""
+    message_queue_len: float | None = None
+    memory: float | None = None
+    current_function: str = ""
+    initial_call: str = ""
+
+    @property
+    def label(self) -> str:
+        """Its registered name, else its pid."""
+        return self.name or self.pid
+
+    def summary(self, limit: int = 200) -> dict[str, object]:
+        """The fields it has, for an alarm's details."""
+        out: dict[str, object] = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None or v == "":
+                continue
+            if isinstance(v, str):
+                v = v[:limit]
+            elif v.is_integer():  # counts and bytes print as integers
+                v = int(v)
+            out[f.name] = v
+        return out
+
+
+def _process_entry(term: object) -> ProcessEntry | None:
+    m = mapping(term)
+    if m is None:
+        return None
+    return ProcessEntry(
+        pid=text(m.get("pid")),
+        name=text(m.get("name")),
+        message_queue_len=number(m.get("message_queue_len")),
+        memory=number(m.get("memory")),
+        current_function=text(m.get("current_function")),
+        initial_call=text(m.get("initial_call")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Processes:
+    """``processes``: message queues and process memory over the chunked walk."""
+
+    mq_sum: float | None = None
+    mq_max: float | None = None
+    mq_nonzero: float | None = None
+    mq_above: float | None = None
+    mq_threshold: float | None = None
+    walked: float | None = None
+    covered: float | None = None
+    chunks: float | None = None
+    oldest_ms: float | None = None
+    vanished: float | None = None
+    duration_us: float | None = None
+    memory_sum: float | None = None
+    max_memory: float | None = None
+    memory_above: float | None = None
+    memory_threshold: float | None = None
+    memory_covered: float | None = None
+    truncated: bool | None = None
+    top_message_queue: tuple[ProcessEntry, ...] = ()
+    top_memory: tuple[ProcessEntry, ...] = ()
+
+
+def decode_processes(term: object) -> Processes:
+    m = _map(term, "processes")
+
+    def top(key: str) -> tuple[ProcessEntry, ...]:
+        return tuple(e for e in map(_process_entry, _entries(m.get(key))) if e is not None)
+
+    return _numbers(
+        Processes,
+        m,
+        truncated=flag(m.get("truncated")),
+        top_message_queue=top("top_message_queue"),
+        top_memory=top("top_memory"),
+    )
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+@dataclass(frozen=True, slots=True)
+class SaslAlarm:
+    """An alarm set in SASL's ``alarm_handler`` (``id`` and ``description``
+    printed by the node; ``name`` when the node could tell it)."""
+
+    id: str
+    description: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryView:
+    """``alarms.memory_view``: the node's own view of memory when os_mon's
+    memsup does not run (cgroup v1/v2, /proc/meminfo)."""
+
+    source: str
+    limit_bytes: float | None = None
+    used_bytes: float | None = None
+    total_bytes: float | None = None
+    available_bytes: float | None = None
+    free_bytes: float | None = None
+    swap_total_bytes: float | None = None
+    swap_free_bytes: float | None = None
+    #: the node's memory cgroup: limit, usage, inactive_file (bytes), or its error
+    cgroup: Mapping[str, float | None] | SectionError | None = None
+
+
+def decode_memory_view(term: object) -> MemoryView:
+    m = _map(term, "alarms.memory_view")
+
+    def cgroup(t: object) -> Mapping[str, float | None]:
+        c = _map(t, "alarms.memory_view.cgroup")
+        return {k: number(c.get(f"{k}_bytes")) for k in ("limit", "usage", "inactive_file")}
+
+    return _numbers(
+        MemoryView,
+        m,
+        source=text(m.get("source") or "meminfo"),
+        cgroup=_part(m.get("cgroup"), "alarms.memory_view.cgroup", cgroup),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class DiskView:
+    """``alarms.disk_view``: df of the node's data directory (mnesia's, else
+    the working directory) when os_mon's disksup does not run."""
+
+    mount: str = ""
+    path: str = ""
+    source: str = "df"
+    dir_source: str = ""
+    total_bytes: float | None = None
+    available_bytes: float | None = None
+    #: df's Capacity, percent
+    capacity: float | None = None
+
+
+def decode_disk_view(term: object) -> DiskView:
+    m = _map(term, "alarms.disk_view")
+    return _numbers(
+        DiskView,
+        m,
+        mount=text(m.get("mount")),
+        path=text(m.get("path")),
+        source=text(m.get("source") or "df"),
+        dir_source=text(m.get("dir_source")),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Alarms:
+    """``alarms``: what the node says for the alarm checks.
+
+    A part is None when the node did not send it (``memory_view`` is not sent
+    where memsup runs, ``shell_history`` is None when disabled), or a
+    :class:`SectionError`."""
+
+    #: SASL alarm_handler: (count, alarms) or None when not known
+    sasl_count: float | None = None
+    sasl_alarms: tuple[SaslAlarm, ...] | None = None
+    #: mnesia system events since attach: counters and the last of each
+    mnesia: Mapping[str, float | str] | None = None
+    shell_history_bytes: float | None = None
+    #: modules with old code: ages in ms since first seen
+    old_code_ages_ms: Mapping[str, float] | None = None
+    memory_view: MemoryView | SectionError | None = None
+    disk_view: DiskView | SectionError | None = None
+
+
+def _sasl(term: object) -> tuple[float | None, tuple[SaslAlarm, ...] | None]:
+    m = mapping(term)
+    if m is None:
+        return None, None
+    alarms = m.get("alarms")
+    listed = None
+    if type(alarms) is list:
+        listed = tuple(
+            SaslAlarm(text(a.get("id")), text(a.get("description")), text(a.get("name")))
+            for a in (mapping(x) for x in _entries(alarms))
+            if a is not None
+        )
+    return number(m.get("count")), listed
+
+
+def decode_alarms(term: object) -> Alarms:
+    m = _map(term, "alarms")
+    count, sasl = _sasl(m.get("sasl"))
+    mnesia = mapping(m.get("mnesia"))
+    history = mapping(m.get("shell_history"))
+    old_code = mapping(m.get("old_code"))
+    ages = mapping(old_code.get("ages_ms")) if old_code is not None else None
+    return Alarms(
+        sasl_count=count,
+        sasl_alarms=sasl,
+        mnesia=(
+            None
+            if mnesia is None
+            else {
+                str(k): (n if (n := number(v)) is not None else text(v, 500))
+                for k, v in mnesia.items()
+                if k
+                in (
+                    "inconsistent_database",
+                    "overload",
+                    "last_inconsistent_database",
+                    "last_overload",
+                )
+            }
+        ),
+        shell_history_bytes=number(history.get("bytes")) if history is not None else None,
+        old_code_ages_ms=(
+            None
+            if ages is None
+            else {text(k): n for k, v in ages.items() if (n := number(v)) is not None}
+        ),
+        memory_view=_part(_view(m.get("memory_view")), "alarms.memory_view", decode_memory_view),
+        disk_view=_part(_view(m.get("disk_view")), "alarms.disk_view", decode_disk_view),
+    )
+
+
+def _view(term: object) -> object:
+    """An atom (``os_mon``: memsup/disksup run) is "no view"."""
+    return None if isinstance(term, Atom) else term
+
+
+# --------------------------------------------------------------------------- sysmon
+
+
+@dataclass(frozen=True, slots=True)
+class Sysmon:
+    """``sysmon``: the agent's own state and the system monitor's counters."""
+
+    #: owner | taken_by_other | disabled | not_attached
+    state: str = ""
+    sidecars: float | None = None
+    long_gc: float | None = None
+    long_schedule: float | None = None
+    large_heap: float | None = None
+    busy_port: float | None = None
+    busy_dist_port: float | None = None
+
+
+def decode_sysmon(term: object) -> Sysmon:
+    m = _map(term, "sysmon")
+    return _numbers(Sysmon, m, state=text(m.get("state")))
+
+
+# --------------------------------------------------------------------------- time, versions
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTime:
+    """``time``: the node's clocks and time zone."""
+
+    utc_offset_s: float | None = None
+    system_time_us: float | None = None
+    erlang_system_time_us: float | None = None
+
+
+def decode_time(term: object) -> NodeTime:
+    return _numbers(NodeTime, _map(term, "time"))
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """``versions``: the release and the running applications."""
+
+    otp_release: str = ""
+    erts_version: str = ""
+    system_architecture: str = ""
+    emulator_flavor: str = ""
+    #: application -> version; None when the node did not list them
+    applications: Mapping[str, str] | None = None
+
+
+def decode_versions(term: object) -> Versions:
+    m = _map(term, "versions")
+    apps = mapping(m.get("applications"))
+    return Versions(
+        otp_release=text(m.get("otp_release")),
+        erts_version=text(m.get("erts_version")),
+        system_architecture=text(m.get("system_architecture")),
+        emulator_flavor=text(m.get("emulator_flavor")),
+        applications=None if apps is None else {text(k): text(v) for k, v in apps.items()},
+    )
+
+
+# --------------------------------------------------------------------------- os_mon
+
+
+@dataclass(frozen=True, slots=True)
+class OsMonCpu:
+    load1: float | None = None
+    load5: float | None = None
+    load15: float | None = None
+    nprocs: float | None = None
+    #: cpu_sup:util/1 percentages by mode (``busy`` among them)
+    util: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OsMonMemory:
+    #: memsup:get_system_memory_data/0 (bytes) by key
+    system: Mapping[str, float] | None = None
+    allocated: float | None = None
+    worst_process: float | None = None
+    system_high_watermark: float | None = None
+    process_high_watermark: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Disk:
+    mount: str
+    total_kib: float | None = None
+    #: percent used
+    capacity: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OsMonDisk:
+    disks: tuple[Disk, ...] | None = None
+    almost_full_threshold: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OsMon:
+    """``plugins.os_mon``: cpu_sup, memsup and disksup, each a part that may
+    be missing or an error on its own."""
+
+    cpu: OsMonCpu | SectionError | None = None
+    memory: OsMonMemory | SectionError | None = None
+    disk: OsMonDisk | SectionError | None = None
+
+
+def _numeric_map(term: object) -> Mapping[str, float] | None:
+    m = mapping(term)
+    if m is None:
+        return None
+    return {str(k): n for k, v in m.items() if (n := number(v)) is not None}
+
+
+def _cpu(term: object) -> OsMonCpu:
+    m = _map(term, "plugins.os_mon.cpu")
+    return _numbers(OsMonCpu, m, util=_numeric_map(m.get("util")))
+
+
+def _memsup(term: object) -> OsMonMemory:
+    m = _map(term, "plugins.os_mon.memory")
+    return _numbers(OsMonMemory, m, system=_numeric_map(m.get("system")))
+
+
+def _disksup(term: object) -> OsMonDisk:
+    m = _map(term, "plugins.os_mon.disk")
+    disks = m.get("disks")
+    return OsMonDisk(
+        disks=(
+            None
+            if type(disks) is not list
+            else tuple(
+                Disk(text(d.get("mount")), number(d.get("total_kib")), number(d.get("capacity")))
+                for d in map(mapping, _entries(disks))
+                if d is not None
+            )
+        ),
+        almost_full_threshold=number(m.get("almost_full_threshold")),
+    )
+
+
+def decode_os_mon(term: object) -> OsMon:
+    m = _map(term, "plugins.os_mon")
+    return OsMon(
+        cpu=_part(m.get("cpu"), "plugins.os_mon.cpu", _cpu),
+        memory=_part(m.get("memory"), "plugins.os_mon.memory", _memsup),
+        disk=_part(m.get("disk"), "plugins.os_mon.disk", _disksup),
+    )
+
+
+# --------------------------------------------------------------------------- startup, env, code
+
+
+@dataclass(frozen=True, slots=True)
+class StartupFiles:
+    """``startup_files``: boot/config files that would not parse."""
+
+    checked: float | None = None
+    #: (file, reason) of each
+    errors: tuple[tuple[str, str], ...] = ()
+
+
+def decode_startup_files(term: object) -> StartupFiles:
+    m = _map(term, "startup_files")
+    return StartupFiles(
+        checked=number(m.get("checked")),
+        errors=tuple(
+            (text(e.get("file")), text(e.get("reason"), 300))
+            for e in map(mapping, _entries(m.get("errors")))
+            if e is not None
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EnvValue:
+    """One application env value as the node printed it, with its hash."""
+
+    hash: int | None
+    text: str
+
+
+def decode_env(term: object) -> Mapping[tuple[str, str], EnvValue | None]:
+    """``env``: ``{{App, Key}: #{hash, text} | undefined}``; None for unset."""
+    if not isinstance(term, dict):  # keys are {App, Key} tuples, not atoms
+        raise Malformed("env is not a map")
+    out: dict[tuple[str, str], EnvValue | None] = {}
+    for key, value in term.items():
+        if not isinstance(key, tuple) or len(key) != 2:
+            continue
+        v = mapping(value)
+        h = v.get("hash") if v is not None else None
+        out[(text(key[0]), text(key[1]))] = (
+            None if v is None else EnvValue(h if type(h) is int else None, text(v.get("text"), 300))
+        )
+    return out
+
+
+def decode_modules(term: object) -> Mapping[str, str]:
+    """``modules``: the md5 of every loaded module."""
+    m = _map(term, "modules")
+    return {text(k): text(v) for k, v in m.items()}
+
+
+def decode_dist_nodes(term: object) -> tuple[str, ...]:
+    if type(term) is not list:
+        raise Malformed("dist_nodes is not a list")
+    return tuple(text(p) for p in term)
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True)
+class CodeChange:
+    """A module loaded, reloaded, purged or deleted since the previous collect."""
+
+    #: module_loaded | module_reloaded | module_purged | module_deleted
+    type: str
+    module: str
+    md5: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigChange:
+    """An application env key set, changed or unset (values printed; None: unset)."""
+
+    app: str
+    key: str
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventSection:
+    """``code_events`` / ``config_events``: the changes since this sidecar's
+    previous collect.  ``baseline`` (the first collect, or not attached) has
+    none to report; ``truncated`` counts changes the node left out."""
+
+    baseline: bool
+    events: tuple[Any, ...] = ()
+    truncated: int = 0
+
+
+_CODE_TYPES: Final = frozenset(
+    {"module_loaded", "module_reloaded", "module_purged", "module_deleted"}
+)
+
+
+def _short(value: object) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 200 else shown[:197] + "..."
+
+
+def _event_section(term: object, name: str) -> tuple[Mapping[str, object], list[Any]] | None:
+    m = mapping(term)
+    if m is None or m.get("baseline") is not False:  # not_attached: nothing to report
+        return None
+    events = m.get("events")
+    if type(events) is not list:
+        raise Malformed(f"{name}.events is not a list: {_short(events)}")
+    return m, events[:MAX_ENTRIES]
+
+
+def _truncated(m: Mapping[str, object]) -> int:
+    t = m.get("truncated")
+    return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else 0
+
+
+def decode_code_events(term: object) -> EventSection:
+    found = _event_section(term, "code_events")
+    if found is None:
+        return EventSection(baseline=True)
+    m, events = found
+    out: list[CodeChange] = []
+    for ev in events:
+        e = mapping(ev)
+        if e is None:
+            raise Malformed(f"code event is not a map: {_short(ev)}")
+        kind, module = e.get("type"), e.get("module")
+        if kind not in _CODE_TYPES or not isinstance(module, Atom):
+            raise Malformed(f"bad code event: {_short(ev)}")
+        md5 = e.get("md5")
+        out.append(
+            CodeChange(
+                str(kind),
+                str(module),
+                md5.decode("ascii", "replace") if type(md5) is bytes else None,
+            )
+        )
+    return EventSection(False, tuple(out), _truncated(m))
+
+
+def _env_text(value: object) -> str | None:
+    if value is None or value == "undefined":
+        return None
+    return text(value) if type(value) is bytes else str(value)
+
+
+def decode_config_events(term: object) -> EventSection:
+    found = _event_section(term, "config_events")
+    if found is None:
+        return EventSection(baseline=True)
+    m, events = found
+    out: list[ConfigChange] = []
+    for ev in events:
+        e = mapping(ev)
+        if e is None or e.get("type") != "config_changed":
+            raise Malformed(f"bad config event: {_short(ev)}")
+        app, key = e.get("app"), e.get("key")
+        if not isinstance(app, Atom):
+            raise Malformed(f"bad config event: {_short(ev)}")
+        key_text = str(key) if isinstance(key, Atom) else text(key) or _short(key)
+        out.append(
+            ConfigChange(str(app), key_text, _env_text(e.get("old")), _env_text(e.get("new")))
+        )
+    return EventSection(False, tuple(out), _truncated(m))
+
+
+# --------------------------------------------------------------------------- the rest
+
+
+def decode_tree(term: object, name: str) -> Mapping[str, Any]:
+    """A section only the exporter renders, normalized (see :func:`normalize`)."""
+    _map(term, name)
+    return normalize(term)  # type: ignore[return-value]

@@ -1,0 +1,214 @@
+"""One node's collect reply, decoded once into typed values.
+
+:func:`decode_snapshot` is the one place a ``beamside_agent:collect/1`` reply
+is read: the node manager calls it right after the reply arrives, and the
+exporter, the alarm checks and the notifier read the :class:`NodeSnapshot`
+it returns.  A section the node failed to compute or that has a shape we do
+not understand is an entry of :attr:`NodeSnapshot.errors` (its value field
+is None); the other sections of the same reply are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sidecar.agents.terms import is_error, mapping, normalize, number, text
+
+from .sections import (
+    Alarms,
+    EnvValue,
+    EventSection,
+    Limits,
+    Malformed,
+    Memory,
+    NodeTime,
+    OsMon,
+    Processes,
+    SectionError,
+    StartupFiles,
+    Sysmon,
+    System,
+    Versions,
+    decode_alarms,
+    decode_code_events,
+    decode_config_events,
+    decode_dist_nodes,
+    decode_env,
+    decode_limits,
+    decode_memory,
+    decode_modules,
+    decode_os_mon,
+    decode_processes,
+    decode_startup_files,
+    decode_sysmon,
+    decode_system,
+    decode_time,
+    decode_tree,
+    decode_versions,
+)
+
+__all__ = ["EXPORTER_SECTIONS", "NodeSnapshot", "decode_snapshot"]
+
+#: sections only the exporter renders: kept as normalized trees
+EXPORTER_SECTIONS: Final = (
+    "allocators",
+    "allocated_areas",
+    "run_queues",
+    "statistics",
+    "scheduler_utilization",
+    "msacc",
+    "ports",
+    "ets",
+    "kernel",
+    "dist",
+)
+
+#: typed sections: reply key -> (snapshot field, decoder)
+_TYPED: Final[Mapping[str, Callable[[object], Any]]] = {
+    "system": decode_system,
+    "limits": decode_limits,
+    "memory": decode_memory,
+    "processes": decode_processes,
+    "alarms": decode_alarms,
+    "sysmon": decode_sysmon,
+    "time": decode_time,
+    "versions": decode_versions,
+    "startup_files": decode_startup_files,
+    "env": decode_env,
+    "modules": decode_modules,
+    "dist_nodes": decode_dist_nodes,
+    "code_events": decode_code_events,
+    "config_events": decode_config_events,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSnapshot:
+    """One node's collect and where it came from.
+
+    ``taken_at`` is when the collect was sent (unix seconds), ``duration``
+    how long it took, round trip included (seconds); ``agent_duration_us``
+    the agent's own time on the node.  A section is None when the reply did
+    not have it (an opt-in section not asked for this tick) or when it is in
+    :attr:`errors`.
+    """
+
+    node: str
+    family: str
+    cluster: str
+    taken_at: float
+    duration: float
+    agent_version: float | None = None
+    agent_duration_us: float | None = None
+    uptime_ms: float | None = None
+    system_time_us: float | None = None
+    system: System | None = None
+    limits: Limits | None = None
+    memory: Memory | None = None
+    processes: Processes | None = None
+    alarms: Alarms | None = None
+    sysmon: Sysmon | None = None
+    time: NodeTime | None = None
+    versions: Versions | None = None
+    startup_files: StartupFiles | None = None
+    #: ``{(app, key): value}`` of the env keys asked for (None: unset)
+    env: Mapping[tuple[str, str], EnvValue | None] | None = None
+    #: md5 of each loaded module (asked for every few ticks)
+    modules: Mapping[str, str] | None = None
+    #: nodes this node is connected to
+    dist_nodes: tuple[str, ...] | None = None
+    code_events: EventSection | None = None
+    config_events: EventSection | None = None
+    #: ``plugins.os_mon`` (cpu_sup, memsup, disksup)
+    os_mon: OsMon | None = None
+    #: other plugins (``mnesia``, application plugins), normalized
+    plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: plugin names in the order to render (sorted), errors included
+    plugin_names: tuple[str, ...] = ()
+    #: :data:`EXPORTER_SECTIONS`, normalized
+    trees: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: sections (``limits``, ``plugins.mnesia``) the node failed or sent misshapen
+    errors: Mapping[str, SectionError] = field(default_factory=dict)
+
+
+def _error(term: object, section: str) -> SectionError:
+    reason = term[1] if is_error(term) else term  # type: ignore[index]
+    return SectionError(section, text(reason) or repr(normalize(reason))[:200])
+
+
+def decode_snapshot(
+    reply: Mapping[str, object],
+    *,
+    node: str,
+    family: str,
+    cluster: str,
+    taken_at: float,
+    duration: float,
+) -> NodeSnapshot:
+    """The typed snapshot of a collect reply (the map ``collect/1`` answered
+    ``{ok, Map}`` with).  Never raises for a bad section."""
+    errors: dict[str, SectionError] = {}
+    typed: dict[str, Any] = {}
+    for key, decode in _TYPED.items():
+        term = reply.get(key)
+        if term is None:
+            continue
+        if is_error(term):
+            errors[key] = _error(term, key)
+            continue
+        try:
+            typed[key] = decode(term)
+        except Malformed as exc:
+            errors[key] = SectionError(key, str(exc), malformed=True)
+    trees: dict[str, Mapping[str, Any]] = {}
+    for key in EXPORTER_SECTIONS:
+        term = reply.get(key)
+        if term is None:
+            continue
+        if is_error(term):
+            errors[key] = _error(term, key)
+        elif mapping(term) is None:
+            errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
+        else:
+            trees[key] = decode_tree(term, key)
+    os_mon: OsMon | None = None
+    plugins: dict[str, Mapping[str, Any]] = {}
+    names: list[str] = []
+    raw_plugins = reply.get("plugins")
+    if raw_plugins is not None:
+        found = mapping(raw_plugins)
+        if is_error(raw_plugins):
+            errors["plugins"] = _error(raw_plugins, "plugins")
+        elif found is None:
+            errors["plugins"] = SectionError("plugins", "plugins is not a map", malformed=True)
+        else:
+            for name, term in sorted(found.items()):
+                path = f"plugins.{text(name)}"
+                names.append(text(name))
+                if is_error(term):
+                    errors[path] = _error(term, path)
+                elif mapping(term) is None:
+                    errors[path] = SectionError(path, f"{path} is not a map", malformed=True)
+                elif name == "os_mon":
+                    os_mon = decode_os_mon(term)
+                else:
+                    plugins[text(name)] = decode_tree(term, path)
+    return NodeSnapshot(
+        node=node,
+        family=family,
+        cluster=cluster,
+        taken_at=taken_at,
+        duration=duration,
+        agent_version=number(reply.get("agent_version")),
+        agent_duration_us=number(reply.get("duration_us")),
+        uptime_ms=number(reply.get("uptime_ms")),
+        system_time_us=number(reply.get("system_time_us")),
+        os_mon=os_mon,
+        plugins=plugins,
+        plugin_names=tuple(names),
+        trees=trees,
+        errors=errors,
+        **typed,
+    )
