@@ -42,7 +42,8 @@ from sidecar.control.gen.beamside.v1 import (
 )
 from sidecar.control.server import Deps, bound_port, create_server
 from sidecar.erldist.node import LocalNode
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.support.nodes import Epmd, ErlangNode, random_cookie
 
 TARGETS_MS = {"ListProcesses": 300.0, "ListTables": 200.0}

@@ -50,7 +50,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.model import decode_snapshot
 from tests.agents.conftest import exposition
 from tests.realapps.apps import APP_KINDS, AppNode, Probe, RealApp, launcher
 
@@ -160,13 +160,13 @@ async def compare_rabbitmq(local: LocalNode, node: AppNode, probe: Probe, rounds
             data = await agents.collect(local, node.name, PLAIN_TICK, timeout=30)
             p1 = read_probe()
             after = scrape(client, port)
-            snap = NodeSnapshot(
+            snap = decode_snapshot(
+                data,
                 node=node.name,
                 family="rabbitmq",
                 cluster="bench",
                 taken_at=taken,
                 duration=0.0,
-                data=data,
             )
             ours = samples(exposition([snap]))
             for what, mine, theirs in COMPARED:

@@ -114,16 +114,11 @@ class Notifier:
 
     def on_snapshot(self, snapshot: NodeSnapshot) -> None:
         """Module and configuration changes the node's collect reported."""
-        at = int(snapshot.taken_at * 1e9)
-        for key, section in (
-            ("code_events", snapshot.code_events),
-            ("config_events", snapshot.config_events),
-        ):
+        for key in ("code_events", "config_events"):
             error = snapshot.errors.get(key)
             if error is not None and error.malformed:
                 self._malformed(snapshot.node, error)
-            elif section is not None:
-                self._node_events(snapshot.node, _notifications(snapshot.node, key, section, at))
+        self._node_events(snapshot.node, snapshot_notifications(snapshot))
 
     def on_node_state(self, node: str, event: str, detail: str) -> None:
         if event == "attached":
@@ -268,8 +263,22 @@ class Notifier:
         yield from self.metric_families()
 
 
+def snapshot_notifications(snapshot: NodeSnapshot) -> list[NodeEvent]:
+    """The module and configuration changes of a snapshot as notifications
+    (none for a baseline, a section not asked for, failed or misshapen)."""
+    at = int(snapshot.taken_at * 1e9)
+    out: list[NodeEvent] = []
+    for name, section in (
+        ("code_events", snapshot.code_events),
+        ("config_events", snapshot.config_events),
+    ):
+        if section is not None:
+            out += _notifications(snapshot.node, name, section, at)
+    return out
+
+
 def _notifications(node: str, name: str, section: EventSection, time_ns: int) -> list[NodeEvent]:
-    """The ``code_events`` / ``config_events`` of a snapshot as notifications.
+    """One event section as notifications.
 
     A section reporting ``truncated`` changes adds one ``<name>_truncated``
     notification so the loss is visible.  ``old``/``new`` of a configuration

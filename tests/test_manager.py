@@ -14,7 +14,8 @@ from sidecar.daemon import local_name_for
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.collector import build_registry
 from sidecar.exporter.otlp import OtlpBridge
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.support.nodes import ErlangNode
 from tests.support.waiting import eventually

@@ -14,10 +14,10 @@ from sidecar.config import LogsConfig, NotificationsConfig
 from sidecar.control.gen.beamside.v1 import config_pb2, eval_pb2, processes_pb2
 from sidecar.control.server import Auditor, request_details
 from sidecar.erldist.term import Atom
-from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.loki.model import LogEntry
 from sidecar.notify import Notifier
 from sidecar.own_logging import JsonFormatter
+from tests.support.snapshots import node_snapshot
 
 NODE = "app@127.0.0.1"
 
@@ -270,7 +270,7 @@ def test_code_and_config_events_of_a_snapshot() -> None:
             ],
         },
     }
-    n.on_snapshot(NodeSnapshot(NODE, "shop", "prod", 1_700_000_000.0, 0.01, data))
+    n.on_snapshot(node_snapshot(NODE, "shop", "prod", 1_700_000_000.0, 0.01, data))
     lines = [json.loads(e.line) for e in sent]
     assert [line["type"] for line in lines] == [
         "module_reloaded",
@@ -281,6 +281,6 @@ def test_code_and_config_events_of_a_snapshot() -> None:
     assert lines[1]["new"] is None
     # A malformed section is counted, the rest of the snapshot still used.
     n.on_snapshot(
-        NodeSnapshot(NODE, "shop", "prod", 1.0, 0.01, {"code_events": {"baseline": False}})
+        node_snapshot(NODE, "shop", "prod", 1.0, 0.01, {"code_events": {"baseline": False}})
     )
     assert samples(n, "beamside_node_events_malformed_total")[("prod", NODE)] == 1.0

@@ -88,8 +88,9 @@ def _map(term: object, what: str) -> Mapping[str, object]:
 
 
 def _part(term: object, path: str, decode: Any) -> Any:
-    """A nested part: its value, a SectionError, or None when absent."""
-    if term is None:
+    """A nested part: its value, a SectionError, or None when absent or off
+    (an atom such as ``not_running``)."""
+    if term is None or isinstance(term, Atom):
         return None
     if is_error(term):
         return SectionError(path, text(term[1]) or repr(term[1])[:200])  # type: ignore[index]

@@ -14,8 +14,8 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.exporter.vm_metrics import vm_metric_families
+from sidecar.model import NodeSnapshot, decode_snapshot
 from tests.support.nodes import ErlangNode
 
 
@@ -26,21 +26,29 @@ async def local(cookie: str, epmd_port: int) -> AsyncIterator[LocalNode]:
     await node.close()
 
 
-async def snapshot(
+async def collect_reply(
     local: LocalNode, node: ErlangNode, opts: dict[str, Any] | None = None, family: str = "test"
-) -> NodeSnapshot:
-    """One collect, wrapped as the exporter sees it."""
+) -> tuple[NodeSnapshot, dict[str, Any]]:
+    """One collect: the typed snapshot the manager would store, and the raw reply."""
     taken = time.time()
     t0 = time.perf_counter()
     data = await agents.collect(local, node.name, opts, timeout=30)
-    return NodeSnapshot(
+    snap = decode_snapshot(
+        data,
         node=node.name,
         family=family,
         cluster="agents-test",
         taken_at=taken,
         duration=time.perf_counter() - t0,
-        data=data,
     )
+    return snap, data
+
+
+async def snapshot(
+    local: LocalNode, node: ErlangNode, opts: dict[str, Any] | None = None, family: str = "test"
+) -> NodeSnapshot:
+    """One collect, decoded as the node manager does."""
+    return (await collect_reply(local, node, opts, family))[0]
 
 
 class _SnapshotCollector(Collector):

@@ -11,9 +11,11 @@ from sidecar import agents
 from sidecar.agents import AGENT_MODULES, AGENT_VERSION
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, Pid
+from sidecar.model import NodeSnapshot
 from tests.agents.conftest import (
     NO_RESIDUE,
     RESIDUE_EXPR,
+    collect_reply,
     exposition,
     family_names,
     section_errors,
@@ -79,8 +81,7 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
 
     await snapshot(local, node)  # first window for scheduler utilisation
     await asyncio.sleep(0.2)
-    snap = await snapshot(local, node)
-    data = snap.data
+    snap, data = await collect_reply(local, node)
     assert set(data) >= CORE
     assert not set(data) & OPT_IN
     assert section_errors(dict(data)) == {}
@@ -272,7 +273,7 @@ async def test_users_system_monitor_is_left_alone(
     await agents.ensure_loaded(local, node.name)
     await agents.attach(local, node.name)
     snap = await snapshot(local, node)
-    assert snap.data["sysmon"]["state"] == "taken_by_other"
+    assert snap.sysmon is not None and snap.sysmon.state == "taken_by_other"
     assert node.eval("erlang:system_monitor().") == theirs
     await agents.detach(local, node.name)
     assert node.eval("erlang:system_monitor().") == theirs
@@ -283,7 +284,7 @@ async def test_system_monitor_events_are_counted(otp25_node: ErlangNode, local: 
     node = otp25_node
     await agents.ensure_loaded(local, node.name)
     await agents.attach(local, node.name, {"large_heap": 20000})
-    before = (await snapshot(local, node)).data["sysmon"]["large_heap"]
+    before = _large_heap(await snapshot(local, node))
     node.eval(
         "[spawn(fun() -> L = lists:seq(1, 100000), erlang:garbage_collect(), length(L) end)"
         " || _ <- lists:seq(1, 3)], ok."
@@ -291,10 +292,15 @@ async def test_system_monitor_events_are_counted(otp25_node: ErlangNode, local: 
     deadline = time.monotonic() + 5
     while True:
         snap = await snapshot(local, node)
-        if snap.data["sysmon"]["large_heap"] > before or time.monotonic() > deadline:
+        if _large_heap(snap) > before or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.1)
-    assert snap.data["sysmon"]["large_heap"] > before
+    assert _large_heap(snap) > before
     text = exposition([snap]).decode()
     assert "erlang_vm_system_monitor_events_total{" in text
     assert 'event="large_heap"' in text
+
+
+def _large_heap(snap: NodeSnapshot) -> float:
+    assert snap.sysmon is not None and snap.sysmon.large_heap is not None, snap.errors
+    return snap.sysmon.large_heap

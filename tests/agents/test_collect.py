@@ -9,9 +9,15 @@ from typing import Any
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
-from sidecar.exporter.snapshot import NodeSnapshot
 from sidecar.exporter.vm_metrics import vm_metric_families
-from tests.agents.conftest import exposition, family_names, section_errors, snapshot
+from sidecar.model import decode_snapshot
+from tests.agents.conftest import (
+    collect_reply,
+    exposition,
+    family_names,
+    section_errors,
+    snapshot,
+)
 from tests.support.nodes import ErlangNode
 from tests.support.prometheus import promtool_check_metrics
 
@@ -61,8 +67,8 @@ async def test_100000_processes_within_a_second(otp25_node: ErlangNode, local: L
     # The whole table in one call (what a node not attached gets).
     rounds = []
     for _ in range(3):
-        snap = await snapshot(local, node, {"walk_chunk": 0})
-        rounds.append((snap.duration, snap.data["duration_us"], snap.data["processes"]))
+        snap, data = await collect_reply(local, node, {"walk_chunk": 0})
+        rounds.append((snap.duration, data["duration_us"], data["processes"]))
     rtt, on_node_us, procs = min(rounds, key=lambda r: r[0])
     print(
         f"\ncollect with {procs['process_count']} processes, whole walk: round trip "
@@ -79,8 +85,8 @@ async def test_100000_processes_within_a_second(otp25_node: ErlangNode, local: L
     # the aggregate of the latest result of every chunk.
     chunks = []
     for _ in range(4):
-        snap = await snapshot(local, node)
-        chunks.append(snap.data["processes"])
+        _, data = await collect_reply(local, node)
+        chunks.append(data["processes"])
     last = chunks[-1]
     k = last["chunks"]
     assert k == 3  # 100,0xx processes: 3 chunks of about 33,400
@@ -167,8 +173,8 @@ async def test_os_mon_and_mnesia_plugins(otp25_node: ErlangNode, local: LocalNod
     assert dict(info.plugins) == {"os_mon": True, "mnesia": True}
 
     await snapshot(local, node)  # cpu_sup util is measured between two collects
-    snap = await snapshot(local, node)
-    plugins = snap.data["plugins"]
+    snap, data = await collect_reply(local, node)
+    plugins = data["plugins"]
     assert set(plugins) == {"os_mon", "mnesia"}
     os_mon, mnesia = plugins["os_mon"], plugins["mnesia"]
     assert section_errors(os_mon) == {}, os_mon
@@ -215,19 +221,19 @@ async def test_failed_sections_render_nothing_and_the_rest_renders(
     otp28_node: ErlangNode, local: LocalNode
 ) -> None:
     await agents.ensure_loaded(local, otp28_node.name)
-    snap = await snapshot(local, otp28_node)
+    snap, data = await collect_reply(local, otp28_node)
     full = family_names([snap])
-    broken = dict(snap.data)
+    broken = dict(data)
     broken["memory"] = (A("error"), (A("error"), b"badarg"))
     broken["dist"] = (A("error"), A("timeout"))
     broken["plugins"] = {A("os_mon"): (A("error"), A("timeout"))}
-    bad = NodeSnapshot(
+    bad = decode_snapshot(
+        broken,
         node="other@127.0.0.1",
         family="f2",
         cluster="agents-test",
         taken_at=snap.taken_at,
         duration=0.1,
-        data=broken,
     )
     families = {f.name: f for f in vm_metric_families([snap, bad])}
     memory = families["erlang_vm_memory_bytes"]

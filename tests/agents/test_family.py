@@ -15,7 +15,8 @@ from sidecar import manager as manager_module
 from sidecar.config import parse_config
 from sidecar.daemon import local_name_for
 from sidecar.erldist.node import LocalNode
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.support.nodes import ErlangNode
 from tests.support.waiting import eventually

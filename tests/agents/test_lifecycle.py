@@ -27,7 +27,8 @@ from sidecar.alarms.engine import AlarmEngine
 from sidecar.config import parse_config
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.conftest import NodeFactory
 from tests.support.nodes import ErlangNode, Runtime, unique_node_name

@@ -14,12 +14,14 @@ import pytest
 
 from sidecar import agents
 from sidecar.agents import EventOptions
-from sidecar.agents.events import NodeEvent, code_notifications
+from sidecar.agents.events import NodeEvent
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
+from sidecar.notify import snapshot_notifications
 from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.agents.events_helpers import Collected, attach_events
 from tests.support.nodes import ErlangNode, Runtime, shell_node
+from tests.support.snapshots import node_snapshot
 
 
 def is_command(text: str) -> Callable[[NodeEvent], bool]:
@@ -98,7 +100,8 @@ async def _code(local: LocalNode, node: ErlangNode) -> tuple[dict[str, object], 
         local, node.name, {"sections": ["time"], "code_events": True}, timeout=30
     )
     section = data["code_events"]
-    return section, code_notifications(node.name, section, time.time_ns())
+    snap = node_snapshot(node.name, "f", "c", time.time(), 0.0, data)
+    return section, snapshot_notifications(snap)
 
 
 def _types(events: list[NodeEvent], module: str) -> list[str]:

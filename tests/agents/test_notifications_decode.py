@@ -11,11 +11,12 @@ from sidecar.agents import EventOptions
 from sidecar.agents.events import (
     EventBatch,
     EventDecodeError,
-    code_notifications,
     decode_batch,
     decode_event,
 )
 from sidecar.erldist.term import Atom, Pid
+from sidecar.notify import snapshot_notifications
+from tests.support.snapshots import node_snapshot
 
 A = Atom
 NODE = A("n@127.0.0.1")
@@ -138,7 +139,8 @@ def test_code_notifications() -> None:
             {A("type"): A("module_purged"), A("module"): A("m")},
         ],
     }
-    events = code_notifications("n@h", section, 42)
+    snap = node_snapshot("n@h", "f", "c", 42e-9, 0.0, {"code_events": section})
+    events = snapshot_notifications(snap)
     assert [(e.type, e.message, e.level) for e in events] == [
         ("module_loaded", "module m loaded", "notice"),
         ("module_purged", "module m purged", "notice"),
@@ -146,10 +148,14 @@ def test_code_notifications() -> None:
     ]
     assert events[0].fields == {"module": "m", "md5": "ab12"}
     assert all(e.kind == "notification" and e.time_ns == 42 for e in events)
-    assert code_notifications("n@h", {A("baseline"): True, A("events"): []}, 1) == []
-    assert code_notifications("n@h", A("not_attached"), 1) == []
-    with pytest.raises(EventDecodeError):
-        code_notifications("n@h", {A("baseline"): False, A("events"): [{A("type"): A("x")}]}, 1)
+    for quiet in ({A("baseline"): True, A("events"): []}, A("not_attached")):
+        snap = node_snapshot("n@h", "f", "c", 1.0, 0.0, {"code_events": quiet})
+        assert snapshot_notifications(snap) == [] and snap.errors == {}
+    bad = {A("baseline"): False, A("events"): [{A("type"): A("x")}]}
+    snap = node_snapshot("n@h", "f", "c", 1.0, 0.0, {"code_events": bad})
+    assert snapshot_notifications(snap) == []
+    error = snap.errors["code_events"]
+    assert error.malformed and "bad code event" in error.reason
 
 
 def test_event_options() -> None:

@@ -16,8 +16,8 @@ from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.config import parse_config
 from sidecar.erldist.node import LocalNode
-from sidecar.exporter.snapshot import NodeSnapshot
 from tests.support.nodes import ErlangNode
+from tests.support.snapshots import node_snapshot
 
 # On the node: a process that regenerates `regen_mod` every 100 ms the way
 # rabbit_feature_flags regenerates its registry (forms compiled at run time, a
@@ -143,7 +143,7 @@ async def test_old_code_alarm_age_and_ignore(
 
     async def tick() -> Alarm | None:
         data = await agents.collect(local, node.name, {"sections": ["alarms"]}, timeout=30)
-        checker.on_snapshot(NodeSnapshot(node.name, "f", "c", time.time(), 0.01, data))
+        checker.on_snapshot(node_snapshot(node.name, "f", "c", time.time(), 0.01, data))
         return engine.get(AlarmKey("old_code", node.name))
 
     started = time.monotonic()

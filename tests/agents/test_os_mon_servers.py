@@ -6,7 +6,13 @@ from __future__ import annotations
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from tests.agents.conftest import exposition, family_names, section_errors, snapshot
+from tests.agents.conftest import (
+    collect_reply,
+    exposition,
+    family_names,
+    section_errors,
+    snapshot,
+)
 from tests.conftest import NodeFactory
 
 
@@ -29,8 +35,8 @@ async def test_os_mon_servers_off_are_not_errors(
     assert info.plugins["os_mon"] is True
     await agents.attach(local, node.name)
     for _ in range(2):  # the second collect is the one cpu_sup's util would use
-        snap = await snapshot(local, node)
-    os_mon = snap.data["plugins"]["os_mon"]
+        snap, data = await collect_reply(local, node)
+    os_mon = data["plugins"]["os_mon"]
     assert section_errors(os_mon) == {}, os_mon
     assert os_mon == {"cpu": "not_running", "memory": "not_running", "disk": "not_running"}
     text = exposition([snap])
@@ -48,8 +54,8 @@ async def test_os_mon_only_cpu_sup_on(node_factory: NodeFactory, local: LocalNod
     await agents.ensure_loaded(local, node.name)
     await agents.attach(local, node.name)
     await snapshot(local, node)
-    snap = await snapshot(local, node)
-    os_mon = snap.data["plugins"]["os_mon"]
+    snap, data = await collect_reply(local, node)
+    os_mon = data["plugins"]["os_mon"]
     assert section_errors(os_mon) == {}, os_mon
     assert os_mon["cpu"]["load1"] >= 0 and "busy" in os_mon["cpu"]["util"]
     assert os_mon["memory"] == "not_running" and os_mon["disk"] == "not_running"

@@ -11,7 +11,8 @@ from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine, Finding, graded
 from sidecar.alarms.model import AlarmEvent, AlarmKey, EventKind, Severity
 from sidecar.erldist.term import Atom
-from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.model import NodeSnapshot, NodeState, NodeStatus
+from tests.support.snapshots import node_snapshot
 
 MI, MA, CR = Severity.MINOR, Severity.MAJOR, Severity.CRITICAL
 LEVELS = ((MI, 100.0), (MA, 1000.0))
@@ -123,8 +124,9 @@ def snapshot(node: str, family: str = "f", taken_at: float = 1e6, **sections: An
         "system_time_us": int(taken_at * 1e6),
     }
     for key, value in sections.items():
-        data[key] = value if not isinstance(data.get(key), dict) else {**data[key], **value}
-    return NodeSnapshot(node, family, "c", taken_at, 0.01, data)
+        merge = isinstance(data.get(key), dict) and isinstance(value, dict)
+        data[key] = {**data[key], **value} if merge else value
+    return node_snapshot(node, family, "c", taken_at, 0.01, data)
 
 
 def test_limits_and_queue_checks(clock: Clock) -> None:
@@ -153,34 +155,28 @@ def test_failed_section_neither_raises_nor_clears(clock: Clock) -> None:
     checker = AlarmChecker(eng, interval=1)
     checker.on_snapshot(snapshot("n", limits={"process_count": 990}))
     assert [a.id for a in eng.active()] == ["process_limit"]
-    broken = snapshot("n")
-    broken.data["limits"] = (Atom("error"), Atom("timeout"))  # type: ignore[index]
+    broken = snapshot("n", limits=(Atom("error"), Atom("timeout")))
+    assert str(broken.errors["limits"]) == "limits failed: timeout"
     checker.on_snapshot(broken)
     assert [a.id for a in eng.active()] == ["process_limit"]
 
 
 def test_node_down_with_delay(clock: Clock) -> None:
-    from types import SimpleNamespace
-
     eng = AlarmEngine("c", clock=clock)
     checker = AlarmChecker(eng, {"node_down": {"delay": 10}}, interval=1, clock=clock)
-    down = SimpleNamespace(
-        node="n", family="f", state=SimpleNamespace(value="down"), last_error="connection refused"
-    )
+    down = NodeStatus("n", "f", NodeState.DOWN, last_error="connection refused")
     checker.on_statuses([down])
     assert eng.active() == []
     clock.now += 11
     checker.on_statuses([down])
     (alarm,) = eng.active()
     assert alarm.id == "node_down" and alarm.severity is CR and "refused" in alarm.cause
-    up = SimpleNamespace(node="n", family="f", state=SimpleNamespace(value="up"), last_error="")
+    up = NodeStatus("n", "f", NodeState.UP)
     checker.on_statuses([up])
     assert eng.active() == []
 
 
 def test_family_checks(clock: Clock) -> None:
-    from types import SimpleNamespace
-
     eng = AlarmEngine("c", clock=clock)
     checker = AlarmChecker(eng, global_params=[GlobalParam("app", "pool")], interval=1)
     a = snapshot(
@@ -197,10 +193,7 @@ def test_family_checks(clock: Clock) -> None:
     )
     for s in (a, b):
         checker.on_snapshot(s)
-    up = [
-        SimpleNamespace(node=n, family="f", state=SimpleNamespace(value="up"), last_error="")
-        for n in ("a", "b")
-    ]
+    up = [NodeStatus(n, "f", NodeState.UP) for n in ("a", "b")]
     checker.on_family({"a": a, "b": b}, up)
     active = {a.id: a for a in eng.active()}
     assert active["different_module_versions"].info["modules"] == {"m": {"a": "aa", "b": "bb"}}
@@ -227,17 +220,14 @@ def test_sasl_alarms_forwarded_and_cleared(clock: Clock) -> None:
 
 
 def test_dist_link_down_time_zone_and_clock_skew(clock: Clock) -> None:
-    from types import SimpleNamespace
-
     eng = AlarmEngine("c", clock=clock)
     checker = AlarmChecker(eng, interval=1, clock=clock)
-    up = [
-        SimpleNamespace(node=n, family="f", state=SimpleNamespace(value="up"), last_error="")
-        for n in ("a", "b")
-    ]
+    up = [NodeStatus(n, "f", NodeState.UP) for n in ("a", "b")]
     a = snapshot("a", dist_nodes=[Atom("b")], time={"utc_offset_s": 0})
-    b = snapshot("b", dist_nodes=[Atom("a")], time={"utc_offset_s": 3600})
-    b.data["system_time_us"] += 3_000_000  # b's clock is 3 s ahead
+    # b's clock is 3 s ahead
+    b = snapshot(
+        "b", dist_nodes=[Atom("a")], time={"utc_offset_s": 3600}, system_time_us=1_000_003_000_000
+    )
     checker.on_family({"a": a, "b": b}, up)
     active = {x.id: x for x in eng.active()}
     assert "dist_link_down" not in active

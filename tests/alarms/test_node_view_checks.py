@@ -11,8 +11,12 @@ from sidecar.alarms.checks import AlarmChecker
 from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import AlarmEvent, EventKind, Severity
 from sidecar.erldist.node import LocalNode
-from sidecar.exporter.snapshot import NodeSnapshot
-from tests.agents.conftest import local, snapshot  # noqa: F401  (local: the fixture)
+from sidecar.model import NodeSnapshot
+from tests.agents.conftest import (  # noqa: F401  (local: the fixture)
+    collect_reply,
+    local,
+    snapshot,
+)
 from tests.conftest import NodeFactory
 from tests.support.node_view import df, meminfo
 from tests.support.nodes import ErlangNode
@@ -77,9 +81,11 @@ async def test_os_mon_is_the_source_when_memsup_and_disksup_run(
     assert node.eval("application:ensure_all_started(os_mon).").startswith("{ok,")
     engine = AlarmEngine("c")
     checker = AlarmChecker(engine, LOW)
-    snap = await _snap(local, node, checker)
-    assert snap.data["alarms"]["memory_view"] == "os_mon"
-    assert snap.data["alarms"]["disk_view"] == "os_mon"
+    await agents.ensure_loaded(local, node.name)
+    snap, data = await collect_reply(local, node, checker.collect_options(node.name, "test"))
+    assert data["alarms"]["memory_view"] == "os_mon"
+    assert data["alarms"]["disk_view"] == "os_mon"
+    assert snap.alarms is not None and snap.alarms.memory_view is None
     checker.on_snapshot(snap)
     assert not VIEW_ALARMS & _active(engine).keys()
 

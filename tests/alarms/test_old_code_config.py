@@ -16,7 +16,8 @@ from sidecar.alarms.model import AlarmKey, Severity
 from sidecar.cli import EXIT_CONFIG
 from sidecar.config import ConfigError, parse_config
 from sidecar.erldist.term import Atom
-from sidecar.exporter.snapshot import NodeSnapshot
+from sidecar.model import NodeSnapshot
+from tests.support.snapshots import node_snapshot
 
 BASE = {"cluster": "c", "targets": [{"nodes": ["app@127.0.0.1"], "cookie_env": "X"}]}
 
@@ -85,7 +86,7 @@ def test_check_config_command(tmp_path: Path) -> None:
 
 def _snap(ages: object) -> NodeSnapshot:
     old = {"count": 0, "modules": [], "ages_ms": ages}
-    return NodeSnapshot("n@h", "f", "c", 1e6, 0.01, {"alarms": {"old_code": old}})
+    return node_snapshot("n@h", "f", "c", 1e6, 0.01, {"alarms": {"old_code": old}})
 
 
 def test_checker_counts_old_enough_and_not_ignored() -> None:

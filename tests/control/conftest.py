@@ -43,7 +43,8 @@ from sidecar.control.gen.beamside.v1 import (
 )
 from sidecar.control.server import Deps, bound_port, create_server, set_serving
 from sidecar.erldist.node import LocalNode
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.support.nodes import ErlangNode, grpcurl_path
 from tests.support.waiting import eventually
 

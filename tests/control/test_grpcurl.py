@@ -12,7 +12,7 @@ import pytest
 
 from sidecar.alarms.engine import Finding
 from sidecar.alarms.model import Severity
-from sidecar.manager import NodeState
+from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
 from tests.support.nodes import ErlangNode

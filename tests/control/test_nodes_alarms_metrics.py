@@ -17,7 +17,7 @@ from sidecar.control.gen.beamside.v1 import (
     nodes_pb2,
     processes_pb2,
 )
-from sidecar.manager import NodeState
+from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory
 from tests.support.nodes import ErlangNode

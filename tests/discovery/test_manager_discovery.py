@@ -15,7 +15,8 @@ from sidecar.config import parse_config
 from sidecar.daemon import local_name_for
 from sidecar.discovery.sharding import ShardSpec, owner
 from sidecar.erldist.node import LocalNode
-from sidecar.manager import NodeManager, NodeState
+from sidecar.manager import NodeManager
+from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.discovery.k8s_api import KubeApiDouble, make_pod
 from tests.support.waiting import eventually

@@ -18,8 +18,8 @@ from sidecar.alarms.engine import AlarmEngine
 from sidecar.alarms.model import Alarm, AlarmKey
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist
-from sidecar.exporter.snapshot import NodeSnapshot
 from tests.realapps.conftest import RunningApp
+from tests.support.snapshots import node_snapshot
 
 FAMILY = {"rabbitmq": "rabbitmq", "ejabberd": "ejabberd", "yaws": "yaws", "elixir": "shop"}
 AGE = 2.0
@@ -71,7 +71,7 @@ async def _scenario(app: RunningApp, tmp_path: Path) -> None:
             assert isinstance(old["ages_ms"], dict), old
             os_mon = data["plugins"].get("os_mon", {})
             assert not [k for k, v in os_mon.items() if agents.is_error(v)], os_mon
-            checker.on_snapshot(NodeSnapshot(node, "f", "c", time.time(), 0.01, data))
+            checker.on_snapshot(node_snapshot(node, "f", "c", time.time(), 0.01, data))
             return engine.get(AlarmKey("old_code", node))
 
         await tick()
