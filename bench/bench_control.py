@@ -6,7 +6,7 @@ Starts a private EPMD and a real OTP 25 node on 127.0.0.1, fills it with
 idle processes (one with a 10,000-message queue) and ETS tables, then runs
 beamside in-process (node manager attached to the node, gRPC server on a
 free loopback port) and times calls from a grpc.aio client, end to end:
-client -> server -> rex -> beamside_ops -> back.
+client -> server -> rex -> the tool module (beamside_ops_procs, beamside_ops_ets) -> back.
 
 The reference, measured in the same run, is the same answer computed by
 the node itself with nothing in between: a compiled Erlang list
