@@ -8,10 +8,13 @@ control plane's replies), so they all agree:
   as ``str``, bounded (``MAX_TEXT`` characters); pids, ports and references
   as they print; anything else ``""``.
 * :func:`number`: an integer or a finite float as ``float``.  A boolean is
-  **not** a number (``true`` is an atom in Erlang): None.
+  **not** a number (``true`` is an atom in Erlang): None; so is an integer
+  too large for a float.
 * :func:`flag`: ``true``/``false`` as ``bool``, None for anything else.
 * :func:`normalize`: a whole term as plain immutable-by-convention values
   (``str`` keys, tuples for lists), for the sections only the exporter renders.
+* :func:`shown`: a term as Python prints it, bounded; never raises (an integer
+  of more than 4300 digits is one Python refuses to print).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ __all__ = [
     "Value",
     "flag",
     "is_error",
+    "key_text",
     "mapping",
     "normalize",
     "number",
+    "shown",
     "text",
 ]
 
@@ -46,6 +51,25 @@ def is_error(term: object) -> bool:
     return type(term) is tuple and len(term) == 2 and term[0] == "error"
 
 
+def shown(term: object, limit: int = MAX_TEXT) -> str:
+    """``repr(term)``, at most ``limit`` characters; ``<int>`` (its type) for
+    a term Python refuses to print: an integer of more than 4300 digits (a
+    bignum the node may send), nesting deeper than the recursion limit."""
+    try:
+        out = repr(term)
+    except (ValueError, RecursionError):
+        out = f"<{type(term).__name__}>"
+    return out if len(out) <= limit else out[:limit]
+
+
+def key_text(key: object) -> str:
+    """A map key as ``str``: atoms as they are, other keys as :func:`text`
+    reads them, else printed."""
+    if isinstance(key, str):
+        return str(key) if len(key) <= MAX_TEXT else key[:MAX_TEXT]
+    return text(key) or shown(key)
+
+
 def text(term: object, limit: int = MAX_TEXT) -> str:
     if isinstance(term, bytes):
         out = term[: limit * 4].decode("utf-8", "replace")
@@ -60,14 +84,20 @@ def text(term: object, limit: int = MAX_TEXT) -> str:
     elif term is None or isinstance(term, bool | int | float | list | tuple | dict):
         out = ""
     else:  # ports, references, funs: as they print
-        out = str(term)
+        try:
+            out = str(term)
+        except (ValueError, RecursionError):  # a bignum or deep nesting inside
+            out = f"<{type(term).__name__}>"
     return out if len(out) <= limit else out[:limit]
 
 
 def number(term: object) -> float | None:
     t = type(term)
     if t is int:
-        return float(term)  # type: ignore[arg-type]
+        try:
+            return float(term)  # type: ignore[arg-type]
+        except OverflowError:  # beyond a float's range: not a finite number
+            return None
     if t is float:
         return term if math.isfinite(term) else None  # type: ignore[return-value,arg-type]
     return None
@@ -94,9 +124,7 @@ def normalize(term: object, depth: int = 0) -> Value:
         if depth >= _MAX_DEPTH:
             return {}
         return {
-            (
-                k if type(k) is str else str(k) if isinstance(k, str) else text(k) or repr(k)
-            ): normalize(v, depth + 1)
+            (k if type(k) is str else key_text(k)): normalize(v, depth + 1)
             for k, v in term.items()  # type: ignore[attr-defined]
         }
     if isinstance(term, str):
@@ -107,8 +135,8 @@ def normalize(term: object, depth: int = 0) -> Value:
         if depth >= _MAX_DEPTH:
             return ()
         if is_error(term):
-            return ("error", text(term[1]) or repr(term[1])[:MAX_TEXT])  # type: ignore[index]
+            return ("error", text(term[1]) or shown(term[1]))  # type: ignore[index]
         return tuple(normalize(v, depth + 1) for v in term)  # type: ignore[attr-defined]
     if isinstance(term, ImproperList):
         return tuple(normalize(v, depth + 1) for v in (*term.elements, term.tail))
-    return text(term) or repr(term)[:MAX_TEXT]
+    return text(term) or shown(term)

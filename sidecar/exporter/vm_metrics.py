@@ -345,7 +345,10 @@ class _Node:
     def _add(self, kind: str, name: str, doc: str, value: Any, labels: dict[str, str]) -> None:
         t = type(value)
         if t is int or t is float:
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond a float's range
+                return
         elif t is bool:
             number = 1.0 if value else 0.0
         else:

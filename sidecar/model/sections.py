@@ -17,8 +17,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
-from sidecar.agents.terms import flag, is_error, mapping, normalize, number, text
-from sidecar.erldist.term import Atom
+from sidecar.agents.terms import (
+    flag,
+    is_error,
+    key_text,
+    mapping,
+    normalize,
+    number,
+    shown,
+    text,
+)
+from sidecar.erldist.term import Atom, Pid
 
 __all__ = [
     "Alarms",
@@ -93,7 +102,7 @@ def _part(term: object, path: str, decode: Any) -> Any:
     if term is None or isinstance(term, Atom):
         return None
     if is_error(term):
-        return SectionError(path, text(term[1]) or repr(term[1])[:200])  # type: ignore[index]
+        return SectionError(path, text(term[1]) or shown(term[1], 200))  # type: ignore[index]
     try:
         return decode(term)
     except Malformed as exc:
@@ -212,7 +221,9 @@ class Memory:
 
 def decode_memory(term: object) -> Memory:
     m = _map(term, "memory")
-    return Memory({str(k): v for k, v in ((k, number(v)) for k, v in m.items()) if v is not None})
+    return Memory(
+        {key_text(k): v for k, v in ((k, number(v)) for k, v in m.items()) if v is not None}
+    )
 
 
 # --------------------------------------------------------------------------- processes
@@ -564,7 +575,7 @@ def _numeric_map(term: object) -> Mapping[str, float] | None:
     m = mapping(term)
     if m is None:
         return None
-    return {str(k): n for k, v in m.items() if (n := number(v)) is not None}
+    return {key_text(k): n for k, v in m.items() if (n := number(v)) is not None}
 
 
 def _cpu(term: object) -> OsMonCpu:
@@ -703,8 +714,8 @@ _CODE_TYPES: Final = frozenset(
 
 
 def _short(value: object) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 200 else shown[:197] + "..."
+    printed = shown(value, 201)
+    return printed if len(printed) <= 200 else printed[:197] + "..."
 
 
 def _event_section(term: object, name: str) -> tuple[Mapping[str, object], list[Any]] | None:
@@ -717,9 +728,13 @@ def _event_section(term: object, name: str) -> tuple[Mapping[str, object], list[
     return m, events[:MAX_ENTRIES]
 
 
+#: the most changes a section reports as left out (a bignum is "very many")
+_MAX_TRUNCATED: Final = 2**63 - 1
+
+
 def _truncated(m: Mapping[str, object]) -> int:
     t = m.get("truncated")
-    return t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else 0
+    return min(t, _MAX_TRUNCATED) if isinstance(t, int) and not isinstance(t, bool) and t > 0 else 0
 
 
 def decode_code_events(term: object) -> EventSection:
@@ -733,7 +748,7 @@ def decode_code_events(term: object) -> EventSection:
         if e is None:
             raise Malformed(f"code event is not a map: {_short(ev)}")
         kind, module = e.get("type"), e.get("module")
-        if kind not in _CODE_TYPES or not isinstance(module, Atom):
+        if not isinstance(kind, Atom) or kind not in _CODE_TYPES or not isinstance(module, Atom):
             raise Malformed(f"bad code event: {_short(ev)}")
         md5 = e.get("md5")
         out.append(
@@ -749,7 +764,7 @@ def decode_code_events(term: object) -> EventSection:
 def _env_text(value: object) -> str | None:
     if value is None or value == "undefined":
         return None
-    return text(value) if type(value) is bytes else str(value)
+    return text(value) if isinstance(value, bytes | str | Pid) else shown(value)
 
 
 def decode_config_events(term: object) -> EventSection:

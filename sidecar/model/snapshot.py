@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sidecar.agents.terms import is_error, mapping, normalize, number, text
+from sidecar.agents.terms import is_error, mapping, normalize, number, shown, text
 
 from .sections import (
     Alarms,
@@ -135,7 +135,7 @@ class NodeSnapshot:
 
 def _error(term: object, section: str) -> SectionError:
     reason = term[1] if is_error(term) else term  # type: ignore[index]
-    return SectionError(section, text(reason) or repr(normalize(reason))[:200])
+    return SectionError(section, text(reason) or shown(normalize(reason), 200))
 
 
 def decode_snapshot(
@@ -184,7 +184,8 @@ def decode_snapshot(
         elif found is None:
             errors["plugins"] = SectionError("plugins", "plugins is not a map", malformed=True)
         else:
-            for name, term in sorted(found.items()):
+            # keys are atoms; any other key sorts by its text, never fails
+            for name, term in sorted(found.items(), key=lambda item: text(item[0])):
                 path = f"plugins.{text(name)}"
                 names.append(text(name))
                 if is_error(term):
