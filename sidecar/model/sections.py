@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from sidecar.agents.terms import (
+    MAX_TEXT,
     flag,
     is_error,
     key_text,
@@ -755,7 +756,7 @@ def decode_code_events(term: object) -> EventSection:
             CodeChange(
                 str(kind),
                 str(module),
-                md5.decode("ascii", "replace") if type(md5) is bytes else None,
+                md5[:MAX_TEXT].decode("ascii", "replace") if type(md5) is bytes else None,
             )
         )
     return EventSection(False, tuple(out), _truncated(m))
