@@ -14,21 +14,22 @@ the same run:
    one concurrent ``collect`` on every node followed by what
    ``NodeManager._collect_loop`` does with the reply (decoded into the typed
    ``NodeSnapshot`` of ``sidecar.model``, status update, stored in the
-   snapshots mapping). The CPU time of *this* Python process
-   (``time.process_time``, cross-checked with ``getrusage``; not wall time)
-   divided by nodes x rounds is the cost of one node's tick: rpc request, dist
-   framing, decoding the reply's bytes, decoding the terms into the typed
-   snapshot and storing it, asyncio scheduling. Also measured: what the
-   attached nodes cost the sidecar between ticks (``--idle`` window, no
-   collection: dist ticks, timers), pure ``decode`` of a real collect reply
-   (the bytes of ``erlang:term_to_binary(beamside_agent:collect(#{}))``,
-   obtained by rpc), and the typed decode + status + store alone, to show
-   their shares. The real ``NodeManager`` then runs at a 1 s interval for
-   ``--manager-window`` seconds as a cross-check of the same figure through
-   the production code. Extrapolation: nodes per core at 15 s = 15 s / CPU per
-   node per tick. There is no external reference for this figure: it is
-   compared with the target (1,000 nodes per core at 15 s, issue 3) and with
-   the decode-only cost measured in the same run.
+   snapshots mapping, the built-in alarm checks run on it). The CPU time of
+   *this* Python process (``time.process_time``, cross-checked with
+   ``getrusage``; not wall time) divided by nodes x rounds is the cost of one
+   node's tick: rpc request, dist framing, decoding the reply's bytes,
+   decoding the terms into the typed snapshot and storing it, asyncio
+   scheduling. Also measured: what the attached nodes cost the sidecar between
+   ticks (``--idle`` window, no collection: dist ticks, timers), pure
+   ``decode`` of a real collect reply (the bytes of
+   ``erlang:term_to_binary(beamside_agent:collect(#{}))``, obtained by rpc),
+   and the typed decode + status + store alone, to show their shares. The real
+   ``NodeManager`` then runs at a 1 s interval for ``--manager-window``
+   seconds as a cross-check of the same figure through the production code.
+   Extrapolation: nodes per core at 15 s = 15 s / CPU per node per tick. There
+   is no external reference for this figure: it is compared with the target
+   (1,000 nodes per core at 15 s, issue 3) and with the decode-only cost
+   measured in the same run.
 2. **/metrics render time.**  The real snapshots (after the nodes are
    stopped, so the machine is quiet) in a snapshot source with an ``up``
    status per node; ``prometheus_client.generate_latest`` of the exporter's
@@ -72,6 +73,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client import generate_latest
 
 from sidecar import __version__, agents
+from sidecar.alarms.checks import AlarmChecker
+from sidecar.alarms.engine import AlarmEngine
 from sidecar.config import Config, CookieSource, Intervals, Target
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, decode
@@ -181,6 +184,8 @@ class Sidecar:
         self.names = list(names)
         self.statuses = {n: NodeStatus(n, FAMILY, NodeState.UP) for n in names}
         self.snapshots: dict[str, NodeSnapshot] = {}
+        #: the built-in alarm checks, as the daemon gives the manager
+        self.checker = AlarmChecker(AlarmEngine(CLUSTER), interval=15.0)
         #: the last raw collect reply of each node
         self.replies: dict[str, dict[str, Any]] = {}
 
@@ -197,7 +202,8 @@ class Sidecar:
         data = await agents.collect(self.local, node, timeout=30)
         duration = time.monotonic() - started
         self.replies[node] = data
-        self.snapshots[node] = store(self.statuses, node, data, duration)
+        self.snapshots[node] = snapshot = store(self.statuses, node, data, duration)
+        self.checker.on_snapshot(snapshot)
 
     async def round(self) -> None:
         await asyncio.gather(*(self.tick(n) for n in self.names))
@@ -252,8 +258,9 @@ def store(
     return snapshot
 
 
-def time_snapshot_store(sidecar: Sidecar, runs: int) -> float:
-    """Mean seconds for decoding a reply into the snapshot + status update + store."""
+def time_snapshot_store(sidecar: Sidecar, runs: int) -> tuple[float, float]:
+    """Mean seconds for decoding a reply into the snapshot + status update +
+    store, and for the alarm checks on that snapshot."""
     node = sidecar.names[0]
     data = sidecar.replies[node]
     statuses: dict[str, NodeStatus] = dict(sidecar.statuses)
@@ -261,7 +268,14 @@ def time_snapshot_store(sidecar: Sidecar, runs: int) -> float:
     c0 = time.process_time()
     for _ in range(runs):
         snapshots[node] = store(statuses, node, data, 0.01)
-    return (time.process_time() - c0) / runs
+    c1 = time.process_time()
+    checker = AlarmChecker(AlarmEngine(CLUSTER), interval=15.0)
+    ticks = [replace(snapshots[node], taken_at=time.time() + 15 * i) for i in range(runs)]
+    c1 = time.process_time()
+    for snapshot in ticks:
+        checker.on_snapshot(snapshot)
+    c2 = time.process_time()
+    return (c1 - c0) / runs, (c2 - c1) / runs
 
 
 async def mesh(nodes: Sequence[ErlangNode], local: LocalNode, timeout: float = 120) -> int:
@@ -292,7 +306,8 @@ def bench_manager(local: LocalNode, names: Sequence[str], cookie: str) -> NodeMa
         targets=(Target(tuple(names), CookieSource("inline", cookie), "none", FAMILY),),
         intervals=Intervals(metrics=1.0),
     )
-    return NodeManager(config.manager_config(), local)
+    checker = AlarmChecker(AlarmEngine(CLUSTER), interval=1.0)
+    return NodeManager(config.manager_config(), local, checker)
 
 
 async def manager_check(
@@ -327,6 +342,7 @@ class CostResult:
     reply_bytes: int
     decode: tuple[float, float, float]
     snapshot_store: float
+    checks: float
     manager: tuple[float, int, int] | None
     snapshots: dict[str, NodeSnapshot]
     otp: str
@@ -383,7 +399,7 @@ async def sidecar_cost(
 
         raw = await sidecar.raw_collect_reply(names[0])
         dec = time_decode(raw, args.decode_runs)
-        snap_store = time_snapshot_store(sidecar, 20_000)
+        snap_store, checks = time_snapshot_store(sidecar, 20_000)
 
         manager_figures = None
         if args.manager_window > 0:
@@ -398,6 +414,7 @@ async def sidecar_cost(
             reply_bytes=len(raw),
             decode=dec,
             snapshot_store=snap_store,
+            checks=checks,
             manager=manager_figures,
             snapshots=dict(sidecar.snapshots),
             otp=otp,
@@ -430,7 +447,7 @@ def report_cost(r: CostResult) -> None:
         "cost of a real reply, both in this run; there is no external reference."
     )
     print(f"collect reply (term_to_binary of the node's answer): {r.reply_bytes:,} bytes")
-    print(f"CPU per node per tick (rpc + decode + snapshot): {us(r.per_tick):>10}")
+    print(f"CPU per node per tick (rpc + decode + snapshot + checks): {us(r.per_tick):>10}")
     print(
         f"  of which decode only (median {us(median)}, best {us(best)}, CPU mean {us(dec_cpu)}): "
         f"{100 * median / r.per_tick:.0f} %"
@@ -439,7 +456,11 @@ def report_cost(r: CostResult) -> None:
         f"  of which decode into NodeSnapshot + status:    {us(r.snapshot_store):>10} "
         f"({100 * r.snapshot_store / r.per_tick:.1f} %)"
     )
-    rest = r.per_tick - median - r.snapshot_store
+    print(
+        f"  of which the alarm checks:                    {us(r.checks):>10} "
+        f"({100 * r.checks / r.per_tick:.1f} %)"
+    )
+    rest = r.per_tick - median - r.snapshot_store - r.checks
     print(
         f"  rest (rpc request, dist framing, asyncio):     {us(rest):>10} "
         f"({100 * rest / r.per_tick:.0f} %)"

@@ -19,11 +19,11 @@ control plane's replies), so they all agree:
 
 from __future__ import annotations
 
-import math
+import sys
 from collections.abc import Mapping
 from typing import Final, TypeAlias
 
-from sidecar.erldist.term import ImproperList, Pid
+from sidecar.erldist.term import Atom, ImproperList, Pid
 
 __all__ = [
     "MAX_TEXT",
@@ -37,6 +37,8 @@ __all__ = [
     "shown",
     "text",
 ]
+
+_FLOAT_MAX: Final = sys.float_info.max
 
 #: longest text kept from one value (a printed term, a file name, a reason)
 MAX_TEXT: Final = 4096
@@ -71,7 +73,12 @@ def key_text(key: object) -> str:
 
 
 def text(term: object, limit: int = MAX_TEXT) -> str:
+    t = type(term)
+    if t is Atom:  # at most 255 characters
+        return term  # type: ignore[return-value]
     if isinstance(term, bytes):
+        if len(term) <= limit:
+            return term.decode("utf-8", "replace")
         out = term[: limit * 4].decode("utf-8", "replace")
     elif isinstance(term, str | Pid):
         out = str(term)
@@ -94,12 +101,10 @@ def text(term: object, limit: int = MAX_TEXT) -> str:
 def number(term: object) -> float | None:
     t = type(term)
     if t is int:
-        try:
-            return float(term)  # type: ignore[arg-type]
-        except OverflowError:  # beyond a float's range: not a finite number
-            return None
+        # beyond a float's range (a bignum): not a finite number
+        return float(term) if -_FLOAT_MAX <= term <= _FLOAT_MAX else None  # type: ignore[arg-type,operator]
     if t is float:
-        return term if math.isfinite(term) else None  # type: ignore[return-value,arg-type]
+        return term if term - term == 0.0 else None  # type: ignore[return-value,operator]  # inf, nan
     return None
 
 

@@ -16,7 +16,9 @@ section the node answered with ``{error, Reason}`` or sent misshapen is in
 ``snapshot.errors`` and yields no series but a
 ``beamside_agent_section_error{section}`` sample; the other sections of the
 same snapshot still render.  The sections only the exporter reads come as
-normalized trees (``snapshot.trees``, ``snapshot.plugins``).
+the maps the node sent (``snapshot.trees``, ``snapshot.plugins``), read here
+with the rules of :mod:`sidecar.agents.terms` and never trusted to be
+well-formed (keys of mixed types, any value where a number is expected).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from sidecar.agents.terms import is_error, number, text
+from sidecar.agents.terms import is_error, key_text, number, text
 from sidecar.model import NodeSnapshot, SectionError
 from sidecar.model.sections import DiskView, MemoryView, OsMonCpu, OsMonDisk, OsMonMemory
 
@@ -362,7 +364,7 @@ num = number  # the model's rule: a boolean is not a number
 
 # --------------------------------------------------------------------------- sections
 
-#: renders one normalized tree section (``snapshot.trees``, ``snapshot.plugins``)
+#: renders one section kept as sent (``snapshot.trees``, ``snapshot.plugins``)
 Renderer = Callable[[_Node, Mapping[str, Any], NodeSnapshot], None]
 
 
@@ -427,7 +429,7 @@ def _memory(n: _Node, snap: NodeSnapshot) -> None:
 
 def _allocators(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     total_carriers = 0.0
-    for alloc, sizes in sorted(s.items()):
+    for alloc, sizes in _sorted(s):
         if not isinstance(sizes, dict):
             continue
         a = text(alloc)
@@ -479,7 +481,7 @@ def _allocators(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
 
 
 def _allocated_areas(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
-    for area, value in sorted(s.items()):
+    for area, value in _sorted(s):
         n.gauge(
             "erlang_vm_allocated_area_bytes",
             "Memory of the VM's internal areas (erlang:system_info(allocated_areas)).",
@@ -628,7 +630,7 @@ def _msacc(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         return
     threads = s.get("threads")
     if isinstance(threads, dict):
-        for kind, count in sorted(threads.items()):
+        for kind, count in _sorted(threads):
             n.gauge(
                 "erlang_vm_msacc_threads",
                 "Threads of each type accounted for.",
@@ -638,10 +640,10 @@ def _msacc(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     micro = s.get("microseconds")
     if not isinstance(micro, dict):
         return
-    for kind, states in sorted(micro.items()):
+    for kind, states in _sorted(micro):
         if not isinstance(states, dict):
             continue
-        for state, us in sorted(states.items()):
+        for state, us in _sorted(states):
             st = text(state)
             if not _NAME_PART.match(st):
                 continue
@@ -770,7 +772,7 @@ def _processes(n: _Node, snap: NodeSnapshot) -> None:
 def _ports(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     kinds = s.get("by_kind")
     if isinstance(kinds, dict):
-        for kind, v in sorted(kinds.items()):
+        for kind, v in _sorted(kinds):
             if not isinstance(v, dict):
                 continue
             k = text(kind)
@@ -1165,7 +1167,7 @@ def _mnesia(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         return
     n.gauge("erlang_mnesia_tables", "Tables of the schema (up to max_tables).", len(tables))
     total = 0.0
-    for table, info in sorted(tables.items()):
+    for table, info in _sorted(tables):
         if not isinstance(info, dict):
             continue
         t = text(table)
@@ -1193,7 +1195,7 @@ def _mnesia(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     )
 
 
-#: plugins (other than os_mon, which is typed) rendered from their normalized tree
+#: plugins (other than os_mon, which is typed) rendered from their map as sent
 _PLUGINS: Final[Mapping[str, Renderer]] = {"mnesia": _mnesia}
 
 SectionRenderer = Callable[[_Node, NodeSnapshot], None]
@@ -1236,8 +1238,16 @@ _SECTIONS: Final[Sequence[tuple[str, SectionRenderer]]] = (
 )
 
 
+def _sorted(tree: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
+    """A map's items by key; keys of mixed types (a misbehaving node) by their text."""
+    try:
+        return sorted(tree.items())
+    except TypeError:
+        return sorted(tree.items(), key=lambda item: key_text(item[0]))
+
+
 def _list(value: Any) -> Sequence[Any]:
-    return value if isinstance(value, tuple) else ()
+    return value if isinstance(value, list | tuple) else ()
 
 
 def _section_error(n: _Node, section: str) -> None:

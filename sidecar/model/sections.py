@@ -12,10 +12,9 @@ functions take the section's term and return the value, or raise
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final, NamedTuple, TypeVar
 
 from sidecar.agents.terms import (
     MAX_TEXT,
@@ -23,7 +22,6 @@ from sidecar.agents.terms import (
     is_error,
     key_text,
     mapping,
-    normalize,
     number,
     shown,
     text,
@@ -57,8 +55,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SectionError:
+class SectionError(NamedTuple):
     """A section of the reply that is missing its data: the node answered
     ``{error, Reason}`` for it (``failed``), or it has a shape this beamside
     does not understand (``malformed``)."""
@@ -82,12 +79,24 @@ class Malformed(ValueError):
 
 _T = TypeVar("_T")
 
+_FLOAT_MAX: Final = sys.float_info.max
 
-def _numbers(cls: type[_T], term: Mapping[str, object], **others: Any) -> _T:
-    """``cls`` with each of its fields not in ``others`` read as a number."""
-    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-    values = {f.name: number(term.get(f.name)) for f in fields if f.name not in others}
-    return cls(**values, **others)
+
+def _numbers(cls: type[_T], term: Mapping[str, object], **others: object) -> _T:
+    """``cls`` with its fields read from ``term`` as numbers (the rule of
+    :func:`~sidecar.agents.terms.number`, inlined: this runs for every field of
+    every node at every tick), except those given in ``others``."""
+    fields: tuple[str, ...] = cls._fields  # type: ignore[attr-defined]
+    get: Callable[[str], Any] = term.get
+    values = [
+        (float(v) if -_FLOAT_MAX <= v <= _FLOAT_MAX else None)
+        if (t := type(v)) is int
+        else (v if t is float and v - v == 0.0 else None)
+        for v in map(get, fields)
+    ]
+    for name, value in others.items():
+        values[fields.index(name)] = value
+    return cls._make(values)  # type: ignore[attr-defined,no-any-return]
 
 
 def _map(term: object, what: str) -> Mapping[str, object]:
@@ -117,8 +126,7 @@ def _entries(term: object) -> list[object]:
 # --------------------------------------------------------------------------- limits
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(NamedTuple):
     """``limits``: counts and their limits (the ``*_limit`` alarms)."""
 
     process_count: float | None = None
@@ -150,8 +158,7 @@ def decode_limits(term: object) -> Limits:
 # --------------------------------------------------------------------------- system
 
 
-@dataclass(frozen=True, slots=True)
-class System:
+class System(NamedTuple):
     """``system``: schedulers, processors, emulator flags and clocks."""
 
     schedulers: float | None = None
@@ -210,8 +217,7 @@ def decode_system(term: object) -> System:
 # --------------------------------------------------------------------------- memory
 
 
-@dataclass(frozen=True, slots=True)
-class Memory:
+class Memory(NamedTuple):
     """``memory``: ``erlang:memory/0`` (and ``persistent_term``) in bytes, by kind."""
 
     by_kind: Mapping[str, float]
@@ -221,17 +227,18 @@ class Memory:
 
 
 def decode_memory(term: object) -> Memory:
-    m = _map(term, "memory")
-    return Memory(
-        {key_text(k): v for k, v in ((k, number(v)) for k, v in m.items()) if v is not None}
-    )
+    by_kind: dict[str, float] = {}
+    for kind, value in _map(term, "memory").items():
+        n = number(value)
+        if n is not None:
+            by_kind[kind if type(kind) is Atom else key_text(kind)] = n
+    return Memory(by_kind)
 
 
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessEntry:
+class ProcessEntry(NamedTuple):
     """One process of a top-N list (longest queues, largest memory)."""
 
     pid: str
@@ -249,34 +256,32 @@ class ProcessEntry:
     def summary(self, limit: int = 200) -> dict[str, object]:
         """The fields it has, for an alarm's details."""
         out: dict[str, object] = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
+        for name, v in zip(self._fields, self, strict=True):
             if v is None or v == "":
                 continue
             if isinstance(v, str):
                 v = v[:limit]
             elif v.is_integer():  # counts and bytes print as integers
                 v = int(v)
-            out[f.name] = v
+            out[name] = v
         return out
 
 
 def _process_entry(term: object) -> ProcessEntry | None:
-    m = mapping(term)
-    if m is None:
+    if type(term) is not dict:
         return None
+    get = term.get
     return ProcessEntry(
-        pid=text(m.get("pid")),
-        name=text(m.get("name")),
-        message_queue_len=number(m.get("message_queue_len")),
-        memory=number(m.get("memory")),
-        current_function=text(m.get("current_function")),
-        initial_call=text(m.get("initial_call")),
+        text(get("pid")),
+        text(get("name")),
+        number(get("message_queue_len")),
+        number(get("memory")),
+        text(get("current_function")),
+        text(get("initial_call")),
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Processes:
+class Processes(NamedTuple):
     """``processes``: message queues and process memory over the chunked walk."""
 
     mq_sum: float | None = None
@@ -318,8 +323,7 @@ def decode_processes(term: object) -> Processes:
 # --------------------------------------------------------------------------- alarms
 
 
-@dataclass(frozen=True, slots=True)
-class SaslAlarm:
+class SaslAlarm(NamedTuple):
     """An alarm set in SASL's ``alarm_handler`` (``id`` and ``description``
     printed by the node; ``name`` when the node could tell it)."""
 
@@ -328,8 +332,7 @@ class SaslAlarm:
     name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class MemoryView:
+class MemoryView(NamedTuple):
     """``alarms.memory_view``: the node's own view of memory when os_mon's
     memsup does not run (cgroup v1/v2, /proc/meminfo)."""
 
@@ -360,8 +363,7 @@ def decode_memory_view(term: object) -> MemoryView:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class DiskView:
+class DiskView(NamedTuple):
     """``alarms.disk_view``: df of the node's data directory (mnesia's, else
     the working directory) when os_mon's disksup does not run."""
 
@@ -387,8 +389,7 @@ def decode_disk_view(term: object) -> DiskView:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Alarms:
+class Alarms(NamedTuple):
     """``alarms``: what the node says for the alarm checks.
 
     A part is None when the node did not send it (``memory_view`` is not sent
@@ -466,8 +467,7 @@ def _view(term: object) -> object:
 # --------------------------------------------------------------------------- sysmon
 
 
-@dataclass(frozen=True, slots=True)
-class Sysmon:
+class Sysmon(NamedTuple):
     """``sysmon``: the agent's own state and the system monitor's counters."""
 
     #: owner | taken_by_other | disabled | not_attached
@@ -488,8 +488,7 @@ def decode_sysmon(term: object) -> Sysmon:
 # --------------------------------------------------------------------------- time, versions
 
 
-@dataclass(frozen=True, slots=True)
-class NodeTime:
+class NodeTime(NamedTuple):
     """``time``: the node's clocks and time zone."""
 
     utc_offset_s: float | None = None
@@ -501,8 +500,7 @@ def decode_time(term: object) -> NodeTime:
     return _numbers(NodeTime, _map(term, "time"))
 
 
-@dataclass(frozen=True, slots=True)
-class Versions:
+class Versions(NamedTuple):
     """``versions``: the release and the running applications."""
 
     otp_release: str = ""
@@ -528,8 +526,7 @@ def decode_versions(term: object) -> Versions:
 # --------------------------------------------------------------------------- os_mon
 
 
-@dataclass(frozen=True, slots=True)
-class OsMonCpu:
+class OsMonCpu(NamedTuple):
     load1: float | None = None
     load5: float | None = None
     load15: float | None = None
@@ -538,8 +535,7 @@ class OsMonCpu:
     util: Mapping[str, float] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OsMonMemory:
+class OsMonMemory(NamedTuple):
     #: memsup:get_system_memory_data/0 (bytes) by key
     system: Mapping[str, float] | None = None
     allocated: float | None = None
@@ -548,22 +544,19 @@ class OsMonMemory:
     process_high_watermark: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Disk:
+class Disk(NamedTuple):
     mount: str
     total_kib: float | None = None
     #: percent used
     capacity: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OsMonDisk:
+class OsMonDisk(NamedTuple):
     disks: tuple[Disk, ...] | None = None
     almost_full_threshold: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OsMon:
+class OsMon(NamedTuple):
     """``plugins.os_mon``: cpu_sup, memsup and disksup, each a part that may
     be missing or an error on its own."""
 
@@ -618,8 +611,7 @@ def decode_os_mon(term: object) -> OsMon:
 # --------------------------------------------------------------------------- startup, env, code
 
 
-@dataclass(frozen=True, slots=True)
-class StartupFiles:
+class StartupFiles(NamedTuple):
     """``startup_files``: boot/config files that would not parse."""
 
     checked: float | None = None
@@ -639,8 +631,7 @@ def decode_startup_files(term: object) -> StartupFiles:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class EnvValue:
+class EnvValue(NamedTuple):
     """One application env value as the node printed it, with its hash."""
 
     hash: int | None
@@ -678,8 +669,7 @@ def decode_dist_nodes(term: object) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- events
 
 
-@dataclass(frozen=True, slots=True)
-class CodeChange:
+class CodeChange(NamedTuple):
     """A module loaded, reloaded, purged or deleted since the previous collect."""
 
     #: module_loaded | module_reloaded | module_purged | module_deleted
@@ -688,8 +678,7 @@ class CodeChange:
     md5: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigChange:
+class ConfigChange(NamedTuple):
     """An application env key set, changed or unset (values printed; None: unset)."""
 
     app: str
@@ -698,8 +687,7 @@ class ConfigChange:
     new: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class EventSection:
+class EventSection(NamedTuple):
     """``code_events`` / ``config_events``: the changes since this sidecar's
     previous collect.  ``baseline`` (the first collect, or not attached) has
     none to report; ``truncated`` counts changes the node left out."""
@@ -786,12 +774,3 @@ def decode_config_events(term: object) -> EventSection:
             ConfigChange(str(app), key_text, _env_text(e.get("old")), _env_text(e.get("new")))
         )
     return EventSection(False, tuple(out), _truncated(m))
-
-
-# --------------------------------------------------------------------------- the rest
-
-
-def decode_tree(term: object, name: str) -> Mapping[str, Any]:
-    """A section only the exporter renders, normalized (see :func:`normalize`)."""
-    _map(term, name)
-    return normalize(term)  # type: ignore[return-value]
