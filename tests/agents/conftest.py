@@ -8,9 +8,6 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
-from prometheus_client import generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
@@ -49,21 +46,6 @@ async def snapshot(
 ) -> NodeSnapshot:
     """One collect, decoded as the node manager does."""
     return (await collect_reply(local, node, opts, family))[0]
-
-
-class _SnapshotCollector(Collector):
-    def __init__(self, snapshots: Iterable[NodeSnapshot]) -> None:
-        self._snapshots = list(snapshots)
-
-    def collect(self) -> Iterable[Metric]:
-        return vm_metric_families(self._snapshots)
-
-
-def exposition(snapshots: Iterable[NodeSnapshot]) -> bytes:
-    """The text exposition, from a registry of our own (never the global one)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_SnapshotCollector(snapshots))
-    return generate_latest(registry)
 
 
 def family_names(snapshots: Iterable[NodeSnapshot]) -> set[str]:

@@ -16,12 +16,12 @@ from tests.agents.conftest import (
     NO_RESIDUE,
     RESIDUE_EXPR,
     collect_reply,
-    exposition,
     family_names,
     section_errors,
     snapshot,
     wait_for,
 )
+from tests.support.golden import exposition
 from tests.support.nodes import ErlangNode
 from tests.support.prometheus import promtool_check_metrics
 

@@ -16,15 +16,9 @@ from typing import Any
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist
-from tests.agents.conftest import (
-    NO_RESIDUE,
-    RESIDUE_EXPR,
-    exposition,
-    section_errors,
-    snapshot,
-    wait_for,
-)
+from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, section_errors, snapshot, wait_for
 from tests.conftest import NodeFactory
+from tests.support.golden import exposition
 from tests.support.nodes import ErlangNode
 from tests.support.prometheus import promtool_check_metrics
 

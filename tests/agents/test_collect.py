@@ -11,13 +11,8 @@ from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
 from sidecar.exporter.vm_metrics import vm_metric_families
 from sidecar.model import decode_snapshot
-from tests.agents.conftest import (
-    collect_reply,
-    exposition,
-    family_names,
-    section_errors,
-    snapshot,
-)
+from tests.agents.conftest import collect_reply, family_names, section_errors, snapshot
+from tests.support.golden import exposition
 from tests.support.nodes import ErlangNode
 from tests.support.prometheus import promtool_check_metrics
 

@@ -12,8 +12,9 @@ import pytest
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, exposition, snapshot
+from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, snapshot
 from tests.conftest import NodeFactory
+from tests.support.golden import exposition
 from tests.support.node_view import (
     MemoryCgroup,
     MiB,

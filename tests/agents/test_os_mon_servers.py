@@ -6,14 +6,9 @@ from __future__ import annotations
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from tests.agents.conftest import (
-    collect_reply,
-    exposition,
-    family_names,
-    section_errors,
-    snapshot,
-)
+from tests.agents.conftest import collect_reply, family_names, section_errors, snapshot
 from tests.conftest import NodeFactory
+from tests.support.golden import exposition
 
 
 def _os_mon_flags(cpu: bool, mem: bool, disk: bool) -> list[str]:
