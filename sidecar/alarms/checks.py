@@ -152,8 +152,9 @@ class AlarmChecker:
         source: str,
         value: float | None,
         cause: Callable[[float], str],
-        info: dict[str, Any] | None = None,
+        info: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
     ) -> dict[str, Finding | None]:
+        """``info`` may be a function: built only when the alarm is raised."""
         s = self._enabled(alarm)
         if s is None or value is None:
             return {}
@@ -161,7 +162,8 @@ class AlarmChecker:
         severity = graded(value, s.levels, current, s.clear_ratio)
         if severity is None:
             return {alarm: None}
-        return {alarm: Finding(alarm, severity, cause(value), s.spec.repair, info or {})}
+        details = info() if callable(info) else info
+        return {alarm: Finding(alarm, severity, cause(value), s.spec.repair, details or {})}
 
     def _flag(
         self, alarm: str, raised: bool | None, cause: str, info: dict[str, Any] | None = None
@@ -232,7 +234,7 @@ class AlarmChecker:
                     node,
                     procs.mq_max,
                     lambda v: f"a process has {v:.0f} messages in its queue",
-                    {"top_offenders": [p.summary() for p in procs.top_message_queue[:5]]},
+                    lambda: {"top_offenders": [p.summary() for p in procs.top_message_queue[:5]]},
                 )
             )
             r.update(
@@ -241,7 +243,7 @@ class AlarmChecker:
                     node,
                     procs.max_memory,
                     lambda v: f"a process uses {v / 2**20:.0f} MiB",
-                    {"top_processes": [p.summary() for p in procs.top_memory[:5]]},
+                    lambda: {"top_processes": [p.summary() for p in procs.top_memory[:5]]},
                 )
             )
 

@@ -56,7 +56,7 @@ def graded(
     held needs only ``threshold * clear_ratio``.  So a value hovering just
     under a threshold it crossed keeps the alarm instead of clearing it.
     """
-    for severity, limit in sorted(levels, key=lambda lv: lv[0], reverse=True):
+    for severity, limit in sorted(levels, reverse=True):  # worst first
         held = current is not None and severity <= current
         if value >= (limit * clear_ratio if held else limit):
             return severity

@@ -80,6 +80,8 @@ class Malformed(ValueError):
 _T = TypeVar("_T")
 
 _FLOAT_MAX: Final = sys.float_info.max
+#: each section class's field positions
+_POSITIONS: dict[type, dict[str, int]] = {}
 
 
 def _numbers(cls: type[_T], term: Mapping[str, object], **others: object) -> _T:
@@ -94,8 +96,12 @@ def _numbers(cls: type[_T], term: Mapping[str, object], **others: object) -> _T:
         else (v if t is float and v - v == 0.0 else None)
         for v in map(get, fields)
     ]
-    for name, value in others.items():
-        values[fields.index(name)] = value
+    if others:
+        position = _POSITIONS.get(cls) or _POSITIONS.setdefault(
+            cls, {name: i for i, name in enumerate(fields)}
+        )
+        for name, value in others.items():
+            values[position[name]] = value
     return cls._make(values)  # type: ignore[attr-defined,no-any-return]
 
 
