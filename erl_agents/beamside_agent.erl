@@ -34,6 +34,8 @@
 %%%                            beamside_ops_safety, beamside_ops_ets,
 %%%                            beamside_ops_code, beamside_ops_env and
 %%%                            beamside_ops_eval (see beamside_ops's header).
+%%%   beamside_redact          the redaction rule: secrets in env values,
+%%%                            states, events never leave the node in clear.
 %%%   beamside_watchdog        removes all of the above when the sidecars are
 %%%                            gone without detaching.
 %%%
@@ -85,6 +87,16 @@
 %%%        beamside_ops_eval; beamside_ops keeps only what they share (the
 %%%        sidecar calls each service's own module: beamside_ops:top/1 and
 %%%        the like are gone).
+%%%     6  secrets never leave in clear: new module beamside_redact, used by
+%%%        beamside_ops_env (get_env redacts unless reveal => true, entries
+%%%        have `redacted'; set_env's previous/value and env_dump's text are
+%%%        always redacted), beamside_ops_procs:process/2 (state, messages,
+%%%        dictionary; reveal => true), the `config_events' section (old/new
+%%%        redacted at any depth, a secret-named key's value is the marker
+%%%        text <<"<redacted sha256:xxxxxx>">>, was the atom `redacted'), the
+%%%        `env' section's text and the printed SASL alarms; beamside_sysmon's
+%%%        table is protected (other processes' writes go through it) and
+%%%        its config views hold redacted texts only.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -396,7 +408,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 5).
+-define(VERSION, 6).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

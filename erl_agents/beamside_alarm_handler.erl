@@ -15,12 +15,15 @@
 %%% installation is the current one (deleted by somebody else, or crashed),
 %%% terminate/2 marks it `removed' in the table and the next collect adds it
 %%% again.  It keeps the
-%%% alarms currently set in beamside_sysmon's ETS table, one row per alarm id:
+%%% alarms currently set in beamside_sysmon's ETS table, one row per alarm id
+%%% (the table is protected: the handler sends each row to beamside_sysmon,
+%%% {beamside_alarm_handler, Ref, {insert, Row} | {delete, Id} | removed},
+%%% which stores it while Ref is the installation it made last):
 %%%
 %%%   {{sasl_alarm, Id}, IdText, DescriptionText, NameText, SetAtMs}
 %%%
 %%% printed once, when the alarm is set (`~0tP' with depth 20, at most 512
-%%% bytes each), so that a snapshot reads the table and never calls into
+%%% bytes each, secrets redacted by beamside_redact), so that a snapshot reads the table and never calls into
 %%% alarm_handler.  set_alarm of an id already set replaces it (alarm_handler
 %%% itself would keep both: we keep one row per id).
 %%%
@@ -36,8 +39,9 @@
 %%% (beamside_sysmon exited without deleting us) the handler removes itself
 %%% too.
 %%%
-%%% Cost: per alarm event, one ETS write and, on set, printing the alarm
-%%% (bounded); nothing at all between events.
+%%% Cost: per alarm event, one message to beamside_sysmon (one ETS write
+%%% there) and, on set, printing the alarm (bounded); nothing at all between
+%%% events.
 %%% ===========================================================================
 -module(beamside_alarm_handler).
 -behaviour(gen_event).
@@ -60,20 +64,20 @@ handle_event(Event, #h{tab = Tab, ref = Ref} = H) ->
     case current(Tab, Ref) of
         true ->
             try {ok, event(Event, H)}
-            catch error:badarg -> remove_handler         % table gone
+            catch error:badarg -> remove_handler         % beamside_sysmon gone
             end;
         false ->
             remove_handler
     end.
 
-handle_call({seed, Alarms}, #h{tab = Tab, touched = Touched} = H) ->
+handle_call({seed, Alarms}, #h{touched = Touched} = H) ->
     Now = erlang:system_time(millisecond),
     Seeded = lists:foldl(
                fun(Alarm, N) ->
                        {Id, Desc} = split(Alarm),
                        case maps:is_key(Id, Touched) of
                            true -> N;
-                           false -> insert(Tab, Id, Desc, Now), N + 1
+                           false -> _ = (catch insert(H, Id, Desc, Now)), N + 1
                        end
                end, 0, Alarms),
     {ok, {ok, Seeded}, H#h{seeded = true, touched = #{}}};
@@ -83,9 +87,9 @@ handle_call(_Query, H) ->
 handle_info(_Info, H) ->
     {ok, H}.
 
-terminate(_Reason, #h{tab = Tab, ref = Ref}) ->
+terminate(_Reason, #h{tab = Tab, ref = Ref} = H) ->
     case current(Tab, Ref) of
-        true -> catch ets:update_element(Tab, alarm_handler, {4, removed});
+        true -> catch send(H, removed);
         false -> ok
     end,
     ok.
@@ -94,10 +98,10 @@ terminate(_Reason, #h{tab = Tab, ref = Ref}) ->
 
 event({set_alarm, Alarm}, H) ->
     {Id, Desc} = split(Alarm),
-    insert(H#h.tab, Id, Desc, erlang:system_time(millisecond)),
+    insert(H, Id, Desc, erlang:system_time(millisecond)),
     touch(Id, H);
 event({clear_alarm, Id}, H) ->
-    ets:delete(H#h.tab, {sasl_alarm, Id}),
+    send(H, {delete, Id}),
     touch(Id, H);
 event(_Other, H) ->
     H.
@@ -109,8 +113,14 @@ touch(_Id, H) -> H.
 split({Id, Desc}) -> {Id, Desc};
 split(Other) -> {Other, []}.
 
-insert(Tab, Id, Desc, Now) ->
-    ets:insert(Tab, {{sasl_alarm, Id}, print(Id), print(Desc), name(Id), Now}).
+insert(H, Id, Desc, Now) ->
+    send(H, {insert, {{sasl_alarm, Id}, print(Id), print(Desc), name(Id), Now}}).
+
+%% To beamside_sysmon (registered under the table's name), which stores it;
+%% badarg when it is gone.
+send(#h{tab = Owner, ref = Ref}, Op) ->
+    Owner ! {?MODULE, Ref, Op},
+    ok.
 
 %% Whether this instance is the one beamside_sysmon installed last.
 current(Tab, Ref) ->
@@ -125,9 +135,11 @@ name(Id) when is_tuple(Id), tuple_size(Id) > 0, is_atom(element(1, Id)) ->
     atom_to_binary(element(1, Id), utf8);
 name(_) -> <<>>.
 
-%% A term printed on one line, depth 20, at most ?MAX_TEXT bytes.
+%% A term printed on one line, depth 20, at most ?MAX_TEXT bytes, its
+%% secrets redacted (beamside_redact).
 -spec print(term()) -> binary().
-print(T) ->
+print(T0) ->
+    T = beamside_redact:redact(T0),
     Text = try unicode:characters_to_binary(io_lib:format("~0tP", [T, 20])) of
                B when is_binary(B) -> B;
                _ -> iolist_to_binary(io_lib:format("~0P", [T, 20]))

@@ -236,21 +236,22 @@ old_code(Error) ->
     Error.
 
 %% #{Module => Ms} since the old code of Module was first seen; the view is
-%% one entry {old_code_seen, #{Module => {CurrentMd5 | undefined, FirstMs}}}
-%% in beamside_sysmon's table, rewritten only when it changes.
+%% one view old_code_seen, #{Module => {CurrentMd5 | undefined, FirstMs}},
+%% in beamside_sysmon's table (beamside_sysmon:put_view/2), rewritten only
+%% when it changes.
 old_code_ages(Mods) ->
     case ets:info(beamside_sysmon, owner) of
         undefined ->
             not_attached;
         _ ->
             Now = erlang:monotonic_time(millisecond),
-            Prev = case ets:lookup(beamside_sysmon, old_code_seen) of
-                       [{_, P}] when is_map(P) -> P;
+            Prev = case beamside_sysmon:view(old_code_seen) of
+                       P when is_map(P) -> P;
                        _ -> #{}
                    end,
             Seen = maps:from_list([{M, seen(M, maps:find(M, Prev), Now)}
                                    || M <- lists:sublist(Mods, ?MAX_OLD_CODE_TRACKED)]),
-            Seen =:= Prev orelse ets:insert(beamside_sysmon, {old_code_seen, Seen}),
+            _ = Seen =:= Prev orelse beamside_sysmon:put_view(old_code_seen, Seen),
             Oldest = lists:sublist(lists:keysort(2, [{M, T} || {M, {_, T}} <- maps:to_list(Seen)]),
                                    ?MAX_OLD_CODE_AGES),
             maps:from_list([{M, Now - T} || {M, T} <- Oldest])

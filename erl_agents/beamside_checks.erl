@@ -42,7 +42,9 @@
 %%%   (Opts env_keys => [{App, Key}], at most 100; [App, Key] lists are
 %%%   accepted too.)  application:get_env/2 (an ETS read): hash is
 %%%   erlang:phash2(Value), text the value printed (~0tP, depth 20, at most
-%%%   512 bytes) unless env_text => false.
+%%%   512 bytes) unless env_text => false, its secrets redacted
+%%%   (beamside_redact; a value whose key names a secret is the bare marker
+%%%   text).
 %%% ===========================================================================
 -module(beamside_checks).
 
@@ -274,7 +276,13 @@ key(_) -> bad.
 
 value({App, Key}, Text) ->
     case application:get_env(App, Key) of
-        {ok, V} when Text -> #{hash => erlang:phash2(V), text => beamside_alarm_handler:print(V)};
+        {ok, V} when Text ->
+            {_, Shown} = beamside_redact:redact({Key, V}),
+            Printed = case beamside_redact:is_marker(Shown) of
+                          true -> list_to_binary(Shown);
+                          false -> beamside_alarm_handler:print(Shown)
+                      end,
+            #{hash => erlang:phash2(V), text => Printed};
         {ok, V} -> #{hash => erlang:phash2(V)};
         undefined -> undefined
     end.

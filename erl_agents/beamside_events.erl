@@ -782,11 +782,8 @@ code_events(_Opts, Ctx) ->
             View = maps:from_list([{M, module_state(M, OldSet)}
                                    || M <- erlang:loaded(), not ours(M)]),
             Key = {code_view, caller()},
-            Prev = case ets:lookup(beamside_sysmon, Key) of
-                       [{_, P}] -> P;
-                       [] -> undefined
-                   end,
-            ets:insert(beamside_sysmon, {Key, View}),
+            Prev = beamside_sysmon:view(Key),
+            _ = View =:= Prev orelse beamside_sysmon:put_view(Key, View),
             case Prev of
                 undefined ->
                     #{baseline => true, modules => map_size(View), truncated => 0, events => []};
@@ -808,14 +805,16 @@ code_events(_Opts, Ctx) ->
 %% for every loaded application:
 %%   #{baseline => boolean(), keys => Count, truncated => Count,
 %%     events => [#{type => config_changed, app, key,
-%%                  old => Text | redacted | undefined,
-%%                  new => Text | redacted | undefined}]}
-%% Keys that look like secrets (password, token, cookie...) are compared but
-%% never printed: `redacted'.
+%%                  old => Text | undefined, new => Text | undefined}]}
+%% Values are printed with their secrets redacted (beamside_redact, at any
+%% depth: the ssl_options password as well as default_pass); a value whose
+%% key itself names a secret is the bare marker <<"<redacted sha256:xxxxxx>">>
+%% (its digest changes with the value, so a change of a secret still shows).
 %% Values are compared by hash (erlang:phash2/1, cheap for the usual small
-%% values); the view kept per sidecar holds the hash and the printed value
-%% (bounded to ?ENV_TEXT_CHARS characters), so a change can show what it was
-%% before.  A value is printed only when it is new or changed.  At most
+%% values); the view kept per sidecar (beamside_sysmon:put_view/2) holds the
+%% hash and the redacted printed value (bounded to ?ENV_TEXT_CHARS
+%% characters), so a change can show what it was before and the table holds
+%% no secret.  A value is printed only when it is new or changed.  At most
 %% ?MAX_ENV_KEYS keys are watched, ?MAX_CONFIG_EVENTS events reported a call.
 -spec config_events(map(), map()) -> map() | not_attached | {error, term()}.
 config_events(_Opts, _Ctx) ->
@@ -824,10 +823,7 @@ config_events(_Opts, _Ctx) ->
             not_attached;
         _ ->
             Key = {config_view, caller()},
-            Prev = case ets:lookup(beamside_sysmon, Key) of
-                       [{_, P}] -> P;
-                       [] -> undefined
-                   end,
+            Prev = beamside_sysmon:view(Key),
             Base = case Prev of undefined -> #{}; _ -> Prev end,
             View = maps:map(fun(K, {H, V}) ->
                                     case maps:find(K, Base) of
@@ -835,7 +831,7 @@ config_events(_Opts, _Ctx) ->
                                         _ -> {H, env_text(K, V)}
                                     end
                             end, env_values()),
-            View =:= Prev orelse ets:insert(beamside_sysmon, {Key, View}),
+            _ = View =:= Prev orelse beamside_sysmon:put_view(Key, View),
             case Prev of
                 undefined ->
                     #{baseline => true, keys => map_size(View), truncated => 0, events => []};
@@ -860,18 +856,14 @@ env_values() ->
                 {K, V} <- application:get_all_env(App)],
     maps:from_list(lists:sublist(lists:sort(Pairs), ?MAX_ENV_KEYS)).
 
+%% The value printed with its secrets redacted (these texts go to Loki).
 env_text({_App, K}, V) ->
-    case is_atom(K) andalso secret_key(atom_to_list(K)) of
-        true -> redacted;
-        false -> iolist_to_binary(io_lib:format("~0tp", [V], [{chars_limit, ?ENV_TEXT_CHARS}]))
+    {_, Shown} = beamside_redact:redact({K, V}),
+    case beamside_redact:is_marker(Shown) of
+        true -> list_to_binary(Shown);
+        false -> iolist_to_binary(io_lib:format("~0tp", [Shown],
+                                                [{chars_limit, ?ENV_TEXT_CHARS}]))
     end.
-
-%% Keys whose values are not printed into notifications (they go to Loki).
-secret_key(Name) ->
-    Lower = string:lowercase(Name),
-    lists:any(fun(Word) -> string:find(Lower, Word) =/= nomatch end,
-              ["password", "passwd", "secret", "token", "cookie", "credential",
-               "private_key", "api_key", "apikey"]).
 
 env_diff(Prev, Now) ->
     Changed = [config_ev(K, maps:get(K, Prev, undefined), V)

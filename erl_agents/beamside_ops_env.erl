@@ -8,11 +8,27 @@
 %%% limits (depth, chars) are in beamside_ops's header.
 %%%
 %%% Functions (Opts is a map; all its keys optional):
-%%%   get_env(App, Key | all, Opts)  application env, printed
+%%%   get_env(App, Key | all, Opts)  application env, printed; secrets
+%%%                                redacted (beamside_redact) unless
+%%%                                reveal => true (the sidecar passes it
+%%%                                only for an operator's audited request);
+%%%                                each entry says whether it was redacted
 %%%   set_env(App, Key, Value, Opts)  Value is Erlang term text (parsed, never
-%%%                                evaluated); persistent => true|false
+%%%                                evaluated); persistent => true|false; the
+%%%                                previous and new values come back
+%%%                                redacted, always (the reply goes to logs
+%%%                                and audit records), and a value that does
+%%%                                not parse is not quoted back when the key
+%%%                                or the value names a secret
 %%%   env_dump(Apps | all, Opts)   #{App => #{Key => #{hash, text}}} for
-%%%                                comparing nodes (<= 200 apps, 500 keys)
+%%%                                comparing nodes (<= 200 apps, 500 keys);
+%%%                                hash is erlang:phash2 of the value itself
+%%%                                (equal values, equal hashes), text is
+%%%                                redacted
+%%%
+%%% A value whose key itself names a secret is printed as the bare marker
+%%% text (<<"<redacted sha256:xxxxxx>">>, no quotes); secrets inside a value
+%%% appear in its printed text as the quoted marker string.
 %%% ===========================================================================
 -module(beamside_ops_env).
 
@@ -46,12 +62,31 @@ get_env(App, Key, Opts) when is_binary(App), is_map(Opts) ->
                                   []
                           end
                   end,
+            Reveal = maps:get(reveal, Opts, false) =:= true,
             {ok, #{app => App, loaded => app_loaded(A),
-                   entries => [#{key => atom_to_binary(K, utf8), value => text(V, Opts)}
-                               || {K, V} <- Env]}}
+                   entries => [entry(K, V, Reveal, Opts) || {K, V} <- Env]}}
     end;
 get_env(_, _, _) ->
     bad_opts().
+
+entry(K, V, true, Opts) ->
+    #{key => atom_to_binary(K, utf8), value => text(V, Opts), redacted => false};
+entry(K, V, false, Opts) ->
+    Shown = shown(K, V),
+    #{key => atom_to_binary(K, utf8), value => value_text(Shown, Opts),
+      redacted => Shown =/= V}.
+
+%% V as it may be shown: redacted as a value of key K.
+shown(K, V) ->
+    {_, Shown} = beamside_redact:redact({K, V}),
+    Shown.
+
+%% The printed value; a value replaced whole is the bare marker text.
+value_text(Shown, Opts) ->
+    case beamside_redact:is_marker(Shown) of
+        true -> list_to_binary(Shown);
+        false -> text(Shown, Opts)
+    end.
 
 app_loaded(A) ->
     lists:keymember(A, 1, application:loaded_applications()).
@@ -76,16 +111,24 @@ set_env_(A, Key, Value, Opts) ->
         {ok, V} ->
             K = binary_to_atom(Key, utf8),
             Previous = case application:get_env(A, K) of
-                           {ok, P} -> text(P, Opts);
+                           {ok, P} -> value_text(shown(K, P), Opts);
                            undefined -> undefined
                        end,
             Persistent = maps:get(persistent, Opts, false) =:= true,
             case application:set_env(A, K, V, [{persistent, Persistent}, {timeout, 5000}]) of
-                ok -> {ok, #{previous => Previous, value => text(V, Opts)}};
-                Other -> internal(text(Other, Opts))
+                ok -> {ok, #{previous => Previous, value => value_text(shown(K, V), Opts)}};
+                Other -> internal(text(beamside_redact:redact(Other), Opts))
             end;
         {error, Msg} ->
-            invalid(<<"value is not an Erlang term: ", Msg/binary>>)
+            case beamside_redact:is_secret_key(Key) orelse
+                beamside_redact:mentions_secret(Value) of
+                true ->
+                    invalid(<<"value is not an Erlang term (the parser's message is not "
+                              "shown: the key or the value names a secret)">>);
+                false ->
+                    invalid(<<"value is not an Erlang term: ",
+                              (bin(beamside_redact:redact(Msg)))/binary>>)
+            end
     end.
 
 parse_term(Text) ->
@@ -117,7 +160,8 @@ env_dump(Apps, Opts) when is_map(Opts), (Apps =:= all orelse is_list(Apps)) ->
     TOpts = Opts#{chars => int(chars, Opts, 512, 16, 4096)},
     Dump = [{atom_to_binary(A, utf8),
              maps:from_list([{atom_to_binary(K, utf8),
-                              #{hash => erlang:phash2(V), text => text(V, TOpts)}}
+                              #{hash => erlang:phash2(V),
+                                text => value_text(shown(K, V), TOpts)}}
                              || {K, V} <- lists:sublist(lists:sort(application:get_all_env(A)),
                                                         500), is_atom(K)])}
             || A <- lists:sublist(Names, 200)],

@@ -26,7 +26,10 @@
 %%%                                it is at most messages_max_queue, 200000,
 %%%                                long), sys:get_state of an OTP process
 %%%                                (state => false to skip; state_timeout_ms
-%%%                                1000, <= 10000)
+%%%                                1000, <= 10000); the state, the messages
+%%%                                and the dictionary values are printed
+%%%                                with their secrets redacted
+%%%                                (beamside_redact) unless reveal => true
 %%%   terminate(Target, Reason, Opts)  exit(Pid, Reason), then waits up to
 %%%                                wait_ms (1000) to see it gone; only after
 %%%                                the safety check of beamside_ops_safety
@@ -336,7 +339,8 @@ process_(P, Opts) ->
                                                            ?MAX_LIST)],
                      garbage_collection => text(maps:get(garbage_collection, M), Opts),
                      error_handler => atom_to_binary(maps:get(error_handler, M), utf8),
-                     dictionary => [#{key => text(K, Opts), value => text(V, Opts)}
+                     dictionary => [#{key => text(K, Opts),
+                                      value => text(element(2, shown({K, V}, Opts)), Opts)}
                                     || {K, V} <- lists:sublist(Dict, ?MAX_LIST)],
                      dictionary_size => length(Dict)},
             Msgs = messages(P, maps:get(message_queue_len, M), Opts),
@@ -367,7 +371,8 @@ messages(P, Len, Opts) ->
         true ->
             Copy = fun() ->
                            case erlang:process_info(P, messages) of
-                               {messages, Ms} -> [text(X, Opts) || X <- lists:sublist(Ms, N)];
+                               {messages, Ms} -> [text(shown(X, Opts), Opts)
+                                                  || X <- lists:sublist(Ms, N)];
                                undefined -> []
                            end
                    end,
@@ -387,7 +392,7 @@ state(P, Dict, IC, Opts) ->
             #{state_error => <<"not an OTP process (sys:get_state not attempted)">>};
         true ->
             T = int(state_timeout_ms, Opts, 1000, 1, 10000),
-            Get = fun() -> text(sys:get_state(P, T), state_opts(Opts)) end,
+            Get = fun() -> text(shown(sys:get_state(P, T), Opts), state_opts(Opts)) end,
             case bounded(Get, T + 500, [{max_heap_size, #{size => ?HELPER_HEAP, kill => true,
                                                             error_logger => false}}]) of
                 {ok, Text} ->
@@ -402,6 +407,10 @@ state(P, Dict, IC, Opts) ->
                     #{state_error => text(Why, Opts)}
             end
     end.
+
+%% A term as it may be shown: its secrets redacted unless reveal => true.
+shown(T, #{reveal := true}) -> T;
+shown(T, _Opts) -> beamside_redact:redact(T).
 
 state_opts(Opts) ->
     Opts#{chars => int(chars, Opts, 16384, 16, 65536)}.

@@ -69,12 +69,22 @@
 %%% It traps exits: mnesia_subscr and the forwarder link to it, and their
 %%% going away (mnesia stopped) must not take it down.
 %%%
-%%% Its ETS table (named beamside_sysmon, public, owned by this process and
-%%% so gone with it) holds the counters, its state, the previous
-%%% scheduler_wall_time sample used to compute utilisation between collects,
-%%% the latest result of each process walk chunk and memory slice
-%%% (beamside_procs), the alarms set in alarm_handler (one row each, written
-%%% by beamside_alarm_handler) and the mnesia event counters.
+%%% Its ETS table (named beamside_sysmon, protected: any process may read
+%%% it, only this one writes; owned by this process and so gone with it)
+%%% holds the counters, its state, the previous scheduler_wall_time sample
+%%% used to compute utilisation between collects, the latest result of each
+%%% process walk chunk and memory slice (beamside_procs), the alarms set in
+%%% alarm_handler (one row each), the mnesia event counters, and the views
+%%% the event sections compare with (code_events: module md5s; config_events:
+%%% per env key its phash2 and its printed text, REDACTED by beamside_redact:
+%%% the table holds no secret).  What other processes store goes through
+%%% this process: the collect's writes (swap_sample/2, cached/2,
+%%% next_chunk/1, store_chunk/2, next_slice/2, store_slice/3, put_view/2) are
+%%% calls (?WRITE_MS; when this process does not answer in time the value is
+%%% not stored, as when not attached), beamside_alarm_handler's rows are
+%%% messages ({beamside_alarm_handler, Ref, Op}, applied only while Ref is
+%%% the installed handler's), and sasl_alarms/1 first makes a call so that
+%%% every row the handler sent before is in the table.
 %%%
 %%% Cost: one process (hibernates when idle), one small table, one message per
 %%% system monitor event; the default thresholds (long_gc 100 ms,
@@ -86,7 +96,7 @@
 
 -export([start/2, stop/0, snapshot/0, swap_sample/2, cached/2, cpu_util/1]).
 -export([chunks_available/0, next_chunk/1, store_chunk/2, chunks/1]).
--export([next_slice/2, store_slice/3, slices/0]).
+-export([next_slice/2, store_slice/3, slices/0, put_view/2, view/1]).
 -export([ensure_forwarders/1, forwarders/0, sasl_alarms/1, mnesia_events/0]).
 -export([sidecars/0, stop_server/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -95,6 +105,7 @@
 -define(CALL_MS, 1000).             % each call to alarm_handler / mnesia_subscr
 -define(RETRY_MS, 60000).           % after a failed installation, wait this long
 -define(STOP_MS, 5000).             % a forwarder's terminate; then it is killed
+-define(WRITE_MS, 2000).            % a write another process asks of this one
 
 -record(st, {sidecars = [] :: [node()],
              sysmon = disabled :: owner | taken_by_other | disabled,
@@ -213,15 +224,7 @@ snapshot() ->
 %% when not attached or nothing was stored).
 -spec swap_sample(atom(), term()) -> term().
 swap_sample(Key, Value) ->
-    try ets:lookup(?TAB, {sample, Key}) of
-        Prev ->
-            ets:insert(?TAB, {{sample, Key}, Value}),
-            case Prev of
-                [{_, P}] -> P;
-                [] -> undefined
-            end
-    catch error:badarg -> undefined
-    end.
+    write({sample, Key, Value}, undefined).
 
 %% Fun() computed once per attach and kept in our table (computed at every
 %% call when not attached).
@@ -229,7 +232,7 @@ swap_sample(Key, Value) ->
 cached(Key, Fun) ->
     try ets:lookup(?TAB, {cached, Key}) of
         [{_, V}] -> V;
-        [] -> V = Fun(), ets:insert(?TAB, {{cached, Key}, V}), V
+        [] -> V = Fun(), _ = write({cached, Key, V}, ok), V
     catch error:badarg -> Fun()
     end.
 
@@ -241,15 +244,11 @@ chunks_available() ->
 
 -spec next_chunk(pos_integer()) -> non_neg_integer().
 next_chunk(K) ->
-    try ets:update_counter(?TAB, walk_next, {2, 1}, {walk_next, -1}) rem K
-    catch error:badarg -> 0
-    end.
+    write({counter, walk_next}, 0) rem K.
 
 -spec store_chunk(non_neg_integer(), map()) -> ok.
 store_chunk(I, Result) ->
-    try ets:insert(?TAB, {{walk_chunk, I}, erlang:monotonic_time(millisecond), Result}), ok
-    catch error:badarg -> ok
-    end.
+    write({chunk, I, erlang:monotonic_time(millisecond), Result}, ok).
 
 %% [{I, AgeMs, Result}] for the chunks 0..K-1 that have a result.
 -spec chunks(pos_integer()) -> [{non_neg_integer(), non_neg_integer(), map()}].
@@ -264,9 +263,7 @@ chunks(K) ->
 %% I, the next one at every visit of chunk I.
 -spec next_slice(non_neg_integer(), pos_integer()) -> non_neg_integer().
 next_slice(I, L) ->
-    try ets:update_counter(?TAB, {slice_next, I}, {2, 1}, {{slice_next, I}, -1}) rem L
-    catch error:badarg -> 0
-    end.
+    write({counter, {slice_next, I}}, 0) rem L.
 
 %% Geometry {K, L}: when it changes (the process count crossed a chunk or
 %% slice boundary, or a call asked for another walk_chunk / memory_chunk),
@@ -274,16 +271,7 @@ next_slice(I, L) ->
 -spec store_slice({pos_integer(), pos_integer()}, {non_neg_integer(), non_neg_integer()},
                   map()) -> ok.
 store_slice(Geometry, {I, J}, Result) ->
-    try
-        case ets:lookup(?TAB, slice_geometry) of
-            [{_, Geometry}] -> ok;
-            _ -> ets:match_delete(?TAB, {{slice, '_', '_'}, '_', '_'}),
-                 ets:insert(?TAB, {slice_geometry, Geometry})
-        end,
-        ets:insert(?TAB, {{slice, I, J}, erlang:monotonic_time(millisecond), Result}),
-        ok
-    catch error:badarg -> ok
-    end.
+    write({slice, Geometry, {I, J}, erlang:monotonic_time(millisecond), Result}, ok).
 
 %% [{AgeMs, Result}] of the slices that have a result (all of the current
 %% geometry: store_slice/3 dropped the others).
@@ -294,6 +282,67 @@ slices() ->
                                                     [{{'$1', '$2'}}]}])]
     catch error:badarg -> []
     end.
+
+%% The views the event sections compare with (beamside_events: {code_view,
+%% Caller}, {config_view, Caller}; beamside_alarms: old_code_seen): stored
+%% by this process, read by anyone (undefined when none or not attached).
+-spec put_view(term(), term()) -> ok.
+put_view(Key, View) ->
+    write({view, Key, View}, ok).
+
+-spec view(term()) -> term().
+view(Key) ->
+    try ets:lookup(?TAB, {view, Key}) of
+        [{_, V}] -> V;
+        [] -> undefined
+    catch error:badarg -> undefined
+    end.
+
+%% A write into our table, done by this process (the table is protected);
+%% Default when not attached or when this process does not answer in time.
+write(Req, Default) ->
+    case whereis(?MODULE) of
+        undefined ->
+            Default;
+        Self when Self =:= self() ->
+            try do_write(Req) catch error:_ -> Default end;
+        Pid ->
+            try gen_server:call(Pid, {write, Req}, ?WRITE_MS) of
+                {ok, R} -> R;
+                _ -> Default
+            catch exit:_ -> Default
+            end
+    end.
+
+do_write({sample, Key, Value}) ->
+    Prev = case ets:lookup(?TAB, {sample, Key}) of
+               [{_, P}] -> P;
+               [] -> undefined
+           end,
+    ets:insert(?TAB, {{sample, Key}, Value}),
+    Prev;
+do_write({cached, Key, Value}) ->
+    ets:insert(?TAB, {{cached, Key}, Value}),
+    ok;
+do_write({counter, Key}) when Key =:= walk_next; element(1, Key) =:= slice_next ->
+    ets:update_counter(?TAB, Key, {2, 1}, {Key, -1});
+do_write({chunk, I, At, Result}) ->
+    ets:insert(?TAB, {{walk_chunk, I}, At, Result}),
+    ok;
+do_write({slice, Geometry, {I, J}, At, Result}) ->
+    case ets:lookup(?TAB, slice_geometry) of
+        [{_, Geometry}] -> ok;
+        _ -> ets:match_delete(?TAB, {{slice, '_', '_'}, '_', '_'}),
+             ets:insert(?TAB, {slice_geometry, Geometry})
+    end,
+    ets:insert(?TAB, {{slice, I, J}, At, Result}),
+    ok;
+do_write({view, Key, View}) when Key =:= old_code_seen; element(1, Key) =:= code_view;
+                                 element(1, Key) =:= config_view ->
+    ets:insert(?TAB, {{view, Key}, View}),
+    ok;
+do_write(sync) ->
+    ok.
 
 %% Install the alarm forwarder / mnesia subscription if their application
 %% runs and they are not there yet (a no-op call otherwise).
@@ -320,6 +369,9 @@ forwarders() ->
 %% {Count, [{IdText, DescText, NameText, SetAtMs}]} (at most Max).
 -spec sasl_alarms(non_neg_integer()) -> {non_neg_integer(), [tuple()]}.
 sasl_alarms(Max) ->
+    %% The rows beamside_alarm_handler sent before this call are stored when
+    %% this process answers (an alarm set just before a collect is in it).
+    _ = write(sync, ok),
     Pattern = {{sasl_alarm, '_'}, '$1', '$2', '$3', '$4'},
     Count = ets:select_count(?TAB, [{Pattern, [], [true]}]),
     Rows = case Max > 0 andalso ets:select(?TAB, [{Pattern, [], [{{'$1', '$2', '$3', '$4'}}]}],
@@ -365,7 +417,7 @@ init({Sidecar, Opts}) ->
             {stop, {not_connected, Sidecar}};
         true ->
             true = erlang:monitor_node(Sidecar, true),
-            ?TAB = ets:new(?TAB, [named_table, public, set, {read_concurrency, true}]),
+            ?TAB = ets:new(?TAB, [named_table, protected, set, {read_concurrency, true}]),
             ets:insert(?TAB, {counters, 0, 0, 0, 0, 0}),
             ets:insert(?TAB, {alarm_handler, undefined, undefined, not_running}),
             ets:insert(?TAB, {mnesia_events, undefined, 0, none, 0, none}),
@@ -419,6 +471,8 @@ handle_call(cpu_util, _From, St) ->
     end;
 handle_call(ensure_forwarders, _From, St) ->
     {reply, ok, ensure_watchdog(ensure_events(ensure_mnesia(ensure_alarm_handler(St))))};
+handle_call({write, Req}, _From, St) ->
+    {reply, try {ok, do_write(Req)} catch error:_ -> failed end, St};
 handle_call(_Other, _From, St) ->
     {reply, {error, unknown_call}, St}.
 
@@ -477,6 +531,14 @@ handle_info(prime_cpu, St) ->
             _ = catch cpu_sup:util([detailed]),
             {noreply, St#st{cpu_primed = true}}
     end;
+handle_info({beamside_alarm_handler, Ref, Op}, St) ->
+    %% A row of the alarm forwarder: applied only while Ref is the handler
+    %% installed last (a stale one's rows are dropped).
+    case ets:lookup(?TAB, alarm_handler) of
+        [{alarm_handler, _, Ref, _}] when Ref =/= undefined -> alarm_row(Op);
+        _ -> ok
+    end,
+    {noreply, St};
 handle_info(_Other, St) ->
     {noreply, St}.
 
@@ -682,6 +744,11 @@ install_alarm_handler(AH, St) ->
             ets:insert(?TAB, {alarm_handler, AH, undefined, {error, beamside_agent:reason(Why)}}),
             St#st{ah_failed = {AH, erlang:monotonic_time(millisecond)}}
     end.
+
+alarm_row({insert, {{sasl_alarm, _}, _, _, _, _} = Row}) -> ets:insert(?TAB, Row);
+alarm_row({delete, Id}) -> ets:delete(?TAB, {sasl_alarm, Id});
+alarm_row(removed) -> ets:update_element(?TAB, alarm_handler, {4, removed});
+alarm_row(_) -> ok.
 
 forget_alarm_handler(Status, St) ->
     case St#st.ah_mon of

@@ -351,24 +351,33 @@ async def test_corrupt_sys_config_reported(
 
 async def test_env_keys(elixir_node: ErlangNode, local: LocalNode) -> None:
     node = elixir_node
-    node.eval('application:set_env(myapp, secret_url, "http://example/db"), ok.')
+    node.eval(
+        'application:set_env(myapp, db_url, "http://example/db"),'
+        ' application:set_env(myapp, secret_url, "http://u:hunter2@example/db"), ok.'
+    )
     await agents.ensure_loaded(local, node.name)
-    keys = [("myapp", "secret_url"), ("myapp", "unset"), ["kernel", "logger_level"], "bogus"]
+    keys = [("myapp", "db_url"), ("myapp", "unset"), ["kernel", "logger_level"], "bogus"]
+    keys.append(("myapp", "secret_url"))
     data = await agents.collect(local, node.name, {"sections": [], "env_keys": keys})
     env = data["env"]
     assert set(env) == {
-        (A("myapp"), A("secret_url")),
+        (A("myapp"), A("db_url")),
         (A("myapp"), A("unset")),
         (A("kernel"), A("logger_level")),
+        (A("myapp"), A("secret_url")),
     }
-    value = env[(A("myapp"), A("secret_url"))]
+    value = env[(A("myapp"), A("db_url"))]
     assert value["text"] == b'"http://example/db"'
     assert str(value["hash"]) == node.eval('erlang:phash2("http://example/db").')
     assert env[(A("myapp"), A("unset"))] == "undefined"
+    # a key that names a secret: the hash compares values, the text hides it
+    secret = env[(A("myapp"), A("secret_url"))]
+    assert b"hunter2" not in secret["text"] and secret["text"].startswith(b"<redacted ")
+    assert str(secret["hash"]) == node.eval('erlang:phash2("http://u:hunter2@example/db").')
     hashes = await agents.collect(
         local, node.name, {"sections": [], "env_keys": keys[:1], "env_text": False}
     )
-    assert hashes["env"][(A("myapp"), A("secret_url"))] == {"hash": value["hash"]}
+    assert hashes["env"][(A("myapp"), A("db_url"))] == {"hash": value["hash"]}
 
 
 async def test_time_and_dist_nodes(node_factory: NodeFactory, local: LocalNode) -> None:
