@@ -31,7 +31,10 @@ from .erldist.errors import (
     HostUnresolvable,
     NodeNotRegistered,
     PeerCookieMismatch,
+    TlsError,
+    TlsRequired,
 )
+from .erldist.tls import VERIFY_MODES, TlsConfig
 
 # Exit codes, so scripts can tell failures apart.
 EXIT_OK = 0
@@ -41,6 +44,7 @@ EXIT_COOKIE = 4
 EXIT_TIMEOUT = 5
 EXIT_PROTOCOL = 6
 EXIT_CONFIG = 7
+EXIT_TLS = 8  # TLS distribution: certificates, names, TLS on one side only
 
 
 class UsageError(Exception):
@@ -87,7 +91,25 @@ def read_cookie(args: argparse.Namespace) -> str:
         raise UsageError(f"{exc}{hint}") from None
 
 
+def read_tls(args: argparse.Namespace) -> TlsConfig | None:
+    """``--tls`` and the certificate flags (a target's ``tls:``), or None."""
+    files = {k: getattr(args, k) for k in ("cacertfile", "certfile", "keyfile")}
+    given = any(files.values()) or args.verify or args.server_name_indication
+    if not (args.tls or given):
+        return None
+    try:
+        return TlsConfig(
+            **files,
+            verify=args.verify or "verify_peer",
+            server_name_indication=args.server_name_indication,
+        )
+    except ValueError as exc:
+        raise UsageError(f"--tls: {exc}") from None
+
+
 def _exit_code(exc: DistError) -> int:
+    if isinstance(exc, TlsError | TlsRequired):
+        return EXIT_TLS
     if isinstance(exc, CookieRefused | PeerCookieMismatch):
         return EXIT_COOKIE
     if isinstance(exc, DistTimeout):
@@ -103,23 +125,27 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .probe import probe
 
     cookie = read_cookie(args)
+    tls = read_tls(args)
     if args.timeout <= 0:
         raise UsageError("--timeout must be positive")
     try:
-        result = asyncio.run(probe(args.node, cookie, timeout=args.timeout))
+        result = asyncio.run(probe(args.node, cookie, timeout=args.timeout, tls=tls))
     except ValueError as exc:  # a malformed node name
         raise UsageError(str(exc)) from None
     except DistError as exc:
-        say(f"beamside probe: {args.node}: {exc}")
+        say(f"beamside probe: {args.node}: {exc} [{exc.metric_reason}]")
         return _exit_code(exc)
     print(result.render())
     return EXIT_OK
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import cookie_problems, load_config
 
     config = load_config(args.file)
+    problems = cookie_problems(config)
+    if problems:
+        raise ConfigError(config.source, problems)
     nodes = sum(len(t.nodes) for t in config.targets)
     print(
         f"{args.file}: ok — cluster {config.cluster!r}, {len(config.targets)} target(s), "
@@ -132,6 +158,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             f"(cookie from {target.cookie.describe()}, discover {target.discover}"
             f"{', family ' + target.family if target.family else ''})"
         )
+        if target.tls is not None:
+            print(f"    tls: {target.tls.describe()}")
     return EXIT_OK
 
 
@@ -208,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
             "uptime, process count and running applications. Exit codes: 0 ok, "
             f"{EXIT_USAGE} usage, {EXIT_UNREACHABLE} unreachable (host, EPMD, name), "
             f"{EXIT_COOKIE} cookie refused, {EXIT_TIMEOUT} timeout, "
-            f"{EXIT_PROTOCOL} protocol error; a reader that stops early "
+            f"{EXIT_PROTOCOL} protocol error, {EXIT_TLS} TLS (certificates, names, TLS on "
+            "one side only; the error ends with its reason); a reader that stops early "
             "(| head) changes none of them."
         ),
     )
@@ -217,6 +246,23 @@ def build_parser() -> argparse.ArgumentParser:
     probe.add_argument("--cookie-file", help="file holding the cookie")
     probe.add_argument("--cookie-env", help="environment variable holding the cookie")
     probe.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    tls = probe.add_argument_group(
+        "distribution over TLS (nodes run with -proto_dist inet_tls)",
+        "the same settings as a target's tls: in the config file",
+    )
+    tls.add_argument("--tls", action="store_true", help="connect over TLS")
+    tls.add_argument("--cacertfile", help="CA certificates that sign the nodes (PEM)")
+    tls.add_argument("--certfile", help="our client certificate (PEM), for verify_peer nodes")
+    tls.add_argument("--keyfile", help="its private key (PEM; default: in --certfile)")
+    tls.add_argument(
+        "--verify", choices=VERIFY_MODES, help="check the node's certificate (default verify_peer)"
+    )
+    tls.add_argument(
+        "--server-name-indication",
+        metavar="HOST",
+        help="SNI and the name the certificate must carry (default: the node's host; "
+        "'disable': neither)",
+    )
     probe.set_defaults(func=cmd_probe)
 
     run = sub.add_parser(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,9 @@ from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identi
 from .discovery.config import DnsDiscoveryConfig as DnsDiscoveryConfig
 from .discovery.config import KubernetesDiscoveryConfig as KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
+from .erldist.errors import TlsConfigError
 from .erldist.names import NodeName, parse_node_name
+from .erldist.tls import SNI_DISABLE, VERIFY_MODES, TlsConfig
 from .loki.config import LokiConfig as LokiConfig
 
 T = TypeVar("T")
@@ -118,6 +121,9 @@ class CookieSource:
         if self.kind == "inline":
             value = self.reference
         elif self.kind == "file":
+            problem = cookie_file_problem(self.reference)
+            if problem is not None:
+                raise ValueError(problem)
             try:
                 value = Path(self.reference).read_text(encoding="utf-8").strip()
             except OSError as exc:
@@ -131,6 +137,25 @@ class CookieSource:
         if not value:
             raise ValueError(f"the cookie from {self.describe()} is empty")
         return value
+
+
+def cookie_file_problem(path: str | Path) -> str | None:
+    """Why ``erl`` would refuse ``path`` as a cookie file (not a regular file,
+    or readable by group or others), with the mode; None when it is fine or
+    absent (reading it says so)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return f"cookie file {path} is not a regular file"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return (
+            f"cookie file {path} has mode {mode:04o}: it must be readable by its owner "
+            "only (chmod 400)"
+        )
+    return None
 
 
 Discover = Literal["none", "connected", "kubernetes", "dns"]
@@ -147,6 +172,12 @@ class Target:
     family: str | None = None
     kubernetes: KubernetesDiscoveryConfig | None = None
     dns: DnsDiscoveryConfig | None = None
+    #: distribution over TLS (``-proto_dist inet_tls``); None: plain TCP
+    tls: TlsConfig | None = None
+
+    def single(self, node: str) -> Target:
+        """This target's settings (cookie, family, TLS) for one node it found."""
+        return Target((node,), self.cookie, "none", self.family, tls=self.tls)
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,6 +465,7 @@ def _target(r: _Reader, value: object, path: str) -> Target | None:
         "family",
         "kubernetes",
         "dns",
+        "tls",
     }
     m = r.mapping(value, path, allowed)
     if not m:
@@ -480,14 +512,89 @@ def _target(r: _Reader, value: object, path: str) -> Target | None:
                 "file" if key == "cookie_file" else "env" if key == "cookie_env" else "inline"
             )
             cookie = CookieSource(kind, ref)
+            if kind == "file":
+                problem = cookie_file_problem(ref)
+                if problem is not None:
+                    r.problem(_join(path, key), problem)
     family = r.convert(m, "family", path, _label_value("family"), None)
     kubernetes = _kubernetes(r, m, path, discover)
     dns = _dns(r, m, path, discover)
+    tls = _tls(r, m.get("tls"), _join(path, "tls")) if "tls" in m else None
     if cookie is None or (seeds_needed and not nodes):
         return None
     if (discover == "kubernetes" and kubernetes is None) or (discover == "dns" and dns is None):
         return None
-    return Target(tuple(nodes), cookie, discover, family, kubernetes, dns)
+    if "tls" in m and tls is None:
+        return None
+    return Target(tuple(nodes), cookie, discover, family, kubernetes, dns, tls)
+
+
+_TLS_FILES = ("cacertfile", "certfile", "keyfile")
+
+
+def _tls(r: _Reader, value: object, path: str) -> TlsConfig | None:
+    """A target's ``tls:``: files readable, the pair loadable, the mode known."""
+    m = r.mapping(value, path, {*_TLS_FILES, "verify", "server_name_indication"})
+    before = len(r.problems)
+    if not m:
+        if len(r.problems) == before:
+            r.problem(path, "expected some of: cacertfile, certfile, keyfile, verify, ...")
+        return None
+    files: dict[str, str] = {}
+    for key in _TLS_FILES:
+        if key not in m:
+            continue
+        raw = m[key]
+        if not isinstance(raw, str) or not raw:
+            r.problem(_join(path, key), "expected a file path")
+            continue
+        try:
+            with open(raw, "rb"):
+                pass
+        except OSError as exc:
+            r.problem(_join(path, key), f"cannot read {raw}: {exc.strerror}")
+            continue
+        files[key] = raw
+    verify = m.get("verify", "verify_peer")
+    if verify not in VERIFY_MODES:
+        r.problem(_join(path, "verify"), f"expected verify_peer or verify_none, got {verify!r}")
+    sni = m.get("server_name_indication")
+    if sni is not None and (not isinstance(sni, str) or not sni.strip() or " " in sni):
+        r.problem(
+            _join(path, "server_name_indication"),
+            f"expected a host name, or {SNI_DISABLE} (no SNI and no name check)",
+        )
+    if len(r.problems) > before:
+        return None
+    try:
+        tls = TlsConfig(
+            cacertfile=files.get("cacertfile"),
+            certfile=files.get("certfile"),
+            keyfile=files.get("keyfile"),
+            verify=verify,
+            server_name_indication=sni,
+        )
+        tls.context()  # the certificate, key and CA load, and the key fits
+    except (ValueError, TlsConfigError) as exc:
+        r.problem(path, str(exc))
+        return None
+    return tls
+
+
+def cookie_problems(config: Config) -> list[str]:
+    """What ``check-config`` adds to parsing: every target's cookie can be had
+    now (the file exists, is private and not empty; the variable is set)."""
+    problems: list[str] = []
+    for i, target in enumerate(config.targets):
+        source = target.cookie
+        if source.kind == "inline":
+            continue
+        key = "cookie_file" if source.kind == "file" else "cookie_env"
+        try:
+            source.read()
+        except ValueError as exc:
+            problems.append(f"targets[{i}].{key}: {exc}")
+    return problems
 
 
 def _discovery_section(

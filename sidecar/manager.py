@@ -38,7 +38,14 @@ from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
 from .discovery.kubernetes import KubernetesDiscoverer
 from .discovery.sharding import SINGLE, ShardSpec, owns
-from .erldist.errors import DistError, DistTimeout, NodeDown
+from .erldist.errors import (
+    DistError,
+    DistTimeout,
+    NodeDown,
+    TlsError,
+    TlsNotSpoken,
+    TlsRequired,
+)
 from .erldist.node import LocalNode
 from .erldist.term import Atom
 from .model import NodeSnapshot, NodeState, NodeStatus, decode_snapshot
@@ -96,6 +103,12 @@ def failure_reason(exc: BaseException) -> str:
     """A short label value for a connection failure: the error class's
     ``metric_reason`` (see :mod:`sidecar.erldist.errors`), ``error`` for others."""
     return exc.metric_reason if isinstance(exc, DistError) else "error"
+
+
+def _is_tls_setup(exc: DistError) -> bool:
+    """A TLS set-up mistake (certificates, names, TLS on one side only): it
+    will not fix itself, so it is an error, retried slowly, not a node down."""
+    return isinstance(exc, TlsError | TlsRequired) and not isinstance(exc, TlsNotSpoken)
 
 
 class NodeManager:
@@ -287,7 +300,7 @@ class NodeManager:
             "cookie": NodeState.COOKIE_REFUSED,
             "cookie_unavailable": NodeState.ERROR,
             "agent_conflict": NodeState.AGENT_CONFLICT,
-        }.get(reason, NodeState.DOWN)
+        }.get(reason, NodeState.ERROR if _is_tls_setup(exc) else NodeState.DOWN)
         self._set(node, state=state, last_error=str(exc), connect_failures=failures)
         if before.state is NodeState.UP and self.hooks is not None:
             self.hooks.on_node_state(node, "lost", str(exc))
@@ -314,7 +327,7 @@ class NodeManager:
             cookie = managed.target.cookie.read()
         except ValueError as exc:
             raise CookieUnavailable(str(exc)) from None
-        await self.local.connect(node, cookie=cookie)
+        await self.local.connect(node, cookie=cookie, tls=managed.target.tls)
         # Never downgrade an agent a newer beamside is using (that one wins:
         # AgentConflict, and we let go of the connection); an orphaned newer
         # agent is replaced.
@@ -481,7 +494,7 @@ class NodeManager:
                     continue
                 self.add_target(
                     node,
-                    target=Target((node,), target.cookie, "none", target.family),
+                    target=target.single(node),
                     discovered_by=seed,
                 )
             for node in sorted(known - current):
@@ -516,7 +529,7 @@ class NodeManager:
             for node in sorted(mine):
                 self.add_target(
                     node,
-                    target=Target((node,), target.cookie, "none", target.family),
+                    target=target.single(node),
                     discovered_by=source,
                 )
             gone = [

@@ -10,6 +10,7 @@ from .agents.terms import text
 from .erldist.names import default_local_name, parse_node_name
 from .erldist.node import LocalNode
 from .erldist.term import Atom
+from .erldist.tls import TlsConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +89,13 @@ async def read_summary(local: LocalNode, node: str, *, timeout: float = 10.0) ->
     )
 
 
-async def probe(node: str, cookie: str, *, timeout: float = 10.0) -> ProbeResult:
-    """Connect to ``node`` as a throwaway hidden node and read its summary,
-    all within ``timeout`` seconds."""
+async def probe(
+    node: str, cookie: str, *, timeout: float = 10.0, tls: TlsConfig | None = None
+) -> ProbeResult:
+    """Connect to ``node`` as a throwaway hidden node (over TLS when ``tls``
+    is given) and read its summary, all within ``timeout`` seconds."""
     peer = parse_node_name(node)
-    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie)
+    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie, tls=tls)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:

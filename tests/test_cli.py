@@ -49,6 +49,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *ne
 def test_probe_prints_summary(any_node: ErlangNode, tmp_path: Path) -> None:
     cookie_file = tmp_path / "cookie"
     cookie_file.write_text(any_node.cookie + "\n")
+    cookie_file.chmod(0o400)
     proc = beamside("probe", any_node.name, "--cookie-file", str(cookie_file))
     assert proc.returncode == 0, proc.stderr
     fields = dict(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -179,6 +180,7 @@ def test_cookie_never_in_errors(tmp_path: Path) -> None:
 def test_cookie_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cookie"
     path.write_text("from-file\n")
+    path.chmod(0o400)
     assert CookieSource("file", str(path)).read() == "from-file"
     monkeypatch.setenv("BEAMSIDE_TEST_COOKIE", "from-env")
     assert CookieSource("env", "BEAMSIDE_TEST_COOKIE").read() == "from-env"
@@ -202,6 +204,7 @@ def test_check_config_command(tmp_path: Path) -> None:
         [sys.executable, "-m", "sidecar.cli", "check-config", str(write(tmp_path, MINIMAL))],
         capture_output=True,
         text=True,
+        env={**os.environ, "APP_COOKIE": "secret-cookie"},
     )
     assert good.returncode == 0, good.stderr
     assert "ok" in good.stdout and "$APP_COOKIE" in good.stdout
@@ -322,3 +325,70 @@ agents: {z: 1}
         "loki.url: expected Loki's http(s) base URL, e.g. http://loki:3100",
         "agents.z: unknown key (known keys: microstate_accounting, scheduler_wall_time)",
     ]
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sidecar.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if k != "APP_COOKIE"}
+        | (env or {}),
+    )
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o440, 0o660, 0o601])
+def test_cookie_file_open_to_group_or_others_is_refused_as_erl_refuses_it(
+    tmp_path: Path, mode: int
+) -> None:
+    path = tmp_path / "cookie"
+    path.write_text("the-cookie\n")
+    path.chmod(mode)
+    expected = (
+        f"cookie file {path} has mode {mode:04o}: it must be readable by its owner only (chmod 400)"
+    )
+    with pytest.raises(ValueError) as info:
+        CookieSource("file", str(path)).read()
+    assert str(info.value) == expected
+    text = f"cluster: prod\ntargets:\n  - nodes: [app@127.0.0.1]\n    cookie_file: {path}\n"
+    # At start (`run` loads the config) and in check-config alike.
+    assert problems(tmp_path, text) == [f"targets[0].cookie_file: {expected}"]
+    proc = check_config(write(tmp_path, text))
+    assert proc.returncode == EXIT_CONFIG
+    assert expected in proc.stderr and "the-cookie" not in proc.stderr + proc.stdout
+    path.chmod(0o400)
+    assert check_config(write(tmp_path, text)).returncode == 0
+    path.chmod(0o600)
+    assert CookieSource("file", str(path)).read() == "the-cookie"
+
+
+def test_cookie_file_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "cookie.d"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(ValueError, match=f"cookie file {folder} is not a regular file"):
+        CookieSource("file", str(folder)).read()
+
+
+def test_check_config_fails_for_a_missing_cookie_file_or_an_unset_variable(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nope"
+    text = (
+        "cluster: prod\ntargets:\n"
+        f"  - nodes: [a@127.0.0.1]\n    cookie_file: {missing}\n"
+        "  - nodes: [b@127.0.0.1]\n    cookie_env: APP_COOKIE\n"
+    )
+    config = write(tmp_path, text)
+    load_config(config)  # `run` starts: the file may be mounted later
+    proc = check_config(config)
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    assert f"targets[0].cookie_file: cannot read cookie file {missing}" in proc.stderr
+    assert "targets[1].cookie_env: environment variable APP_COOKIE is empty or unset" in (
+        proc.stderr
+    )
+    missing.write_text("c\n")
+    missing.chmod(0o400)
+    ok = check_config(config, {"APP_COOKIE": "set"})
+    assert ok.returncode == 0, ok.stderr
+    empty = check_config(config, {"APP_COOKIE": ""})
+    assert empty.returncode == EXIT_CONFIG and "APP_COOKIE is empty or unset" in empty.stderr

@@ -582,6 +582,7 @@ def test_every_prometheus_query_returns_data(
     try:
         cookie_file = tmp_path / "cookie"
         cookie_file.write_text(full.cookie)
+        cookie_file.chmod(0o600)  # erl refuses a cookie others can read
         port = free_port()
         config = {
             "cluster": "test",

@@ -39,6 +39,7 @@ def run_beamside(
 ) -> BeamsideProcess:
     cookie_file = tmp_path / "cookie"
     cookie_file.write_text(cookie)
+    cookie_file.chmod(0o600)  # erl refuses a cookie others can read
     port = free_port()
     config: dict[str, Any] = {
         "cluster": "e2e",

@@ -5,8 +5,10 @@ and runs the handshake under ONE deadline shared by all those steps.  The
 returned :class:`Connection` reads frames, hands events to its owner, keeps
 the link alive with ticks both ways and notices a silent peer.
 
-The byte stream comes from ``asyncio.open_connection``; passing ``ssl=`` is
-all a TLS transport (``-proto_dist inet_tls``) will need.
+The byte stream comes from ``asyncio.open_connection``; for a node that runs
+TLS distribution (``-proto_dist inet_tls``) the same stream is upgraded to
+TLS right after the TCP connect (:mod:`.tls`: SNI and name check as Erlang's
+own client), under the same deadline: the sans-I/O core never knows.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import asyncio
 import contextlib
 import logging
 import socket
-import ssl as _ssl
+import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from . import epmd
@@ -30,10 +33,13 @@ from .errors import (
     NodeUnreachable,
     ProtocolError,
     RemoteProtocolError,
+    TlsError,
+    TlsRequired,
 )
 from .handshake import ClientHandshake, HandshakeComplete
 from .names import NodeName
 from .protocol import DistProtocol, Event, Tick
+from .tls import HandshakeFraming, TlsConfig, check_server_name, classify, name_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +94,15 @@ async def open_connection(
     *,
     timeout: float = 10.0,
     epmd_port: int | None = None,
-    ssl: _ssl.SSLContext | None = None,
+    tls: TlsConfig | None = None,
     creation: int | None = None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, HandshakeComplete]:
-    """Connect to ``peer`` and complete the handshake within ``timeout`` seconds."""
+    """Connect to ``peer`` (over TLS when ``tls`` is given) and complete the
+    handshake, all within ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     port_of_epmd = epmd.epmd_port() if epmd_port is None else epmd_port
+    # Made before the clock starts: a bad file is a config error, not a timeout.
+    context = tls.context() if tls is not None else None
     step = "resolving the host"
     try:
         async with asyncio.timeout(timeout):
@@ -103,22 +112,55 @@ async def open_connection(
             step = "connecting to the node"
             try:
                 reader, writer = await asyncio.open_connection(
-                    address, node_addr.port, ssl=ssl, limit=READ_CHUNK
+                    address, node_addr.port, limit=READ_CHUNK
                 )
             except OSError as exc:
                 raise NodeUnreachable(
                     f"distribution port {address}:{node_addr.port} refused us: "
                     f"{exc.strerror or exc}"
                 ) from None
-            step = "handshaking"
             try:
-                done = await _handshake(reader, writer, peer, local, cookie, creation)
+                if tls is not None and context is not None:
+                    step = "in the TLS handshake"
+                    await _start_tls(writer, context, peer, tls)
+                step = "handshaking"
+                done = await _handshake(reader, writer, peer, local, cookie, creation, tls)
             except BaseException:
                 writer.transport.abort()
                 raise
             return reader, writer, done
     except TimeoutError:
+        if step == "in the TLS handshake":
+            # A TLS node answers a ClientHello at once; a plain one waits in
+            # silence for a name message (net_setuptime, 7 s) and then closes.
+            raise DistTimeout(
+                f"timed out after {timeout:g}s in the TLS handshake: {peer} sent nothing "
+                "back (a plain TCP node, not -proto_dist inet_tls, waits like this)"
+            ) from None
         raise DistTimeout(f"timed out after {timeout:g}s while {step}") from None
+
+
+async def _start_tls(
+    writer: asyncio.StreamWriter, context: ssl.SSLContext, peer: NodeName, tls: TlsConfig
+) -> None:
+    """Upgrade the connected stream to TLS and check the node's name as
+    ``inet_tls_dist`` does (:func:`.tls.check_server_name`)."""
+    host = tls.server_name(peer.host)
+    try:
+        # ssl_handshake_timeout: the caller's deadline bounds it.
+        await writer.start_tls(context, server_hostname=host or "", ssl_handshake_timeout=3600)
+    except (OSError, EOFError) as exc:
+        raise classify(exc, str(peer), tls) from None
+    if host is not None and tls.checks_name:
+        ssl_object = writer.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        if not cert or not check_server_name(cert, host):
+            raise name_mismatch(str(peer), host, cert or {})
+
+
+# A TLS record of type alert (21) or handshake (22), TLS 1.x: what a node
+# running -proto_dist inet_tls answers to plain bytes.
+_TLS_RECORD_START = (b"\x15\x03", b"\x16\x03")
 
 
 async def _handshake(
@@ -128,22 +170,52 @@ async def _handshake(
     local: NodeName,
     cookie: str,
     creation: int | None,
+    tls: TlsConfig | None = None,
 ) -> HandshakeComplete:
     hs = ClientHandshake(str(local), cookie, expected_peer=str(peer), creation=creation)
-    writer.write(hs.data_to_send())
+    # Over TLS the handshake messages have 4-byte length prefixes.
+    framing = HandshakeFraming() if tls is not None else None
+
+    def send() -> None:
+        out = hs.data_to_send()
+        if out:
+            writer.write(out if framing is None else framing.outgoing(out))
+
+    send()
+    first = True
     while True:
         try:
             data = await reader.read(4096)
+        except ssl.SSLError as exc:
+            # TLS 1.3: the node checks our client certificate after our side
+            # of the TLS handshake is done, so its refusal arrives here.
+            raise classify(exc, str(peer), tls or TlsConfig(verify="verify_none")) from None
         except OSError:
             data = b""
+        if first and tls is None and data.startswith(_TLS_RECORD_START):
+            raise TlsRequired(
+                f"{peer} runs TLS distribution (-proto_dist inet_tls) and we spoke "
+                "plain TCP: give its target a tls: section"
+            )
+        first = False
         if not data:
+            if tls is not None and hs.state.value == "await_status":
+                raise TlsError(
+                    f"{peer} closed the TLS connection before the distribution handshake"
+                )
             hs.connection_lost()
-        done = hs.receive_data(data)
-        out = hs.data_to_send()
-        if out:
-            writer.write(out)
-        if done is not None:
-            return done
+        if framing is None:
+            done = hs.receive_data(data)
+            send()
+            if done is not None:
+                return done
+            continue
+        framing.feed(data)
+        while (message := framing.next_message()) is not None:
+            done = hs.receive_data(message)
+            send()
+            if done is not None:
+                return replace(done, leftover=done.leftover + framing.rest())
 
 
 class Connection:

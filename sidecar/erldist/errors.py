@@ -124,6 +124,55 @@ class NodeUnreachable(ConnectError):
     metric_reason: ClassVar[str] = "refused"
 
 
+class TlsError(ConnectError):
+    """Distribution over TLS (``-proto_dist inet_tls``) failed; the subclasses
+    say why, one line each, with their own ``metric_reason``."""
+
+    metric_reason: ClassVar[str] = "tls"
+
+
+class TlsConfigError(TlsError):
+    """Our own certificate, key or CA file cannot be used."""
+
+    metric_reason: ClassVar[str] = "tls_config"
+
+
+class TlsRequired(ConnectError):
+    """We spoke plain TCP to a node that runs TLS distribution."""
+
+    metric_reason: ClassVar[str] = "tls_required"
+
+
+class TlsNotSpoken(TlsError):
+    """We spoke TLS to a node that runs plain (TCP) distribution."""
+
+    metric_reason: ClassVar[str] = "tls_plain_node"
+
+
+class TlsUntrusted(TlsError):
+    """The node's certificate is not signed by a CA we trust."""
+
+    metric_reason: ClassVar[str] = "tls_untrusted"
+
+
+class TlsNameMismatch(TlsError):
+    """The node's certificate does not name the host we connected to."""
+
+    metric_reason: ClassVar[str] = "tls_name_mismatch"
+
+
+class TlsClientCertRefused(TlsError):
+    """The node refused our client certificate (or that we sent none)."""
+
+    metric_reason: ClassVar[str] = "tls_client_cert"
+
+
+class TlsCertExpired(TlsError):
+    """A certificate (the node's, or ours as the node says) has expired."""
+
+    metric_reason: ClassVar[str] = "tls_expired"
+
+
 class DistTimeout(DistError, TimeoutError):
     """A deadline expired (connect, handshake or call)."""
 

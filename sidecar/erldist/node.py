@@ -40,6 +40,7 @@ from .protocol import (
     UnlinkIdAck,
 )
 from .term import Atom, ImproperList, Pid, Reference
+from .tls import TlsConfig
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +129,15 @@ class LocalNode:
         net_ticktime: float = DEFAULT_NET_TICKTIME,
         connect_timeout: float = 10.0,
         epmd_port: int | None = None,
+        tls: TlsConfig | None = None,
     ) -> None:
         self.name = name if isinstance(name, NodeName) else parse_node_name(name)
         self.atom = Atom(str(self.name))
         self.creation = new_creation()
         self._cookie = cookie
         self._cookies: dict[str, str] = {}
+        self._tls = tls
+        self._peer_tls: dict[str, TlsConfig] = {}
         self.net_ticktime = net_ticktime
         self.connect_timeout = connect_timeout
         self.epmd_port = epmd_port
@@ -173,6 +177,13 @@ class LocalNode:
         """Use ``cookie`` for ``peer`` instead of the node's default."""
         self._cookies[peer] = cookie
 
+    def set_tls(self, peer: str, tls: TlsConfig) -> None:
+        """Connect to ``peer`` over TLS with ``tls`` (instead of the node's default)."""
+        self._peer_tls[peer] = tls
+
+    def tls_for(self, peer: str) -> TlsConfig | None:
+        return self._peer_tls.get(peer, self._tls)
+
     # ------------------------------------------------------------ callbacks
 
     def on_node_down(self, callback: NodeDownCallback) -> None:
@@ -197,13 +208,22 @@ class LocalNode:
         return None if conn is None or conn.closed else conn
 
     async def connect(
-        self, peer: str, *, cookie: str | None = None, timeout: float | None = None
+        self,
+        peer: str,
+        *,
+        cookie: str | None = None,
+        tls: TlsConfig | None = None,
+        timeout: float | None = None,
     ) -> Connection:
-        """The connection to ``peer``, opened if needed (shared by concurrent callers)."""
+        """The connection to ``peer``, opened if needed (shared by concurrent
+        callers); over TLS when ``tls`` (or :meth:`set_tls`, or the node's
+        default) says so."""
         if self._closed:
             raise LocalProtocolError("the local node is closed")
         if cookie is not None:
             self.set_cookie(peer, cookie)
+        if tls is not None:
+            self.set_tls(peer, tls)
         conn = self._conns.get(peer)
         if conn is not None and not conn.closed:
             return conn
@@ -226,6 +246,7 @@ class LocalNode:
             self._cookies.get(peer, self._cookie),
             timeout=self.connect_timeout if timeout is None else timeout,
             epmd_port=self.epmd_port,
+            tls=self.tls_for(peer),
             creation=self.creation,
         )
         conn = Connection(

@@ -200,6 +200,7 @@ async def test_every_method_with_grpcurl(
     late = node_factory("otp28")
     cookie_file = tmp_path / "cookie"
     cookie_file.write_text(late.cookie)
+    cookie_file.chmod(0o600)  # erl refuses a cookie others can read
     await otp25_node.aeval(
         "register(ets_owner, spawn(fun() -> T = ets:new(grpcurl_tab, [named_table, public]),"
         " ets:insert(T, {k, v}), receive stop -> ok end end)), timer:sleep(50)."

@@ -45,6 +45,7 @@ async def test_nodes_added_inspected_removed(
     elixir = node_factory("elixir")
     cookie_file = tmp_path / "cookie"
     cookie_file.write_text(elixir.cookie + "\n")
+    cookie_file.chmod(0o600)  # erl refuses a cookie others can read
     added = await plane.call(
         plane.nodes.AddNode,
         nodes_pb2.AddNodeRequest(node=elixir.name, cookie_file=str(cookie_file), family="ex"),

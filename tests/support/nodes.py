@@ -982,3 +982,60 @@ def shell_node(
         yield sh
     finally:
         sh.close()
+
+
+# ---------------------------------------------------------------------------
+# Distribution over TLS (-proto_dist inet_tls)
+
+
+def erl_term_string(text: str | Path) -> str:
+    """``text`` as an Erlang string literal."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class TlsDist:
+    """The TLS side of a node: its certificate, the CA it trusts and how it
+    checks the nodes that connect to it; :meth:`erl_args` writes the
+    ``ssl_dist_optfile`` and gives the flags to start the node with
+    (``-proto_dist inet_tls -ssl_dist_optfile FILE``), for ``extra_args``.
+
+    ``verify="verify_peer", fail_if_no_peer_cert=True`` is the strict
+    production set-up: a client (beamside) without a certificate signed by
+    ``cacertfile`` is refused."""
+
+    def __init__(
+        self,
+        certfile: Path,
+        keyfile: Path,
+        cacertfile: Path,
+        *,
+        verify: Literal["verify_peer", "verify_none"] = "verify_none",
+        fail_if_no_peer_cert: bool = False,
+        versions: Sequence[str] = ("tlsv1.2",),
+    ) -> None:
+        self.certfile = certfile
+        self.keyfile = keyfile
+        self.cacertfile = cacertfile
+        self.verify = verify
+        self.fail_if_no_peer_cert = fail_if_no_peer_cert
+        self.versions = tuple(versions)
+
+    def optfile_text(self) -> str:
+        common = [
+            f"{{certfile, {erl_term_string(self.certfile)}}}",
+            f"{{keyfile, {erl_term_string(self.keyfile)}}}",
+            f"{{cacertfile, {erl_term_string(self.cacertfile)}}}",
+            "{secure_renegotiate, true}",
+            "{versions, [" + ", ".join(f"'{v}'" for v in self.versions) + "]}",
+        ]
+        server = [*common, f"{{verify, {self.verify}}}"]
+        if self.verify == "verify_peer":
+            server.append(f"{{fail_if_no_peer_cert, {str(self.fail_if_no_peer_cert).lower()}}}")
+        client = [*common, "{verify, verify_peer}"]
+        return "[{server, [" + ", ".join(server) + "]},\n {client, [" + ", ".join(client) + "]}].\n"
+
+    def erl_args(self, directory: Path) -> list[str]:
+        directory.mkdir(parents=True, exist_ok=True)
+        optfile = directory / f"ssl_dist_{secrets.token_hex(4)}.conf"
+        optfile.write_text(self.optfile_text())
+        return ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)]
