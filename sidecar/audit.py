@@ -7,15 +7,17 @@ Both say the same thing - who, which action, which node, the result, and
 what was asked (the request: the expression, the pid, the app/key ...) - from
 the one dict :func:`audit_fields` builds.
 
-Secrets: a record's ``details`` are redacted before the record is made, by
-:func:`redact_request` (values of :data:`HIDDEN_FIELDS` - a configuration
-value may be a password - become their size and a short hash; long texts are
-cut).  Nothing written here ever saw the clear value, on either path.
+Secrets: a record's ``details`` (request and response) are redacted before
+the record is made, by :func:`redact_request` (values of
+:data:`HIDDEN_FIELDS` - a configuration value may be a password - become
+their marker, whatever the key; everything else goes through the one rule of
+:mod:`sidecar.redact`; long texts are cut), and :func:`audit_fields` applies
+the rule again to everything a line says (the result, an error message, the
+details of a record made elsewhere), so neither path ever prints a secret.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,7 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .own_logging import LOG_RECORD_ATTRIBUTES
+from .own_logging import LOG_RECORD_ATTRIBUTES, REDACTED
+from .redact import marker, redact_json, redact_text
 
 __all__ = [
     "HIDDEN_FIELDS",
@@ -41,7 +44,7 @@ audit_log = logging.getLogger("sidecar.audit")
 
 MAX_AUDIT_TEXT: Final = 2000
 #: Request fields whose value is never written to the audit trail (a config
-#: value may be a password): a length and a hash stand in for them.
+#: value may be a password): their marker stands in for them.
 HIDDEN_FIELDS: Final = frozenset({"value"})
 
 
@@ -66,32 +69,39 @@ LokiAudit = Callable[[AuditRecord, Mapping[str, Any]], None]
 
 
 def redact_request(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A request (as a dict) fit for the audit trail: hidden fields replaced
-    by their size and hash, long texts cut."""
+    """A request or a response (as a dict) fit for the audit trail: hidden
+    fields replaced by their marker, secrets redacted, long texts cut."""
+    hidden = {
+        key: marker(value) if key in HIDDEN_FIELDS and isinstance(value, str) and value else value
+        for key, value in raw.items()
+    }
+    redacted = redact_json(hidden)  # as a whole: {"key": ..., "value": ...} is a pair
     details: dict[str, Any] = {}
-    for key, value in raw.items():
-        if key in HIDDEN_FIELDS and isinstance(value, str):
-            digest = hashlib.sha256(value.encode()).hexdigest()[:12]
-            details[key] = f"<{len(value.encode())} bytes, sha256 {digest}>"
-        elif isinstance(value, str) and len(value) > MAX_AUDIT_TEXT:
-            details[key] = value[:MAX_AUDIT_TEXT] + "..."
-        else:
-            details[key] = value
+    for key, value in (redacted if isinstance(redacted, dict) else {"request": redacted}).items():
+        if isinstance(value, str) and len(value) > MAX_AUDIT_TEXT:
+            value = value[:MAX_AUDIT_TEXT] + "..."
+        details[str(key)] = value
     return details
 
 
 def audit_fields(record: AuditRecord) -> dict[str, Any]:
-    """What an audit line says: the Loki line's JSON, the stderr line's fields."""
-    return {
-        "message": f"{record.action} by {record.who}: {record.result}",
+    """What an audit line says: the Loki line's JSON, the stderr line's fields
+    (redacted: :func:`sidecar.redact.redact_json`)."""
+    result = redact_text(record.result)
+    fields: dict[str, Any] = {
+        "message": f"{record.action} by {record.who}: {result}",
         "event": "audit",
         "action": record.action,
         "who": record.who,
         "role": record.role,
-        "result": record.result,
+        "result": result,
         "ok": record.ok,
-        **record.details,
     }
+    details = redact_json(dict(record.details))
+    for key, value in (details if isinstance(details, dict) else {"details": details}).items():
+        if key not in fields:
+            fields[key] = value
+    return fields
 
 
 def log_audit(record: AuditRecord, loki: LokiAudit | None = None) -> None:
@@ -102,12 +112,13 @@ def log_audit(record: AuditRecord, loki: LokiAudit | None = None) -> None:
     a log record reserves is kept under ``detail_<name>``).
     """
     fields = audit_fields(record)
-    extra: dict[str, Any] = {"audit": True, "node": record.node}
+    # The text is made of the redacted fields only.
+    extra: dict[str, Any] = {"audit": True, "node": record.node, REDACTED: True}
     for key, value in fields.items():
         if key == "message":
             continue
         extra[f"detail_{key}" if key in LOG_RECORD_ATTRIBUTES or key in extra else key] = value
-    request = record.details.get("request")
+    request = fields.get("request")
     asked = f" {_compact(request)}" if request else ""
     audit_log.info(
         "%s by %s (%s) on %s: %s%s",
@@ -115,7 +126,7 @@ def log_audit(record: AuditRecord, loki: LokiAudit | None = None) -> None:
         record.who,
         record.role,
         record.node or "-",
-        record.result,
+        fields["result"],
         asked,
         extra=extra,
     )

@@ -6,7 +6,10 @@ loaded/reloaded/purged, system monitor events) as the node agents send them,
 alarm raises/changes/clears from the alarm engine's bus, configuration
 changes, and audit records from the control plane.  Streams carry only the
 low-cardinality labels of :mod:`sidecar.loki.model`; everything else goes in
-the JSON line.
+the JSON line.  Every line goes through the one redaction rule
+(:func:`sidecar.redact.redact_json`) on its way out, whatever its kind: a
+node's log message and fields, a config change's old and new values, an
+alarm's cause and details, an audit record.
 
 It also keeps the counts that make losses visible: events received per node
 and kind, events a node dropped (and why) before they reached us, and
@@ -39,6 +42,7 @@ from .config import LogsConfig, NotificationsConfig
 from .erldist.term import Atom
 from .loki.model import LogEntry, make_entry
 from .model import CodeChange, ConfigChange, EventSection, NodeSnapshot
+from .redact import redact_json
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +165,9 @@ class Notifier:
     ) -> None:
         if self._publish is None:
             return
-        entry = make_entry(kind, level, node, family, self.cluster, time_ns, details)
+        entry = make_entry(
+            kind, level, node, family, self.cluster, time_ns, redact_json(dict(details))
+        )
         self._publish(entry)
 
     # -- from the nodes -------------------------------------------------------
@@ -282,8 +288,9 @@ def _notifications(node: str, name: str, section: EventSection, time_ns: int) ->
 
     A section reporting ``truncated`` changes adds one ``<name>_truncated``
     notification so the loss is visible.  ``old``/``new`` of a configuration
-    change are the printed values (None when unset, ``"redacted"`` for keys
-    that look like secrets: the node never sends those).
+    change are the printed values (None when unset); for a key that names a
+    secret the agent sends its marker, and the line is redacted again on the
+    way out (:meth:`Notifier._emit`).
     """
     out = [_change(node, change, time_ns) for change in section.events]
     if section.truncated:

@@ -29,6 +29,7 @@ from sidecar.model import (
     SaslAlarm,
     SectionError,
 )
+from sidecar.redact import redact_named
 
 from .catalogue import AlarmSettings, GlobalParam, resolve
 from .engine import AlarmEngine, Finding, graded
@@ -654,7 +655,11 @@ class AlarmChecker:
             if set_on and len(set_on) < len(values):
                 missing[str(param)] = sorted(n for n, v in values.items() if v is None)
             if len({v.hash for v in set_on.values()}) > 1:
-                inconsistent[str(param)] = {n: v.text for n, v in set_on.items()}
+                # The values go to Alertmanager and Loki: redacted (a key
+                # naming a secret shows its marker, secrets inside a value theirs).
+                inconsistent[str(param)] = {
+                    n: redact_named(param.key, v.text) for n, v in set_on.items()
+                }
         return {
             **self._flag(
                 "global_config_missing",
