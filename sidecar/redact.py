@@ -32,8 +32,9 @@ binary forms into the bare marker, keeps the string form (it may be JSON),
 and never redacts a marker again.
 
 **Structured values** (:func:`redact_json`): the value of every key that
-names a secret becomes its marker (``None`` and ``""`` stay: there is no
-value), at any depth.  A mapping with a ``value``, ``old``, ``new``,
+names a secret becomes its marker (``None``, ``""`` and booleans stay:
+there is no secret in them, and ``reveal_secrets: true`` must show), at any
+depth.  A mapping with a ``value``, ``old``, ``new``,
 ``previous`` or ``app`` field is a named value (an env entry, a config
 change, a dictionary entry, a SetEnv request): its ``"key"`` and ``"name"``
 fields are names, shown, and when one names a secret those value fields are
@@ -41,7 +42,8 @@ redacted.  Every string goes through :func:`redact_text`.
 
 **Free text** (:func:`redact_text`): PEM blocks (``-----BEGIN X-----``
 through ``-----END X-----``, or to the end of the text when cut); URL
-passwords (``scheme://user:PASS@host``: user and host are kept); the
+passwords (``scheme://user:PASS@host``: user and host are kept; a text cut
+before the ``@`` loses what follows the last ``:`` unless it is a port); the
 credential after ``Bearer``/``Basic``; and, as a safety net for printed
 terms, the value after a key naming a secret in the shapes Erlang, Elixir,
 JSON and ``key=value`` text print: ``{default_pass,<<"guest">>}``,
@@ -66,6 +68,7 @@ from typing import Any, Final
 
 __all__ = [
     "BEYOND_LIMITS",
+    "PAIR_VALUE_FIELDS",
     "SECRET_WORDS",
     "is_marker",
     "is_secret_key",
@@ -124,6 +127,11 @@ _URL_PASS = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/?#@'\"<>\\]*:)([
 # "Bearer <token>" anywhere (a token is long); "Authorization: Basic <creds>"
 # is the key-value rule's (a scheme word takes the credential after it along).
 _BEARER = re.compile(r"(\b[Bb]earer\s+|\bBEARER\s+)([A-Za-z0-9._~+/=\-]{16,})")
+# The same URL cut before its "@" (a text cut to a limit): what follows the
+# last ":" is a password unless it is a port.
+_URL_PASS_CUT = re.compile(
+    r"([A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s:/?#@'\"<>\\]*:)([^\s/?#@'\"<>\\]+)(\.\.\.|…)?\Z"
+)
 _SCHEME_WORD = re.compile(
     rf"(?i)(?:bearer|basic|digest|negotiate|token)[ \t]+(?:{_MARKER}|[^\s,;&}}\])>\"']+)"
 )
@@ -215,8 +223,9 @@ def redact_named(name: object, value: str) -> str:
 
 
 def _hide(value: Any) -> Any:
-    """The value of a secret key: absent stays absent, a marker stays."""
-    if value is None or value == "":
+    """The value of a secret key: absent stays absent, a flag a flag (the
+    request field ``reveal_secrets``), a marker stays."""
+    if value is None or value == "" or isinstance(value, bool):
         return value
     if isinstance(value, str):
         normal = _normalize_markers(value)
@@ -273,11 +282,19 @@ def _redact_text(text: str) -> str:
         text = _PEM.sub(lambda m: marker(m.group(0)), text)
     if "://" in text:
         text = _URL_PASS.sub(lambda m: m.group(1) + marker(m.group(2)) + "@", text)
+        text = _URL_PASS_CUT.sub(_cut_url, text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: m.group(1) + _keep_or_hide(m.group(2)), text)
     if _SECRET_NAME.search(text) is None:
         return text
     return _key_values(text)
+
+
+def _cut_url(m: re.Match[str]) -> str:
+    password = m.group(2)
+    if password.isdigit() or _AT_MARKER.fullmatch(password):
+        return m.group(0)
+    return m.group(1) + marker(password) + (m.group(3) or "")
 
 
 def _keep_or_hide(value: str) -> str:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +25,13 @@ MARKER = re.compile(r"<redacted sha256:[0-9a-f]{6}>")
 
 def sha6(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:6]
+
+
+def test_the_word_list_is_the_agents() -> None:
+    source = Path(__file__).parents[1] / "erl_agents" / "beamside_redact.erl"
+    define = re.search(r"-define\(SECRET_WORDS,\s*\[(.*?)\]\)", source.read_text(), re.S)
+    assert define is not None
+    assert tuple(re.findall(r'<<"([a-z]+)">>', define.group(1))) == SECRET_WORDS
 
 
 @pytest.mark.parametrize("word", SECRET_WORDS)
@@ -135,6 +143,10 @@ def test_url_passwords_keep_user_and_host() -> None:
         f'{{url, "amqp://guest:{marker("gpw")}@mq.local:5672/vh"}} '
         f"postgres://u:{marker('p%40ss')}@db/x"
     )
+    # A text cut before the "@" (to a limit): the part after the last ":" is
+    # a password unless it is a port.
+    assert redact_text("dial amqp://u:Pw1x") == f"dial amqp://u:{marker('Pw1x')}"
+    assert redact_text("dial http://host:8080") == "dial http://host:8080"
     untouched = "see https://example.com/a?b=c and amqp://guest@host and mailto:x@y"
     assert redact_text(untouched) == untouched
 

@@ -12,6 +12,13 @@ discovery; neither reveals anything about the nodes).  Without a token file
 every caller is :data:`~sidecar.control.config.ANONYMOUS` (admin): the
 config only allows that on loopback.
 
+Some refusals depend on the request, and are the servicer's
+(:func:`require_role`): ``GetEnv`` with ``reveal_secrets`` needs
+:data:`REVEAL_ROLE` (operator) and is audited even though it only reads
+(:func:`is_audited`); ``ReadTable`` of a table that holds credentials needs
+:data:`CREDENTIAL_TABLE_ROLE` (admin) - see ``services/tables.py``.  What a
+viewer may see is redacted by the servicers (:mod:`sidecar.redact`).
+
 A refused call to a mutating method is audited (who tried what); the calls
 that pass are audited by the dispatcher with their result.
 """
@@ -27,6 +34,8 @@ import grpc
 from grpc import aio
 
 from .config import ANONYMOUS, Identity, Role
+from .errors import RpcFailure
+from .identity import current_caller
 
 PACKAGE = "beamside.v1"
 
@@ -44,7 +53,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Processes/GarbageCollect": Role.OPERATOR,
         "Processes/TerminateShells": Role.OPERATOR,
         "Tables/ListTables": Role.VIEWER,
-        "Tables/ReadTable": Role.VIEWER,
+        "Tables/ReadTable": Role.OPERATOR,  # rows are data; credential tables: admin
         "Code/ListModules": Role.VIEWER,
         "Code/SoftPurge": Role.OPERATOR,
         "Code/DiffModules": Role.VIEWER,
@@ -63,6 +72,12 @@ METHOD_ROLES: Mapping[str, Role] = {
 }
 
 
+#: GetEnv with reveal_secrets (secrets in clear, audited).
+REVEAL_ROLE = Role.OPERATOR
+#: ReadTable of a table that holds credentials (services/tables.py).
+CREDENTIAL_TABLE_ROLE = Role.ADMIN
+
+
 def required_role(method: str) -> Role | None:
     """The role ``method`` needs; None for methods outside ``beamside.v1``."""
     if not method.startswith(f"/{PACKAGE}."):
@@ -74,6 +89,28 @@ def is_mutating(method: str) -> bool:
     """Methods that change something (every one above viewer): always audited."""
     role = required_role(method)
     return role is not None and role > Role.VIEWER
+
+
+def is_audited(method: str, request: object) -> bool:
+    """Calls the dispatcher audits: every mutating one, and a read that
+    reveals secrets (``GetEnv`` with ``reveal_secrets``)."""
+    if is_mutating(method):
+        return True
+    return (
+        method == f"/{PACKAGE}.Config/GetEnv" and getattr(request, "reveal_secrets", False) is True
+    )
+
+
+def require_role(needed: Role, what: str) -> Identity:
+    """The caller of the request being served, if at least ``needed``;
+    ``PERMISSION_DENIED`` saying ``what`` needs it otherwise."""
+    caller = current_caller()
+    if caller.role < needed:
+        raise RpcFailure(
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"{what} needs the {needed} role; {caller.name} has {caller.role}",
+        )
+    return caller
 
 
 class AuthError(Exception):

@@ -7,8 +7,12 @@ wrapped by the dispatcher, which
 
 * sets the caller (:mod:`sidecar.control.identity`) for the servicer,
 * turns :class:`~sidecar.control.errors.RpcFailure` into the status it
-  carries, and any other exception into ``INTERNAL`` (logged, never shown),
-* audits every call of a mutating method (who, what, node, result): to the
+  carries (its message redacted: :func:`sidecar.redact.redact_text`), and
+  any other exception into ``INTERNAL`` (logged, never shown),
+* audits every call of a mutating method, and every read that reveals
+  secrets (:func:`~sidecar.control.auth.is_audited`): who, what, node,
+  result, the request and a short response, both redacted
+  (:func:`request_details`, :func:`response_summary`); to the
   ``sidecar.audit`` log, or to ``Deps.audit`` when given.
 """
 
@@ -32,8 +36,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from sidecar.audit import AuditRecord, AuditSink, log_audit, redact_request
+from sidecar.redact import PAIR_VALUE_FIELDS, is_secret_key, redact_named, redact_text
 
-from .auth import Authenticator, AuthError, AuthInterceptor, is_mutating
+from .auth import Authenticator, AuthError, AuthInterceptor, is_audited
 from .base import Deps
 from .config import GrpcConfig, Identity, is_loopback, load_identities
 from .errors import RpcFailure
@@ -115,16 +120,36 @@ class Auditor:
 
 
 def request_details(request: Message) -> dict[str, Any]:
-    """The request as audit details: hidden fields replaced, long texts cut
-    (:func:`sidecar.audit.redact_request`)."""
+    """The request as audit details: hidden fields replaced, secrets
+    redacted, long texts cut (:func:`sidecar.audit.redact_request`)."""
     return redact_request(MessageToDict(request, preserving_proto_field_name=True))
 
 
-def response_summary(method: str, response: Message) -> dict[str, Any]:
-    """What a mutating call did, short (no evaluation results: they may hold secrets)."""
+def response_summary(
+    method: str, response: Message, request: Message | None = None
+) -> dict[str, Any]:
+    """What an audited call did, short and redacted.  No evaluation results,
+    no table rows, no env values (they may hold secrets; a revealed value is
+    exactly what must not reach a log): their count and keys instead.  When
+    the request's ``key`` names a secret, the response's values of it
+    (``value``, ``previous``, at any depth) are markers."""
     if method.endswith("/Evaluate"):
         return {"raised": bool(getattr(response, "exception", ""))}
     raw = MessageToDict(response, preserving_proto_field_name=True)
+    if method.endswith("/ReadTable"):
+        return {
+            "rows": len(raw.get("rows", [])),
+            "size": raw.get("size", "0"),
+            "more": bool(raw.get("continuation")),
+        }
+    if method.endswith("/GetEnv"):
+        entries = raw.get("entries", [])
+        return {
+            "app": raw.get("app", ""),
+            "loaded": raw.get("loaded", False),
+            "keys": [e.get("key", "") for e in entries[:50]],
+            "entries": len(entries),
+        }
     out: dict[str, Any] = {}
     for key, value in raw.items():
         if isinstance(value, list) and len(value) > 20:
@@ -133,7 +158,25 @@ def response_summary(method: str, response: Message) -> dict[str, Any]:
             out[key] = value[:300] + "..."
         else:
             out[key] = value
-    return out
+    asked = getattr(request, "key", "") if request is not None else ""
+    if isinstance(asked, str) and is_secret_key(asked):
+        out = _hide_values(out, asked)
+    return redact_request(out)
+
+
+def _hide_values(value: Any, key: str) -> Any:
+    """``value`` with every ``value``/``previous``/``old``/``new`` field, at
+    any depth, shown as the value of ``key`` (a secret: its marker)."""
+    if isinstance(value, dict):
+        return {
+            k: redact_named(key, v)
+            if k in PAIR_VALUE_FIELDS and isinstance(v, str)
+            else _hide_values(v, key)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_hide_values(v, key) for v in value]
+    return value
 
 
 class Dispatcher:
@@ -152,9 +195,8 @@ class Dispatcher:
     def unary(
         self, method: str, impl: Callable[[Any, Any], Awaitable[Message]]
     ) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Message]]:
-        audited = is_mutating(method)
-
         async def behavior(request: Any, context: aio.ServicerContext[Any, Any]) -> Message:
+            audited = is_audited(method, request)
             who = self._caller(context)
             if who is not None:
                 CALLER.set(who)
@@ -165,7 +207,7 @@ class Dispatcher:
             except RpcFailure as exc:
                 if audited:
                     self._audit(method, who, node, request, str(exc), False, started)
-                await context.abort(exc.code, exc.message)
+                await context.abort(exc.code, redact_text(exc.message))
             except (asyncio.CancelledError, aio.AbortError):
                 raise
             except Exception as exc:
@@ -194,7 +236,7 @@ class Dispatcher:
                     async for item in items:
                         yield item
             except RpcFailure as exc:
-                await context.abort(exc.code, exc.message)
+                await context.abort(exc.code, redact_text(exc.message))
             except (asyncio.CancelledError, aio.AbortError):
                 raise
             except Exception as exc:
@@ -221,7 +263,7 @@ class Dispatcher:
             "duration_ms": round((time.monotonic() - started) * 1000, 1),
         }
         if response is not None:
-            details["response"] = response_summary(method, response)
+            details["response"] = response_summary(method, response, request)
         self.auditor.record(method, who, node, result, ok, details)
 
 

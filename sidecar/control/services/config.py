@@ -5,18 +5,30 @@ of its family: the alarm checks compare it at every collect
 (``global_config_missing`` / ``global_config_inconsistent``).  ``MarkGlobal``
 adds one at run time; ``SetGlobal`` sets the value on every up node of the
 family and marks it global.
+
+Secrets: every value shown goes through the one rule (:mod:`sidecar.redact`)
+- a key naming a secret shows only its marker, secrets inside a value (PEM
+blocks, URL passwords, nested secret keys) theirs - except in ``GetEnv`` with
+``reveal_secrets``, which needs the operator role, asks the agent for clear
+values (``reveal => true``) and is audited.  ``SetEnv``/``SetGlobal`` show
+the previous and new values redacted too, and never quote back a value that
+did not parse when its key names a secret.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import grpc
+
 from sidecar.alarms.catalogue import GlobalParam
 from sidecar.control import validate
+from sidecar.control.auth import REVEAL_ROLE, require_role
 from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, text
 from sidecar.control.gen.beamside.v1 import config_pb2 as pb
 from sidecar.erldist.term import Atom
+from sidecar.redact import is_secret_key, marker, redact_named, redact_text
 
 OPS: OpsModule = "beamside_ops_env"  # erl_agents/beamside_ops_env.erl
 
@@ -44,25 +56,29 @@ class ConfigService:
         self.calls = NodeCalls(deps.manager)
 
     async def GetEnv(self, request: pb.GetEnvRequest, context: Context) -> pb.GetEnvResponse:
+        reveal = request.reveal_secrets
+        if reveal:
+            require_role(REVEAL_ROLE, "reveal_secrets")
         app = validate.atom(request.app, "app").encode()
         key: bytes | Atom = (
             validate.atom(request.key, "key").encode() if request.key else Atom("all")
         )
-        reply = await self.calls.ops(request.node, OPS, "get_env", [app, key, {}], 5.0)
+        opts = {Atom("reveal"): True} if reveal else {}
+        reply = await self.calls.ops(request.node, OPS, "get_env", [app, key, opts], 5.0)
         return pb.GetEnvResponse(
             app=text(reply.get("app")),
             loaded=reply.get("loaded") is True,
-            entries=[
-                pb.EnvEntry(key=text(e.get("key")), value=text(e.get("value")))
-                for e in reply.get("entries", [])
-            ],
+            entries=[_entry(e, reveal) for e in reply.get("entries", [])],
         )
 
     async def _set(self, node: str, app: str, key: str, value: bytes, persistent: bool) -> Any:
         opts = {Atom("persistent"): persistent}
-        return await self.calls.ops(
-            node, OPS, "set_env", [app.encode(), key.encode(), value, opts], 6.0
-        )
+        try:
+            return await self.calls.ops(
+                node, OPS, "set_env", [app.encode(), key.encode(), value, opts], 6.0
+            )
+        except RpcFailure as exc:
+            raise _unquoted(exc, app, key, value) from None
 
     async def SetEnv(self, request: pb.SetEnvRequest, context: Context) -> pb.SetEnvResponse:
         app = validate.atom(request.app, "app")
@@ -70,9 +86,9 @@ class ConfigService:
         reply = await self._set(request.node, app, key, _value(request.value), request.persistent)
         previous = reply.get("previous")
         return pb.SetEnvResponse(
-            previous=text(previous),
+            previous=redact_named(key, text(previous)),
             was_set=isinstance(previous, bytes),
-            value=text(reply.get("value")),
+            value=redact_named(key, text(reply.get("value"))),
         )
 
     def _globals(self) -> pb.MarkGlobalResponse:
@@ -109,10 +125,9 @@ class ConfigService:
                 out.append(pb.NodeResult(node=status.node, ok=False, error=str(failure)))
             else:
                 result = results[status.node]
-                printed = text(result.get("value"))
-                out.append(
-                    pb.NodeResult(node=status.node, ok=True, previous=text(result.get("previous")))
-                )
+                printed = redact_named(key, text(result.get("value")))
+                previous = redact_named(key, text(result.get("previous")))
+                out.append(pb.NodeResult(node=status.node, ok=True, previous=previous))
         if failures and len(failures) == len(members):
             # The same refusal everywhere (a value that does not parse, say): say so.
             first = failures[members[0].node]
@@ -149,7 +164,38 @@ class ConfigService:
                     pb.ConfigDiff(
                         app=app_key[0],
                         key=app_key[1],
-                        values={n: (v[1] if v is not None else "") for n, v in seen.items()},
+                        values={
+                            n: (redact_named(app_key[1], v[1]) if v is not None else "")
+                            for n, v in seen.items()
+                        },
                     )
                 )
         return pb.DiffConfigResponse(nodes=nodes, unavailable=unavailable, differences=differences)
+
+
+def _entry(entry: Any, reveal: bool) -> pb.EnvEntry:
+    """An env entry as shown: redacted (whatever the agent did) unless revealed."""
+    key = text(entry.get("key"))
+    value = text(entry.get("value"))
+    if reveal:
+        return pb.EnvEntry(key=key, value=value)
+    shown = redact_named(key, value)
+    return pb.EnvEntry(
+        key=key, value=shown, redacted=entry.get("redacted") is True or shown != value
+    )
+
+
+def _unquoted(exc: RpcFailure, app: str, key: str, value: bytes) -> RpcFailure:
+    """A refusal of ``set_env`` that never quotes the value back: the agent's
+    parse error may show part of it, which for a secret key is the secret."""
+    value_text = value.decode("utf-8", "replace").strip()
+    if exc.code is grpc.StatusCode.INVALID_ARGUMENT and is_secret_key(key):
+        return RpcFailure(
+            exc.code,
+            f"set_env: the value for {app}.{key} is not an Erlang term "
+            f"(not quoted back: the key names a secret; value {marker(value_text)})",
+        )
+    message = redact_text(exc.message)
+    if len(value_text) >= 4 and value_text in message:
+        message = message.replace(value_text, marker(value_text))
+    return RpcFailure(exc.code, message)

@@ -3,6 +3,11 @@
 The work is done on the node by ``beamside_ops_procs`` (see its header, and
 ``beamside_ops``'s for the bounds every tool keeps); this side validates the
 request, picks the time limits and maps the reply onto the messages.
+
+A viewer sees a process's state (``sys:get_state``), dictionary and messages
+redacted (:mod:`sidecar.redact`: values of keys naming a secret, PEM blocks,
+URL passwords), whatever the agent did; operators and admins see them as the
+agent printed them.
 """
 
 from __future__ import annotations
@@ -11,9 +16,12 @@ from typing import Any
 
 from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
+from sidecar.control.config import Role
 from sidecar.control.errors import invalid, text
 from sidecar.control.gen.beamside.v1 import processes_pb2 as pb
+from sidecar.control.identity import current_caller
 from sidecar.erldist.term import Atom
+from sidecar.redact import redact_named, redact_text
 
 OPS: OpsModule = "beamside_ops_procs"  # erl_agents/beamside_ops_procs.erl
 
@@ -26,6 +34,10 @@ STATE_TIMEOUT_MS = 1000
 # to see it gone.
 CHECK_MS = 3000
 WAIT_MS = 1000
+
+
+def _same(value: str) -> str:
+    return value
 
 
 def _int(value: Any) -> int:
@@ -101,6 +113,8 @@ class ProcessesService:
         # process_info (5 s) + copying messages (5 s) + sys:get_state, each bounded.
         timeout = 10.5 + state_timeout / 1000
         p = await self.calls.ops(request.node, OPS, "process", [target, opts], timeout)
+        clear = current_caller().role > Role.VIEWER
+        shown = _same if clear else redact_text
         return pb.GetProcessResponse(
             pid=text(p.get("pid")),
             registered_name=text(p.get("registered_name")),
@@ -123,14 +137,21 @@ class ProcessesService:
             stacktrace=[text(x) for x in p.get("stacktrace", [])],
             garbage_collection=text(p.get("garbage_collection")),
             dictionary=[
-                pb.DictionaryEntry(key=text(e.get("key")), value=text(e.get("value")))
+                pb.DictionaryEntry(
+                    key=text(e.get("key")),
+                    value=(
+                        text(e.get("value"))
+                        if clear
+                        else redact_named(text(e.get("key")), text(e.get("value")))
+                    ),
+                )
                 for e in p.get("dictionary", [])
             ],
             dictionary_size=_int(p.get("dictionary_size")),
-            messages=[text(x) for x in p.get("messages", [])],
+            messages=[shown(text(x)) for x in p.get("messages", [])],
             messages_error=text(p.get("messages_error")),
-            state=text(p.get("state")),
-            state_error=text(p.get("state_error")),
+            state=shown(text(p.get("state"))),
+            state_error=shown(text(p.get("state_error"))),
         )
 
     async def TerminateProcess(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x65\x61mside/v1/config.proto\x12\x0b\x62\x65\x61mside.v1\"&\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"7\n\rGetEnvRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\"U\n\x0eGetEnvResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12&\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x15.beamside.v1.EnvEntry\"Z\n\rSetEnvRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x12\n\npersistent\x18\x05 \x01(\x08\"B\n\x0eSetEnvResponse\x12\x10\n\x08previous\x18\x01 \x01(\t\x12\x0f\n\x07was_set\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\t\";\n\x0fGlobalParameter\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\"=\n\x11MarkGlobalRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\"C\n\x12MarkGlobalResponse\x12-\n\x07globals\x18\x01 \x03(\x0b\x32\x1c.beamside.v1.GlobalParameter\"_\n\x10SetGlobalRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x12\n\npersistent\x18\x05 \x01(\x08\"G\n\nNodeResult\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08previous\x18\x04 \x01(\t\"L\n\x11SetGlobalResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.beamside.v1.NodeResult\x12\r\n\x05value\x18\x02 \x01(\t\"0\n\x11\x44iffConfigRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\"\x8a\x01\n\nConfigDiff\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x33\n\x06values\x18\x03 \x03(\x0b\x32#.beamside.v1.ConfigDiff.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\x12\x44iffConfigResponse\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x45\n\x0bunavailable\x18\x02 \x03(\x0b\x32\x30.beamside.v1.DiffConfigResponse.UnavailableEntry\x12,\n\x0b\x64ifferences\x18\x03 \x03(\x0b\x32\x17.beamside.v1.ConfigDiff\x1a\x32\n\x10UnavailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf8\x02\n\x06\x43onfig\x12\x41\n\x06GetEnv\x12\x1a.beamside.v1.GetEnvRequest\x1a\x1b.beamside.v1.GetEnvResponse\x12\x41\n\x06SetEnv\x12\x1a.beamside.v1.SetEnvRequest\x1a\x1b.beamside.v1.SetEnvResponse\x12M\n\nMarkGlobal\x12\x1e.beamside.v1.MarkGlobalRequest\x1a\x1f.beamside.v1.MarkGlobalResponse\x12J\n\tSetGlobal\x12\x1d.beamside.v1.SetGlobalRequest\x1a\x1e.beamside.v1.SetGlobalResponse\x12M\n\nDiffConfig\x12\x1e.beamside.v1.DiffConfigRequest\x1a\x1f.beamside.v1.DiffConfigResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x62\x65\x61mside/v1/config.proto\x12\x0b\x62\x65\x61mside.v1\"8\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x10\n\x08redacted\x18\x03 \x01(\x08\"O\n\rGetEnvRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\x16\n\x0ereveal_secrets\x18\x04 \x01(\x08\"U\n\x0eGetEnvResponse\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0e\n\x06loaded\x18\x02 \x01(\x08\x12&\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x15.beamside.v1.EnvEntry\"Z\n\rSetEnvRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x12\n\npersistent\x18\x05 \x01(\x08\"B\n\x0eSetEnvResponse\x12\x10\n\x08previous\x18\x01 \x01(\t\x12\x0f\n\x07was_set\x18\x02 \x01(\x08\x12\r\n\x05value\x18\x03 \x01(\t\";\n\x0fGlobalParameter\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\"=\n\x11MarkGlobalRequest\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\"C\n\x12MarkGlobalResponse\x12-\n\x07globals\x18\x01 \x03(\x0b\x32\x1c.beamside.v1.GlobalParameter\"_\n\x10SetGlobalRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12\r\n\x05value\x18\x04 \x01(\t\x12\x12\n\npersistent\x18\x05 \x01(\x08\"G\n\nNodeResult\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x10\n\x08previous\x18\x04 \x01(\t\"L\n\x11SetGlobalResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.beamside.v1.NodeResult\x12\r\n\x05value\x18\x02 \x01(\t\"0\n\x11\x44iffConfigRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\"\x8a\x01\n\nConfigDiff\x12\x0b\n\x03\x61pp\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x33\n\x06values\x18\x03 \x03(\x0b\x32#.beamside.v1.ConfigDiff.ValuesEntry\x1a-\n\x0bValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\x12\x44iffConfigResponse\x12\r\n\x05nodes\x18\x01 \x03(\t\x12\x45\n\x0bunavailable\x18\x02 \x03(\x0b\x32\x30.beamside.v1.DiffConfigResponse.UnavailableEntry\x12,\n\x0b\x64ifferences\x18\x03 \x03(\x0b\x32\x17.beamside.v1.ConfigDiff\x1a\x32\n\x10UnavailableEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf8\x02\n\x06\x43onfig\x12\x41\n\x06GetEnv\x12\x1a.beamside.v1.GetEnvRequest\x1a\x1b.beamside.v1.GetEnvResponse\x12\x41\n\x06SetEnv\x12\x1a.beamside.v1.SetEnvRequest\x1a\x1b.beamside.v1.SetEnvResponse\x12M\n\nMarkGlobal\x12\x1e.beamside.v1.MarkGlobalRequest\x1a\x1f.beamside.v1.MarkGlobalResponse\x12J\n\tSetGlobal\x12\x1d.beamside.v1.SetGlobalRequest\x1a\x1e.beamside.v1.SetGlobalResponse\x12M\n\nDiffConfig\x12\x1e.beamside.v1.DiffConfigRequest\x1a\x1f.beamside.v1.DiffConfigResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,37 +36,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._loaded_options = None
   _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._serialized_options = b'8\001'
   _globals['_ENVENTRY']._serialized_start=41
-  _globals['_ENVENTRY']._serialized_end=79
-  _globals['_GETENVREQUEST']._serialized_start=81
-  _globals['_GETENVREQUEST']._serialized_end=136
-  _globals['_GETENVRESPONSE']._serialized_start=138
-  _globals['_GETENVRESPONSE']._serialized_end=223
-  _globals['_SETENVREQUEST']._serialized_start=225
-  _globals['_SETENVREQUEST']._serialized_end=315
-  _globals['_SETENVRESPONSE']._serialized_start=317
-  _globals['_SETENVRESPONSE']._serialized_end=383
-  _globals['_GLOBALPARAMETER']._serialized_start=385
-  _globals['_GLOBALPARAMETER']._serialized_end=444
-  _globals['_MARKGLOBALREQUEST']._serialized_start=446
-  _globals['_MARKGLOBALREQUEST']._serialized_end=507
-  _globals['_MARKGLOBALRESPONSE']._serialized_start=509
-  _globals['_MARKGLOBALRESPONSE']._serialized_end=576
-  _globals['_SETGLOBALREQUEST']._serialized_start=578
-  _globals['_SETGLOBALREQUEST']._serialized_end=673
-  _globals['_NODERESULT']._serialized_start=675
-  _globals['_NODERESULT']._serialized_end=746
-  _globals['_SETGLOBALRESPONSE']._serialized_start=748
-  _globals['_SETGLOBALRESPONSE']._serialized_end=824
-  _globals['_DIFFCONFIGREQUEST']._serialized_start=826
-  _globals['_DIFFCONFIGREQUEST']._serialized_end=874
-  _globals['_CONFIGDIFF']._serialized_start=877
-  _globals['_CONFIGDIFF']._serialized_end=1015
-  _globals['_CONFIGDIFF_VALUESENTRY']._serialized_start=970
-  _globals['_CONFIGDIFF_VALUESENTRY']._serialized_end=1015
-  _globals['_DIFFCONFIGRESPONSE']._serialized_start=1018
-  _globals['_DIFFCONFIGRESPONSE']._serialized_end=1222
-  _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._serialized_start=1172
-  _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._serialized_end=1222
-  _globals['_CONFIG']._serialized_start=1225
-  _globals['_CONFIG']._serialized_end=1601
+  _globals['_ENVENTRY']._serialized_end=97
+  _globals['_GETENVREQUEST']._serialized_start=99
+  _globals['_GETENVREQUEST']._serialized_end=178
+  _globals['_GETENVRESPONSE']._serialized_start=180
+  _globals['_GETENVRESPONSE']._serialized_end=265
+  _globals['_SETENVREQUEST']._serialized_start=267
+  _globals['_SETENVREQUEST']._serialized_end=357
+  _globals['_SETENVRESPONSE']._serialized_start=359
+  _globals['_SETENVRESPONSE']._serialized_end=425
+  _globals['_GLOBALPARAMETER']._serialized_start=427
+  _globals['_GLOBALPARAMETER']._serialized_end=486
+  _globals['_MARKGLOBALREQUEST']._serialized_start=488
+  _globals['_MARKGLOBALREQUEST']._serialized_end=549
+  _globals['_MARKGLOBALRESPONSE']._serialized_start=551
+  _globals['_MARKGLOBALRESPONSE']._serialized_end=618
+  _globals['_SETGLOBALREQUEST']._serialized_start=620
+  _globals['_SETGLOBALREQUEST']._serialized_end=715
+  _globals['_NODERESULT']._serialized_start=717
+  _globals['_NODERESULT']._serialized_end=788
+  _globals['_SETGLOBALRESPONSE']._serialized_start=790
+  _globals['_SETGLOBALRESPONSE']._serialized_end=866
+  _globals['_DIFFCONFIGREQUEST']._serialized_start=868
+  _globals['_DIFFCONFIGREQUEST']._serialized_end=916
+  _globals['_CONFIGDIFF']._serialized_start=919
+  _globals['_CONFIGDIFF']._serialized_end=1057
+  _globals['_CONFIGDIFF_VALUESENTRY']._serialized_start=1012
+  _globals['_CONFIGDIFF_VALUESENTRY']._serialized_end=1057
+  _globals['_DIFFCONFIGRESPONSE']._serialized_start=1060
+  _globals['_DIFFCONFIGRESPONSE']._serialized_end=1264
+  _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._serialized_start=1214
+  _globals['_DIFFCONFIGRESPONSE_UNAVAILABLEENTRY']._serialized_end=1264
+  _globals['_CONFIG']._serialized_start=1267
+  _globals['_CONFIG']._serialized_end=1643
 # @@protoc_insertion_point(module_scope)

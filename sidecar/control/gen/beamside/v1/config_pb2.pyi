@@ -7,22 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EnvEntry(_message.Message):
-    __slots__ = ("key", "value")
+    __slots__ = ("key", "value", "redacted")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    REDACTED_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: str
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    redacted: bool
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., redacted: _Optional[bool] = ...) -> None: ...
 
 class GetEnvRequest(_message.Message):
-    __slots__ = ("node", "app", "key")
+    __slots__ = ("node", "app", "key", "reveal_secrets")
     NODE_FIELD_NUMBER: _ClassVar[int]
     APP_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
+    REVEAL_SECRETS_FIELD_NUMBER: _ClassVar[int]
     node: str
     app: str
     key: str
-    def __init__(self, node: _Optional[str] = ..., app: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+    reveal_secrets: bool
+    def __init__(self, node: _Optional[str] = ..., app: _Optional[str] = ..., key: _Optional[str] = ..., reveal_secrets: _Optional[bool] = ...) -> None: ...
 
 class GetEnvResponse(_message.Message):
     __slots__ = ("app", "loaded", "entries")

@@ -65,7 +65,9 @@ class ConfigServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetEnv(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """application env of a node, secrets redacted (viewer); reveal_secrets: in
+        clear (operator, audited).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

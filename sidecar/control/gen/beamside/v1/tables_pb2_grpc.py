@@ -56,7 +56,8 @@ class TablesServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadTable(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """A page of rows (operator); a table that holds credentials: admin.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
