@@ -107,7 +107,13 @@ PAIR_VALUE_FIELDS: Final = frozenset({"value", "old", "new", "previous"})
 PAIR_NAME_FIELDS: Final = ("key", "name")
 
 _WORDS = "|".join(SECRET_WORDS)
-_SECRET_NAME = re.compile(_WORDS, re.IGNORECASE)
+# Searched in lower-cased text: an IGNORECASE alternation is ten times slower.
+_SECRET_NAME = re.compile(_WORDS)
+# The words in any case, spelled out ([pP][aA][sS][sS]): faster than IGNORECASE.
+_ANY_CASE_WORDS = "|".join(
+    "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+    for word in SECRET_WORDS
+)
 # Any marker, the agent's or ours.
 _MARKER = r"<redacted(?: (?:sha256|phash2):[0-9a-f]{6}|: beyond limits)?>"
 _MARKER_FULL = re.compile(_MARKER + r"\Z")
@@ -140,15 +146,15 @@ _IDENT = r"[A-Za-z0-9_@$\-]"
 _KEY_VALUE = re.compile(
     rf"""
     (?P<key>
-        (?<![A-Za-z0-9_@$\-]) :? {_IDENT}*? (?:{_WORDS}) {_IDENT}* [?!]?
-      | '[^'\n\\]{{0,256}}?(?:{_WORDS})[^'\n\\]{{0,256}}?'
-      | <<"[^"\n\\]{{0,256}}?(?:{_WORDS})[^"\n\\]{{0,256}}?">>
-      | \\"[^"\n\\]{{0,256}}?(?:{_WORDS})[^"\n\\]{{0,256}}?\\"
-      | "[^"\n\\]{{0,256}}?(?:{_WORDS})[^"\n\\]{{0,256}}?"
+        (?<![A-Za-z0-9_@$\-]) :? {_IDENT}*? (?:{_ANY_CASE_WORDS}) {_IDENT}* [?!]?
+      | '[^'\n\\]{{0,256}}?(?:{_ANY_CASE_WORDS})[^'\n\\]{{0,256}}?'
+      | <<"[^"\n\\]{{0,256}}?(?:{_ANY_CASE_WORDS})[^"\n\\]{{0,256}}?">>
+      | \\"[^"\n\\]{{0,256}}?(?:{_ANY_CASE_WORDS})[^"\n\\]{{0,256}}?\\"
+      | "[^"\n\\]{{0,256}}?(?:{_ANY_CASE_WORDS})[^"\n\\]{{0,256}}?"
     )
     (?P<sep> \s*,\s* | \s*=>\s* | \s*:(?=\s|"|'|<<|\\") \s* | \s*=(?![=>])\s* )
     """,
-    re.IGNORECASE | re.VERBOSE,
+    re.VERBOSE,
 )
 _BARE_VALUE = re.compile(r"[^\s,;&}\])>\"']+")
 _STRUCT_OPEN = re.compile(r"#[A-Za-z_]*\{|%[A-Za-z0-9_.]*\{")
@@ -164,7 +170,7 @@ def is_secret_key(name: object) -> bool:
             name = bytes(name).decode("utf-8", "replace")
         if not isinstance(name, str) or len(name) > MAX_KEY_CHARS:
             return False
-        return _SECRET_NAME.search(name) is not None
+        return _SECRET_NAME.search(name.lower()) is not None
     except Exception:
         return True
 
@@ -285,7 +291,7 @@ def _redact_text(text: str) -> str:
         text = _URL_PASS_CUT.sub(_cut_url, text)
     if "earer" in text or "EARER" in text:
         text = _BEARER.sub(lambda m: m.group(1) + _keep_or_hide(m.group(2)), text)
-    if _SECRET_NAME.search(text) is None:
+    if _SECRET_NAME.search(text.lower()) is None:
         return text
     return _key_values(text)
 
