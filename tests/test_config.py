@@ -392,3 +392,97 @@ def test_check_config_fails_for_a_missing_cookie_file_or_an_unset_variable(
     assert ok.returncode == 0, ok.stderr
     empty = check_config(config, {"APP_COOKIE": ""})
     assert empty.returncode == EXIT_CONFIG and "APP_COOKIE is empty or unset" in empty.stderr
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from sidecar.pki import make_ca, make_cert
+
+    d = tmp_path_factory.mktemp("certs")
+    ca = make_ca(d, "config CA")
+    client = make_cert(ca, d, "client")
+    other = make_cert(ca, d, "other")
+    return {
+        "ca": ca.certfile,
+        "cert": client.certfile,
+        "key": client.keyfile,
+        "other_key": other.keyfile,
+    }
+
+
+def tls_config(tls: str) -> str:
+    return f"cluster: prod\ntargets:\n  - nodes: [app@127.0.0.1]\n    cookie: c\n    tls: {tls}\n"
+
+
+def test_target_tls(tmp_path: Path, certs: dict[str, Path]) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            tls_config(
+                f"{{cacertfile: {certs['ca']}, certfile: {certs['cert']}, "
+                f"keyfile: {certs['key']}, server_name_indication: app.internal}}"
+            ),
+        )
+    )
+    (target,) = config.targets
+    assert target.tls is not None
+    assert target.tls.cacertfile == str(certs["ca"]) and target.tls.verify == "verify_peer"
+    assert target.tls.server_name("127.0.0.1") == "app.internal"
+    assert target.single("b@127.0.0.1").tls == target.tls  # discovered nodes keep it
+    assert config.manager_config().targets[0].tls == target.tls
+    plain = load_config(write(tmp_path, MINIMAL)).targets[0]
+    assert plain.tls is None
+
+
+def test_target_tls_mistakes(tmp_path: Path, certs: dict[str, Path]) -> None:
+    missing = tmp_path / "nope.pem"
+    assert problems(tmp_path, tls_config(f"{{cacertfile: {missing}}}")) == [
+        f"targets[0].tls.cacertfile: cannot read {missing}: No such file or directory"
+    ]
+    assert problems(tmp_path, tls_config("{verify: verify_peer}")) == [
+        "targets[0].tls: verify_peer needs cacertfile (the CA that signs the nodes)"
+    ]
+    assert problems(tmp_path, tls_config(f"{{cacertfile: {certs['ca']}, verify: maybe}}")) == [
+        "targets[0].tls.verify: expected verify_peer or verify_none, got 'maybe'"
+    ]
+    assert problems(tmp_path, tls_config(f"{{cacertfile: {certs['ca']}, cipher: x}}")) == [
+        "targets[0].tls.cipher: unknown key (known keys: cacertfile, certfile, keyfile, "
+        "server_name_indication, verify)"
+    ]
+    mismatched = problems(
+        tmp_path,
+        tls_config(
+            f"{{cacertfile: {certs['ca']}, certfile: {certs['cert']}, "
+            f"keyfile: {certs['other_key']}}}"
+        ),
+    )
+    assert len(mismatched) == 1
+    assert mismatched[0].startswith("targets[0].tls: tls certfile/keyfile")
+    assert "KEY_VALUES_MISMATCH" in mismatched[0]
+    not_pem = tmp_path / "garbage.pem"
+    not_pem.write_text("hello\n")
+    (bad_ca,) = problems(tmp_path, tls_config(f"{{cacertfile: {not_pem}}}"))
+    assert bad_ca.startswith(f"targets[0].tls: tls cacertfile ({not_pem}) cannot be used")
+    keyless_tls = f"{{verify: verify_none, certfile: {certs['cert']}}}"
+    (keyless,) = problems(tmp_path, tls_config(keyless_tls))
+    assert keyless.endswith("(no keyfile: is the key in the certfile?)")
+    assert problems(tmp_path, tls_config("{verify: verify_none, server_name_indication: ''}")) == [
+        "targets[0].tls.server_name_indication: expected a host name, or disable "
+        "(no SNI and no name check)"
+    ]
+
+
+def test_check_config_describes_tls(tmp_path: Path, certs: dict[str, Path]) -> None:
+    proc = check_config(
+        write(
+            tmp_path,
+            tls_config(
+                f"{{cacertfile: {certs['ca']}, certfile: {certs['cert']}, keyfile: {certs['key']}}}"
+            ),
+        )
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"    tls: verify_peer, CA {certs['ca']}, client cert {certs['cert']}, "
+        "SNI the node's host" in proc.stdout
+    )

@@ -34,12 +34,21 @@ from .errors import (
     ProtocolError,
     RemoteProtocolError,
     TlsError,
+    TlsNotSpoken,
     TlsRequired,
 )
 from .handshake import ClientHandshake, HandshakeComplete
 from .names import NodeName
 from .protocol import DistProtocol, Event, Tick
-from .tls import HandshakeFraming, TlsConfig, check_server_name, classify, name_mismatch
+from .tls import (
+    HandshakeFraming,
+    TlsConfig,
+    check_server_name,
+    classify,
+    client_hello,
+    name_mismatch,
+    refused_after_handshake,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +159,12 @@ async def _start_tls(
         # ssl_handshake_timeout: the caller's deadline bounds it.
         await writer.start_tls(context, server_hostname=host or "", ssl_handshake_timeout=3600)
     except (OSError, EOFError) as exc:
-        raise classify(exc, str(peer), tls) from None
+        error = classify(exc, str(peer), tls)
+        # Closed without a word: a plain node (after net_setuptime), or a TLS
+        # 1.3 node refusing our certificate (its alert lost with the close).
+        if isinstance(error, TlsNotSpoken) and await _speaks_tls(writer):
+            error = refused_after_handshake(str(peer), tls)
+        raise error from None
     if host is not None and tls.checks_name:
         ssl_object = writer.get_extra_info("ssl_object")
         cert = ssl_object.getpeercert() if ssl_object is not None else None
@@ -161,6 +175,25 @@ async def _start_tls(
 # A TLS record of type alert (21) or handshake (22), TLS 1.x: what a node
 # running -proto_dist inet_tls answers to plain bytes.
 _TLS_RECORD_START = (b"\x15\x03", b"\x16\x03")
+
+
+async def _speaks_tls(writer: asyncio.StreamWriter) -> bool:
+    """Does the port ``writer`` is connected to answer a TLS ClientHello?  A
+    TLS node does at once; a plain node waits in silence for a name message.
+    Only asked when a node closed on us without a word."""
+    address, port = writer.get_extra_info("peername")[:2]
+    try:
+        reader, probe = await asyncio.open_connection(address, port)
+    except OSError:
+        return False
+    try:
+        probe.write(client_hello())
+        answer = await asyncio.wait_for(reader.read(5), timeout=1.0)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        probe.transport.abort()
+    return answer.startswith(_TLS_RECORD_START)
 
 
 async def _handshake(
@@ -192,7 +225,12 @@ async def _handshake(
             raise classify(exc, str(peer), tls or TlsConfig(verify="verify_none")) from None
         except OSError:
             data = b""
-        if first and tls is None and data.startswith(_TLS_RECORD_START):
+        # A TLS node answers plain bytes with an alert, or (TLS 1.3) closes.
+        if (
+            first
+            and tls is None
+            and (data.startswith(_TLS_RECORD_START) or (not data and await _speaks_tls(writer)))
+        ):
             raise TlsRequired(
                 f"{peer} runs TLS distribution (-proto_dist inet_tls) and we spoke "
                 "plain TCP: give its target a tls: section"

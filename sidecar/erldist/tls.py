@@ -23,6 +23,7 @@ error an operator can act on.  Nothing here touches the sans-I/O core:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import ssl
 from collections.abc import Iterable
@@ -159,8 +160,13 @@ class TlsConfig:
             _load(ctx.load_verify_locations, "cacertfile", self.cacertfile)
         else:
             ctx.verify_mode = ssl.CERT_NONE
-        if self.certfile:
+        if self.certfile and self.keyfile:
             _load(ctx.load_cert_chain, "certfile/keyfile", self.certfile, self.keyfile)
+        elif self.certfile:
+            try:
+                _load(ctx.load_cert_chain, "certfile", self.certfile)
+            except TlsConfigError as exc:
+                raise TlsConfigError(f"{exc} (no keyfile: is the key in the certfile?)") from None
         return ctx
 
     def describe(self) -> str:
@@ -286,8 +292,37 @@ def classify(exc: BaseException, peer: str, tls: TlsConfig) -> DistError:
             return _plain_node(peer)
         return TlsError(f"TLS handshake with {peer} failed: {_alert(reason) or exc}")
     if isinstance(exc, ConnectionError | EOFError):
+        # Closed or reset without an alert: the caller asks the port whether
+        # it speaks TLS at all (a TLS node may break off after our last flight).
         return _plain_node(peer)
     return TlsError(f"TLS handshake with {peer} failed: {exc}")
+
+
+def client_hello() -> bytes:
+    """A TLS ClientHello, to ask a port whether it speaks TLS: a TLS node
+    answers it at once, a plain node waits in silence for a name message."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    hello = ctx.wrap_bio(incoming, outgoing)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        hello.do_handshake()
+    return outgoing.read()
+
+
+def refused_after_handshake(peer: str, tls: TlsConfig) -> TlsClientCertRefused:
+    """A TLS node broke the handshake off after our last flight (in TLS 1.3
+    the client certificate travels there, and its refusal may be lost)."""
+    if not tls.certfile:
+        return TlsClientCertRefused(
+            f"{peer} broke off the TLS handshake: it requires a TLS client certificate "
+            "and we have none (set tls.certfile and tls.keyfile)"
+        )
+    return TlsClientCertRefused(
+        f"{peer} broke off the TLS handshake after we sent our client certificate "
+        f"{tls.certfile}: is it signed by a CA the node trusts?"
+    )
 
 
 def _plain_node(peer: str) -> TlsNotSpoken:
@@ -319,6 +354,8 @@ __all__ = [
     "TlsConfig",
     "check_server_name",
     "classify",
+    "client_hello",
     "name_mismatch",
     "names_in",
+    "refused_after_handshake",
 ]

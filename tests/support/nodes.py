@@ -1025,9 +1025,10 @@ class TlsDist:
             f"{{certfile, {erl_term_string(self.certfile)}}}",
             f"{{keyfile, {erl_term_string(self.keyfile)}}}",
             f"{{cacertfile, {erl_term_string(self.cacertfile)}}}",
-            "{secure_renegotiate, true}",
             "{versions, [" + ", ".join(f"'{v}'" for v in self.versions) + "]}",
         ]
+        if "tlsv1.2" in self.versions:  # ssl refuses the option on a TLS 1.3-only node
+            common.append("{secure_renegotiate, true}")
         server = [*common, f"{{verify, {self.verify}}}"]
         if self.verify == "verify_peer":
             server.append(f"{{fail_if_no_peer_cert, {str(self.fail_if_no_peer_cert).lower()}}}")
