@@ -15,7 +15,8 @@
 %%%       keyword entry, any pair) and of every map entry whose key names a
 %%%       secret (is_secret_key/1), at any depth: [{ssl_options, [{password,
 %%%       "x"}, {keyfile, "/k.pem"}]}] -> [{ssl_options, [{password, M1},
-%%%       {keyfile, M2}]}];
+%%%       {keyfile, M2}]}]; the atoms true, false, undefined and nil are
+%%%       kept (they hold no secret: {fail_if_no_peer_cert, true});
 %%%     * in binaries and flat printable charlists, the parts shaped like
 %%%       secrets: PEM blocks (`-----BEGIN X-----' through the matching
 %%%       `-----END X-----', or to the end when there is no END) and the
@@ -313,7 +314,11 @@ short_chars(_, 0) -> false;
 short_chars([C | T], N) when is_integer(C), C >= 0 -> short_chars(T, N - 1);
 short_chars(_, _) -> false.
 
-%% A secret's marker; a marker stays as it is (redacting twice changes nothing).
+%% A secret's marker; a marker stays as it is (redacting twice changes
+%% nothing), and so do the atoms that hold no secret (fail_if_no_peer_cert
+%% => true, an unset Elixir option: nil).
+hide(V) when V =:= true; V =:= false; V =:= undefined; V =:= nil ->
+    V;
 hide(V) ->
     case is_marker(V) of
         true -> V;
