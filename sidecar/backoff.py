@@ -19,17 +19,19 @@ Jitter: "equal jitter"
     ``jitter = 0`` gives the exact schedule (tests).
 
 ``random`` (a function returning a float in ``[0, 1)``) is injectable, so
-tests can pin the draw.
+tests can pin the draw.  :func:`wait_event` is the one way those loops sleep
+until woken.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Backoff", "BackoffPolicy"]
+__all__ = ["Backoff", "BackoffPolicy", "wait_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +99,20 @@ class Backoff:
         """Back to ``initial`` (after a success)."""
         self._current = min(self.policy.initial, self.policy.maximum)
         self._attempts = 0
+
+
+async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
+    """Wait until ``event`` is set or ``timeout`` seconds pass (None: no limit);
+    True when it was set.
+
+    Not ``asyncio.wait_for(event.wait(), timeout)``: on Python 3.11 that drops
+    a cancellation that arrives as the event is set, so a retry loop cancelled
+    at that moment runs on and whoever waits for it (the manager's ``stop``)
+    waits forever.  ``asyncio.timeout`` keeps the cancellation.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

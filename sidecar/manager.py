@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Protocol
 
 from . import agents
 from .alarms.checks import AlarmChecker
-from .backoff import Backoff, BackoffPolicy
+from .backoff import Backoff, BackoffPolicy, wait_event
 from .config import CookieSource, ManagerConfig, Target
 from .discovery import Discoverer, FollowStatus, follow
 from .discovery.dns import DnsDiscoverer
@@ -287,8 +287,7 @@ class NodeManager:
                 delay = backoff.jittered(RETRY_MAX)
             self.snapshots.pop(node, None)
             managed.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(managed.wake.wait(), timeout=delay)
+            await wait_event(managed.wake, delay)
 
     def _connection_failed(self, node: str, exc: DistError, backoff: Backoff) -> float:
         """Record the failure; the (jittered) delay before the next attempt."""
@@ -419,8 +418,7 @@ class NodeManager:
                 next_tick = loop.time()
                 wait = 0
             managed.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(managed.wake.wait(), timeout=wait)
+            await wait_event(managed.wake, wait)
             if not self.local.is_connected(node):
                 raise NodeDown(f"{node} went down")
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
 
-from sidecar.backoff import Backoff, BackoffPolicy
+from sidecar.backoff import Backoff, BackoffPolicy, wait_event
 
 
 def exact(policy: BackoffPolicy) -> Backoff:
@@ -114,3 +115,33 @@ def test_default_random_source_stays_in_range() -> None:
 def test_policy_rejects_nonsense(kwargs: dict[str, float], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         BackoffPolicy(**kwargs)
+
+
+async def test_wait_event_woken_or_timed_out() -> None:
+    event = asyncio.Event()
+    assert await wait_event(event, 0.01) is False
+    asyncio.get_running_loop().call_later(0.01, event.set)
+    assert await wait_event(event, 5) is True
+    assert await wait_event(event, None) is True  # already set, no limit
+
+
+async def test_a_retry_loop_cancelled_as_it_is_woken_stops() -> None:
+    """The manager's stop() hung on this: a node task cancelled in the same
+    loop iteration as its wake event was set (the node went down) kept
+    retrying, because asyncio.wait_for (Python 3.11) dropped the cancellation."""
+    event = asyncio.Event()
+    rounds = 0
+
+    async def retry_loop() -> None:
+        nonlocal rounds
+        while True:
+            rounds += 1
+            event.clear()
+            await wait_event(event, 10)
+
+    task = asyncio.create_task(retry_loop())
+    await asyncio.sleep(0.01)
+    event.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert done == {task} and task.cancelled(), f"still running after {rounds} rounds"

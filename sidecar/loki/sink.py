@@ -86,7 +86,7 @@ import httpx
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from ..backoff import Backoff, BackoffPolicy
+from ..backoff import Backoff, BackoffPolicy, wait_event
 from .config import LokiConfig
 from .gen import push_pb2
 from .model import Labels, LogEntry
@@ -553,8 +553,7 @@ class LokiSink:
             timeout = None
             if self._mem:
                 timeout = max(0.0, self._pending_since + self.config.batch_wait - self._clock())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            await wait_event(self._wake, timeout)
 
     async def _spool_head(self, spool: Spool) -> SpoolRecord | None:
         def job() -> SpoolRecord | None:
