@@ -211,7 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.interval < 1:
         raise UsageError("--interval must be at least 1 (seconds)")
     try:
-        main_demo(args.interval, args.duration)
+        main_demo(args.interval, args.duration, tls=args.tls)
     except DemoError as exc:
         say(f"beamside demo: {exc}")
         return 1
@@ -300,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--interval", type=float, default=5.0, help="seconds between figures")
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument(
+        "--tls",
+        action="store_true",
+        help="run the node with TLS distribution (-proto_dist inet_tls, verify_peer + "
+        "fail_if_no_peer_cert) and a throwaway CA made with openssl",
+    )
     demo.set_defaults(func=cmd_demo)
     return parser
 

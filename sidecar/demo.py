@@ -32,6 +32,7 @@ from .config import parse_config
 from .control.server import bound_port
 from .daemon import Daemon
 from .model import NodeState
+from .pki import PkiError, make_ca, make_cert, ssl_dist_optfile
 from .probe import read_summary
 
 
@@ -65,7 +66,8 @@ def _die_with_parent() -> None:
 class ThrowawayNode:
     """A private EPMD plus one Erlang node, both stopped by :meth:`stop`."""
 
-    def __init__(self, apps: Sequence[str] = ()) -> None:
+    def __init__(self, apps: Sequence[str] = (), *, tls: bool = False) -> None:
+        self.tls = tls
         self.epmd_port = free_port()
         self.cookie = secrets.token_hex(16)
         self.name = f"demo-{secrets.token_hex(3)}@127.0.0.1"
@@ -74,6 +76,8 @@ class ThrowawayNode:
         self._epmd: subprocess.Popen[bytes] | None = None
         self._node: subprocess.Popen[bytes] | None = None
         self._logs: list[IO[bytes]] = []
+        #: the target's tls: settings for beamside (with ``tls``)
+        self.tls_settings: dict[str, str] = {}
 
     def _spawn(
         self, args: list[str], log_name: str, *, die_with_us: bool = False
@@ -93,9 +97,29 @@ class ThrowawayNode:
             preexec_fn=_die_with_parent if die_with_us else None,
         )
 
+    def _tls_args(self) -> list[str]:
+        """A throwaway CA, the node's certificate (naming 127.0.0.1 as Erlang's
+        client checks it) and beamside's client certificate; the node takes
+        only clients with a certificate from that CA."""
+        pki = self._logdir / "pki"
+        try:
+            ca = make_ca(pki, "beamside demo CA")
+            node = make_cert(ca, pki, "node", dns_names=["127.0.0.1"], ip_addresses=["127.0.0.1"])
+            client = make_cert(ca, pki, "beamside", common_name="beamside demo")
+        except PkiError as exc:
+            raise DemoError(f"cannot make the demo's certificates: {exc}") from None
+        optfile = ssl_dist_optfile(pki / "ssl_dist.conf", node, ca)
+        self.tls_settings = {
+            "cacertfile": str(ca.certfile),
+            "certfile": str(client.certfile),
+            "keyfile": str(client.keyfile),
+        }
+        return ["-proto_dist", "inet_tls", "-ssl_dist_optfile", str(optfile)]
+
     def start(self) -> None:
         erl = _executable("erl")
         epmd = _executable("epmd")
+        tls_args = self._tls_args() if self.tls else []
         self._epmd = self._spawn(
             [epmd, "-port", str(self.epmd_port), "-address", "127.0.0.1"],
             "epmd.log",
@@ -117,6 +141,7 @@ class ThrowawayNode:
                 "-kernel",
                 "inet_dist_use_interface",
                 "{127,0,0,1}",
+                *tls_args,
                 "-eval",
                 f"{watch}{',' + starts if starts else ''}.",
             ],
@@ -230,9 +255,10 @@ def demo_commands(url: str, grpc: str, node: ThrowawayNode) -> list[str]:
         # grpcurl takes its flags before the address.
         return f"{grpcurl} -plaintext {data}{grpc} beamside.v1.{method}"
 
+    tls = "".join(f" --{key} {shlex.quote(path)}" for key, path in node.tls_settings.items())
     return [
         f"curl -s {url}/metrics | grep -E '^(erlang_vm_processes|beamside_node_up)'",
-        f"ERL_EPMD_PORT={node.epmd_port} {beamside} probe {node.name} --cookie {node.cookie}",
+        f"ERL_EPMD_PORT={node.epmd_port} {beamside} probe {node.name} --cookie {node.cookie}{tls}",
         f"{grpcurl} -plaintext {grpc} list",
         call("Nodes/ListNodes"),
         call(
@@ -250,18 +276,22 @@ async def run_demo(
     http_listen: tuple[str, int] = ("127.0.0.1", 9568),
     grpc_listen: tuple[str, int] = ("127.0.0.1", 50051),
     out: IO[str] = sys.stdout,
+    tls: bool = False,
 ) -> None:
     """Start a node with os_mon and mnesia, run the daemon on it, show where to look.
 
     Stops everything on return, cancellation or error.
     """
-    node = ThrowawayNode(apps=("os_mon", "mnesia"))
+    node = ThrowawayNode(apps=("os_mon", "mnesia"), tls=tls)
     node.start()
+    target: dict[str, Any] = {"nodes": [node.name], "cookie": node.cookie, "family": "demo"}
+    if tls:
+        target["tls"] = node.tls_settings
     config = parse_config(
         {
             "cluster": "demo",
             "node_name": f"beamside-demo-{os.getpid()}@127.0.0.1",
-            "targets": [{"nodes": [node.name], "cookie": node.cookie, "family": "demo"}],
+            "targets": [target],
             "intervals": {"metrics": f"{interval:g}s"},
             "http": {"listen": "{}:{}".format(*_listen_address(http_listen))},
             # Loopback and no tokens: the control plane's local-use mode.
@@ -278,8 +308,10 @@ async def run_demo(
         url = daemon.http.url
         grpc = f"127.0.0.1:{bound_port(daemon.grpc)}"
         print(summary.render(), file=out)
+        over = " over TLS (verify_peer both ways, certificates from a throwaway CA)"
         print(
-            f"\nattached to {node.name} as hidden node {daemon.local.name}\n"
+            f"\nattached to {node.name} as hidden node {daemon.local.name}"
+            f"{over if tls else ''}\n"
             f"metrics:   {url}/metrics  (every {interval:g}s)\n"
             f"health:    {url}/healthz  {url}/readyz\n"
             f"gRPC:      {grpc} (loopback only, no token: local use)\n",
@@ -303,7 +335,7 @@ async def run_demo(
         print("demo stopped: agents detached, node and EPMD gone", file=out, flush=True)
 
 
-def main_demo(interval: float, duration: float | None) -> None:
+def main_demo(interval: float, duration: float | None, *, tls: bool = False) -> None:
     """Run the demo until Ctrl-C, SIGTERM or ``duration``; :class:`DemoError`
     when it cannot start."""
     # The node takes a moment to boot: its first "not registered yet" is noise.
@@ -317,6 +349,6 @@ def main_demo(interval: float, duration: float | None) -> None:
             loop.add_signal_handler(sig, task.cancel)
         # Cancellation (Ctrl-C, SIGTERM) unwinds run_demo's cleanup.
         with contextlib.suppress(asyncio.CancelledError):
-            await run_demo(interval=interval, duration=duration)
+            await run_demo(interval=interval, duration=duration, tls=tls)
 
     asyncio.run(runner())  # a DemoError goes to the caller, who says it

@@ -144,3 +144,24 @@ def make_cert(
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-") or "cert"
+
+
+def erl_string(text: str | Path) -> str:
+    """``text`` as an Erlang string literal."""
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ssl_dist_optfile(path: Path, cert: Cert, ca: Ca, *, verify_clients: bool = True) -> Path:
+    """Write an ``ssl_dist_optfile`` for a node (``erl -proto_dist inet_tls
+    -ssl_dist_optfile PATH``): its certificate on both sides, the CA it
+    trusts, and (``verify_clients``) no client without a certificate from it."""
+    files = (
+        f"{{certfile, {erl_string(cert.certfile)}}}, {{keyfile, {erl_string(cert.keyfile)}}},\n"
+        f"    {{cacertfile, {erl_string(ca.certfile)}}}, {{secure_renegotiate, true}}"
+    )
+    checks = "{verify, verify_peer}, {fail_if_no_peer_cert, true}"
+    path.write_text(
+        f"[{{server, [{files},\n    {checks if verify_clients else '{verify, verify_none}'}]}},\n"
+        f" {{client, [{files},\n    {{verify, verify_peer}}]}}].\n"
+    )
+    return path

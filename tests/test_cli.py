@@ -371,3 +371,15 @@ def test_demo_without_erlang_says_why(tmp_path: Path) -> None:
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("beamside demo: erl not found")
+
+
+def test_demo_over_tls_runs_and_cleans_up() -> None:
+    """``demo --tls``: a node with TLS distribution that takes only clients with
+    a certificate from the demo's throwaway CA; the printed probe command
+    carries the certificates and works as printed."""
+    text = run_demo_and_every_command(
+        [sys.executable, "-m", "sidecar.cli", "demo", "--tls", "--interval", "1"]
+    )
+    assert " over TLS (verify_peer both ways" in text
+    (probe,) = [c for c in demo_commands(text) if " probe " in c]
+    assert " --cacertfile " in probe and " --certfile " in probe and " --keyfile " in probe
