@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from sidecar.config import parse_config, parse_listen
+from sidecar.pki import make_ca, make_cert
 from tests.support.prometheus import binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +86,7 @@ FULL: dict[str, Any] = {
         "alarms": {"process_limit": {"minor": 70, "major": 85}},
     },
     "cookie": {"existingSecret": "shop-erlang-cookie"},
+    "distributionTls": {"existingSecret": "shop-dist-tls", "serverNameIndication": "shop.internal"},
     "sharding": {"count": 3},
     "grpc": {
         "expose": True,
@@ -243,6 +245,12 @@ def test_full_render_has_every_optional_part() -> None:
         ({"sharding": {"count": 0}}, "at '/sharding/count'"),
         ({"runAsUser": 0}, "at '/runAsUser'"),
         ({"replicas": 2}, "'replicas' not allowed"),
+        ({"distributionTls": {"verify": "maybe"}}, "at '/distributionTls/verify'"),
+        ({"distributionTls": {"cert": "PEM"}}, "'cert' not allowed"),
+        (
+            {"config": {"targets": [{"nodes": ["a@h"], "tls": {"verify": "verify_none"}}]}},
+            "'tls' not",
+        ),
     ],
 )
 def test_schema_refuses(values: dict[str, Any], message: str) -> None:
@@ -285,12 +293,21 @@ def test_cookie_only_from_the_existing_secret(name: str) -> None:
         m["mountPath"] for m in container(objects)["volumeMounts"] if m["name"] == "cookie"
     )
     assert all(t["cookie_file"] == f"{mount_dir}/{key}" for t in config["targets"])
-    volume = next(
-        v for v in workload(objects)["spec"]["template"]["spec"]["volumes"] if v["name"] == "cookie"
-    )
-    assert volume["secret"]["secretName"] == secret_name
-    assert volume["secret"]["items"] == [{"key": key, "path": key}]
-    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not world-readable
+    pod = workload(objects)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    secret = volumes["cookie-secret"]["secret"]
+    assert secret["secretName"] == secret_name
+    assert secret["items"] == [{"key": key, "path": key}]
+    assert secret["defaultMode"] & 0o007 == 0  # not world-readable
+    # Under fsGroup a Secret's files are group-readable, and beamside refuses
+    # such a cookie as erl does: an init container copies it, owner-only,
+    # into memory, where beamside reads it.
+    assert volumes["cookie"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "1Mi"}
+    (init,) = pod["initContainers"]
+    secret_dir = next(m["mountPath"] for m in init["volumeMounts"] if m["name"] == "cookie-secret")
+    assert init["command"] == ["install", "-m", "0400", f"{secret_dir}/{key}", f"{mount_dir}/{key}"]
+    assert init["image"] == container(objects)["image"]
+    assert init["securityContext"] == container(objects)["securityContext"]
     # Nor does the environment get it.
     assert "cookie" not in json.dumps(container(objects).get("env", [])).lower()
 
@@ -424,11 +441,57 @@ def test_rendered_config_passes_beamside_validation(
         pem = tmp_path / f"{key}.pem"
         pem.write_text("mounted from a Secret")
         grpc["tls"][key] = str(pem)
+    if any("tls" in t for t in config["targets"]):  # the distribution TLS Secret, mounted
+        ca = make_ca(tmp_path, "shop CA")
+        client = make_cert(ca, tmp_path, "beamside")
+        mounted = {"ca.crt": ca.certfile, "tls.crt": client.certfile, "tls.key": client.keyfile}
+        for target in config["targets"]:
+            for key, path in target["tls"].items():
+                if key.endswith("file"):
+                    target["tls"][key] = str(mounted[Path(path).name])
     parsed = parse_config(config, "rendered ConfigMap")
     assert parsed.node_name == "beamside@10.244.0.7" or not config.get("node_name")
     assert parsed.http_listen[1] == 9568
     assert all(t.cookie.kind == "file" for t in parsed.targets)
+    assert all((t.tls is not None) == ("distributionTls" in values) for t in parsed.targets)
     assert len(parsed.targets) == len(values["config"]["targets"])
+
+
+def test_distribution_tls_from_an_existing_secret() -> None:
+    """Every target gets tls: with the files of the Secret, mounted read-only;
+    the chart never takes a certificate or key itself."""
+    assert all("tls" not in t for t in rendered_config(render(MINIMAL))["targets"])
+    assert "dist-tls" not in json.dumps(workload(render(MINIMAL)))
+    values = merged(
+        {
+            "config": {"targets": [{"nodes": ["shop@a.shop"]}, {"nodes": ["shop@b.shop"]}]},
+            "distributionTls": {"existingSecret": "shop-dist-tls", "caKey": "root.pem"},
+        }
+    )
+    objects = render(values)
+    mount = next(m for m in container(objects)["volumeMounts"] if m["name"] == "dist-tls")
+    assert mount["readOnly"] is True
+    d = mount["mountPath"]
+    for target in rendered_config(objects)["targets"]:
+        assert target["tls"] == {
+            "cacertfile": f"{d}/root.pem",
+            "certfile": f"{d}/tls.crt",
+            "keyfile": f"{d}/tls.key",
+            "verify": "verify_peer",
+        }
+    volume = next(
+        v
+        for v in workload(objects)["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "dist-tls"
+    )
+    assert volume["secret"]["secretName"] == "shop-dist-tls"
+    assert [i["key"] for i in volume["secret"]["items"]] == ["root.pem", "tls.crt", "tls.key"]
+    assert volume["secret"]["defaultMode"] & 0o007 == 0
+    assert not of_kind(objects, "Secret")  # nothing of the certificates in the chart's output
+    sni = render(merged(values, {"distributionTls": {"serverNameIndication": "disable"}}))
+    assert {t["tls"]["server_name_indication"] for t in rendered_config(sni)["targets"]} == {
+        "disable"
+    }
 
 
 def test_downward_api_environment() -> None:

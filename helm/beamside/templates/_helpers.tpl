@@ -43,6 +43,8 @@ beamside.io/cluster: {{ .Values.config.cluster | quote }}
 
 {{/* Paths inside the container. */}}
 {{- define "beamside.cookieDir" -}}/etc/beamside/cookie{{- end -}}
+{{- define "beamside.cookieSecretDir" -}}/etc/beamside/cookie-secret{{- end -}}
+{{- define "beamside.distTlsDir" -}}/etc/beamside/dist-tls{{- end -}}
 {{- define "beamside.tokensDir" -}}/etc/beamside/tokens{{- end -}}
 {{- define "beamside.tlsDir" -}}/etc/beamside/tls{{- end -}}
 {{- define "beamside.spoolDir" -}}/var/lib/beamside/spool{{- end -}}
@@ -107,6 +109,16 @@ beamside.io/cluster: {{ .Values.config.cluster | quote }}
 {{- range .Values.config.targets -}}
 {{- $target := deepCopy . -}}
 {{- $_ := set $target "cookie_file" (printf "%s/%s" (include "beamside.cookieDir" $) $.Values.cookie.key) -}}
+{{- with $.Values.distributionTls -}}
+{{- if .existingSecret -}}
+{{- $dir := include "beamside.distTlsDir" $ -}}
+{{- $tls := dict "cacertfile" (printf "%s/%s" $dir .caKey) "certfile" (printf "%s/%s" $dir .certKey) "keyfile" (printf "%s/%s" $dir .keyKey) "verify" .verify -}}
+{{- if .serverNameIndication -}}
+{{- $_ := set $tls "server_name_indication" .serverNameIndication -}}
+{{- end -}}
+{{- $_ := set $target "tls" $tls -}}
+{{- end -}}
+{{- end -}}
 {{- $targets = append $targets $target -}}
 {{- end -}}
 {{- $_ = set $config "targets" $targets -}}
