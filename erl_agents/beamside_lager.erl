@@ -35,9 +35,13 @@
 %%% Args: #{level => Level, max_bytes, max_queue, drops} (drops: the counters
 %%% array of beamside_logger; a drop is counted as `lager_queue_full').
 %%% Forwarded events are the same maps as beamside_logger's with
-%%% `source => lager'.  handle_event never raises: lager would remove a
-%%% crashing backend.  Cost per message: a process_info, a few map
-%%% operations, one send, in lager's event manager process.
+%%% `source => lager'.  Secrets: the text is scanned for PEM blocks and URL
+%%% passwords, a metadata value whose key names a secret is its marker
+%%% (beamside_logger:scrub/1, meta_value/2; lager formats the message before
+%%% we see it, so its arguments cannot be redacted by structure).
+%%% handle_event never raises: lager would remove a crashing backend.  Cost
+%%% per message: a process_info, a binary scan, a few map operations, one
+%%% send, in lager's event manager process.
 %%% ===========================================================================
 -module(beamside_lager).
 -behaviour(gen_event).
@@ -154,7 +158,7 @@ event(Meta0, Severity, Timestamp, Message, #b{max_bytes = Max}) ->
               _ -> unicode:characters_to_binary(
                      io_lib:format("~tp", [Message], [{chars_limit, Max}]))
           end,
-    Text = beamside_agent:truncate(Bin, Max),
+    Text = beamside_agent:truncate(beamside_logger:scrub(Bin), Max),
     Time = case Timestamp of
                {Mega, Sec, Micro} when is_integer(Mega), is_integer(Sec), is_integer(Micro) ->
                    ((Mega * 1000000 + Sec) * 1000000 + Micro) * 1000;
@@ -187,11 +191,6 @@ event(Meta0, Severity, Timestamp, Message, #b{max_bytes = Max}) ->
                        not lists:member(K, [pid, module, function, line, node])],
     case Extra of
         [] -> B3;
-        _ -> B3#{metadata => maps:from_list([{K, meta_value(V)} || {K, V} <- Extra])}
+        _ -> B3#{metadata => maps:from_list([{K, beamside_logger:meta_value(K, V)}
+                                             || {K, V} <- Extra])}
     end.
-
-meta_value(V) when is_atom(V); is_integer(V) -> V;
-meta_value(V) when is_binary(V) -> beamside_agent:truncate(V, 256);
-meta_value(V) ->
-    beamside_agent:truncate(
-      unicode:characters_to_binary(io_lib:format("~0tP", [V, 10], [{chars_limit, 256}])), 256).

@@ -22,6 +22,12 @@
 %%%     again: chars_limit unlimited with depth at most 16, then, for a term
 %%%     of at most 100000 words, with no limits as logger's own formatter
 %%%     does; only what fails even so ends as `FORMAT ERROR: ...';
+%%%   * secrets never leave in clear: the report or the format's arguments
+%%%     are passed through beamside_redact before formatting (the value of a
+%%%     secret-named key at any depth; a walk of at most ?REDACT_BUDGET
+%%%     terms), the formatted text is scanned for PEM blocks and URL
+%%%     passwords, and a metadata value whose key names a secret is its
+%%%     marker (see beamside_redact);
 %%%   * it is handed to the forwarder with a plain local send ONLY if the
 %%%     forwarder's message queue is shorter than max_queue; otherwise (or
 %%%     when the forwarder is not there) a drop is counted in a `counters'
@@ -61,7 +67,7 @@
 
 -export([adding_handler/1, changing_config/3, removing_handler/1, log/2]).
 -export([format_event/2, drops/1, new_drops/0, drop/2]).
--export([level_int/1]).
+-export([level_int/1, scrub/1, meta_value/2]).
 
 -define(FORWARDER, beamside_events).
 -define(MAX_META, 32).
@@ -69,6 +75,7 @@
 %% The retries of a report callback that failed with our limits (see text/3).
 -define(RETRY_DEPTH, 16).
 -define(RETRY_WORDS, 100000).            % flat size of a term formatted unlimited
+-define(REDACT_BUDGET, 50000).           % terms beamside_redact walks in one event
 
 %% Slots of the drops counters array.
 -define(C_QUEUE_FULL, 1).
@@ -214,11 +221,12 @@ format_event(#{level := Level, msg := Msg} = Event, Cfg) ->
                 [fun add_location/4, fun add_domain/4, fun add_report/4, fun add_name/4,
                  fun add_metadata/4]).
 
-message(Msg, Meta, #{max_bytes := Max} = Cfg) ->
+message(Msg0, Meta, #{max_bytes := Max} = Cfg) ->
+    Msg = redact_msg(Msg0),
     Text = try text(Msg, Meta, Cfg)
            catch _:_ -> fallback(Msg, Max)
            end,
-    Bin = to_utf8(Text),
+    Bin = scrub(to_utf8(Text)),
     Cut = beamside_agent:truncate(Bin, Max),
     {Cut, Cut =/= Bin}.
 
@@ -253,6 +261,25 @@ text({report, Report}, _Meta, #{max_bytes := Max}) ->
     format(Format, Args, Max);
 text({Format, Args}, _Meta, #{max_bytes := Max}) when is_list(Args) ->
     format(Format, Args, Max).
+
+%% The message with the secrets of its report or arguments redacted.
+redact_msg({report, Report}) ->
+    {report, beamside_redact:redact(Report, #{budget => ?REDACT_BUDGET})};
+redact_msg({Format, Args}) when is_list(Args) ->
+    case beamside_redact:redact(Args, #{budget => ?REDACT_BUDGET}) of
+        Redacted when is_list(Redacted) -> {Format, Redacted};
+        _ -> {Format, Args}
+    end;
+redact_msg(Msg) ->
+    Msg.
+
+%% PEM blocks and URL passwords of a formatted text.
+-spec scrub(binary()) -> binary().
+scrub(Bin) ->
+    case beamside_redact:redact(Bin) of
+        Out when is_binary(Out) -> Out;
+        _ -> <<"<redacted>">>
+    end.
 
 %% io_lib:format with chars_limit; if that raises, without it for arguments
 %% of bounded size (the same chars_limit weakness as above).
@@ -321,7 +348,17 @@ add_metadata(Meta, _Msg, _Pid, Acc) ->
         0 -> Acc;
         _ ->
             Keys = lists:sublist(lists:sort(maps:keys(Extra)), ?MAX_META),
-            Acc#{metadata => maps:from_list([{K, meta_value(maps:get(K, Extra))} || K <- Keys])}
+            Acc#{metadata => maps:from_list([{K, meta_value(K, maps:get(K, Extra))}
+                                             || K <- Keys])}
+    end.
+
+%% A metadata value, redacted as the value of key K (see beamside_redact).
+-spec meta_value(term(), term()) -> term().
+meta_value(K, V0) ->
+    {_, V} = beamside_redact:redact({K, V0}, #{budget => ?REDACT_BUDGET}),
+    case beamside_redact:is_marker(V) of
+        true -> list_to_binary(V);
+        false -> meta_value(V)
     end.
 
 meta_value(V) when is_atom(V); is_integer(V) -> V;

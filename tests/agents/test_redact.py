@@ -16,8 +16,10 @@ from typing import Any
 import pytest
 
 from sidecar import agents
+from sidecar.agents import EventOptions
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, ImproperList, Map, encode
+from tests.agents.events_helpers import Collected, attach_events, has_text
 from tests.support.nodes import ErlangNode
 
 A = Atom
@@ -470,3 +472,32 @@ async def test_sasl_alarm_rows_go_through_the_owner(agent: Agent, local: LocalNo
     log = node.log_text()
     for report in ("ERROR REPORT", "WARNING REPORT", "CRASH REPORT"):
         assert report not in log, log[-3000:]
+
+
+async def test_log_events_are_redacted(otp25_node: ErlangNode, local: LocalNode) -> None:
+    """What the logger handler forwards (Loki lines): reports, format arguments,
+    text and metadata, with the secret at any depth."""
+    node = otp25_node
+    got = Collected(await attach_events(local, node, EventOptions(log_level="notice")))
+    pem = "-----BEGIN PRIVATE KEY-----\\nMII" + PLANTED + "\\n-----END PRIVATE KEY-----"
+    await node.aeval(
+        f'logger:notice(#{{what => rd1, opts => [{{ssl, [{{password, "{PLANTED}"}}]}}]}}),'
+        f' logger:notice("rd2 ~p", [[{{repo, [{{username, <<"shop">>}},'
+        f' {{password, <<"{PLANTED}">>}}]}}]]),'
+        f' logger:notice("rd3 ~s", ["postgres://shop:{PLANTED}@db/x"]),'
+        f' logger:notice("rd4 ~s", ["{pem}"]),'
+        f' logger:notice("rd5", [], #{{auth_token => <<"{PLANTED}">>, request_id => 7}}).'
+    )
+    events = {}
+    for tag in ("rd1", "rd2", "rd3", "rd4", "rd5"):
+        (events[tag],) = await got.until(has_text(tag))
+    for tag, event in events.items():
+        assert PLANTED not in repr(event.to_json()), (tag, event)
+    assert '{password,"<redacted ' in events["rd1"].message
+    assert '{username,<<"shop">>},{password,"<redacted ' in events["rd2"].message
+    assert "postgres://shop:<redacted " in events["rd3"].message
+    assert events["rd4"].message.startswith("rd4 <redacted ")
+    meta = events["rd5"].fields["metadata"]
+    assert isinstance(meta, dict) and meta["request_id"] == 7
+    assert MARKER.fullmatch(str(meta["auth_token"])), meta
+    await agents.detach(local, node.name)
