@@ -187,6 +187,12 @@ async def test_the_node_refuses_a_client_without_or_with_a_foreign_certificate(
     late_foreign = await failure(local, node13, client_tls(pki, pki.stranger))
     assert type(late_foreign) is TlsClientCertRefused, late_foreign
     assert str(pki.stranger.certfile) in str(late_foreign)
+    # An expired client certificate: the node says so, and so do we.
+    stale = await failure(local, node, client_tls(pki, pki.expired))
+    assert type(stale) is TlsCertExpired and stale.metric_reason == "tls_expired"
+    assert f"refused our TLS client certificate {pki.expired.certfile}: it has expired" in str(
+        stale
+    )
     # ... and the right certificate is taken.
     await local.connect(node.name, tls=client_tls(pki))
 
