@@ -138,6 +138,7 @@ def test_wrong_cookie_on_one_target(
     stranger = node_factory("otp25", cookie="another-cookie-entirely")
     wrong = tmp_path / "wrong-cookie"
     wrong.write_text("not-the-right-one\n")
+    wrong.chmod(0o600)  # erl refuses a cookie others can read
     beamside = start_beamside(
         beamside_procs,
         tmp_path,
