@@ -48,6 +48,7 @@ from .erldist.errors import (
 )
 from .erldist.node import LocalNode
 from .erldist.term import Atom
+from .erldist.tls import TlsConfig
 from .model import NodeSnapshot, NodeState, NodeStatus, decode_snapshot
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,17 @@ class NodeManager:
         cookie: CookieSource | None = None,
         family: str | None = None,
         discovered_by: str | None = None,
+        tls: TlsConfig | None = None,
     ) -> bool:
-        """Manage ``node`` from now on; False if it already is."""
+        """Manage ``node`` from now on; False if it already is.  A node given
+        by name only (``cookie``, ``family``, ``tls``) connects over TLS when
+        ``tls`` says so."""
         if node in self._nodes or self._stopping:
             return False
         if target is None:
             if cookie is None:
                 raise ValueError("a new target needs a cookie source")
-            target = Target((node,), cookie, "none", family)
+            target = Target((node,), cookie, "none", family, tls=tls)
         managed = _Managed(target, discovered_by)
         self._nodes[node] = managed
         self._status[node] = NodeStatus(
