@@ -27,7 +27,8 @@
 %%%   notifications (kind => notification, level, time (ns), node, type, msg):
 %%%     shell_command   an expression typed in an Erlang shell of this node:
 %%%                     command (number), msg (the expression, erl_pp,
-%%%                     bounded), shell (pid text), group_leader (pid text),
+%%%                     bounded; its string literals redacted when it names
+%%%                     a secret: beamside_redact:redact_exprs/1), shell (pid text), group_leader (pid text),
 %%%                     shell_node (the node its group leader is on: where the
 %%%                     operator sits; another node for `erl -remsh'), remote
 %%%                     (boolean).  Level notice.
@@ -707,13 +708,14 @@ expression(Es) ->
     Text = try
                case erts_debug:flat_size(Es) > ?EXPR_WORDS of
                    true -> <<"(expression too large)">>;
-                   false -> unicode:characters_to_binary(erl_pp:exprs(Es))
+                   false -> unicode:characters_to_binary(
+                              erl_pp:exprs(beamside_redact:redact_exprs(Es)))
                end
-           catch _:_ -> print(Es, Max)
+           catch _:_ -> print(beamside_redact:redact(Es), Max)
            end,
     Bin = case is_binary(Text) of
               true -> Text;
-              false -> print(Es, Max)
+              false -> print(beamside_redact:redact(Es), Max)
           end,
     Cut = beamside_agent:truncate(Bin, Max),
     {Cut, Cut =/= Bin}.

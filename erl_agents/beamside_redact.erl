@@ -45,6 +45,16 @@
 %%% (erlang:phash2/2 of {Cookie, Value}, 24 bits).  A charlist, not an atom:
 %%% a marker per secret value would fill the atom table.
 %%%
+%%% redact_exprs(Exprs) -> Exprs
+%%%   Parsed Erlang expressions (erl_parse abstract format: what a shell
+%%%   keeps of each command) made safe to print: when an atom, a variable or
+%%%   a string literal of the expression names a secret
+%%%   (application:set_env(rabbit, default_pass, <<"x">>), Password = "x"),
+%%%   every other string literal (in binaries too) is replaced by its
+%%%   marker; otherwise string literals only lose their PEM blocks and URL
+%%%   passwords.  The caller bounds the size of Exprs; never raises (Exprs
+%%%   unchanged if they are not abstract format).
+%%%
 %%% is_secret_key(Key) -> boolean()
 %%%   Whether Key (atom, binary or charlist of at most ?KEY_CHARS characters)
 %%%   names a secret: its lower-cased name contains one of ?SECRET_WORDS
@@ -71,6 +81,7 @@
 -module(beamside_redact).
 
 -export([redact/1, redact/2, is_secret_key/1, mentions_secret/1, is_marker/1, marker/1]).
+-export([redact_exprs/1]).
 
 -define(DEPTH, 32).
 -define(BUDGET, 200000).
@@ -122,6 +133,35 @@ is_secret_key(K) when is_list(K) ->
     end;
 is_secret_key(_) ->
     false.
+
+-spec redact_exprs(term()) -> term().
+redact_exprs(Es) ->
+    try
+        Hide = names_secret(Es),
+        literals(Es, Hide)
+    catch _:_ ->
+            Es
+    end.
+
+%% Whether an atom, a variable or a string literal names a secret.
+names_secret({atom, _, A}) when is_atom(A) -> is_secret_key(A);
+names_secret({var, _, V}) when is_atom(V) -> is_secret_key(V);
+names_secret({string, _, S}) when is_list(S) -> is_secret_key(S);
+names_secret(T) when is_tuple(T) -> names_secret(tuple_to_list(T));
+names_secret([H | T]) -> names_secret(H) orelse names_secret(T);
+names_secret(_) -> false.
+
+literals({string, A, S}, Hide) when is_list(S) ->
+    case Hide andalso not is_secret_key(S) of
+        true -> {string, A, safe_marker(S)};
+        false -> {string, A, scan_chars(S)}
+    end;
+literals(T, Hide) when is_tuple(T) ->
+    list_to_tuple(literals(tuple_to_list(T), Hide));
+literals([H | T], Hide) ->
+    [literals(H, Hide) | literals(T, Hide)];
+literals(T, _Hide) ->
+    T.
 
 -spec mentions_secret(term()) -> boolean().
 mentions_secret(Text) when is_binary(Text) ->

@@ -20,7 +20,7 @@ from sidecar.agents import EventOptions
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, ImproperList, Map, encode
 from tests.agents.events_helpers import Collected, attach_events, has_text
-from tests.support.nodes import ErlangNode
+from tests.support.nodes import ErlangNode, shell_node
 
 A = Atom
 MARKER = re.compile(r"<redacted (sha256|phash2):[0-9a-f]{6}>")
@@ -455,7 +455,9 @@ async def test_sasl_alarm_rows_go_through_the_owner(agent: Agent, local: LocalNo
     node = agent.node
     await node.aeval("application:start(sasl).")
     await agents.attach(local, node.name)
-    await agents.collect(local, node.name, {"sections": ["alarms"]})  # installs the handler
+    first = await agents.collect(local, node.name, {"sections": ["alarms"]})
+    assert first["alarms"]["sasl"] == {"count": 0, "truncated": False, "alarms": []}, first
+    state = "{beamside_sysmon:forwarders(), gen_event:which_handlers(alarm_handler)}."
     for i in range(5):
         await node.aeval(
             f'alarm_handler:set_alarm({{{{db_down, {i}}}, [{{password, "{PLANTED}"}}]}}).'
@@ -463,7 +465,7 @@ async def test_sasl_alarm_rows_go_through_the_owner(agent: Agent, local: LocalNo
         data = await agents.collect(local, node.name, {"sections": ["alarms"]})
         sasl = data["alarms"]["sasl"]
         ids = [a["id"] for a in sasl["alarms"]]
-        assert f"{{db_down,{i}}}".encode() in ids, sasl
+        assert f"{{db_down,{i}}}".encode() in ids, (sasl, await node.aeval(state))
         assert PLANTED not in all_text(sasl)
     await node.aeval("alarm_handler:clear_alarm({db_down, 0}).")
     data = await agents.collect(local, node.name, {"sections": ["alarms"]})
@@ -500,4 +502,30 @@ async def test_log_events_are_redacted(otp25_node: ErlangNode, local: LocalNode)
     meta = events["rd5"].fields["metadata"]
     assert isinstance(meta, dict) and meta["request_id"] == 7
     assert MARKER.fullmatch(str(meta["auth_token"])), meta
+    await agents.detach(local, node.name)
+
+
+async def test_shell_commands_are_redacted(
+    otp25_node: ErlangNode, local: LocalNode, cookie: str, epmd_port: int, tmp_path: Path
+) -> None:
+    """An expression typed in a shell (the shell_command notification) names a
+    secret: its string literals are hidden; otherwise only URL passwords go."""
+    node = otp25_node
+    got = Collected(await attach_events(local, node))
+    with shell_node("otp25", cookie, epmd_port, tmp_path, remsh=node.name) as sh:
+        await sh.wait_output(f"({node.name})1> ")
+        sh.type(f'application:set_env(kernel, db_password, <<"{PLANTED}">>).')
+        sh.type(f'Url = "amqp://shop:{PLANTED}@mq/vh".')
+        sh.type(f'Pwd = "{PLANTED}", Greeting = "hello".')
+        sh.type('Y = "plain text".')
+        events = await got.until(lambda e: e.type == "shell_command", count=4, timeout=15)
+    texts = [e.message for e in events]
+    assert PLANTED not in repr([e.to_json() for e in events])
+    assert re.fullmatch(
+        r'application:set_env\(kernel, db_password, <<"<redacted [^>]+>">>\)', texts[0]
+    ), texts
+    assert re.fullmatch(r'Url = "amqp://shop:<redacted [^>]+>@mq/vh"', texts[1]), texts
+    # a variable named for a secret: every string literal hidden, the benign one too
+    assert texts[2].startswith('Pwd = "<redacted ') and "hello" not in texts[2], texts
+    assert texts[3] == 'Y = "plain text"'
     await agents.detach(local, node.name)
