@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from sidecar.agents import AgentInfo
-from sidecar.config import CookieSource
+from sidecar.config import CookieSource, Target
 from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, not_found, text
 from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
+from sidecar.erldist.tls import TlsConfig
 from sidecar.model import NodeState, NodeStatus
 
 import grpc  # isort: skip
@@ -17,6 +18,40 @@ import grpc  # isort: skip
 OPS: OpsModule = "beamside_ops_node"  # erl_agents/beamside_ops_node.erl
 
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def _agreed_tls(targets: list[Target]) -> tuple[bool, TlsConfig | None]:
+    """(True, their TLS settings) when ``targets`` all connect the same way
+    (all plain TCP, or one identical ``tls:``); (False, None) when they differ."""
+    settings = {t.tls for t in targets}
+    if len(settings) > 1:
+        return False, None
+    return True, next(iter(settings), None)
+
+
+def tls_for_added(targets: tuple[Target, ...], family: str | None) -> TlsConfig | None:
+    """How a node added by name connects: as the configured targets of its
+    ``family`` do, else as all configured targets do when they agree (plain
+    TCP with none configured).  Raises INVALID_ARGUMENT when the targets
+    disagree and no family settles it."""
+    if family is not None:
+        agreed, tls = _agreed_tls([t for t in targets if t.family == family])
+        if not agreed:
+            raise invalid(
+                f"the configured targets of family {family!r} differ in their tls: "
+                "settings; add the node to a family whose targets agree"
+            )
+        if any(t.family == family for t in targets):
+            return tls
+    agreed, tls = _agreed_tls(list(targets))
+    if not agreed:
+        about = f"no configured target has family {family!r} and " if family else ""
+        raise invalid(
+            f"{about}the configured targets differ in their tls: settings (plain TCP "
+            "and TLS, or different certificates): give the family of the targets "
+            "whose settings the node should use"
+        )
+    return tls
 
 
 def summary(status: NodeStatus) -> pb.NodeSummary:
@@ -90,12 +125,13 @@ class NodesService:
         family = request.family or None
         if family is not None and (len(family) > 128 or not set(family) <= _LABEL_CHARS):
             raise invalid("family must be 1-128 letters, digits, '_', '.' or '-'")
-        if not self.deps.manager.add_target(node, cookie=cookie, family=family):
+        tls = tls_for_added(self.deps.manager.config.targets, family)
+        if not self.deps.manager.add_target(node, cookie=cookie, family=family, tls=tls):
             raise RpcFailure(grpc.StatusCode.ALREADY_EXISTS, f"{node} is already managed")
         status = self.deps.manager.status(node)
         if status is None:  # the manager is stopping
             raise RpcFailure(grpc.StatusCode.UNAVAILABLE, "beamside is shutting down")
-        return pb.AddNodeResponse(node=summary(status))
+        return pb.AddNodeResponse(node=summary(status), tls=tls is not None)
 
     async def RemoveNode(
         self, request: pb.RemoveNodeRequest, context: Context

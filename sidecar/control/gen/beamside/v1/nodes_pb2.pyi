@@ -94,10 +94,12 @@ class AddNodeRequest(_message.Message):
     def __init__(self, node: _Optional[str] = ..., cookie_file: _Optional[str] = ..., cookie_env: _Optional[str] = ..., family: _Optional[str] = ...) -> None: ...
 
 class AddNodeResponse(_message.Message):
-    __slots__ = ("node",)
+    __slots__ = ("node", "tls")
     NODE_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     node: NodeSummary
-    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ...) -> None: ...
+    tls: bool
+    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ..., tls: _Optional[bool] = ...) -> None: ...
 
 class RemoveNodeRequest(_message.Message):
     __slots__ = ("node",)
