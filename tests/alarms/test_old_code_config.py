@@ -3,6 +3,7 @@ and `check-config` naming every mistake."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,10 +70,12 @@ def test_check_config_command(tmp_path: Path) -> None:
         path.write_text(
             "cluster: c\ntargets:\n  - nodes: [app@127.0.0.1]\n    cookie_env: X\n" + alarms
         )
+        # check-config reads the cookie too: the variable must be set
         return subprocess.run(
             [sys.executable, "-m", "sidecar.cli", "check-config", str(path)],
             capture_output=True,
             text=True,
+            env={**os.environ, "X": "cookie-for-check-config"},
         )
 
     good = check("alarms:\n  old_code: {age: 10m, ignore: [my_gen_mod, 'gen_*']}\n")
