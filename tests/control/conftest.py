@@ -3,7 +3,8 @@
 ``control_factory(nodes, ...)`` builds what the daemon builds -- a local
 hidden node, a :class:`NodeManager` with an :class:`AlarmEngine` and an
 :class:`AlarmChecker`, and the gRPC server from ``create_server`` on
-``127.0.0.1`` (a free port) -- waits until every node is attached, and
+``127.0.0.1`` (a free port) -- waits until every node is attached (over TLS
+distribution with ``tls=``), and
 returns a :class:`ControlPlane` with a client channel.  Everything is
 stopped at teardown (agents detached, server stopped).
 
@@ -43,6 +44,7 @@ from sidecar.control.gen.beamside.v1 import (
 )
 from sidecar.control.server import Deps, bound_port, create_server, set_serving
 from sidecar.erldist.node import LocalNode
+from sidecar.erldist.tls import TlsConfig
 from sidecar.manager import NodeManager
 from sidecar.model import NodeState
 from tests.support.nodes import ErlangNode, grpcurl_path
@@ -178,10 +180,17 @@ async def control_factory(epmd_port: int, tmp_path: Path) -> AsyncIterator[Contr
         family: str | None = None,
         auth: bool = False,
         eval_enabled: bool = False,
+        tls: TlsConfig | None = None,
     ) -> ControlPlane:
         target: dict[str, Any] = {"nodes": [n.name for n in nodes], "cookie": nodes[0].cookie}
         if family is not None:
             target["family"] = family
+        if tls is not None:  # the target's `tls:`, as a config file writes it
+            target["tls"] = {
+                key: value
+                for key in ("cacertfile", "certfile", "keyfile", "verify", "server_name_indication")
+                if (value := getattr(tls, key)) is not None
+            }
         config = parse_config(
             {
                 "cluster": "control-test",
