@@ -276,6 +276,11 @@ class LokiSink:
         return self._spool.total_bytes if self._spool is not None else 0
 
     @property
+    def spool_entries(self) -> int:
+        """Entries on disk (fsynced) and not yet delivered: what survives a crash."""
+        return self._spool.pending_entries if self._spool is not None else 0
+
+    @property
     def pending_entries(self) -> int:
         """Entries accepted and not yet settled (delivered, rejected or dropped)."""
         inflight = self._inflight
@@ -733,7 +738,12 @@ class LokiSink:
             "Bytes of the disk spool of undelivered Loki batches",
         )
         spool.add_metric([], float(self.spool_bytes))
-        return [sent, failures, dropped, queue, spool]
+        spooled = GaugeMetricFamily(
+            "beamside_loki_spool_entries",
+            "Log entries in the disk spool not yet delivered (what a crash cannot lose)",
+        )
+        spooled.add_metric([], float(self.spool_entries))
+        return [sent, failures, dropped, queue, spool, spooled]
 
     def collect(self) -> Iterator[Metric]:
         """So the sink can be registered as a prometheus_client collector."""
