@@ -125,7 +125,8 @@ class CookieSource:
             if problem is not None:
                 raise ValueError(problem)
             try:
-                value = Path(self.reference).read_text(encoding="utf-8").strip()
+                raw = Path(self.reference).read_bytes()
+                value = raw.decode("utf-8", errors="replace").strip()
             except OSError as exc:
                 raise ValueError(
                     f"cannot read cookie file {self.reference}: {exc.strerror}"
@@ -136,7 +137,34 @@ class CookieSource:
                 raise ValueError(f"environment variable {self.reference} is empty or unset")
         if not value:
             raise ValueError(f"the cookie from {self.describe()} is empty")
+        problem = cookie_text_problem(value, self.describe())
+        if problem is not None:
+            raise ValueError(problem)
         return value
+
+
+_COOKIE_CHARACTERS = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
+
+
+def cookie_text_problem(cookie: str, where: str) -> str | None:
+    """Why ``erl`` would refuse ``cookie`` (white space around it already
+    stripped, as ``erl`` ignores a trailing newline): it must be one line of
+    printable ASCII.  Names the first bad character by kind and position,
+    never the cookie."""
+    for position, char in enumerate(cookie, start=1):
+        if " " <= char <= "~":
+            continue
+        if char in _COOKIE_CHARACTERS:
+            kind = _COOKIE_CHARACTERS[char]
+        elif char < " " or char == "\x7f":
+            kind = f"control character {ord(char):#04x}"
+        else:
+            kind = "a character outside printable ASCII"
+        return (
+            f"the cookie from {where} must be one line of printable ASCII characters: "
+            f"{kind} at character {position}"
+        )
+    return None
 
 
 def cookie_file_problem(path: str | Path) -> str | None:
@@ -583,13 +611,14 @@ def _tls(r: _Reader, value: object, path: str) -> TlsConfig | None:
 
 def cookie_problems(config: Config) -> list[str]:
     """What ``check-config`` adds to parsing: every target's cookie can be had
-    now (the file exists, is private and not empty; the variable is set)."""
+    now, by the read ``run`` does when it attaches (the file exists, is private
+    and readable; the variable is set; the cookie is one line of printable
+    ASCII)."""
     problems: list[str] = []
+    keys = {"file": "cookie_file", "env": "cookie_env", "inline": "cookie"}
     for i, target in enumerate(config.targets):
         source = target.cookie
-        if source.kind == "inline":
-            continue
-        key = "cookie_file" if source.kind == "file" else "cookie_env"
+        key = keys[source.kind]
         try:
             source.read()
         except ValueError as exc:

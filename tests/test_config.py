@@ -394,6 +394,82 @@ def test_check_config_fails_for_a_missing_cookie_file_or_an_unset_variable(
     assert empty.returncode == EXIT_CONFIG and "APP_COOKIE is empty or unset" in empty.stderr
 
 
+@pytest.mark.parametrize(
+    ("content", "kind", "position"),
+    [
+        (b"SECRET-one\nSECRET-two\n", "a line break", 11),
+        (b"SECRET\0SECRET\n", "a NUL", 7),
+        (b"SECRET\r\nSECRET", "a carriage return", 7),
+        (b"SEC\tRET", "a tab", 4),
+        (b"SECRET\x1b[0m", "control character 0x1b", 7),
+        ("SECRETé".encode(), "a character outside printable ASCII", 7),
+        (b"SECRET\xff", "a character outside printable ASCII", 7),
+    ],
+)
+def test_check_config_fails_for_a_cookie_file_erl_would_refuse(
+    tmp_path: Path, content: bytes, kind: str, position: int
+) -> None:
+    """One line of printable ASCII (a trailing newline is fine): what erl
+    reads from a cookie file; the message names the character, never the cookie."""
+    path = tmp_path / "cookie"
+    path.write_bytes(content)
+    path.chmod(0o400)
+    config = write(
+        tmp_path, f"cluster: prod\ntargets:\n  - nodes: [app@127.0.0.1]\n    cookie_file: {path}\n"
+    )
+    proc = check_config(config)
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    expected = (
+        f"targets[0].cookie_file: the cookie from file {path} must be one line of printable "
+        f"ASCII characters: {kind} at character {position}"
+    )
+    assert expected in proc.stderr
+    assert "SEC" not in proc.stderr + proc.stdout
+    with pytest.raises(ValueError) as info:  # `run` reads it so when it attaches
+        CookieSource("file", str(path)).read()
+    assert str(info.value) == expected.removeprefix("targets[0].cookie_file: ")
+
+
+def test_check_config_fails_for_a_variable_or_inline_cookie_of_two_lines(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        "cluster: prod\ntargets:\n"
+        "  - nodes: [a@127.0.0.1]\n    cookie_env: APP_COOKIE\n"
+        '  - nodes: [b@127.0.0.1]\n    cookie: "inline-one\\ninline-two"\n',
+    )
+    proc = check_config(config, {"APP_COOKIE": "env-one\nenv-two"})
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    assert (
+        "targets[0].cookie_env: the cookie from $APP_COOKIE must be one line of printable ASCII "
+        "characters: a line break at character 8"
+    ) in proc.stderr
+    assert (
+        "targets[1].cookie: the cookie from inline cookie must be one line of printable ASCII "
+        "characters: a line break at character 11"
+    ) in proc.stderr
+    assert "-one" not in proc.stderr and "-two" not in proc.stderr
+    config.write_text(config.read_text().replace("\\n", "-"))
+    ok = check_config(config, {"APP_COOKIE": "env-one"})
+    assert ok.returncode == 0, ok.stderr
+    assert "ok" in ok.stdout and "$APP_COOKIE" in ok.stdout
+
+
+def test_check_config_fails_for_a_cookie_file_that_cannot_be_read(tmp_path: Path) -> None:
+    """A private regular file whose read fails: check-config reads it as `run`
+    would.  (/proc/self/mem is 0600, owned by the reader, and its first page
+    gives EIO, for root too, whom no mode keeps out.)"""
+    config = write(
+        tmp_path,
+        "cluster: prod\ntargets:\n  - nodes: [app@127.0.0.1]\n    cookie_file: /proc/self/mem\n",
+    )
+    proc = check_config(config)
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    assert (
+        "targets[0].cookie_file: cannot read cookie file /proc/self/mem: Input/output error"
+        in proc.stderr
+    )
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from sidecar.pki import make_ca, make_cert
