@@ -22,7 +22,14 @@ from .agents.config import LEVELS
 from .agents.config import AgentsConfig as AgentsConfig
 from .agents.config import LogsConfig as LogsConfig
 from .agents.config import NotificationsConfig as NotificationsConfig
-from .alarms.catalogue import BUILTIN, OPTION_KEYS, SETTING_KEYS, AlarmConfig, GlobalParam
+from .alarms.catalogue import (
+    BUILTIN,
+    OPTION_KEYS,
+    SETTING_KEYS,
+    AlarmConfig,
+    GlobalParam,
+    override_problems,
+)
 from .alarms.config import AlertmanagerConfig as AlertmanagerConfig
 from .control.config import GrpcConfig, TokenFileError, is_loopback, load_identities
 from .discovery.config import DnsDiscoveryConfig as DnsDiscoveryConfig
@@ -351,6 +358,13 @@ def _positive_interval(minimum: float) -> Callable[[Any], float]:
         return seconds
 
     return check
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return seconds
 
 
 def _positive_int(maximum: int) -> Callable[[Any], int]:
@@ -787,8 +801,10 @@ def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
         for key, raw in m.items():
             if key not in allowed:
                 continue
-            if key in ("delay", "hold", "window", "age"):
+            if key in ("delay", "hold"):  # 0s: none (their default)
                 checked[key] = r.convert(m, key, path, parse_duration, None)
+            elif key in ("window", "age"):
+                checked[key] = r.convert(m, key, path, _positive_duration, None)
             elif key == "ignore":
                 checked[key] = r.convert(m, key, path, _module_patterns, None)
             elif key == "enabled":
@@ -801,6 +817,8 @@ def _alarm_overrides(r: _Reader, value: object) -> dict[str, dict[str, Any]]:
             else:
                 r.problem(_join(path, key), f"expected a non-negative number, got {raw!r}")
         overrides[alarm_id] = {k: v for k, v in checked.items() if v is not None}
+        for key, message in override_problems(alarm_id, overrides[alarm_id]):
+            r.problem(_join(path, key), message)
     return overrides
 
 

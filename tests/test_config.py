@@ -562,3 +562,96 @@ def test_check_config_describes_tls(tmp_path: Path, certs: dict[str, Path]) -> N
         f"    tls: verify_peer, CA {certs['ca']}, client cert {certs['cert']}, "
         "SNI the node's host" in proc.stdout
     )
+
+
+LEVELS_RISE = "levels rise with severity: warning < minor < major < critical"
+
+
+@pytest.mark.parametrize(
+    ("alarms", "expected"),
+    [
+        (
+            "process_message_queue: {minor: 100000, major: 10}",
+            f"alarms.process_message_queue.major: 10 must be above minor (100000): {LEVELS_RISE}",
+        ),
+        (
+            "process_message_queue: {minor: 100000}",
+            "alarms.process_message_queue.minor: 100000 must be below major "
+            f"(100000, the default): {LEVELS_RISE}",
+        ),
+        (
+            "clock_skew: {major: 0.5}",
+            f"alarms.clock_skew.major: 0.5 must be above minor (1, the default): {LEVELS_RISE}",
+        ),
+        (
+            "atom_limit: {minor: 0.9, major: 0.8, critical: 0.95}",
+            f"alarms.atom_limit.major: 0.8 must be above minor (0.9): {LEVELS_RISE}",
+        ),
+        (
+            "atom_limit: {minor: 1.5}",
+            "alarms.atom_limit.minor: expected a share of the limit, within (0, 1], got 1.5",
+        ),
+        (
+            "process_limit: {minor: 70}",
+            "alarms.process_limit.minor: expected a share of the limit, within (0, 1], got 70",
+        ),
+        (
+            "system_memory_high_watermark: {major: 0}",
+            "alarms.system_memory_high_watermark.major: expected a share of the limit, "
+            "within (0, 1], got 0",
+        ),
+        (
+            "disk_almost_full: {major: 101}",
+            "alarms.disk_almost_full.major: expected a percentage, within (0, 100], got 101",
+        ),
+        (
+            "ets_limit: {clear_ratio: 1.5}",
+            "alarms.ets_limit.clear_ratio: expected a share of the level, within (0, 1], got 1.5",
+        ),
+        (
+            "process_message_queue: {clear_ratio: 0}",
+            "alarms.process_message_queue.clear_ratio: expected a share of the level, "
+            "within (0, 1], got 0",
+        ),
+        (
+            "binary_memory_growth: {window: 0s}",
+            "alarms.binary_memory_growth.window: must be a positive duration, got '0s'",
+        ),
+        ("old_code: {age: 0ms}", "alarms.old_code.age: must be a positive duration, got '0ms'"),
+    ],
+)
+def test_check_config_fails_for_alarm_settings_that_cannot_work(
+    tmp_path: Path, alarms: str, expected: str
+) -> None:
+    """Levels rise with severity (every built-in alarm is worse when higher),
+    defaults included; a share of a limit is within (0, 1]; windows and ages
+    are positive.  `run` loads the same config, so it refuses them too."""
+    text = f"{MINIMAL}alarms:\n  {alarms}\n"
+    proc = check_config(write(tmp_path, text), {"APP_COOKIE": "set"})
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    assert proc.stderr.count("\n  alarms.") == 1, proc.stderr
+    assert f"\n  {expected}\n" in proc.stderr
+    assert problems(tmp_path, text) == [expected]
+
+
+def test_check_config_says_ok_for_alarm_settings_that_work(tmp_path: Path) -> None:
+    text = (
+        f"{MINIMAL}alarms:\n"
+        "  atom_limit: {minor: 0.5, major: 0.6, critical: 1, clear_ratio: 1}\n"
+        "  disk_almost_full: {minor: 99.9, major: 100, window: 1s}\n"
+        "  process_message_queue: {minor: 10, major: 20, clear_ratio: 0.5}\n"
+        "  clock_skew: {major: 1.5}\n"
+        "  node_down: {delay: 0s, hold: 0s}\n"  # 0s: none, as by default
+        "  old_code: {warning: 3, age: 1s}\n"
+    )
+    proc = check_config(write(tmp_path, text), {"APP_COOKIE": "set"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{tmp_path / 'beamside.yaml'}: ok")
+    overrides = load_config(tmp_path / "beamside.yaml").alarms.overrides
+    assert overrides["atom_limit"] == {
+        "minor": 0.5,
+        "major": 0.6,
+        "critical": 1.0,
+        "clear_ratio": 1.0,
+    }
+    assert overrides["node_down"] == {"delay": 0.0, "hold": 0.0}

@@ -8,7 +8,8 @@ an event-like alarm stays raised), ``window`` (the span of a growth rate; for
 how often their inputs are re-read) and ``enabled``; some alarms take keys of their own
 (:data:`OPTION_KEYS`): ``old_code`` has ``age`` (how long a module's old code
 must stay before it counts) and ``ignore`` (module names or globs, added to
-:data:`OLD_CODE_IGNORE`).  Unknown ids and keys are config errors.
+:data:`OLD_CODE_IGNORE`).  Unknown ids and keys are config errors, and so
+are settings the alarm could not work with (:func:`override_problems`).
 
 The age of old code is kept on the node (``alarms.old_code.ages_ms``, see
 erl_agents/beamside_alarms.erl) from the first collect that saw it, and starts
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 from .model import Severity
@@ -321,6 +323,67 @@ _LEVEL_KEYS = {"warning": W, "minor": MI, "major": MA, "critical": CR}
 SETTING_KEYS = {*_LEVEL_KEYS, "clear_ratio", "delay", "hold", "window", "enabled"}
 #: keys only some alarms take, beside :data:`SETTING_KEYS`
 OPTION_KEYS: Mapping[str, frozenset[str]] = {"old_code": frozenset({"age", "ignore"})}
+
+
+#: units whose levels are a part of a whole: the largest level that means anything
+_SHARES: Mapping[str, tuple[float, str]] = {
+    "ratio": (1.0, "a share of the limit, within (0, 1]"),
+    "percent": (100.0, "a percentage, within (0, 100]"),
+}
+
+
+def override_problems(alarm_id: str, overrides: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, message)`` for every override of ``alarm_id`` (its values
+    already of the right type) with which the alarm could not work: a level of
+    a share outside (0, 1] (of a percentage outside (0, 100]), ``clear_ratio``
+    outside (0, 1], or levels that do not rise with severity (warning < minor
+    < major < critical, defaults included: every built-in alarm is worse when
+    its value is higher, :func:`engine.graded` raises at ``value >= level``)."""
+    spec = BUILTIN[alarm_id]
+    problems: list[tuple[str, str]] = []
+    share = _SHARES.get(spec.unit)
+    levels = dict(spec.levels)
+    given: set[Severity] = set()
+    for key, severity in _LEVEL_KEYS.items():
+        if key not in overrides:
+            continue
+        value = float(overrides[key])
+        if share is not None and not 0 < value <= share[0]:
+            problems.append((key, f"expected {share[1]}, got {_number(value)}"))
+            levels.pop(severity, None)  # not compared with the others
+            continue
+        levels[severity] = value
+        given.add(severity)
+    if "clear_ratio" in overrides and not 0 < float(overrides["clear_ratio"]) <= 1:
+        problems.append(
+            (
+                "clear_ratio",
+                f"expected a share of the level, within (0, 1], got "
+                f"{_number(float(overrides['clear_ratio']))}",
+            )
+        )
+    ordered = sorted(levels.items())
+    for (low, low_value), (high, high_value) in pairwise(ordered):
+        if low_value < high_value or not {low, high} & given:
+            continue
+        rule = "levels rise with severity: warning < minor < major < critical"
+        if high in given:
+            default = "" if low in given else ", the default"
+            where, message = (
+                high,
+                f"{_number(high_value)} must be above {low} ({_number(low_value)}{default})",
+            )
+        else:
+            where, message = (
+                low,
+                f"{_number(low_value)} must be below {high} ({_number(high_value)}, the default)",
+            )
+        problems.append((str(where), f"{message}: {rule}"))
+    return problems
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def resolve(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, AlarmSettings]:
