@@ -84,12 +84,17 @@ class Backoff:
         """The scheduled (not jittered) delay :meth:`next` draws from."""
         return self._current
 
-    def next(self) -> float:
-        """The delay before the next attempt, in seconds; advances the schedule."""
-        delay = self._current
-        self._current = min(self.policy.maximum, delay * self.policy.factor)
+    def next(self, floor: float = 0.0) -> float:
+        """The delay before the next attempt, in seconds; advances the schedule.
+
+        ``floor`` raises this one delay (a failure known to be slow to fix,
+        such as a refused cookie) without leaving the schedule: the delay is
+        ``max(scheduled, floor)``, never above ``maximum``, jittered the same
+        way, and the schedule grows underneath as it would have."""
+        scheduled = self._current
+        self._current = min(self.policy.maximum, scheduled * self.policy.factor)
         self._attempts += 1
-        return self.jittered(delay)
+        return self.jittered(max(scheduled, min(floor, self.policy.maximum)))
 
     def jittered(self, delay: float) -> float:
         """``delay`` with the policy's jitter: uniform in ``[delay * (1 - jitter), delay]``."""

@@ -2,10 +2,41 @@
 
 Each node's task connects (with that target's cookie), loads and attaches the
 agents, then collects one snapshot per interval until the connection drops;
-then it backs off briefly and starts over, so a node that returns is attached
-again within seconds with its agents reloaded.  A node whose cookie is
-refused is reported (state, counter, one log line per change) and retried
-slowly; the others are not affected.
+then it backs off and starts over, so a node that returns is attached again
+with its agents reloaded.  A node whose cookie is refused is reported (state,
+counter, one log line per change) and retried slowly; the others are not
+affected.
+
+Reconnect schedule (one :class:`NodeRetry` per node)
+    Every failure of a node - refused, timeout, handshake, cookie, TLS,
+    protocol error, a connection that ends before the node was healthy -
+    takes the next delay of one schedule: 0.25 s, times 1.5 per failure,
+    capped at 60 s (0.25, 0.38, 0.56, 0.84, 1.3, 1.9, 2.8, 4.3, 6.4, 9.6, 14,
+    22, 32, 49, 60, 60, ...: the cap after 15 failures, about 3.5 minutes),
+    each drawn with equal jitter (:mod:`sidecar.backoff`: uniform in
+    ``[d/2, d]``).  Factor 1.5, not 2: a node back from a restart of ``t``
+    seconds is re-attached within about ``t/2`` more.  A refused or unreadable
+    cookie and a TLS set-up mistake take at least 15 s, an agent conflict at
+    least 5 s (floors: the schedule still grows underneath, so they reach the
+    cap too).  A successful attach does not reset it:
+    the schedule starts over only once the node has been *healthy* - attached
+    and collecting successfully for ``healthy_after`` (30 s) - so a node that
+    was healthy and goes away is retried within 0.25 s, while one that
+    attaches and dies at once (or sends garbage after the handshake) is
+    retried ever more slowly, up to once a minute.  A node-down event does
+    not cut a wait short.
+
+Log lines per state change, not per attempt
+    The first failure of a streak, and a failure whose ``reason`` differs
+    from the last one told, is one WARNING (ERROR for a refused cookie) with
+    the reason and the failure count; further failures for the same reason
+    log at DEBUG only.  The first attach after failures is one INFO
+    ``<node> is up again after N attempts (M s)``; if the node fails again
+    before it is healthy that is one more WARNING, and once it is healthy one
+    more INFO says it is up.  The ``reason`` (log field, ``last_error`` and
+    the ``beamside_node_connect_failures_total`` label) is the error that
+    ended the connection (the connection's own close error, e.g. a protocol
+    error), not the generic ``down`` of whoever noticed it.
 
 ``discover: connected`` follows each seed's ``nodes()``: nodes joining the
 mesh are added with the seed's cookie and family override, nodes that left
@@ -25,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random as _random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -53,13 +85,16 @@ from .model import NodeSnapshot, NodeState, NodeStatus, decode_snapshot
 
 log = logging.getLogger(__name__)
 
-RETRY_MIN = 0.25
-RETRY_MAX = 2.0  # a returning node is re-attached within a couple of seconds
-RETRY_COOKIE = 15.0  # a refused cookie will not fix itself quickly
-RETRY_CONFLICT = 5.0  # the other beamside may go (its agent is then ours to replace)
-#: a node that went away is retried after RETRY_MIN (at most: equal jitter,
-#: see sidecar.backoff), doubling up to RETRY_MAX while it stays down
-RETRY_POLICY = BackoffPolicy(initial=RETRY_MIN, maximum=RETRY_MAX, factor=2.0)
+RETRY_MIN = 0.25  # a healthy node that went away is retried at once
+RETRY_MAX = 60.0  # a node failing for good is tried about once a minute
+RETRY_FACTOR = 1.5
+RETRY_COOKIE = 15.0  # floor: a refused cookie will not fix itself quickly
+RETRY_CONFLICT = 5.0  # floor: the other beamside may go (its agent is then ours)
+#: every failure of a node takes the next delay: RETRY_MIN, times RETRY_FACTOR,
+#: up to RETRY_MAX (at most: equal jitter, see sidecar.backoff)
+RETRY_POLICY = BackoffPolicy(initial=RETRY_MIN, maximum=RETRY_MAX, factor=RETRY_FACTOR)
+#: seconds a node must stay attached, collecting, before its schedule starts over
+HEALTHY_AFTER = 30.0
 DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
 #: how often a family not fixed by config or a release is asked again: attached
 #: while the node boots, its main application may not run yet
@@ -89,15 +124,103 @@ class NodeHooks(Protocol):
         """``attached`` (detail: agent action) or ``lost`` (detail: why)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Streak:
+    """A run of failures of one node, as told in its log lines."""
+
+    reason: str  # the latest failure's reason
+    failures: int  # failures in the run (each was followed by one attempt)
+    seconds: float  # since the first of them
+
+
+class NodeRetry:
+    """One node's reconnect schedule and its current run of failures.
+
+    :meth:`failed` after every failure gives the delay before the next
+    attempt and says whether the failure is news (log it above DEBUG);
+    :meth:`attached` and :meth:`collected` say when the node's return is
+    news.  The schedule starts over only when :meth:`collected` finds the
+    node attached for ``healthy_after`` seconds.  ``clock`` and ``random``
+    are injectable for tests.
+    """
+
+    def __init__(
+        self,
+        policy: BackoffPolicy = RETRY_POLICY,
+        *,
+        healthy_after: float = HEALTHY_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self.backoff = Backoff(policy, random=random)
+        self.healthy_after = healthy_after
+        self._clock = clock
+        self.reason: str | None = None  # latest failure of the run; None: no run
+        self.failures = 0
+        self._since = 0.0
+        self._told: str | None = None  # what the last line above DEBUG said: a reason, or "up"
+        self._up_told = False  # "up again" said in this run
+        self._attached_at: float | None = None
+
+    def streak(self) -> Streak | None:
+        if self.reason is None:
+            return None
+        return Streak(self.reason, self.failures, self._clock() - self._since)
+
+    def failed(self, reason: str, floor: float = 0.0) -> tuple[float, bool]:
+        """A failed attempt, or a connection that ended: (delay before the
+        next attempt, whether this is news: the run starts or its reason changed,
+        or the node was said to be up since)."""
+        if self.reason is None:
+            self._since = self._clock()
+            self.failures = 0
+            self._up_told = False
+        self.failures += 1
+        self.reason = reason
+        self._attached_at = None
+        news = self._told != reason
+        self._told = reason
+        return self.backoff.next(floor), news
+
+    def attached(self) -> Streak | None:
+        """An attach succeeded: the run to tell of (the first attach after
+        failures), else None."""
+        self._attached_at = self._clock()
+        if self.reason is None or self._up_told:
+            return None
+        self._up_told = True
+        self._told = "up"
+        return self.streak()
+
+    def collected(self) -> Streak | None:
+        """A collect succeeded.  Once the node has been attached for
+        ``healthy_after`` the run ends and the schedule starts over; the run
+        is returned if the last line told was a failure (else None)."""
+        if self.reason is None or self._attached_at is None:
+            return None
+        if self._clock() - self._attached_at < self.healthy_after:
+            return None
+        streak = self.streak()
+        news = self._told != "up"
+        self.backoff.reset()
+        self.reason = None
+        self.failures = 0
+        self._told = "up"
+        return streak if news else None
+
+
 @dataclass
 class _Managed:
     target: Target
     discovered_by: str | None
+    retry: NodeRetry
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: the family is the config's or a release's: never asked again
     family_fixed: bool = False
     family_asked: float = 0.0
+    #: why the node's connection ended (the connection's close error), this attempt
+    lost: BaseException | None = None
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -121,8 +244,12 @@ class NodeManager:
         *,
         shard: ShardSpec = SINGLE,
         hooks: NodeHooks | None = None,
+        retry_policy: BackoffPolicy = RETRY_POLICY,
+        healthy_after: float = HEALTHY_AFTER,
     ) -> None:
         self.config = config
+        self.retry_policy = retry_policy
+        self.healthy_after = healthy_after
         self.shard = shard
         self.hooks = hooks
         self.discovery_status: dict[str, FollowStatus] = {}
@@ -205,7 +332,8 @@ class NodeManager:
             if cookie is None:
                 raise ValueError("a new target needs a cookie source")
             target = Target((node,), cookie, "none", family, tls=tls)
-        managed = _Managed(target, discovered_by)
+        retry = NodeRetry(self.retry_policy, healthy_after=self.healthy_after)
+        managed = _Managed(target, discovered_by, retry)
         self._nodes[node] = managed
         self._status[node] = NodeStatus(
             node, target.family or "unknown", discovered_by=discovered_by
@@ -272,29 +400,47 @@ class NodeManager:
     def _on_node_down(self, peer: str, error: BaseException | None) -> None:
         managed = self._nodes.get(peer)
         if managed is not None:
+            if error is not None:
+                managed.lost = error
             managed.wake.set()
 
     async def _run_node(self, node: str, managed: _Managed) -> None:
-        backoff = Backoff(RETRY_POLICY)
         while True:
+            managed.lost = None
             try:
                 await self._attach(node, managed)
-                backoff.reset()
                 await self._collect_loop(node, managed)
             except asyncio.CancelledError:
                 raise
             except DistError as exc:
-                delay = self._connection_failed(node, exc, backoff)
+                delay = self._connection_failed(node, managed, self._cause(managed, exc))
             except Exception as exc:  # a bug must not kill supervision
                 log.exception("unexpected failure managing %s", node, extra={"node": node})
                 self._set(node, state=NodeState.ERROR, last_error=repr(exc))
-                delay = backoff.jittered(RETRY_MAX)
+                delay, _ = managed.retry.failed("error")
             self.snapshots.pop(node, None)
-            managed.wake.clear()
-            await wait_event(managed.wake, delay)
+            # Not woken by a node-down: a connection of a failed attempt that
+            # ends late must not cut the wait short.
+            await asyncio.sleep(delay)
 
-    def _connection_failed(self, node: str, exc: DistError, backoff: Backoff) -> float:
-        """Record the failure; the (jittered) delay before the next attempt."""
+    @staticmethod
+    def _cause(managed: _Managed, exc: DistError) -> DistError:
+        """The error that really ended the attempt: a generic :class:`NodeDown`
+        (a call or the collect loop noticing the connection is gone) is
+        replaced by the connection's own close error (a protocol error, the
+        peer closing, silence), which carries the specific reason."""
+        lost = managed.lost
+        if (
+            isinstance(exc, NodeDown)
+            and failure_reason(exc) == NodeDown.metric_reason
+            and isinstance(lost, DistError)
+        ):
+            return lost
+        return exc
+
+    def _connection_failed(self, node: str, managed: _Managed, exc: DistError) -> float:
+        """Record the failure (one log line if it is news); the (jittered)
+        delay before the next attempt."""
         reason = failure_reason(exc)
         before = self._status[node]
         failures = dict(before.connect_failures)
@@ -307,23 +453,32 @@ class NodeManager:
         self._set(node, state=state, last_error=str(exc), connect_failures=failures)
         if before.state is NodeState.UP and self.hooks is not None:
             self.hooks.on_node_state(node, "lost", str(exc))
-        if before.state is not state or before.last_error != str(exc):
-            level = logging.ERROR if state is NodeState.COOKIE_REFUSED else logging.WARNING
-            log.log(
-                level,
-                "%s is %s: %s",
-                node,
-                state.value,
-                exc,
-                extra={"node": node, "reason": reason},
-            )
         if state is NodeState.AGENT_CONFLICT:
-            return backoff.jittered(RETRY_CONFLICT)
-        if state is not NodeState.DOWN:
-            return backoff.jittered(RETRY_COOKIE)
-        if before.state is not state:  # just went down (or changed why): retry quickly
-            backoff.reset()
-        return backoff.next()
+            floor = RETRY_CONFLICT
+        elif state is not NodeState.DOWN:
+            floor = RETRY_COOKIE
+        else:
+            floor = 0.0
+        delay, news = managed.retry.failed(reason, floor)
+        if not news:
+            level = logging.DEBUG
+        elif state is NodeState.COOKIE_REFUSED:
+            level = logging.ERROR
+        else:
+            level = logging.WARNING
+        count = managed.retry.failures
+        log.log(
+            level,
+            "%s is %s (%s): %s; failure %d, next attempt in %.1f s",
+            node,
+            state.value,
+            reason,
+            exc,
+            count,
+            delay,
+            extra={"node": node, "reason": reason, "attempts": count},
+        )
+        return delay
 
     async def _attach(self, node: str, managed: _Managed) -> None:
         try:
@@ -331,6 +486,10 @@ class NodeManager:
         except ValueError as exc:
             raise CookieUnavailable(str(exc)) from None
         await self.local.connect(node, cookie=cookie, tls=managed.target.tls)
+        if not self.local.is_connected(node):
+            # Lost at once (garbage after the handshake): fail this attempt
+            # rather than let the next call open another connection.
+            raise NodeDown(f"{node} went down right after the handshake")
         # Never downgrade an agent a newer beamside is using (that one wins:
         # AgentConflict, and we let go of the connection); an orphaned newer
         # agent is replaced.
@@ -357,11 +516,20 @@ class NodeManager:
             otp_release=info.otp_release,
             attaches=self._status[node].attaches + 1,
         )
-        log.info(
-            "attached to %s",
-            node,
-            extra={"node": node, "family": status.family, "otp_release": info.otp_release},
-        )
+        extra = {"node": node, "family": status.family, "otp_release": info.otp_release}
+        streak = managed.retry.attached()
+        if streak is not None:
+            log.info(
+                "%s after %d attempts (%.0f s)",
+                f"{node} is up again" if status.attaches > 1 else f"attached to {node}",
+                streak.failures,
+                streak.seconds,
+                extra={**extra, "attempts": streak.failures, "reason": streak.reason},
+            )
+        else:
+            # the first attach; later ones while failing are not news
+            level = logging.INFO if status.attaches == 1 else logging.DEBUG
+            log.log(level, "attached to %s", node, extra=extra)
         if self.hooks is not None:
             self.hooks.on_node_state(node, "attached", info.action)
 
@@ -406,6 +574,15 @@ class NodeManager:
                 )
                 self.snapshots[node] = snapshot
                 self.ticks_completed += 1
+                streak = managed.retry.collected()
+                if streak is not None:  # healthy again, after a failure was told
+                    log.info(
+                        "%s is up again after %d attempts (%.0f s)",
+                        node,
+                        streak.failures,
+                        streak.seconds,
+                        extra={"node": node, "attempts": streak.failures},
+                    )
                 if self.checker is not None:
                     try:
                         self.checker.on_snapshot(snapshot)

@@ -145,3 +145,22 @@ async def test_a_retry_loop_cancelled_as_it_is_woken_stops() -> None:
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=2)
     assert done == {task} and task.cancelled(), f"still running after {rounds} rounds"
+
+
+def test_a_floor_raises_one_delay_and_the_schedule_grows_underneath() -> None:
+    b = exact(BackoffPolicy(initial=0.25, maximum=60.0))
+    # schedule 0.25, 0.5, ... 8 (all raised to 15), then 16, 32, capped at 60
+    assert [b.next(floor=15.0) for _ in range(9)] == [15.0] * 6 + [16.0, 32.0, 60.0]
+    assert b.next() == 60.0  # capped, floor or not
+    assert b.attempts == 10
+
+
+def test_a_floor_above_the_cap_is_the_cap() -> None:
+    b = exact(BackoffPolicy(initial=0.25, maximum=10.0))
+    assert b.next(floor=15.0) == 10.0
+    assert b.next() == 0.5  # the floor did not move the schedule
+
+
+def test_a_floored_delay_is_jittered_by_the_same_rule() -> None:
+    b = Backoff(BackoffPolicy(initial=0.25, maximum=60.0), random=lambda: 0.5)
+    assert b.next(floor=5.0) == 3.75

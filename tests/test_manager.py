@@ -1,5 +1,6 @@
 """The node manager in-process: targets added and removed at run time, the live
-path, and the OTLP bridge over the same registry (real nodes throughout)."""
+path, and the OTLP bridge over the same registry (real nodes throughout); the
+reconnect schedule and its log lines (NodeRetry, clock and draws pinned)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ from collections.abc import AsyncIterator
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from sidecar.backoff import BackoffPolicy
 from sidecar.config import CookieSource, parse_config
 from sidecar.daemon import local_name_for
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.collector import build_registry
 from sidecar.exporter.otlp import OtlpBridge
-from sidecar.manager import NodeManager
+from sidecar.manager import (
+    HEALTHY_AFTER,
+    RETRY_COOKIE,
+    RETRY_MAX,
+    RETRY_MIN,
+    RETRY_POLICY,
+    NodeManager,
+    NodeRetry,
+)
 from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.support.nodes import ErlangNode
@@ -115,3 +125,136 @@ async def test_otlp_bridge_exports_the_same_series(
     reductions = metrics["erlang_vm_statistics_reductions_total"].data
     assert reductions.is_monotonic
     bridge.shutdown()
+
+
+# ------------------------------------------------------------ the schedule
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def exact_retry(clock: Clock, healthy_after: float = HEALTHY_AFTER) -> NodeRetry:
+    """No jitter taken off (draws pinned to 0), the clock in the test's hands."""
+    return NodeRetry(RETRY_POLICY, healthy_after=healthy_after, clock=clock, random=lambda: 0.0)
+
+
+#: RETRY_POLICY without jitter, as the module docstring lists it
+SCHEDULE = [0.25 * 1.5**n for n in range(14)] + [60.0, 60.0]
+
+
+def test_the_schedule_constants() -> None:
+    assert (RETRY_MIN, RETRY_MAX, HEALTHY_AFTER) == (0.25, 60.0, 30.0)
+    assert RETRY_POLICY.factor == 1.5 and RETRY_POLICY.jitter == 0.5  # equal jitter
+    assert SCHEDULE[13] == pytest.approx(48.65, abs=0.01)  # the last below the cap
+
+
+def test_every_kind_of_failure_grows_one_schedule_to_the_cap() -> None:
+    clock = Clock()
+    retry = exact_retry(clock)
+    kinds = ["refused", "timeout", "handshake", "protocol", "down", "tls", "epmd"]
+    delays = []
+    for i in range(len(SCHEDULE)):
+        delay, _ = retry.failed(kinds[i % len(kinds)])
+        delays.append(delay)
+        clock.now += delay
+    assert delays == pytest.approx(SCHEDULE)
+    assert retry.failures == len(SCHEDULE)
+
+
+def test_jitter_draws_within_the_lower_half() -> None:
+    low = NodeRetry(RETRY_POLICY, clock=Clock(), random=lambda: 0.999)
+    high = NodeRetry(RETRY_POLICY, clock=Clock(), random=lambda: 0.0)
+    for _ in range(10):
+        (d_low, _), (d_high, _) = low.failed("refused"), high.failed("refused")
+        assert d_high / 2 <= d_low < d_high * 0.51
+
+
+def test_an_attach_that_dies_at_once_keeps_the_schedule_growing() -> None:
+    clock = Clock()
+    retry = exact_retry(clock)
+    delays = []
+    for _ in range(len(SCHEDULE)):
+        delay, _ = retry.failed("protocol")
+        delays.append(delay)
+        clock.now += delay
+        retry.attached()
+        clock.now += 1.0
+        assert retry.collected() is None  # one good collect is not healthy
+    assert delays == pytest.approx(SCHEDULE)
+
+
+def test_the_schedule_starts_over_only_after_the_healthy_period() -> None:
+    clock = Clock()
+    retry = exact_retry(clock)
+    for _ in range(5):
+        retry.failed("refused")  # SCHEDULE[0:5] taken
+    retry.attached()
+    clock.now += HEALTHY_AFTER - 0.1
+    assert retry.collected() is None
+    # not healthy: the schedule went on
+    assert retry.failed("down") == (pytest.approx(SCHEDULE[5]), True)
+    retry.attached()
+    clock.now += HEALTHY_AFTER
+    assert retry.collected() is not None  # healthy: told, and the run is over
+    assert retry.reason is None and retry.failures == 0
+    delay, news = retry.failed("down")  # a healthy node that went away: quick
+    assert (delay, news) == (RETRY_MIN, True)
+    assert retry.failed("down") == (SCHEDULE[1], False)
+
+
+def test_floors_keep_slow_failures_slow_in_the_same_schedule() -> None:
+    retry = exact_retry(Clock())
+    delays = [retry.failed("cookie", RETRY_COOKIE)[0] for _ in range(len(SCHEDULE))]
+    # raised to 15 s until the schedule passes it (its 12th delay, 21.6 s)
+    assert delays == pytest.approx([15.0] * 11 + SCHEDULE[11:])
+    # the floor did not hold the schedule back for the next kind of failure
+    assert retry.failed("refused")[0] == 60.0
+
+
+def test_news_is_one_line_per_state_change() -> None:
+    clock = Clock()
+    retry = exact_retry(clock)
+    told = [retry.failed("protocol")[1] for _ in range(5)]
+    assert told == [True, False, False, False, False]
+    assert retry.failed("refused")[1] is True  # another reason: news
+    assert retry.failed("refused")[1] is False
+    clock.now += 7.0
+    back = retry.attached()
+    assert back is not None
+    assert (back.reason, back.failures, back.seconds) == ("refused", 7, 7.0)
+    # it dies before it is healthy: the operator was told it is up, so news
+    assert retry.failed("refused")[1] is True
+    assert retry.attached() is None  # up again in the same run: not news
+    assert retry.failed("refused")[1] is False  # ... nor its next death
+    assert retry.attached() is None
+    clock.now += HEALTHY_AFTER
+    healthy = retry.collected()  # the last line said "down": news
+    assert healthy is not None and healthy.failures == 9
+    assert retry.collected() is None  # once
+
+
+def test_a_quiet_return_ends_the_run_without_a_second_line() -> None:
+    clock = Clock()
+    retry = exact_retry(clock)
+    retry.failed("down")
+    assert retry.attached() is not None
+    clock.now += HEALTHY_AFTER
+    assert retry.collected() is None  # "up again" was the last line already
+    assert retry.reason is None
+    assert retry.failed("down") == (RETRY_MIN, True)
+
+
+def test_the_first_attach_without_failures_is_not_a_run() -> None:
+    retry = exact_retry(Clock())
+    assert retry.attached() is None and retry.collected() is None
+    assert retry.streak() is None
+
+
+def test_a_custom_policy() -> None:
+    retry = NodeRetry(BackoffPolicy(1.0, 4.0, jitter=0.0), clock=Clock())
+    assert [retry.failed("x")[0] for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
