@@ -655,3 +655,109 @@ def test_check_config_says_ok_for_alarm_settings_that_work(tmp_path: Path) -> No
         "clear_ratio": 1.0,
     }
     assert overrides["node_down"] == {"delay": 0.0, "hold": 0.0}
+
+
+TOKENS_CONFIG = MINIMAL + "grpc:\n  auth: {tokens_file: %s}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read the token file: No such file or directory"),
+        ("", "expected a mapping of token to role (a line like '<token>: operator')"),
+        ("- a-long-token\n", "expected a mapping of token to role"),
+        ("tokens: [\n", "not valid YAML at line 2"),
+        ("short: viewer\n", "entry 1: a token must be a string of at least 8 characters"),
+        ("a-long-token: root\n", "entry 1: unknown role 'root' (viewer, operator or admin)"),
+        (
+            "a-long-token: {role: admin, nick: x}\n",
+            "entry 1: unknown keys ['nick'] (role, name)",
+        ),
+    ],
+)
+def test_check_config_fails_for_a_tokens_file_missing_or_malformed(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    """The gRPC tokens file, read by the function the control plane reads it
+    with when it starts; the message names the entry, never the token."""
+    tokens = tmp_path / "tokens.yaml"
+    if content is not None:
+        tokens.write_text(content)
+    proc = check_config(write(tmp_path, TOKENS_CONFIG % tokens), {"APP_COOKIE": "set"})
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    assert f"\n  grpc.auth.tokens_file: {tokens}: {expected}" in proc.stderr
+    assert "a-long-token" not in proc.stderr
+
+
+def test_check_config_says_ok_for_a_well_formed_tokens_file(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("an-operator-token: operator\nan-admin-token: {role: admin, name: alice}\n")
+    proc = check_config(write(tmp_path, TOKENS_CONFIG % tokens), {"APP_COOKIE": "set"})
+    assert proc.returncode == 0, proc.stderr
+    assert ": ok" in proc.stdout
+    assert load_config(tmp_path / "beamside.yaml").grpc.tokens_file == tokens
+
+
+DISCOVERY = "  - discover: %s\n    cookie_env: APP_COOKIE\n    %s\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ("intervals: {metrics: 0s}", "intervals.metrics"),
+        ("intervals: {live: 0ms}", "intervals.live"),
+        ("otlp: {endpoint: 'http://o:4318', interval: 0s}", "otlp.interval"),
+        (
+            "alertmanager: {urls: ['http://a:9093'], resend_interval: 0s}",
+            "alertmanager.resend_interval",
+        ),
+        ("alertmanager: {urls: ['http://a:9093'], timeout: 0s}", "alertmanager.timeout"),
+        *(
+            (f"loki: {{url: 'http://l:3100', {key}: 0s}}", f"loki.{key}")
+            for key in ("batch_wait", "timeout", "min_backoff", "max_backoff", "spill_after")
+        ),
+        *(
+            (
+                "targets:\n"
+                + DISCOVERY
+                % ("dns", f"dns: {{name: shop.svc, node_name_template: 'a@{{ip}}', {key}: 0s}}"),
+                f"targets[1].dns.{key}",
+            )
+            for key in ("interval", "timeout")
+        ),
+        *(
+            (
+                "targets:\n"
+                + DISCOVERY
+                % (
+                    "kubernetes",
+                    "kubernetes: {label_selector: app=a, node_name_template: 'a@{ip}', "
+                    f"{key}: 0s}}",
+                ),
+                f"targets[1].kubernetes.{key}",
+            )
+            for key in ("interval", "timeout")
+        ),
+        *(
+            (f"alarms: {{{alarm}: {{{key}: 0s}}}}", f"alarms.{alarm}.{key}")
+            for alarm, key in (
+                ("binary_memory_growth", "window"),
+                ("disk_almost_full", "window"),
+                ("old_code", "age"),
+            )
+        ),
+    ],
+)
+def test_check_config_fails_for_a_duration_that_is_not_positive(
+    tmp_path: Path, section: str, path: str
+) -> None:
+    """Every duration key but an alarm's delay and hold (0s: none, their default)."""
+    if section.startswith("targets:"):
+        text = MINIMAL + section.removeprefix("targets:\n")
+    else:
+        text = f"{MINIMAL}{section}\n"
+    proc = check_config(write(tmp_path, text), {"APP_COOKIE": "set"})
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("  ")]
+    assert line.startswith(f"  {path}: must be "), line
+    assert line.endswith(("got '0s'", "got '0ms'")), line
