@@ -133,13 +133,13 @@ class CookieSource:
                 raise ValueError(problem)
             try:
                 raw = Path(self.reference).read_bytes()
-                value = raw.decode("utf-8", errors="replace").strip()
+                value = raw.decode("utf-8", errors="replace").strip(_COOKIE_SPACE)
             except OSError as exc:
                 raise ValueError(
                     f"cannot read cookie file {self.reference}: {exc.strerror}"
                 ) from None
         else:
-            value = os.environ.get(self.reference, "").strip()
+            value = os.environ.get(self.reference, "").strip(_COOKIE_SPACE)
             if not value:
                 raise ValueError(f"environment variable {self.reference} is empty or unset")
         if not value:
@@ -150,6 +150,9 @@ class CookieSource:
         return value
 
 
+# White space around a cookie, ignored (``str.strip()`` would also drop
+# characters ``erl`` refuses, such as \x1c-\x1f and non-ASCII spaces).
+_COOKIE_SPACE = " \t\r\n\f\v"
 _COOKIE_CHARACTERS = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\0": "a NUL"}
 
 

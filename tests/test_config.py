@@ -404,6 +404,8 @@ def test_check_config_fails_for_a_missing_cookie_file_or_an_unset_variable(
         (b"SECRET\x1b[0m", "control character 0x1b", 7),
         ("SECRETé".encode(), "a character outside printable ASCII", 7),
         (b"SECRET\xff", "a character outside printable ASCII", 7),
+        (b"SECRET\x1f\n", "control character 0x1f", 7),
+        ("SECRET\u00a0\n".encode(), "a character outside printable ASCII", 7),
     ],
 )
 def test_check_config_fails_for_a_cookie_file_erl_would_refuse(
