@@ -140,12 +140,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from .config import cookie_problems, load_config
+    from .config import load_config
 
-    config = load_config(args.file)
-    problems = cookie_problems(config)
-    if problems:
-        raise ConfigError(config.source, problems)
+    config = load_config(args.file, read_cookies=True)
     nodes = sum(len(t.nodes) for t in config.targets)
     print(
         f"{args.file}: ok — cluster {config.cluster!r}, {len(config.targets)} target(s), "

@@ -281,8 +281,10 @@ class ManagerConfig:
 class _Reader:
     """Walks the YAML tree, collecting problems with their key paths."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_cookies: bool = False) -> None:
         self.problems: list[str] = []
+        #: read every cookie now, as ``run`` does when it attaches (check-config)
+        self.read_cookies = read_cookies
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(f"{path}: {message}" if path else message)
@@ -424,13 +426,13 @@ _TOP_KEYS = frozenset(
 )
 
 
-def parse_config(data: object, source: str = "<config>") -> Config:
+def parse_config(data: object, source: str = "<config>", *, read_cookies: bool = False) -> Config:
     """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem.
 
     One reader per top-level section, always called in this order: the
     problems come out in it, and ``grpc.tls`` only complains about a missing
     file when nothing before it did."""
-    r = _Reader()
+    r = _Reader(read_cookies)
     top = r.mapping(data, "", set(_TOP_KEYS))
     if data is None or not isinstance(data, dict):
         if data is None:
@@ -557,7 +559,12 @@ def _target(r: _Reader, value: object, path: str) -> Target | None:
                 "file" if key == "cookie_file" else "env" if key == "cookie_env" else "inline"
             )
             cookie = CookieSource(kind, ref)
-            if kind == "file":
+            if r.read_cookies:
+                try:
+                    cookie.read()
+                except ValueError as exc:
+                    r.problem(_join(path, key), str(exc))
+            elif kind == "file":
                 problem = cookie_file_problem(ref)
                 if problem is not None:
                     r.problem(_join(path, key), problem)
@@ -624,23 +631,6 @@ def _tls(r: _Reader, value: object, path: str) -> TlsConfig | None:
         r.problem(path, str(exc))
         return None
     return tls
-
-
-def cookie_problems(config: Config) -> list[str]:
-    """What ``check-config`` adds to parsing: every target's cookie can be had
-    now, by the read ``run`` does when it attaches (the file exists, is private
-    and readable; the variable is set; the cookie is one line of printable
-    ASCII)."""
-    problems: list[str] = []
-    keys = {"file": "cookie_file", "env": "cookie_env", "inline": "cookie"}
-    for i, target in enumerate(config.targets):
-        source = target.cookie
-        key = keys[source.kind]
-        try:
-            source.read()
-        except ValueError as exc:
-            problems.append(f"targets[{i}].{key}: {exc}")
-    return problems
 
 
 def _discovery_section(
@@ -968,8 +958,11 @@ def _agents(r: _Reader, value: object) -> AgentsConfig:
     )
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def load_config(path: str | Path, *, read_cookies: bool = False) -> Config:
+    """Read and validate a YAML config file; with ``read_cookies``
+    (check-config) also every target's cookie, by the read ``run`` does when
+    it attaches (the file exists, is private and readable; the variable is
+    set; the cookie is one line of printable ASCII)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -982,7 +975,7 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
-    return parse_config(data, source)
+    return parse_config(data, source, read_cookies=read_cookies)
 
 
 def local_node_name(config: Config) -> NodeName | None:

@@ -763,3 +763,41 @@ def test_check_config_fails_for_a_duration_that_is_not_positive(
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("  ")]
     assert line.startswith(f"  {path}: must be "), line
     assert line.endswith(("got '0s'", "got '0ms'")), line
+
+
+def test_check_config_lists_every_problem_of_the_issue_at_once(tmp_path: Path) -> None:
+    """The cookies are read in the same pass as the rest is parsed: a mistake
+    elsewhere does not hide them, and each names its own target."""
+    open_to_all = tmp_path / "open"
+    open_to_all.write_text("c\n")
+    open_to_all.chmod(0o644)
+    nul = tmp_path / "nul"
+    nul.write_bytes(b"ab\0cd\n")
+    nul.chmod(0o400)
+    config = write(
+        tmp_path,
+        "cluster: prod\ntargets:\n"
+        "  - {nodes: [bad]}\n"
+        f"  - {{nodes: [a@h], cookie_file: {tmp_path / 'missing'}}}\n"
+        "  - {nodes: [b@h], cookie_env: APP_COOKIE}\n"
+        f"  - {{nodes: [c@h], cookie_file: {open_to_all}}}\n"
+        f"  - {{nodes: [d@h], cookie_file: {nul}}}\n"
+        "alarms:\n"
+        "  process_message_queue: {minor: 100000, major: 10}\n"
+        "  atom_limit: {minor: 1.5}\n",
+    )
+    proc = check_config(config)
+    assert proc.returncode == EXIT_CONFIG, proc.stdout
+    found = [line.strip() for line in proc.stderr.splitlines()[1:]]
+    assert [line.split(":")[0] for line in found] == [
+        "targets[0].nodes[0]",
+        "targets[0]",
+        "targets[1].cookie_file",
+        "targets[2].cookie_env",
+        "targets[3].cookie_file",
+        "targets[4].cookie_file",
+        "alarms.process_message_queue.major",
+        "alarms.atom_limit.minor",
+    ], found
+    assert "has mode 0644" in found[4] and "a NUL at character 3" in found[5]
+    assert len(problems(tmp_path, config.read_text())) == 5  # `run`: cookies read at attach
