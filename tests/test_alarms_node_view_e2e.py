@@ -186,8 +186,8 @@ def test_os_mon_alarms_still_used_when_memsup_and_disksup_run(
         [node],
         alertmanager,
         alarms={
-            "system_memory_high_watermark": {"minor": 0.99},
-            "disk_almost_full": {"minor": 99.9},
+            "system_memory_high_watermark": {"minor": 0.99, "major": 1.0},
+            "disk_almost_full": {"minor": 99.9, "major": 100},
         },
     )
     for name in ("system_memory_high_watermark", "disk_almost_full"):
