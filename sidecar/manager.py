@@ -476,7 +476,7 @@ class NodeManager:
             exc,
             count,
             delay,
-            extra={"node": node, "reason": reason, "attempts": count},
+            extra={"node": node, "reason": reason, "attempts": count, "retry_in": delay},
         )
         return delay
 

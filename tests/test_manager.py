@@ -4,6 +4,7 @@ reconnect schedule and its log lines (NodeRetry, clock and draws pinned)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -258,3 +259,91 @@ def test_the_first_attach_without_failures_is_not_a_run() -> None:
 def test_a_custom_policy() -> None:
     retry = NodeRetry(BackoffPolicy(1.0, 4.0, jitter=0.0), clock=Clock())
     assert [retry.failed("x")[0] for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+
+
+# ------------------------------------------------------------ with a real node
+
+
+def loud_lines(caplog: pytest.LogCaptureFixture, node: str) -> list[tuple[str, str]]:
+    """(level, message) of the manager's lines about ``node`` above DEBUG."""
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "sidecar.manager"
+        and getattr(r, "node", None) == node
+        and r.levelno > logging.DEBUG
+    ]
+
+
+async def test_a_node_killed_and_restarted_is_logged_per_state_change(
+    node_factory: NodeFactory, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sidecar.manager")
+    node = node_factory("otp25")
+    config = parse_config(
+        {
+            "cluster": "unit",
+            "node_name": "beamside-retry@127.0.0.1",
+            "targets": [{"nodes": [node.name], "cookie": node.cookie}],
+            "intervals": {"metrics": "1s"},
+        }
+    )
+    local = LocalNode(local_name_for(config), "unused", epmd_port=epmd_port)
+    mgr = NodeManager(config.manager_config(), local, healthy_after=2.0)
+    await mgr.start()
+    try:
+        await eventually(lambda: is_up(mgr, node.name), 20, "up")
+        assert loud_lines(caplog, node.name)[-1] == ("INFO", f"attached to {node.name}")
+        caplog.clear()
+
+        node.kill()
+
+        def failures() -> int:
+            status = mgr.status(node.name)
+            return sum(status.connect_failures.values()) if status is not None else 0
+
+        await eventually(lambda: failures() >= 6, 20, "six failures")
+        node.start()
+        await eventually(lambda: is_up(mgr, node.name), 20, "up again")
+        status = mgr.status(node.name)
+        assert status is not None and status.attaches == 2
+        total = sum(status.connect_failures.values())
+        # the connection's end, then EPMD not knowing the name: two states,
+        # two lines, however many attempts; then one line for the return
+        lines = loud_lines(caplog, node.name)
+        assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
+        assert "(down)" in lines[0][1] and "failure 1," in lines[0][1]
+        assert "(not_registered)" in lines[1][1] and "failure 2," in lines[1][1]
+        assert lines[2][1].startswith(f"{node.name} is up again after {total} attempts (")
+        debug = [
+            r
+            for r in caplog.records
+            if getattr(r, "node", None) == node.name and r.levelno == logging.DEBUG
+        ]
+        assert len([r for r in debug if getattr(r, "reason", None)]) == total - 2
+        # the waits grew while it was away, on the schedule (equal jitter)
+        waits = [getattr(r, "retry_in", 0.0) for r in caplog.records if hasattr(r, "retry_in")]
+        assert len(waits) == total and waits[0] <= RETRY_MIN
+        for n, wait in enumerate(waits):
+            scheduled = RETRY_MIN * RETRY_POLICY.factor**n
+            assert scheduled / 2 <= wait <= scheduled, (n, waits)
+
+        # healthy for healthy_after: the next loss is retried at once again
+        await asyncio_sleep_collecting(mgr, node.name, 3.0)
+        caplog.clear()
+        node.kill()
+        await eventually(lambda: failures() > total, 10, "the next loss")
+        first = next(r for r in caplog.records if hasattr(r, "retry_in"))
+        assert first.levelname == "WARNING" and getattr(first, "attempts", None) == 1
+        assert getattr(first, "retry_in", 1.0) <= RETRY_MIN
+    finally:
+        await mgr.stop()
+
+
+async def asyncio_sleep_collecting(mgr: NodeManager, node: str, seconds: float) -> None:
+    """Wait ``seconds`` and check the node collected all along."""
+    before = mgr.ticks_completed
+    deadline = time.monotonic() + seconds
+    await eventually(lambda: time.monotonic() >= deadline, seconds + 1, "the wait")
+    assert mgr.ticks_completed >= before + seconds - 2
+    assert is_up(mgr, node)
