@@ -29,8 +29,10 @@ from .errors import (
     DistTimeout,
     EpmdUnreachable,
     HostUnresolvable,
+    MemoryBudgetExceeded,
     NodeDown,
     NodeUnreachable,
+    PeerSilent,
     ProtocolError,
     RemoteProtocolError,
     TlsError,
@@ -38,6 +40,7 @@ from .errors import (
     TlsRequired,
 )
 from .handshake import ClientHandshake, HandshakeComplete
+from .limits import DEFAULT_DIST_LIMITS, DistLimits, MemoryBudget
 from .names import NodeName
 from .protocol import DistProtocol, Event, Tick
 from .tls import (
@@ -52,8 +55,10 @@ from .tls import (
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK: Final = 1 << 20
-DEFAULT_NET_TICKTIME: Final = 60.0
+READ_CHUNK: Final = 256 * 1024
+"""Largest read, and the stream's own buffer limit (it pauses reading at
+twice this): what a peer can make us hold outside :class:`DistProtocol`."""
+DEFAULT_NET_TICKTIME: Final = DEFAULT_DIST_LIMITS.net_ticktime
 
 EventHandler = Callable[["Connection", Event], None]
 LostHandler = Callable[["Connection", BaseException | None], None]
@@ -256,6 +261,19 @@ async def _handshake(
                 return replace(done, leftover=done.leftover + framing.rest())
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """``exc`` without its traceback, nor those of the exceptions chained to
+    it: their frames hold the bytes that were refused."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    exc.__context__ = None
+    return exc
+
+
 class Connection:
     """An established connection; its owner supplies the event handlers."""
 
@@ -267,12 +285,16 @@ class Connection:
         *,
         on_event: EventHandler,
         on_lost: LostHandler,
-        net_ticktime: float = DEFAULT_NET_TICKTIME,
+        net_ticktime: float | None = None,
+        limits: DistLimits = DEFAULT_DIST_LIMITS,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.peer_name = handshake.peer_name
         self.peer_flags = handshake.peer_flags
         self.peer_creation = handshake.peer_creation
-        self.protocol = DistProtocol()
+        self.protocol = DistProtocol(limits=limits, peer=self.peer_name, budget=budget)
+        if net_ticktime is None:
+            net_ticktime = limits.net_ticktime
         self._reader = reader
         self._writer = writer
         self._on_event = on_event
@@ -330,7 +352,8 @@ class Connection:
                 self._dispatch(self.protocol.receive_data(self._leftover))
                 self._leftover = b""
             while True:
-                data = await self._reader.read(READ_CHUNK)
+                # Never more than the budgets leave room for.
+                data = await self._reader.read(self.protocol.read_size(READ_CHUNK))
                 if not data:
                     error = NodeDown(f"{self.peer_name} closed the connection")
                     break
@@ -339,8 +362,13 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except ProtocolError as exc:
+            # Without its traceback: whoever keeps the error (a log record,
+            # a node-down callback) must not keep the refused frame alive.
+            error = _detached(exc)
             log.warning("protocol error from %s (%s side): %s", self.peer_name, exc.who, exc)
-            error = exc
+        except MemoryBudgetExceeded as exc:
+            error = _detached(exc)
+            log.warning("closing the connection to %s: %s", self.peer_name, exc)
         except (ConnectionError, OSError) as exc:
             error = NodeDown(f"connection to {self.peer_name} lost: {exc}")
         finally:
@@ -365,7 +393,10 @@ class Connection:
             now = time.monotonic()
             if now - self.last_received > self.net_ticktime:
                 self._shutdown(
-                    NodeDown(f"{self.peer_name} silent for more than {self.net_ticktime:g}s"),
+                    PeerSilent(
+                        f"{self.peer_name} silent for more than {self.net_ticktime:g}s "
+                        "(net_tick_timeout)"
+                    ),
                     hard=True,
                 )
                 return
@@ -381,6 +412,7 @@ class Connection:
         if self._closed:
             return
         self._closed = True
+        self.protocol.release()
         if hard:
             self._writer.transport.abort()
         else:

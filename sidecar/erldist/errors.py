@@ -47,6 +47,7 @@ class RemoteProtocolError(ProtocolError):
     """The peer sent bytes that break the protocol."""
 
     who: Blame = "remote"
+    metric_reason: ClassVar[str] = "protocol"
 
 
 class DecodeError(RemoteProtocolError):
@@ -63,6 +64,33 @@ class DecodeError(RemoteProtocolError):
 
 class EncodeError(LocalProtocolError, TypeError):
     """A Python value that has no (unambiguous) external term encoding."""
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame header declares more than ``max_frame`` bytes: refused from the
+    header, before any of the frame is buffered."""
+
+    metric_reason: ClassVar[str] = "frame_too_large"
+
+
+class InflationRefused(DecodeError):
+    """A compressed term would inflate beyond ``max_uncompressed`` or by more
+    than ``max_inflation_ratio``: refused before it is inflated."""
+
+    metric_reason: ClassVar[str] = "inflation"
+
+
+class BufferOverflow(RemoteProtocolError):
+    """More bytes from one peer wait to be parsed than ``max_buffered_per_peer``."""
+
+    metric_reason: ClassVar[str] = "buffer_overflow"
+
+
+class MemoryBudgetExceeded(DistError):
+    """Buffering this peer's bytes would push the whole process over
+    ``max_buffered_total``: this connection is closed, the others go on."""
+
+    metric_reason: ClassVar[str] = "memory_budget"
 
 
 class HandshakeError(DistError):
@@ -183,6 +211,13 @@ class NodeDown(DistError):
     """The connection to the peer was lost or closed."""
 
     metric_reason: ClassVar[str] = "down"
+
+
+class PeerSilent(NodeDown):
+    """The peer sent nothing, not even a tick, for ``net_ticktime`` (+ up to
+    25 %): Erlang's ``net_tick_timeout``."""
+
+    metric_reason: ClassVar[str] = "net_tick_timeout"
 
 
 class RpcError(DistError):

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .connection import DEFAULT_NET_TICKTIME, Connection, open_connection
+from .connection import Connection, open_connection
 from .errors import DistError, DistTimeout, LocalProtocolError, NodeDown, RpcError
 from .handshake import new_creation
+from .limits import DEFAULT_DIST_LIMITS, DistLimits, MemoryBudget
 from .names import NodeName, parse_node_name
 from .protocol import (
     AliasSend,
@@ -126,11 +127,14 @@ class LocalNode:
         name: str | NodeName,
         cookie: str,
         *,
-        net_ticktime: float = DEFAULT_NET_TICKTIME,
+        net_ticktime: float | None = None,
         connect_timeout: float = 10.0,
         epmd_port: int | None = None,
         tls: TlsConfig | None = None,
+        limits: DistLimits = DEFAULT_DIST_LIMITS,
     ) -> None:
+        """``limits`` is the ``distribution:`` config (memory budget and
+        net_ticktime); ``net_ticktime``, when given, overrides its own."""
         self.name = name if isinstance(name, NodeName) else parse_node_name(name)
         self.atom = Atom(str(self.name))
         self.creation = new_creation()
@@ -138,7 +142,10 @@ class LocalNode:
         self._cookies: dict[str, str] = {}
         self._tls = tls
         self._peer_tls: dict[str, TlsConfig] = {}
-        self.net_ticktime = net_ticktime
+        self.limits = limits
+        self.net_ticktime = limits.net_ticktime if net_ticktime is None else net_ticktime
+        self.memory = MemoryBudget(limits.max_buffered_total)
+        """Bytes buffered by all connections, against ``max_buffered_total``."""
         self.connect_timeout = connect_timeout
         self.epmd_port = epmd_port
         self._pid_ids = itertools.count(1)
@@ -256,6 +263,8 @@ class LocalNode:
             on_event=self._on_event,
             on_lost=self._on_lost,
             net_ticktime=self.net_ticktime,
+            limits=self.limits,
+            budget=self.memory,
         )
         self._conns[peer] = conn
         conn.start()

@@ -15,11 +15,18 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import DecodeError, RemoteProtocolError
+from .errors import (
+    BufferOverflow,
+    DecodeError,
+    FrameTooLarge,
+    InflationRefused,
+    MemoryBudgetExceeded,
+    RemoteProtocolError,
+)
+from .limits import DEFAULT_DIST_LIMITS, FRAME_HEADER, DistLimits, MemoryBudget
 from .term import Atom, Pid, Reference, decode_from, encode_into
 
 PASS_THROUGH: Final = 112
-DEFAULT_MAX_FRAME: Final = 1 << 30
 
 # Control message operations (erl_dist_protocol, "Protocol between Connected Nodes").
 LINK: Final = 1
@@ -176,14 +183,55 @@ Event = (
 
 
 class DistProtocol:
-    """Framing and control messages of one established connection."""
+    """Framing and control messages of one established connection.
 
-    def __init__(self, *, max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self.max_frame = max_frame
+    Memory stays within ``limits`` (:class:`~.limits.DistLimits`): a frame
+    header declaring more than ``max_frame`` is refused at once
+    (:class:`FrameTooLarge`), never more than ``max_buffered_per_peer``
+    bytes wait (:class:`BufferOverflow`), compressed terms are refused
+    before they inflate too far (:class:`InflationRefused`), and with a
+    shared ``budget`` the bytes waiting here count against the whole
+    process (:class:`MemoryBudgetExceeded`).  After any of these errors the
+    connection must be closed; :meth:`release` gives the budget back.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: DistLimits = DEFAULT_DIST_LIMITS,
+        max_frame: int | None = None,
+        peer: str = "peer",
+        budget: MemoryBudget | None = None,
+    ) -> None:
+        self.limits = limits
+        self.max_frame = limits.max_frame if max_frame is None else max_frame
+        self.max_buffered = max(limits.max_buffered_per_peer, self.max_frame + FRAME_HEADER)
+        self.peer = peer
+        self._decode_limits = limits.decode_limits()
+        self._budget = budget
+        self._accounted = 0  # bytes of _buf counted in the budget
         self._buf = bytearray()
-        self._want = 4  # bytes needed before the next parse can make progress
+        self._want = FRAME_HEADER  # bytes needed before the next parse can make progress
         self.bytes_in = 0
         self.frames_in = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet parsed."""
+        return len(self._buf)
+
+    def read_size(self, chunk: int) -> int:
+        """How much the transport may read next (at most ``chunk``) without
+        going over the per-connection or the process budget."""
+        room = self.max_buffered - len(self._buf)
+        if self._budget is not None:
+            room = min(room, self._budget.available + self._accounted - len(self._buf))
+        return max(1, min(chunk, room))
+
+    def release(self) -> None:
+        """The connection is gone: give its bytes back to the budget."""
+        self._buf.clear()
+        self._account()
 
     # -- receiving
 
@@ -193,23 +241,53 @@ class DistProtocol:
         self.bytes_in += len(data)
         events: list[Event] = []
         buf = self._buf
-        while len(buf) >= self._want:
-            (n,) = _u32.unpack_from(buf)
-            if n == 0:
-                del buf[:4]
-                events.append(Tick())
-                continue
-            if n > self.max_frame:
-                raise RemoteProtocolError(f"frame of {n} bytes exceeds the {self.max_frame} limit")
-            if len(buf) < 4 + n:
-                self._want = 4 + n
-                break
-            frame = bytes(buf[4 : 4 + n])
-            del buf[: 4 + n]
-            self._want = 4
-            self.frames_in += 1
-            events.append(self._parse_frame(frame))
+        try:
+            # The transport reads at most read_size(): this only trips when
+            # a caller feeds more than that.
+            if len(buf) > self.max_buffered:
+                raise BufferOverflow(
+                    f"{len(buf)} bytes from {self.peer} wait to be parsed; the limit "
+                    f"(distribution.max_buffered_per_peer) is {self.max_buffered}"
+                )
+            while len(buf) >= self._want:
+                (n,) = _u32.unpack_from(buf)
+                if n == 0:
+                    del buf[:FRAME_HEADER]
+                    events.append(Tick())
+                    continue
+                if n > self.max_frame:
+                    raise FrameTooLarge(
+                        f"{self.peer} declared a frame of {n} bytes; "
+                        f"the limit (distribution.max_frame) is {self.max_frame}"
+                    )
+                if len(buf) < FRAME_HEADER + n:
+                    self._want = FRAME_HEADER + n
+                    break
+                frame = bytes(buf[FRAME_HEADER : FRAME_HEADER + n])
+                del buf[: FRAME_HEADER + n]
+                self._want = FRAME_HEADER
+                self.frames_in += 1
+                events.append(self._parse_frame(frame))
+            self._account()
+        except BaseException:
+            self.release()
+            raise
         return events
+
+    def _account(self) -> None:
+        if self._budget is None:
+            return
+        wanted = len(self._buf)
+        if not self._budget.resize(self._accounted, wanted):
+            self._budget.resize(self._accounted, 0)
+            self._accounted = 0
+            self._buf.clear()
+            raise MemoryBudgetExceeded(
+                f"buffering {wanted} bytes from {self.peer} would exceed the process "
+                f"budget (distribution.max_buffered_total: {self._budget.limit}, "
+                f"{self._budget.used} in use by other connections)"
+            )
+        self._accounted = wanted
 
     def _parse_frame(self, frame: bytes) -> Event:
         if frame[0] != PASS_THROUGH:
@@ -217,14 +295,19 @@ class DistProtocol:
                 f"frame starts with {frame[0]}, not pass-through (112): "
                 "the peer uses a header we did not negotiate"
             )
+        limits = self._decode_limits
         try:
-            control, pos = decode_from(frame, 1)
+            control, pos = decode_from(frame, 1, limits)
             message: Any = None
             has_payload = pos < len(frame)
             if has_payload:
-                message, pos = decode_from(frame, pos)
+                message, pos = decode_from(frame, pos, limits)
                 if pos != len(frame):
                     raise DecodeError("trailing bytes after the payload", pos)
+        except InflationRefused as exc:
+            raise InflationRefused(
+                f"{self.peer} sent a compressed term over budget: {exc}"
+            ) from None
         except DecodeError as exc:
             raise DecodeError(f"bad term in distribution frame: {exc}") from None
         if not isinstance(control, tuple) or not control or type(control[0]) is not int:

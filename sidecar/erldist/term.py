@@ -42,7 +42,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
-from .errors import DecodeError, EncodeError
+from .errors import DecodeError, EncodeError, InflationRefused
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -219,11 +219,17 @@ class DecodeLimits:
     """Nesting of containers; below the interpreter's recursion limit."""
     max_uncompressed: int = 512 * 1024 * 1024
     """Largest declared size of a compressed term's inflated form."""
+    max_inflation_ratio: float | None = None
+    """Largest declared inflated size over the compressed bytes that follow
+    (None: no ratio check); a peer's zip bomb is refused before inflating."""
     max_big_bytes: int = 1 << 20
     """Largest bignum in bytes (~2.5 million decimal digits)."""
 
 
 DEFAULT_LIMITS: Final = DecodeLimits()
+
+_INFLATION_FLOOR: Final = 1 << 16
+"""A term this small inflated passes whatever its ratio (tiny terms compress well)."""
 
 _TRUE: Final = Atom("true")
 _FALSE: Final = Atom("false")
@@ -688,7 +694,17 @@ def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Ter
     (size,) = _u32(data, pos)
     pos += 4
     if size > limits.max_uncompressed:
-        raise DecodeError(f"compressed term declares {size} bytes (limit exceeded)", pos)
+        raise InflationRefused(
+            f"compressed term declares {size} bytes inflated (limit {limits.max_uncompressed})",
+            pos,
+        )
+    ratio = limits.max_inflation_ratio
+    if ratio is not None and size > max(ratio * (len(data) - pos), _INFLATION_FLOOR):
+        raise InflationRefused(
+            f"compressed term declares {size} bytes inflated from at most "
+            f"{len(data) - pos} (ratio limit {ratio:g})",
+            pos,
+        )
     inflater = zlib.decompressobj()
     try:
         # max_length caps the work at the declared size: no zip bomb.
@@ -698,6 +714,10 @@ def _decode_compressed(data: bytes, pos: int, limits: DecodeLimits) -> tuple[Ter
     if len(plain) != size or not inflater.eof:
         raise DecodeError(f"compressed term inflates to {len(plain)} bytes, declared {size}", pos)
     consumed = len(data) - pos - len(inflater.unused_data)
+    if ratio is not None and size > max(ratio * consumed, _INFLATION_FLOOR):
+        raise InflationRefused(
+            f"compressed term inflates {consumed} bytes to {size} (ratio limit {ratio:g})", pos
+        )
     value, inner = _decode_one(_Decoder(plain, size, limits), 0)
     if inner != size:
         raise DecodeError("trailing bytes inside compressed term", pos)

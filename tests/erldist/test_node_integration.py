@@ -19,6 +19,7 @@ from sidecar.erldist.errors import (
     NodeNotRegistered,
     RpcError,
 )
+from sidecar.erldist.limits import DistLimits
 from sidecar.erldist.node import Down, LocalNode, charlist
 from sidecar.erldist.term import Atom, Charlist, Pid
 from tests.conftest import NodeFactory
@@ -206,12 +207,18 @@ async def test_silent_peer_detected_by_our_ticktime(
         await local.close()
 
 
-async def test_large_replies_intact(any_node: ErlangNode, local: LocalNode) -> None:
-    blob = await local.rpc(any_node.name, "binary", "copy", [b"\x01\x02\xff", 3_500_000])
-    assert len(blob) == 10_500_000 and blob[:6] == b"\x01\x02\xff\x01\x02\xff"
-    seq = await local.rpc(any_node.name, "lists", "seq", [1, 1_000_000], timeout=30)
-    assert len(seq) == 1_000_000 and seq[0] == 1 and seq[-1] == 1_000_000
-    assert sum(seq) == 1_000_000 * 1_000_001 // 2
+async def test_large_replies_intact(any_node: ErlangNode, cookie: str, epmd_port: int) -> None:
+    # 10.5 MB is over the 8 MiB default max_frame: configured up (issue 14).
+    limits = DistLimits(max_frame=16 << 20, max_buffered_per_peer=32 << 20)
+    local = LocalNode("beamside-large@127.0.0.1", cookie, epmd_port=epmd_port, limits=limits)
+    try:
+        blob = await local.rpc(any_node.name, "binary", "copy", [b"\x01\x02\xff", 3_500_000])
+        assert len(blob) == 10_500_000 and blob[:6] == b"\x01\x02\xff\x01\x02\xff"
+        seq = await local.rpc(any_node.name, "lists", "seq", [1, 1_000_000], timeout=30)
+        assert len(seq) == 1_000_000 and seq[0] == 1 and seq[-1] == 1_000_000
+        assert sum(seq) == 1_000_000 * 1_000_001 // 2
+    finally:
+        await local.close()
 
 
 async def test_rpc_errors_and_timeouts(otp25_node: ErlangNode, local: LocalNode) -> None:

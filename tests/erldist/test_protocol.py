@@ -109,7 +109,7 @@ def test_builders_round_trip_through_parser() -> None:
 def test_large_frame_in_chunks_is_parsed_once() -> None:
     big = b"x" * 10_000_000
     data = frame((22, THEM, US), big)
-    proto = DistProtocol()
+    proto = DistProtocol(max_frame=16 << 20)  # over the 8 MiB default
     events: list[Any] = []
     for i in range(0, len(data), 65536):
         events.extend(proto.receive_data(data[i : i + 65536]))
