@@ -36,6 +36,7 @@ from .discovery.config import DnsDiscoveryConfig as DnsDiscoveryConfig
 from .discovery.config import KubernetesDiscoveryConfig as KubernetesDiscoveryConfig
 from .discovery.sharding import MAX_SHARDS
 from .erldist.errors import TlsConfigError
+from .erldist.limits import DistLimits
 from .erldist.names import NodeName, parse_node_name
 from .erldist.tls import SNI_DISABLE, VERIFY_MODES, TlsConfig
 from .loki.config import LokiConfig as LokiConfig
@@ -255,6 +256,7 @@ class Config:
     sharding: ShardingConfig = ShardingConfig()
     loki: LokiConfig | None = None
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    distribution: DistLimits = field(default_factory=DistLimits)
     source: str = "<config>"
 
     @property
@@ -422,6 +424,7 @@ _TOP_KEYS = frozenset(
         "sharding",
         "loki",
         "agents",
+        "distribution",
     }
 )
 
@@ -455,6 +458,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
     sharding = _sharding(r, top.get("sharding"))
     loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
     agents = _agents(r, top.get("agents"))
+    distribution = _distribution(r, top.get("distribution"))
     if r.problems:
         raise ConfigError(source, r.problems)
     return Config(
@@ -472,6 +476,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
         sharding=sharding,
         loki=loki,
         agents=agents,
+        distribution=distribution,
         source=source,
     )
 
@@ -947,6 +952,43 @@ def _loki(r: _Reader, value: object) -> LokiConfig | None:
     except (TypeError, ValueError) as exc:
         r.problem(path, str(exc))
         return None
+
+
+def _distribution(r: _Reader, value: object) -> DistLimits:
+    """The memory budget of distribution connections and net_ticktime (issue 14)."""
+    path = "distribution"
+    sizes = {"max_frame", "max_uncompressed", "max_buffered_per_peer", "max_buffered_total"}
+    m = r.mapping(value, path, sizes | {"max_inflation_ratio", "net_ticktime"})
+    settings: dict[str, Any] = {}
+    for key in sorted(sizes):
+        if key in m:
+            settings[key] = r.convert(m, key, path, _positive_bytes, None)
+    if "max_inflation_ratio" in m:
+        settings["max_inflation_ratio"] = r.convert(
+            m, "max_inflation_ratio", path, _ratio_at_least_1, None
+        )
+    if "net_ticktime" in m:
+        settings["net_ticktime"] = r.convert(m, "net_ticktime", path, _positive_interval(1), None)
+    if any(v is None for v in settings.values()):
+        return DistLimits()  # a conversion failed: already reported
+    try:
+        return DistLimits(**settings)
+    except ValueError as exc:
+        r.problem(path, str(exc))
+        return DistLimits()
+
+
+def _positive_bytes(value: Any) -> int:
+    size = parse_bytes(value)
+    if size <= 0:
+        raise ValueError(f"expected a positive size, got {value!r}")
+    return size
+
+
+def _ratio_at_least_1(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+        raise ValueError(f"expected a number of at least 1, got {value!r}")
+    return float(value)
 
 
 def _agents(r: _Reader, value: object) -> AgentsConfig:

@@ -16,7 +16,9 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import yaml
 
+from sidecar.config import ConfigError, parse_config
 from sidecar.erldist.errors import (
     BufferOverflow,
     DistError,
@@ -364,3 +366,47 @@ async def test_real_node_keeps_answering_during_an_attack(
     assert latencies[len(latencies) // 2] < 0.1 and latencies[-1] < 1.0, latencies
     assert peak_rss() - before < 100 * MiB
     assert local.memory.used < MiB
+
+
+# ------------------------------------------------------------------ config
+
+CONFIG = """
+cluster: prod
+targets:
+  - nodes: [app@127.0.0.1]
+    cookie_env: APP_COOKIE
+"""
+
+
+def test_distribution_config_defaults_and_sizes() -> None:
+    assert parse_config(yaml.safe_load(CONFIG)).distribution == DistLimits()
+    text = CONFIG + (
+        "distribution: {max_frame: 2MiB, max_inflation_ratio: 50, max_uncompressed: 16MiB,\n"
+        "  max_buffered_per_peer: 4MiB, max_buffered_total: 64MiB, net_ticktime: 20s}\n"
+    )
+    limits = parse_config(yaml.safe_load(text)).distribution
+    assert limits == DistLimits(
+        max_frame=2 * MiB,
+        max_inflation_ratio=50,
+        max_uncompressed=16 * MiB,
+        max_buffered_per_peer=4 * MiB,
+        max_buffered_total=64 * MiB,
+        net_ticktime=20,
+    )
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("{max_frame: lots}", "distribution.max_frame: expected a size"),
+        ("{max_frame: 0}", "distribution.max_frame: expected a positive size"),
+        ("{max_inflation_ratio: 0.5}", "distribution.max_inflation_ratio: expected a number"),
+        ("{net_ticktime: 60}", "distribution.net_ticktime: duration 60 needs a unit"),
+        ("{colour: blue}", "distribution.colour: unknown key"),
+        ("{max_frame: 32MiB}", "distribution: max_buffered_per_peer (16777216) must hold"),
+    ],
+)
+def test_distribution_config_problems_name_the_key(section: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(yaml.safe_load(CONFIG + f"distribution: {section}\n"))
+    assert any(p.startswith(problem) for p in info.value.problems), info.value.problems
