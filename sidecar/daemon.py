@@ -45,7 +45,12 @@ class Daemon:
     ) -> None:
         self.config = config
         # The default cookie is never used: every target brings its own.
-        self.local = LocalNode(local_name_for(config), "unused-default", epmd_port=epmd_port)
+        self.local = LocalNode(
+            local_name_for(config),
+            "unused-default",
+            epmd_port=epmd_port,
+            limits=config.distribution,  # memory budget and net_ticktime (issue 14)
+        )
         self.alarms = AlarmEngine(config.cluster)
         self.checker = AlarmChecker(
             self.alarms,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .agents.terms import text
+from .erldist.limits import DEFAULT_DIST_LIMITS, DistLimits
 from .erldist.names import default_local_name, parse_node_name
 from .erldist.node import LocalNode
 from .erldist.term import Atom
@@ -90,12 +91,18 @@ async def read_summary(local: LocalNode, node: str, *, timeout: float = 10.0) ->
 
 
 async def probe(
-    node: str, cookie: str, *, timeout: float = 10.0, tls: TlsConfig | None = None
+    node: str,
+    cookie: str,
+    *,
+    timeout: float = 10.0,
+    tls: TlsConfig | None = None,
+    limits: DistLimits = DEFAULT_DIST_LIMITS,
 ) -> ProbeResult:
     """Connect to ``node`` as a throwaway hidden node (over TLS when ``tls``
-    is given) and read its summary, all within ``timeout`` seconds."""
+    is given) and read its summary, all within ``timeout`` seconds; the
+    connection holds to ``limits`` (the config's ``distribution:``)."""
     peer = parse_node_name(node)
-    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie, tls=tls)
+    local = LocalNode(default_local_name(peer, "beamside-probe"), cookie, tls=tls, limits=limits)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
