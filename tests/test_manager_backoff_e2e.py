@@ -10,7 +10,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from prometheus_client import generate_latest
@@ -156,3 +156,83 @@ async def test_a_garbage_peer_backs_off_logs_once_and_spares_a_real_node(
     assert not late, late
     assert real.collect_errors == 0
     assert time.monotonic() - started < WINDOW + 20
+
+
+#: what each misbehaviour is counted as: the error that ended the attempt
+HOSTILE_REASONS: Final = {
+    Mode.REFUSE: "handshake",  # closed before the handshake's first answer
+    Mode.BAD_HANDSHAKE: "protocol",
+    Mode.HUGE_FRAME: "frame_too_large",
+    Mode.COMPRESSED_BOMB: "inflation",
+}
+
+
+async def test_each_misbehaviour_its_own_reason_one_line_and_the_schedule(
+    otp25_node: ErlangNode,
+    cookie: str,
+    epmd_port: int,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sidecar.manager")
+    window = 10.0
+    peers = [HostilePeer(mode, cookie, epmd_port=epmd_port).start() for mode in HOSTILE_REASONS]
+    try:
+        config = parse_config(
+            {
+                "cluster": "e2e",
+                "node_name": "beamside-hostile@127.0.0.1",
+                "targets": [
+                    {"nodes": [otp25_node.name, *(p.node_name for p in peers)], "cookie": cookie}
+                ],
+                "intervals": {"metrics": f"{INTERVAL:g}s"},
+            }
+        )
+        local = LocalNode(local_name_for(config), "unused", epmd_port=epmd_port)
+        hooks = Hooks()
+        manager = NodeManager(config.manager_config(), local, hooks=hooks)
+        await manager.start()
+        try:
+            await eventually(lambda: all(p.accepted for p in peers), 10, "every peer tried")
+            await eventually(
+                lambda: time.monotonic() >= max(p.accept_times[0] for p in peers) + window,
+                window + 5,
+                "the window",
+            )
+            statuses = {p.mode: manager.status(p.node_name) for p in peers}
+            accepted = {p.mode: len(p.accept_times) for p in peers}
+            seen_at = time.monotonic()
+            real = manager.status(otp25_node.name)
+        finally:
+            await manager.stop()
+    finally:
+        for p in peers:
+            p.stop()
+
+    for peer in peers:
+        status = statuses[peer.mode]
+        reason = HOSTILE_REASONS[peer.mode]
+        assert status is not None and set(status.connect_failures) == {reason}, (
+            peer.mode,
+            status,
+        )
+        # no more attempts than the schedule allows with the shortest draws
+        attempts = sum(status.connect_failures.values())
+        elapsed = seen_at - peer.accept_times[0]
+        assert attempts <= attempts_within(elapsed, [d / 2 for d in scheduled_delays(30)])
+        assert attempts >= attempts_within(elapsed, [d + SLACK for d in scheduled_delays(30)]) - 1
+        # one connection per attempt; a peer that closes without a word is
+        # asked once more whether it speaks TLS (connection.py's probe)
+        per_attempt = 2 if peer.mode is Mode.REFUSE else 1
+        assert attempts <= accepted[peer.mode] <= per_attempt * (attempts + 1), peer
+        loud = [
+            (r.levelname, getattr(r, "reason", None))
+            for r in caplog.records
+            if r.name == "sidecar.manager"
+            and getattr(r, "node", None) == peer.node_name
+            and r.levelno >= logging.WARNING
+        ]
+        assert loud == [("WARNING", reason)], (peer.mode, loud)
+    assert real is not None and real.state is NodeState.UP and real.attaches == 1
+    times = hooks.snapshots[otp25_node.name]
+    late = [b - a for a, b in itertools.pairwise(times) if b - a > INTERVAL * 1.5]
+    assert not late, late
