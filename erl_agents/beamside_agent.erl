@@ -97,6 +97,13 @@
 %%%        `env' section's text and the printed SASL alarms; beamside_sysmon's
 %%%        table is protected (other processes' writes go through it) and
 %%%        its config views hold redacted texts only.
+%%%     7  a crash loses no event: batches are {beamside_events, Node, Seq,
+%%%        Events, Dropped, Session} and kept until the sidecar acknowledges
+%%%        them ({beamside_events_ack, Sidecar, Session, Seq}); a sidecar
+%%%        gone without detaching keeps its handler and retention for a grace
+%%%        period (events grace_s, 120) and gets them again first when it
+%%%        attaches again; drop reason retain_overflow (events retain_events,
+%%%        retain_bytes); busy_dist / noconnect no longer drop.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -136,7 +143,9 @@
 %%%   process, tied to the sidecar: it monitors SidecarNode (which must be
 %%%   connected already: no connection attempt is made) and, when the last
 %%%   sidecar that attached is gone (nodedown) or on detach/0, it removes
-%%%   everything it installed and exits.  A second sidecar attaching adds
+%%%   everything it installed and exits (after a nodedown of a sidecar that
+%%%   wanted events: once the forwarder's grace period is over, see
+%%%   beamside_events).  A second sidecar attaching adds
 %%%   itself to the watched set.  What it holds:
 %%%     * the system monitor, ONLY if erlang:system_monitor() is `undefined'
 %%%       (it is one VM-wide slot); otherwise the snapshot says
@@ -170,9 +179,11 @@
 %%%       batching, rate limits and the shell detection), which installs
 %%%       the logger handler `beamside' (beamside_logger) and, when lager
 %%%       runs, the lager backend beamside_lager, and sends this sidecar
-%%%       {beamside_events, Node, Seq, [Event], #{Reason => Dropped}} at its
-%%%       registered name beamside_events (send with nosuspend and
-%%%       noconnect: never blocking; what cannot go is counted as dropped).
+%%%       {beamside_events, Node, Seq, [Event], #{Reason => Dropped}, Session}
+%%%       at its registered name beamside_events (send with nosuspend and
+%%%       noconnect: never blocking), kept until the sidecar acknowledges
+%%%       them, bounded (see beamside_events: acknowledgement, retention,
+%%%       the grace period after a sidecar crash).
 %%%       Per sidecar (a second attach of the same sidecar replaces them;
 %%%       one without any of these keys takes it out of the stream):
 %%%         logs => #{level => Level | none (warning), max_bytes (8192),
@@ -182,13 +193,15 @@
 %%%         sysmon_events_rate => integer()  (10 per s, node-wide)
 %%%         events => #{max_rate (2000 per s), batch_size (500), batch_ms
 %%%                     (200), batch_bytes (262144), max_queue (5000),
-%%%                     shell_poll_ms (1000), shell_scan_s (0)}  (node-wide)
+%%%                     shell_poll_ms (1000), shell_scan_s (0),
+%%%                     retain_events (50000), retain_bytes (33554432),
+%%%                     grace_s (120)}  (node-wide)
 %%%       The handler's level is the most verbose level any sidecar asked
 %%%       for (each sidecar gets its own level and up); logger's primary
 %%%       level is left alone (events below it reach no handler).  When the
-%%%       last sidecar that wants events goes (nodedown, detach, or an
-%%%       attach without event options), the handler and the backend are
-%%%       removed and the forwarder exits; if the forwarder is killed, the
+%%%       last sidecar that wants events goes (detach, an attach without
+%%%       event options, or grace_s after its nodedown), the handler and the
+%%%       backend are removed and the forwarder exits; if the forwarder is killed, the
 %%%       handler and the backend remove themselves at their next event
 %%%       (and the watchdog removes them).
 %%%   Cost: one process, one small ETS table, a message per system monitor
@@ -408,7 +421,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 6).
+-define(VERSION, 7).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

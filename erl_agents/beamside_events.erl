@@ -11,16 +11,16 @@
 %%% (beamside_logger) and the lager backend (beamside_lager).  It sends the
 %%% sidecars batches of events:
 %%%
-%%%   {beamside_events, Node, Seq, Events, Dropped}
+%%%   {beamside_events, Node, Seq, Events, Dropped, Session}
 %%%
 %%% to the registered name beamside_events on each sidecar node that asked
 %%% for events, with erlang:send(Dest, Msg, [nosuspend, noconnect]): it never
-%%% blocks on a slow or gone sidecar; a batch that cannot go (`nosuspend':
-%%% the dist buffer is busy, `noconnect') is dropped and its events counted
-%%% (`busy_dist', `noconnect').  Seq counts batches per sidecar from 1 (a gap
-%%% is a dropped batch).  Dropped is #{Reason => Count}: the drops since the
-%%% last batch that reached that sidecar (a count is reported again until a
-%%% batch carrying it went out).  Events is a list of maps, oldest first:
+%%% blocks on a slow or gone sidecar.  Session is an integer made when this
+%%% process starts (unique on this node, across restarts too); Seq counts
+%%% batches per sidecar from 1, so {Node, Session, Seq} names a batch.
+%%% Dropped is #{Reason => Count}: the drops since the previous batch (a
+%%% count evicted with its batch is reported again).  Events is a list of
+%%% maps, oldest first:
 %%%
 %%%   logs (kind => log): see beamside_logger (source => logger) and
 %%%     beamside_lager (source => lager).
@@ -41,6 +41,38 @@
 %%%   the `code_events' collect section instead (code_events/2 below), and
 %%%   application environment changes through `config_events'
 %%%   (config_events/2 below).
+%%%
+%%% Acknowledgement and retention (nothing lost when a sidecar crashes):
+%%% every batch is kept, per sidecar, until that sidecar acknowledges it with
+%%%
+%%%   {beamside_events_ack, SidecarNode, Session, Seq}
+%%%
+%%% sent to the registered name beamside_events on this node: every batch
+%%% of that sidecar up to Seq is forgotten (the sidecar sends it once the
+%%% batch is durable on its side: fsynced in its spool or accepted by Loki).
+%%% Batches go in Seq order and a batch is never sent before an older one
+%%% went: a send that finds the distribution buffer busy (`nosuspend')
+%%% leaves the batch and the ones after it waiting; they are tried again
+%%% 10 ms later.  Retention is bounded per sidecar: retain_events events
+%%% (50,000) and retain_bytes (32 MiB, message bytes + 200 per event);
+%%% beyond it the oldest batches are dropped: those never sent are counted
+%%% (`retain_overflow', reported with the next batch); a sent one the
+%%% sidecar does not have is a gap in Seq it sees: never silent.
+%%%
+%%% Sidecar gone (nodedown, e.g. SIGKILL): beamside_sysmon tells us
+%%% (sidecar_down/1) and stays while we run; the logger handler and lager
+%%% backend stay installed and that sidecar's events are still captured
+%%% into its retention for grace_s seconds (120).  When the same sidecar
+%%% node attaches again within that time (configure/2), the batches it had
+%%% not acknowledged are sent again first, in order, then the new ones; the
+%%% sidecar drops those it had already made durable ({Node, Session, Seq}).
+%%% After grace_s with no return, the sidecar is forgotten; when it was the
+%%% last one we stop and terminate/2 removes everything, then
+%%% beamside_sysmon stops and its watchdog removes the modules: no residue
+%%% after a sidecar crash once the grace period is over (the compromise
+%%% between the guide's "no residue" and "a crash loses nothing"; grace_s 0
+%%% removes everything at once, as before).  A clean detach (or an attach
+%%% without event options) removes the sidecar at once, retention included.
 %%%
 %%% Batching: a batch goes when batch_size events are buffered, batch_bytes
 %%% of text are buffered, or batch_ms after the first buffered event; a batch
@@ -86,13 +118,14 @@
 %%%   sysmon_events_rate => integer()   (10 per s)
 %%%   events => #{max_rate (2000 per s), batch_size (500), batch_ms (200),
 %%%               batch_bytes (262144), max_queue (5000), shell_poll_ms
-%%%               (1000), shell_scan_s (0)}
+%%%               (1000), shell_scan_s (0), retain_events (50000),
+%%%               retain_bytes (33554432), grace_s (120)}
 %%% ===========================================================================
 -module(beamside_events).
 -behaviour(gen_server).
 
--export([start_link/0, configure/2, remove_sidecar/1, stop/0, wants_events/1,
-         sysmon_event/3]).
+-export([start_link/0, configure/2, remove_sidecar/1, sidecar_down/1, stop/0,
+         wants_events/1, sysmon_event/3]).
 -export([code_events/2, config_events/2, discover_shells/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -108,6 +141,7 @@
 -define(ENV_TEXT_CHARS, 1000).
 -define(EXPR_WORDS, 20000).
 -define(EXPR_BYTES, 8192).
+-define(PUMP_MS, 10).
 -define(EVENT_KEYS, [logs, shell_events, sysmon_events, sysmon_events_rate, events]).
 
 -record(sc, {level = none :: atom(),
@@ -116,12 +150,27 @@
              seq = 0 :: non_neg_integer(),
              %% cumulative drops already reported to this sidecar
              reported = #{} :: #{atom() => non_neg_integer()},
-             %% cumulative drops of this sidecar only (failed sends)
+             %% cumulative drops of this sidecar only (retention overflow)
              own = #{} :: #{atom() => non_neg_integer()},
              %% monotonic ms of the last batch sent (undefined: none yet)
-             last_report = undefined :: undefined | integer()}).
+             last_report = undefined :: undefined | integer(),
+             %% connected (false: gone, within its grace period)
+             up = true :: boolean(),
+             grace = undefined :: undefined | reference(),
+             %% retained batches, oldest first: sent and not acknowledged,
+             %% then not sent yet (in order: a batch never overtakes one)
+             sent = queue:new() :: queue:queue(batch()),
+             unsent = queue:new() :: queue:queue(batch()),
+             rn = 0 :: non_neg_integer(),
+             rbytes = 0 :: non_neg_integer(),
+             %% a `pump' message is on its way (a send found the buffer busy)
+             retry = false :: boolean()}).
+
+-type batch() :: {Seq :: pos_integer(), Msg :: tuple(), Events :: non_neg_integer(),
+                  Bytes :: non_neg_integer(), Dropped :: map()}.
 
 -record(s, {parent :: pid(),
+            session :: pos_integer(),
             sidecars = #{} :: #{node() => #sc{}},
             log_cfg = #{} :: map(),
             ev_cfg = #{} :: map(),
@@ -162,6 +211,15 @@ start_link() ->
 configure(Sidecar, Opts) ->
     try gen_server:call(?NAME, {configure, Sidecar, maps:with(?EVENT_KEYS, Opts)}, 5000)
     catch exit:{Why, _} -> {error, beamside_agent:reason(Why)}
+    end.
+
+%% The sidecar's connection is gone (nodedown): keep its events for its
+%% grace period (see the module header).
+-spec sidecar_down(node()) -> ok.
+sidecar_down(Sidecar) ->
+    case whereis(?NAME) of
+        undefined -> ok;
+        Pid -> Pid ! {sidecar_down, Sidecar}, ok
     end.
 
 -spec remove_sidecar(node()) -> ok.
@@ -212,7 +270,10 @@ init(Parent) ->
     Long = Now - 86400000,                  % monotonic time may be negative
     erlang:send_after(?TICK_MS, self(), tick),
     %% The buckets start full (capped to the rate at the first take).
-    {ok, #s{parent = Parent, drops = beamside_logger:new_drops(),
+    %% Unique per forwarder run, also across node restarts (the clock moved).
+    Session = erlang:system_time(microsecond) * 1024
+        + erlang:unique_integer([positive]) rem 1024,
+    {ok, #s{parent = Parent, session = Session, drops = beamside_logger:new_drops(),
             bucket = {1.0e9, Now}, sys_bucket = {1.0e9, Now},
             lager_failed = Long, last_scan = Long, last_poll = Long}}.
 
@@ -225,7 +286,7 @@ handle_call({configure, Sidecar, Opts}, _From, #s{sidecars = Scs} = St) ->
                 L when is_atom(L) -> valid_level(L);
                 _ -> warning
             end,
-    Sc0 = maps:get(Sidecar, Scs, #sc{}),
+    Sc0 = back_up(maps:get(Sidecar, Scs, #sc{})),
     Sc = Sc0#sc{level = Level,
                 shell = maps:get(shell_events, Opts, true) =:= true,
                 sysmon = maps:get(sysmon_events, Opts, false) =:= true},
@@ -241,7 +302,9 @@ handle_call({configure, Sidecar, Opts}, _From, #s{sidecars = Scs} = St) ->
     St1 = St#s{sidecars = Scs#{Sidecar => Sc}, log_cfg = LogCfg, ev_cfg = EvCfg,
                sysmon_rate = SysRate},
     St2 = install(monitor_nodes(St1)),
-    {reply, ok, St2};
+    %% A sidecar back within its grace period: what it has not acknowledged
+    %% goes again first, in order.
+    {reply, ok, pump_all(St2)};
 handle_call(_Other, _From, St) ->
     {reply, {error, unknown_call}, St}.
 
@@ -260,14 +323,26 @@ handle_info(flush, St) ->
 handle_info(tick, St) ->
     erlang:send_after(?TICK_MS, self(), tick),
     St1 = shells(ensure_installed(St)),
-    {noreply, report_drops(flush(St1))};
+    {noreply, pump_all(report_drops(flush(St1)))};
+handle_info(pump, #s{sidecars = Scs} = St) ->
+    {noreply, pump_all(St#s{sidecars = maps:map(fun(_, Sc) -> Sc#sc{retry = false} end, Scs)})};
+handle_info({beamside_events_ack, Node, Session, Seq}, #s{session = Session} = St)
+  when is_integer(Seq) ->
+    case maps:find(Node, St#s.sidecars) of
+        {ok, Sc} -> {noreply, St#s{sidecars = (St#s.sidecars)#{Node => ack(Seq, Sc)}}};
+        error -> {noreply, St}
+    end;
 handle_info({remove_sidecar, Node}, St) ->
     forget(Node, St);
-handle_info({nodedown, Node, _}, #s{sidecars = Scs} = St) ->
-    case maps:is_key(Node, Scs) of
-        true -> forget(Node, St);
-        false -> {noreply, St}
+handle_info({sidecar_down, Node}, St) ->
+    {noreply, down(Node, St)};
+handle_info({grace_expired, Node, Ref}, #s{sidecars = Scs} = St) ->
+    case maps:find(Node, Scs) of
+        {ok, #sc{up = false, grace = Ref}} -> forget(Node, St);
+        _ -> {noreply, St}
     end;
+handle_info({nodedown, Node, _}, St) ->
+    {noreply, down(Node, St)};
 handle_info({nodeup, Node, _}, #s{sidecars = Scs} = St) ->
     case maps:is_key(Node, Scs) of
         true ->
@@ -297,6 +372,10 @@ terminate(_Reason, St) ->
 %%% sidecars
 
 forget(Node, #s{sidecars = Scs} = St) ->
+    case maps:find(Node, Scs) of
+        {ok, #sc{grace = T}} when T =/= undefined -> _ = erlang:cancel_timer(T), ok;
+        _ -> ok
+    end,
     Left = maps:remove(Node, Scs),
     case map_size(Left) of
         0 -> {stop, normal, St#s{sidecars = Left}};
@@ -495,11 +574,11 @@ take(Event, St) ->
         {false, B} -> count_local(rate, St#s{bucket = B})
     end.
 
+event_size(#{msg := M}) when is_binary(M) -> byte_size(M) + 200;
+event_size(_) -> 200.
+
 buffer(Event, #s{buf = Buf, n = N, bytes = Bytes} = St) ->
-    Size = case Event of
-               #{msg := M} when is_binary(M) -> byte_size(M) + 200;
-               _ -> 200
-           end,
+    Size = event_size(Event),
     St1 = St#s{buf = [Event | Buf], n = N + 1, bytes = Bytes + Size},
     case St1#s.n >= cfg(batch_size, St, 500, {1, 10000})
         orelse St1#s.bytes >= cfg(batch_bytes, St, 262144, {1024, 16#4000000}) of
@@ -524,7 +603,7 @@ flush(#s{buf = Buf, sidecars = Scs} = St) ->
     Now = erlang:monotonic_time(millisecond),
     Scs1 = maps:map(fun(Node, Sc) ->
                             Mine = [E || E <- Events, wanted(E, Sc)],
-                            send(Node, Mine, Global, Now, Sc)
+                            send(Node, Mine, Global, Now, Sc, St)
                     end, Scs),
     St#s{buf = [], n = 0, bytes = 0, timer = undefined, sidecars = Scs1}.
 
@@ -535,7 +614,7 @@ report_drops(#s{sidecars = Scs} = St) ->
     Now = erlang:monotonic_time(millisecond),
     Scs1 = maps:map(fun(Node, #sc{last_report = Last} = Sc) ->
                             case Last =:= undefined orelse Now - Last >= 1000 of
-                                true -> send(Node, [], Global, Now, Sc);
+                                true -> send(Node, [], Global, Now, Sc, St);
                                 false -> Sc
                             end
                     end, Scs),
@@ -544,7 +623,10 @@ report_drops(#s{sidecars = Scs} = St) ->
 global_drops(#s{drops = Ref, local = Local}) ->
     maps:merge(beamside_logger:drops(Ref), Local).
 
-send(Node, Events, Global, Now, #sc{seq = Seq, reported = Rep, own = Own} = Sc) ->
+%% A new batch for a sidecar: numbered, retained until acknowledged, sent
+%% when every older one has gone (at once when the sidecar is up and
+%% nothing older waits).
+send(Node, Events, Global, Now, #sc{seq = Seq, reported = Rep, own = Own} = Sc, St) ->
     Cum = maps:merge(Global, Own),
     Delta = maps:filter(fun(_, V) -> V > 0 end,
                         maps:map(fun(K, V) -> V - maps:get(K, Rep, 0) end, Cum)),
@@ -552,21 +634,95 @@ send(Node, Events, Global, Now, #sc{seq = Seq, reported = Rep, own = Own} = Sc) 
         {[], 0} ->
             Sc;
         _ ->
-            Msg = {beamside_events, node(), Seq + 1, Events, Delta},
+            Seq1 = Seq + 1,
+            Msg = {beamside_events, node(), Seq1, Events, Delta, St#s.session},
+            Bytes = lists:sum([event_size(E) || E <- Events]),
+            B = {Seq1, Msg, length(Events), Bytes, Delta},
+            Sc1 = Sc#sc{seq = Seq1, reported = Cum, last_report = Now,
+                        unsent = queue:in(B, Sc#sc.unsent),
+                        rn = Sc#sc.rn + length(Events), rbytes = Sc#sc.rbytes + Bytes},
+            pump(Node, bound(Sc1, cfg(retain_events, St, 50000, {1, 10000000}),
+                             cfg(retain_bytes, St, 33554432, {65536, 16#40000000})))
+    end.
+
+%% Send the batches not sent yet, oldest first, while the sidecar is up and
+%% the sends go through (nosuspend: a busy distribution buffer stops the
+%% pump; it goes on ?PUMP_MS later).
+pump(_Node, #sc{up = false} = Sc) ->
+    Sc;
+pump(Node, #sc{unsent = Q} = Sc) ->
+    case queue:out(Q) of
+        {empty, _} ->
+            Sc;
+        {{value, {_, Msg, _, _, _} = B}, Rest} ->
             case catch erlang:send({beamside_events, Node}, Msg, [nosuspend, noconnect]) of
                 ok ->
-                    Sc#sc{seq = Seq + 1, reported = Cum, last_report = Now};
-                Failed ->
-                    Reason = case Failed of
-                                 nosuspend -> busy_dist;
-                                 noconnect -> noconnect;
-                                 _ -> send_error
-                             end,
-                    Sc#sc{seq = Seq + 1, last_report = Now,
-                          own = maps:update_with(Reason, fun(N) -> N + length(Events) end,
-                                                 length(Events), Own)}
+                    pump(Node, Sc#sc{unsent = Rest, sent = queue:in(B, Sc#sc.sent)});
+                _ when Sc#sc.retry ->
+                    Sc;
+                _ ->
+                    _ = erlang:send_after(?PUMP_MS, self(), pump),
+                    Sc#sc{retry = true}
             end
     end.
+
+pump_all(#s{sidecars = Scs} = St) ->
+    St#s{sidecars = maps:map(fun pump/2, Scs)}.
+
+%% The sidecar has made every batch up to Seq durable: forget them.
+ack(Seq, #sc{sent = S, unsent = U} = Sc) ->
+    {S1, N1, B1} = drop_acked(Seq, S, 0, 0),
+    {U1, N2, B2} = drop_acked(Seq, U, 0, 0),
+    Sc#sc{sent = S1, unsent = U1, rn = Sc#sc.rn - N1 - N2, rbytes = Sc#sc.rbytes - B1 - B2}.
+
+drop_acked(Seq, Q, N, B) ->
+    case queue:peek(Q) of
+        {value, {S, _, En, Eb, _}} when S =< Seq -> drop_acked(Seq, queue:drop(Q), N + En, B + Eb);
+        _ -> {Q, N, B}
+    end.
+
+%% Retention bound: beyond retain_events events or retain_bytes bytes the
+%% oldest batches go.  A batch never sent is lost: its events are counted
+%% as `retain_overflow' (and the drops it carried reported again with the
+%% next batch).  A batch sent and not acknowledged yet may have arrived: it
+%% is not counted here; should the sidecar not have it after a crash, it
+%% sees the gap in Seq (beamside_node_event_batches_missing).
+bound(#sc{rn = N, rbytes = B} = Sc, MaxN, MaxB) when N =< MaxN, B =< MaxB ->
+    Sc;
+bound(#sc{rn = N, rbytes = B} = Sc, MaxN, MaxB) ->
+    Sc2 = case queue:out(Sc#sc.sent) of
+              {{value, {_, _, En, Eb, _}}, Rest} ->
+                  Sc#sc{sent = Rest, rn = N - En, rbytes = B - Eb};
+              {empty, _} ->
+                  {{value, {_, _, En, Eb, Delta}}, Rest} = queue:out(Sc#sc.unsent),
+                  Rep = maps:map(fun(K, R) -> R - maps:get(K, Delta, 0) end, Sc#sc.reported),
+                  Own = maps:update_with(retain_overflow, fun(X) -> X + En end, En, Sc#sc.own),
+                  Sc#sc{unsent = Rest, rn = N - En, rbytes = B - Eb, reported = Rep, own = Own}
+          end,
+    case queue:is_empty(Sc2#sc.sent) andalso queue:is_empty(Sc2#sc.unsent) of
+        true -> Sc2;
+        false -> bound(Sc2, MaxN, MaxB)
+    end.
+
+%% A sidecar's connection is gone: its batches stay (the sent ones will go
+%% again, first) for grace_s seconds; then it is forgotten.
+down(Node, #s{sidecars = Scs} = St) ->
+    case maps:find(Node, Scs) of
+        {ok, #sc{up = true} = Sc} ->
+            Ref = make_ref(),
+            Ms = 1000 * cfg(grace_s, St, 120, {0, 86400}),
+            _ = erlang:send_after(Ms, self(), {grace_expired, Node, Ref}),
+            Requeued = queue:join(Sc#sc.sent, Sc#sc.unsent),
+            St#s{sidecars = Scs#{Node => Sc#sc{up = false, grace = Ref, sent = queue:new(),
+                                                unsent = Requeued}}};
+        _ ->
+            St
+    end.
+
+back_up(#sc{up = false} = Sc) ->
+    Sc#sc{up = true, grace = undefined};
+back_up(Sc) ->
+    Sc.
 
 wanted(#{kind := log, level := L}, #sc{level = Min}) ->
     beamside_logger:level_int(L) >= beamside_logger:level_int(Min);

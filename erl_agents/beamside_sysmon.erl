@@ -5,12 +5,16 @@
 %%% Started by beamside_agent:attach/2 (gen_server, registered as
 %%% beamside_sysmon, not linked to anything, not under any supervisor: it
 %%% never touches the user's supervision trees).  It lives exactly as long as
-%%% a sidecar that attached is connected:
+%%% a sidecar that attached is connected, or a forwarder keeps events for a
+%%% sidecar that went (its grace period, see beamside_events):
 %%%
 %%%   * erlang:monitor_node/2 on every sidecar node that attached (which must
 %%%     be connected: attach never makes a connection attempt); when the last
 %%%     one goes down (nodedown), or on stop/0, it stops and terminate/2
-%%%     removes everything it installed.
+%%%     removes everything it installed; except that a nodedown of a sidecar
+%%%     that wanted events hands it to the forwarder (sidecar_down/1), and
+%%%     while the forwarder runs we stay: when it stops (grace_s over) and
+%%%     no sidecar is attached, we stop too.
 %%%   * The system monitor (one VM-wide slot), only if erlang:system_monitor()
 %%%     is `undefined' at attach; else state `taken_by_other' and the user's
 %%%     monitor is left in place.  Events are counted, nothing else (one ETS
@@ -49,8 +53,9 @@
 %%%   * The log and notification forwarder (beamside_events), when a sidecar
 %%%     attaches with event options (see beamside_agent:attach/2): started
 %%%     and linked here, given each sidecar's event options (a later attach
-%%%     of the same sidecar updates them), told when a sidecar goes
-%%%     (nodedown), and stopped first thing in terminate/2, which removes
+%%%     of the same sidecar updates them and ends its grace period), told
+%%%     when a sidecar goes (nodedown: sidecar_down/1; detach:
+%%%     remove_sidecar/1), and stopped first thing in terminate/2, which removes
 %%%     its logger handler and lager backend.  If it fails, it is started
 %%%     again a second later while a sidecar still wants events.  With
 %%%     `sysmon_events' each system monitor event is also handed to it (it
@@ -490,11 +495,16 @@ handle_info({monitor, Who, Event, Info}, St) ->
     end,
     {noreply, St};
 handle_info({nodedown, Node}, #st{sidecars = Ns} = St) ->
+    %% A sidecar that wanted events: the forwarder keeps its events for the
+    %% grace period (beamside_events), and we stay as long as it runs.
+    case maps:is_key(Node, St#st.ev_opts) andalso is_pid(St#st.events) of
+        true -> beamside_events:sidecar_down(Node);
+        false -> beamside_events:remove_sidecar(Node)
+    end,
     case lists:delete(Node, Ns) of
-        [] ->
+        [] when not is_pid(St#st.events) ->
             {stop, normal, St#st{sidecars = []}};
         Left ->
-            beamside_events:remove_sidecar(Node),
             Ev = maps:remove(Node, St#st.ev_opts),
             St1 = St#st{sidecars = Left, ev_opts = Ev, sysmon_events = sysmon_events(Ev)},
             meta(St1),
@@ -509,11 +519,12 @@ handle_info({'EXIT', Pid, Why}, #st{events = Pid} = St) ->
     %% The forwarder stopped: normally when no sidecar wants events any
     %% more; if it failed, start it again in a second (and at the next
     %% ensure_forwarders) while a sidecar still wants events.
-    case Why of
-        normal -> ok;
-        _ -> erlang:send_after(1000, self(), ensure_events)
-    end,
-    {noreply, St#st{events = undefined}};
+    case {Why, St#st.sidecars} of
+        {_, []} -> {stop, normal, St#st{events = undefined}};   % the grace period ended
+        {normal, _} -> {noreply, St#st{events = undefined}};
+        _ -> erlang:send_after(1000, self(), ensure_events),
+             {noreply, St#st{events = undefined}}
+    end;
 handle_info(ensure_events, St) ->
     {noreply, ensure_events(St)};
 handle_info({'DOWN', MRef, process, _, _}, #st{ah_mon = MRef} = St) ->

@@ -75,6 +75,8 @@ class Daemon:
             self.alarms.subscribe(self.notifier.alarm_event)
             # Node agents push event batches here (see sidecar.agents.events).
             self.local.mailbox(EVENTS_MAILBOX, callback=self.notifier.on_message)
+            # ... and keep each batch until we acknowledge it (once durable).
+            self.notifier.enable_acks(self.local, self.loki)
         self.manager = NodeManager(
             config.manager_config(), self.local, self.checker, shard=shard, hooks=self.notifier
         )
@@ -138,6 +140,7 @@ class Daemon:
             await set_serving(self.grpc, False)
             await self.grpc.stop(2.0)  # in-flight calls get 2 s
             await self.manager.stop()
+            await self.notifier.aclose()
             if self.alertmanager is not None:
                 await self.alertmanager.stop()
             if self.loki is not None:

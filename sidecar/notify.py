@@ -14,26 +14,41 @@ alarm's cause and details, an audit record.
 It also keeps the counts that make losses visible: events received per node
 and kind, events a node dropped (and why) before they reached us, and
 batches that never arrived (gaps in a node's batch sequence numbers).
+
+Acknowledgements (:meth:`Notifier.enable_acks`, agents since version 7): a
+node keeps every event batch until we acknowledge it, and we acknowledge a
+batch only once it is durable: every entry it produced is fsynced in the
+Loki sink's spool or accepted by Loki (:meth:`LokiSink.mark
+<sidecar.loki.sink.LokiSink.mark>`, checked every :data:`ACK_INTERVAL`
+seconds, acknowledgements grouped per node).  A batch is named by
+(node, session, seq); one we already have (received in this run, or made
+durable by a previous run: the spool keeps the marks) is dropped and
+acknowledged again - a node re-sends what it had not seen acknowledged when
+we come back after a crash.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from .agents import EventOptions
 from .agents.events import (
+    EVENTS_MAILBOX,
     EventBatch,
     EventDecodeError,
     JsonValue,
     NodeEvent,
+    ack_message,
     decode_batch,
 )
 from .alarms.model import AlarmEvent, EventKind, Severity
@@ -44,9 +59,17 @@ from .loki.model import LogEntry, make_entry
 from .model import CodeChange, ConfigChange, EventSection, NodeSnapshot
 from .redact import redact_json
 
+if TYPE_CHECKING:
+    from .erldist.node import LocalNode
+    from .loki.sink import LokiSink
+
 log = logging.getLogger(__name__)
 
 Publish = Callable[[LogEntry], None]
+
+ACK_INTERVAL: Final = 0.02  # seconds between two looks at what became durable
+_SPOOL_EVERY: Final = 5  # ... and every this many, spool memory if Loki fails
+_ACK_TIMEOUT: Final = 2.0
 
 # Loki's level label for an alarm event: the alarm's weight in syslog terms.
 _ALARM_LEVEL = {
@@ -62,6 +85,7 @@ class _NodeCounts:
     received: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     dropped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     missing_batches: int = 0
+    duplicate_batches: int = 0
     malformed: int = 0
     last_seq: int | None = None
 
@@ -90,6 +114,28 @@ class Notifier:
         self.logs = logs or LogsConfig()
         self.notifications = notifications or NotificationsConfig()
         self._nodes: dict[str, _NodeCounts] = defaultdict(_NodeCounts)
+        # acknowledgements (enable_acks): "<node> <session>" keys of this run
+        self._local: LocalNode | None = None
+        self._sink: LokiSink | None = None
+        self._keys: dict[str, tuple[str, int]] = {}
+        self._received: dict[str, int] = {}  # highest seq published, per key
+        self._acked: dict[str, int] = {}
+        self._reack: set[str] = set()
+        self._ack_task: asyncio.Task[None] | None = None
+
+    def enable_acks(self, local: LocalNode, sink: LokiSink) -> None:
+        """Acknowledge node event batches once ``sink`` has made them durable
+        (the acknowledgements go out from ``local``)."""
+        self._local = local
+        self._sink = sink
+
+    async def aclose(self) -> None:
+        """Stop acknowledging (what is durable by now is acknowledged first)."""
+        task, self._ack_task = self._ack_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- node manager hooks ---------------------------------------------------
 
@@ -175,14 +221,78 @@ class Notifier:
     def node_events(self, batch: EventBatch) -> None:
         """A batch a node's agent pushed: log events and notifications."""
         counts = self._nodes[batch.node]
+        sink = self._sink
+        key = None
+        if batch.session is not None and sink is not None:
+            key = f"{batch.node} {batch.session}"
+            self._keys[key] = (batch.node, batch.session)
+            have = max(self._received.get(key, 0), sink.durable_marks.get(key, 0))
+            if batch.seq <= have:  # sent again after a reconnect: we have it
+                counts.duplicate_batches += 1
+                self._reack.add(key)
+                self._ensure_acks()
+                return
+            if have and batch.seq > have + 1:  # the node's retention bound evicted them
+                counts.missing_batches += batch.seq - have - 1
+            self._received[key] = batch.seq
         # Sequence numbers count batches per attach from 1: a gap is batches
         # the node sent that never arrived.
-        if counts.last_seq is not None and batch.seq > counts.last_seq + 1:
+        if key is None and counts.last_seq is not None and batch.seq > counts.last_seq + 1:
             counts.missing_batches += batch.seq - counts.last_seq - 1
         counts.last_seq = batch.seq
         for reason, n in batch.dropped.items():
             counts.dropped[reason] += n
         self._node_events(batch.node, batch.events)
+        if key is not None and sink is not None:
+            sink.mark(key, batch.seq)
+            self._ensure_acks()
+
+    def _ensure_acks(self) -> None:
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(
+                self._ack_loop(), name="event acks"
+            )
+
+    async def _ack_loop(self) -> None:
+        sink = self._sink
+        assert sink is not None
+        rounds = 0
+        while True:
+            await asyncio.sleep(ACK_INTERVAL)
+            rounds += 1
+            try:
+                if rounds % _SPOOL_EVERY == 0:
+                    sink.make_durable()
+                await sink.settle_marks()
+            except Exception as exc:  # the spool failing: try again next round
+                log.warning("cannot make node events durable: %s", exc)
+                continue
+            due = []
+            for key in self._keys:
+                seq = sink.durable_marks.get(key)
+                if seq is not None and (seq > self._acked.get(key, 0) or key in self._reack):
+                    due.append((key, seq))
+            self._reack.clear()
+            for key, seq in due:
+                if await self._send_ack(key, seq):
+                    self._acked[key] = seq
+
+    async def _send_ack(self, key: str, seq: int) -> bool:
+        local = self._local
+        node, session = self._keys[key]
+        if local is None or not local.is_connected(node):
+            return False  # the node sends the batches again when we are back
+        try:
+            await asyncio.wait_for(
+                local.send_to_name(
+                    node, EVENTS_MAILBOX, ack_message(str(local.name), session, seq)
+                ),
+                _ACK_TIMEOUT,
+            )
+        except Exception as exc:
+            log.debug("acknowledging events to %s: %r", node, exc)
+            return False
+        return True
 
     def _node_events(self, node: str, events: Iterable[NodeEvent]) -> None:
         counts = self._nodes[node]
@@ -256,14 +366,20 @@ class Notifier:
             "Event batches from a node that never arrived (gaps in its sequence numbers)",
             labels=["cluster", "node"],
         )
+        duplicate = CounterMetricFamily(
+            "beamside_node_event_batches_duplicate",
+            "Event batches a node sent again that we already had (dropped, acknowledged again)",
+            labels=["cluster", "node"],
+        )
         for node, counts in sorted(self._nodes.items()):
             for kind, n in sorted(counts.received.items()):
                 received.add_metric([self.cluster, node, kind], float(n))
             for reason, n in sorted(counts.dropped.items()):
                 dropped.add_metric([self.cluster, node, reason], float(n))
             missing.add_metric([self.cluster, node], float(counts.missing_batches))
+            duplicate.add_metric([self.cluster, node], float(counts.duplicate_batches))
             malformed.add_metric([self.cluster, node], float(counts.malformed))
-        return [received, dropped, missing, malformed]
+        return [received, dropped, missing, duplicate, malformed]
 
     def collect(self) -> Iterator[Metric]:
         yield from self.metric_families()

@@ -4,10 +4,16 @@ A node attached with event options (see :class:`sidecar.agents.EventOptions`)
 sends batches to the mailbox registered as ``beamside_events`` on our node
 (:data:`EVENTS_MAILBOX`)::
 
-    {beamside_events, Node, Seq, Events, Dropped}
+    {beamside_events, Node, Seq, Events, Dropped, Session}
 
-``Seq`` counts batches per sidecar from 1 (a gap is a batch the node could not
-send; its events are counted in a later ``Dropped``); ``Events`` is a list of
+``Session`` (agent version 7; absent from older agents) names the node's
+forwarder run, ``Seq`` counts batches per sidecar from 1: ``(Node, Session,
+Seq)`` names a batch.  The node keeps each batch until we acknowledge it
+(:func:`ack_message`, sent to the node's ``beamside_events``) and sends the
+unacknowledged ones again after a reconnect, so a batch may arrive twice:
+the receiver drops a ``Seq`` it already has (:mod:`sidecar.notify`).  A gap
+is batches the node dropped (its retention bound: ``retain_overflow`` in a
+later ``Dropped``); ``Events`` is a list of
 maps (``kind``, ``level``, ``time`` in ns, ``node``, ``msg`` and the
 kind-specific keys documented in ``erl_agents/beamside_events.erl``,
 ``beamside_logger.erl`` and ``beamside_lager.erl``); ``Dropped`` maps a
@@ -45,6 +51,7 @@ __all__ = [
     "EventKind",
     "JsonValue",
     "NodeEvent",
+    "ack_message",
     "decode_batch",
     "decode_event",
 ]
@@ -107,6 +114,7 @@ class EventBatch:
     seq: int
     events: tuple[NodeEvent, ...]
     dropped: Mapping[str, int]
+    session: int | None = None  # None: an agent before version 7 (no acknowledgements)
 
     @property
     def dropped_total(self) -> int:
@@ -115,9 +123,12 @@ class EventBatch:
 
 def decode_batch(message: object) -> EventBatch:
     """Decode one message received in the ``beamside_events`` mailbox."""
-    if not (type(message) is tuple and len(message) == 5 and message[0] == _TAG):
+    if not (type(message) is tuple and len(message) in (5, 6) and message[0] == _TAG):
         raise EventDecodeError(f"not a {_TAG} batch: {_short(message)}")
-    _, node, seq, events, dropped = message
+    node, seq, events, dropped = message[1:5]
+    session = message[5] if len(message) == 6 else None
+    if session is not None and (type(session) is not int or session < 0):
+        raise EventDecodeError(f"batch session is not a non-negative integer: {_short(session)}")
     if not isinstance(node, Atom) or not node:
         raise EventDecodeError(f"batch node is not an atom: {_short(node)}")
     if type(seq) is not int or seq < 0:
@@ -140,7 +151,14 @@ def decode_batch(message: object) -> EventBatch:
             malformed += 1
     if malformed:
         drops["malformed"] = drops.get("malformed", 0) + malformed
-    return EventBatch(str(node), seq, tuple(decoded), MappingProxyType(drops))
+    return EventBatch(str(node), seq, tuple(decoded), MappingProxyType(drops), session)
+
+
+def ack_message(sidecar: str, session: int, seq: int) -> tuple[Atom, Atom, int, int]:
+    """``{beamside_events_ack, Sidecar, Session, Seq}``: every batch of that
+    session up to ``seq`` is durable here (send it to the node's
+    ``beamside_events``)."""
+    return (Atom("beamside_events_ack"), Atom(sidecar), session, seq)
 
 
 def decode_event(term: object, node: str) -> NodeEvent:

@@ -63,6 +63,18 @@ Nothing delivered twice
     identical.  The test double (``tests/support/loki_double.py``) behaves the same
     and counts such duplicates, so tests can assert none were sent.
 
+Durability marks (node event acknowledgements)
+    :meth:`LokiSink.mark` notes the publish position under a key (a node
+    event batch: ``"<node> <session>"`` and its sequence number);
+    :attr:`LokiSink.durable_marks` has it once every entry published
+    before it is durable: fsynced in the spool (the mark is inside that
+    record: both survive a crash together) or accepted by Loki (then the mark
+    is written to the spool's marks file first, :meth:`LokiSink.settle_marks`),
+    or counted as dropped.  :meth:`LokiSink.make_durable` spools memory at
+    once while Loki fails and marks wait.  A crash between Loki's answer and
+    the marks file write makes the node send that batch again: identical
+    entries, which Loki ignores (as above).
+
 Losses are counted (``beamside_loki_entries_dropped_total{reason}``) and
 logged, at most one line per reason every :data:`LOG_INTERVAL` seconds.
 """
@@ -169,10 +181,18 @@ def entry_size(entry: LogEntry) -> int:
 class _Batch:
     """One push request body and where its entries are kept until delivered."""
 
-    __slots__ = ("count", "delivered", "nbytes", "payload", "persist", "pos")
+    __slots__ = ("count", "delivered", "first", "nbytes", "payload", "persist", "pos")
 
-    def __init__(self, payload: bytes, count: int, nbytes: int, pos: SpoolPosition | None) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        count: int,
+        nbytes: int,
+        pos: SpoolPosition | None,
+        first: int | None = None,
+    ) -> None:
         self.payload = payload
+        self.first = first  # publish index of its first entry (memory batches)
         self.count = count
         self.nbytes = nbytes  # memory bytes it holds (0 when it came from the spool)
         self.pos = pos  # its spool record, when it came from the spool
@@ -243,6 +263,11 @@ class LokiSink:
         self._spills: dict[asyncio.Future[AppendResult], int] = {}
         self._spilling_bytes = 0  # bytes of those entries
         self._spilling_lock = threading.Lock()
+        # publish index of the first entry of each of those appends
+        self._spill_first: dict[asyncio.Future[AppendResult], int] = {}
+        # marks (see mark()): not durable yet, in publish index order
+        self._marks: deque[tuple[int, str, int]] = deque()
+        self.durable_marks: dict[str, int] = {}
         self._inflight: _Batch | None = None
         # Spool record of the in-flight batch, if any (I/O thread only): the
         # sender holds it in memory, so if a full spool evicts it, it is not
@@ -292,6 +317,72 @@ class LokiSink:
             if inflight is not None and inflight.delivered and inflight.pos is not None:
                 count -= inflight.count
         return count + sum(self._spills.values())
+
+    @property
+    def durable_index(self) -> int:
+        """Every entry published before this index (0 for the first
+        :meth:`publish`) is settled: delivered, fsynced in the spool, or
+        counted as dropped."""
+        first = [self.accepted_total]
+        if self._mem:
+            first.append(self.accepted_total - len(self._mem))
+        b = self._inflight
+        if (
+            b is not None
+            and b.first is not None
+            and not b.delivered
+            and (b.persist is None or not b.persist.done())
+        ):
+            first.append(b.first)
+        first.extend(self._spill_first.values())
+        return min(first)
+
+    def mark(self, key: str, seq: int) -> None:
+        """Mark the publish position: once every entry published so far is
+        durable (delivered or fsynced) and the mark itself is (inside the
+        spool record that holds the last of them, or the spool's marks file),
+        ``durable_marks[key]`` becomes ``seq`` (see :meth:`settle_marks`).
+        A restarted sink starts with the marks its spool kept."""
+        self._marks.append((self.accepted_total, key, seq))
+
+    def _take_marks(self, end: int) -> dict[str, int]:
+        """The pending marks at or before publish index ``end``, off the queue."""
+        out: dict[str, int] = {}
+        while self._marks and self._marks[0][0] <= end:
+            _, key, seq = self._marks.popleft()
+            if seq > out.get(key, -1):
+                out[key] = seq
+        return out
+
+    def _merge_durable(self, marks: dict[str, int]) -> None:
+        for key, seq in marks.items():
+            if seq > self.durable_marks.get(key, -1):
+                self.durable_marks[key] = seq
+
+    def make_durable(self) -> None:
+        """While Loki fails and marks wait, spool what memory holds now (the
+        node keeps its batches until they are durable: no point waiting for
+        ``spill_after``)."""
+        if (
+            self._spool is not None
+            and self._marks
+            and self._failing_since is not None
+            and not self._stopping
+            and not self._stopped
+        ):
+            self._spill(0)
+
+    async def settle_marks(self) -> None:
+        """Make durable the marks whose entries all are (delivered to Loki
+        straight from memory, or dropped): written to the spool's marks file
+        first, when there is a spool."""
+        ready = self._take_marks(self.durable_index)
+        if not ready:
+            return
+        spool = self._spool
+        if spool is not None and self._io is not None and not self._stopped:
+            await self._io_call(lambda: spool.save_marks(ready))
+        self._merge_durable(ready)
 
     @property
     def idle(self) -> bool:
@@ -370,9 +461,13 @@ class LokiSink:
             and batch.persist is None
             and not batch.delivered
         ):
-            batch.persist = self._spool_append(batch.payload, batch.count, 0, hold=True)
+            end = batch.first + batch.count if batch.first is not None else 0
+            batch.persist = self._spool_append(
+                batch.payload, batch.count, 0, hold=True, marks=self._take_marks(end)
+            )
         limit = self.config.batch_bytes
         while self._mem and self._mem_bytes > target:
+            first = self.accepted_total - len(self._mem)
             chunk: list[LogEntry] = []
             nbytes = 0
             while self._mem and (not chunk or nbytes + self._mem[0][1] <= limit):
@@ -380,12 +475,22 @@ class LokiSink:
                 chunk.append(entry)
                 nbytes += size
             self._mem_bytes -= nbytes
-            self._spool_append(None, chunk, nbytes)
+            # Every entry before this chunk's end is settled once it is on
+            # disk (appends run in order), so the marks up to there go with it.
+            marks = self._take_marks(first + len(chunk))
+            self._spool_append(None, chunk, nbytes, first=first, marks=marks)
         if self._mem:
             self._pending_since = self._clock()
 
     def _spool_append(
-        self, payload: bytes | None, what: int | list[LogEntry], nbytes: int, *, hold: bool = False
+        self,
+        payload: bytes | None,
+        what: int | list[LogEntry],
+        nbytes: int,
+        *,
+        hold: bool = False,
+        first: int | None = None,
+        marks: dict[str, int] | None = None,
     ) -> asyncio.Future[AppendResult]:
         """Append in the I/O thread; I/O jobs run one at a time, in order.
         ``hold``: the record is a copy of the in-flight batch."""
@@ -400,7 +505,7 @@ class LokiSink:
                 else:
                     assert isinstance(what, int)
                     body, count = payload, what
-                result = spool.append(body, count, keep=self._held)
+                result = spool.append(body, count, keep=self._held, marks=marks)
                 if hold:
                     self._held = result.pos
                 return result
@@ -418,11 +523,22 @@ class LokiSink:
         future = self._loop.run_in_executor(self._io, job)
         if nbytes:
             self._spills[future] = count
-        future.add_done_callback(functools.partial(self._spill_done, count, nbytes))
+            if first is not None:
+                self._spill_first[future] = first
+        future.add_done_callback(functools.partial(self._spill_done, count, nbytes, marks or {}))
         return future
 
-    def _spill_done(self, count: int, nbytes: int, future: asyncio.Future[AppendResult]) -> None:
+    def _spill_done(
+        self,
+        count: int,
+        nbytes: int,
+        marks: dict[str, int],
+        future: asyncio.Future[AppendResult],
+    ) -> None:
         self._spills.pop(future, None)
+        self._spill_first.pop(future, None)
+        # On disk with its entries (or those entries are counted as lost).
+        self._merge_durable(marks)
         if future.cancelled():
             return
         error = future.exception()
@@ -455,6 +571,7 @@ class LokiSink:
                 self._io = None
                 raise
             self._spool = spool
+            self._merge_durable(spool.marks)
             if report.torn_records:
                 self._drop("spool_error", report.torn_entries)
             if report.records:
@@ -581,6 +698,7 @@ class LokiSink:
         if not (full or due or self._stopping):
             return None
         limit = self.config.batch_bytes
+        first = self.accepted_total - len(self._mem)
         entries: list[LogEntry] = []
         nbytes = 0
         while self._mem and (not entries or nbytes + self._mem[0][1] <= limit):
@@ -590,7 +708,7 @@ class LokiSink:
         self._mem_bytes -= nbytes
         if self._mem:
             self._pending_since = self._clock()
-        batch = _Batch(encode_batch(entries), len(entries), nbytes, None)
+        batch = _Batch(encode_batch(entries), len(entries), nbytes, None, first)
         # Set before any await so a spill sees it and spools it first.
         self._inflight = batch
         return batch

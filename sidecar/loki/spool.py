@@ -11,6 +11,19 @@ The spool is a FIFO of records kept in a directory:
     record that was appended survives SIGKILL and power loss.  A new segment
     is started when the current one would exceed ``segment_bytes``.
 
+Marks
+    A record may carry marks: ``{key: seq}`` (for the node event stream:
+    ``"<node> <session>"`` to the highest batch sequence number whose
+    entries are all in this record or older ones).  They are inside the
+    record (magic ``BSL2``, payload ``meta length | meta JSON | body``,
+    one CRC over all): a record and its marks are durable together.
+    :attr:`Spool.marks` is the highest seq per key of every record ever
+    appended or found, and of the ``marks`` file: written (temporary file,
+    fsync, rename) before a segment is deleted (delivered or evicted) and
+    by :meth:`Spool.save_marks` (marks of entries Loki took straight from
+    memory).  A restarted sidecar thus knows which node batches it already
+    has, and drops them when a node sends them again.
+
 ``ack``
     Where delivery has got to: (segment, offset) of the first record not yet
     acknowledged.  Two 32-byte slots, written alternately, each with a
@@ -46,10 +59,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import struct
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -57,6 +72,8 @@ from typing import BinaryIO, Final
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"BSL1"
+MAGIC_MARKS: Final = b"BSL2"  # a record whose payload starts with marks
+_META_LEN = struct.Struct("<I")
 _HEADER = struct.Struct("<4sIII")  # magic, payload length, entry count, crc32
 HEADER_BYTES: Final = _HEADER.size
 _ACK_MAGIC: Final = b"BSA1"
@@ -83,6 +100,7 @@ class SpoolRecord:
     pos: SpoolPosition
     payload: bytes
     count: int
+    marks: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +135,38 @@ def _crc(length: int, count: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<II", length, count)))
 
 
-def encode_record(payload: bytes, count: int) -> bytes:
+def encode_record(payload: bytes, count: int, marks: Mapping[str, int] | None = None) -> bytes:
+    magic = MAGIC
+    if marks:
+        meta = json.dumps(dict(marks), separators=(",", ":")).encode()
+        payload = _META_LEN.pack(len(meta)) + meta + payload
+        magic = MAGIC_MARKS
     length = len(payload)
-    return _HEADER.pack(MAGIC, length, count, _crc(length, count, payload)) + payload
+    return _HEADER.pack(magic, length, count, _crc(length, count, payload)) + payload
+
+
+def split_payload(magic: bytes, payload: bytes) -> tuple[bytes, dict[str, int]]:
+    """(push body, marks) of a record's payload."""
+    if magic != MAGIC_MARKS:
+        return payload, {}
+    (n,) = _META_LEN.unpack_from(payload)
+    return payload[4 + n :], _parse_marks(payload[4 : 4 + n])
+
+
+def _parse_marks(data: bytes) -> dict[str, int]:
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): v for k, v in raw.items() if type(v) is int}
+
+
+def merge_marks(into: dict[str, int], marks: Mapping[str, int]) -> None:
+    for key, seq in marks.items():
+        if seq > into.get(key, -1):
+            into[key] = seq
 
 
 def _fsync_dir(path: Path) -> None:
@@ -154,6 +201,8 @@ class Spool:
         self.total_bytes = 0
         self.pending_entries = 0
         self.pending_records = 0
+        self.marks: dict[str, int] = {}
+        self._marks_saved: dict[str, int] = {}
 
     # ----------------------------------------------------------------- open
 
@@ -178,6 +227,10 @@ class Spool:
 
     def _load(self) -> OpenReport:
         report = OpenReport()
+        self.marks = (
+            _parse_marks(self._marks_path().read_bytes()) if self._marks_path().exists() else {}
+        )
+        self._marks_saved = dict(self.marks)
         ack_seq, ack_offset = self._read_ack()
         seqs = sorted(
             int(p.name[: -len(_SUFFIX)])
@@ -185,20 +238,27 @@ class Spool:
             if p.name.endswith(_SUFFIX) and p.name[: -len(_SUFFIX)].isdigit()
         )
         self._next_seq = max([ack_seq, *seqs]) + 1
+        gone: list[Path] = []
         for seq in seqs:
             path = self._path(seq)
-            if seq < ack_seq:  # acknowledged, delete was lost in a crash
-                path.unlink(missing_ok=True)
-                continue
             seg = _Segment(seq, path, path.stat().st_size)
+            if seq < ack_seq:  # acknowledged, delete was lost in a crash
+                self._read_marks(seg)
+                gone.append(path)
+                continue
             start = ack_offset if seq == ack_seq else 0
             # Only the last segment can be torn by a crash: check its CRCs now;
             # the others are checked as they are read.
             self._scan(seg, start, verify=seq == seqs[-1], report=report)
+            self._read_marks(seg)
             if seg.records:
                 self._segments.append(seg)
             else:
-                path.unlink(missing_ok=True)
+                gone.append(path)
+        if gone:
+            self.save_marks()  # before their marks' records go
+        for path in gone:
+            path.unlink(missing_ok=True)
         for seg in self._segments:
             self.total_bytes += seg.size
             self.pending_records += len(seg.records)
@@ -232,7 +292,11 @@ class Spool:
                 if not bad:
                     magic, length, count, crc = _HEADER.unpack(header)
                     end = offset + HEADER_BYTES + length
-                    bad = magic != MAGIC or length > MAX_RECORD_PAYLOAD or end > seg.size
+                    bad = (
+                        magic not in (MAGIC, MAGIC_MARKS)
+                        or length > MAX_RECORD_PAYLOAD
+                        or end > seg.size
+                    )
                     if not bad and verify:
                         payload = f.read(length)
                         bad = len(payload) < length or _crc(length, count, payload) != crc
@@ -240,7 +304,7 @@ class Spool:
                         f.seek(end)
                 if bad:
                     report.torn_records += 1
-                    report.torn_entries += count if header[:4] == MAGIC else 0
+                    report.torn_entries += count if header[:4] in (MAGIC, MAGIC_MARKS) else 0
                     report.torn_bytes += seg.size - offset
                     f.truncate(offset)
                     f.flush()
@@ -250,15 +314,55 @@ class Spool:
                 seg.records[offset] = count
                 offset = end
 
+    def _read_marks(self, seg: _Segment) -> None:
+        """Merge the marks of every record of ``seg`` (delivered ones too: they
+        stay until the segment goes, and the marks file has them then)."""
+        with open(seg.path, "rb") as f:
+            offset = 0
+            while offset + HEADER_BYTES <= seg.size:
+                f.seek(offset)
+                magic, length, _, _ = _HEADER.unpack(f.read(HEADER_BYTES))
+                if magic not in (MAGIC, MAGIC_MARKS):
+                    return
+                if magic == MAGIC_MARKS and length >= 4:
+                    (n,) = _META_LEN.unpack(f.read(4))
+                    merge_marks(self.marks, _parse_marks(f.read(min(n, length - 4))))
+                offset += HEADER_BYTES + length
+
+    def _marks_path(self) -> Path:
+        return self.directory / "marks"
+
+    def save_marks(self, marks: Mapping[str, int] | None = None) -> None:
+        """Merge ``marks`` and make all marks durable in the ``marks`` file
+        (nothing is written when it holds them already)."""
+        if marks:
+            merge_marks(self.marks, marks)
+        if self.marks == self._marks_saved:
+            return
+        tmp = self.directory / "marks.tmp"
+        with open(tmp, "wb") as f:
+            f.write(json.dumps(self.marks, separators=(",", ":")).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._marks_path())
+        _fsync_dir(self.directory)
+        self._marks_saved = dict(self.marks)
+
     # ------------------------------------------------------------ write side
 
     def append(
-        self, payload: bytes, count: int, *, keep: SpoolPosition | None = None
+        self,
+        payload: bytes,
+        count: int,
+        *,
+        keep: SpoolPosition | None = None,
+        marks: Mapping[str, int] | None = None,
     ) -> AppendResult:
-        """Append one record and fsync it; evict the oldest segments first if
-        the bound would be exceeded.  The record at ``keep`` (one the caller
-        holds in memory, in flight) is not counted in the evicted totals."""
-        record = encode_record(payload, count)
+        """Append one record (with its ``marks``) and fsync it; evict the
+        oldest segments first if the bound would be exceeded.  The record at
+        ``keep`` (one the caller holds in memory, in flight) is not counted in
+        the evicted totals."""
+        record = encode_record(payload, count, marks)
         if len(record) > self.max_bytes or len(payload) > MAX_RECORD_PAYLOAD:
             raise SpoolError(f"record of {len(record)} bytes exceeds the spool bound")
         evicted_entries = evicted_records = 0
@@ -293,6 +397,8 @@ class Spool:
             raise SpoolError(f"spool {self.directory}: write failed: {e.strerror or e}") from e
         tail.size += len(record)
         tail.records[offset] = count
+        if marks:
+            merge_marks(self.marks, marks)
         self.total_bytes += len(record)
         self.pending_records += 1
         self.pending_entries += count
@@ -336,10 +442,15 @@ class Spool:
         header = self._reader.read(HEADER_BYTES)
         magic, length, count, crc = _HEADER.unpack(header)
         payload = self._reader.read(length)
-        if magic != MAGIC or len(payload) != length or _crc(length, count, payload) != crc:
+        if (
+            magic not in (MAGIC, MAGIC_MARKS)
+            or len(payload) != length
+            or _crc(length, count, payload) != crc
+        ):
             raise SpoolError(f"spool segment {seg.path} is corrupt at offset {offset}")
         end = offset + HEADER_BYTES + length
-        return SpoolRecord(SpoolPosition(seg.seq, offset, end), payload, count)
+        body, marks = split_payload(magic, payload)
+        return SpoolRecord(SpoolPosition(seg.seq, offset, end), body, count, marks)
 
     def contains(self, pos: SpoolPosition) -> bool:
         """Whether the record at ``pos`` is still pending (not acknowledged or evicted)."""
@@ -381,6 +492,8 @@ class Spool:
         return lost
 
     def _drop_head_segment(self) -> None:
+        # The marks its records carry must outlive it.
+        self.save_marks()
         seg = self._segments.pop(0)
         if self._reader_seq == seg.seq:
             self._close_reader()
@@ -471,10 +584,10 @@ def read_records(directory: Path) -> list[SpoolRecord]:
             with open(seg.path, "rb") as f:
                 for offset in sorted(seg.records):
                     f.seek(offset)
-                    _, length, count, _ = _HEADER.unpack(f.read(HEADER_BYTES))
-                    payload = f.read(length)
+                    magic, length, count, _ = _HEADER.unpack(f.read(HEADER_BYTES))
+                    body, marks = split_payload(magic, f.read(length))
                     pos = SpoolPosition(seg.seq, offset, offset + HEADER_BYTES + length)
-                    out.append(SpoolRecord(pos, payload, count))
+                    out.append(SpoolRecord(pos, body, count, marks))
         return out
     finally:
         spool.close()

@@ -34,6 +34,9 @@ async def main(node: str, cookie: str, name: str, epmd_port: int, mode: str) -> 
         await asyncio.sleep(3600)
     opts = EventOptions(log_level="info", sysmon_events=True).to_attach_opts()
     opts.update({"scheduler_wall_time": True, "msacc": True, "long_gc": 1})
+    # A 1 s grace after a crash (default 120 s), so that the lifecycle tests'
+    # no-residue bound stays what it was plus that second.
+    opts["events"] = {**opts["events"], "grace_s": 1}
     await agents.attach(local, node, opts)
     print("ATTACHED", flush=True)
     if mode == "detach_race":

@@ -129,8 +129,10 @@ async def test_crash_and_supervisor_reports(
 
 
 async def test_handler_removed_when_sidecar_goes(otp25_node: ErlangNode, local: LocalNode) -> None:
+    """Once the grace period after the sidecar went (grace_s, 1 s here) is over."""
     node = otp25_node
-    await attach_events(local, node)
+    options = EventOptions().to_attach_opts()
+    await attach_events(local, node, events={**options["events"], "grace_s": 1})
     assert "beamside" in node.eval(HANDLERS)
     await local.disconnect(node.name)
     value = await wait_value(node, HANDLERS, lambda v: "beamside" not in v)
