@@ -221,6 +221,9 @@ class _Managed:
     family_asked: float = 0.0
     #: why the node's connection ended (the connection's close error), this attempt
     lost: BaseException | None = None
+    #: the reason of the collects failing in a row on this connection ("": none), and how many
+    collect_failing: str = ""
+    collect_failures: int = 0
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -507,6 +510,7 @@ class NodeManager:
             managed.target.family is not None or info.family_source in RELEASE_SOURCES
         )
         managed.family_asked = time.monotonic()
+        managed.collect_failing, managed.collect_failures = "", 0
         status = self._set(
             node,
             state=NodeState.UP,
@@ -553,10 +557,18 @@ class NodeManager:
             except (NodeDown, DistTimeout):
                 if not self.local.is_connected(node):
                     raise NodeDown(f"{node} went down") from None
-                self._count_collect_error(node, "timeout")
+                self._count_collect_error(node, managed, "timeout", "timeout")
             except DistError as exc:
-                self._count_collect_error(node, str(exc))
+                self._count_collect_error(node, managed, failure_reason(exc), str(exc))
             else:
+                if managed.collect_failing:
+                    log.info(
+                        "collection on %s works again after %d failures",
+                        node,
+                        managed.collect_failures,
+                        extra={"node": node, "attempts": managed.collect_failures},
+                    )
+                    managed.collect_failing, managed.collect_failures = "", 0
                 duration = time.monotonic() - started
                 snapshot = decode_snapshot(
                     data,
@@ -627,10 +639,23 @@ class NodeManager:
                 extra={"node": node, "family": family},
             )
 
-    def _count_collect_error(self, node: str, error: str) -> None:
+    def _count_collect_error(self, node: str, managed: _Managed, reason: str, error: str) -> None:
+        """Count a failed collect; one WARNING when collects start failing (or
+        fail for another reason), DEBUG while they go on failing alike."""
         status = self._status[node]
         self._set(node, collect_errors=status.collect_errors + 1, last_error=error)
-        log.warning("collection on %s failed: %s", node, error, extra={"node": node})
+        level = logging.DEBUG if managed.collect_failing == reason else logging.WARNING
+        managed.collect_failing = reason
+        managed.collect_failures += 1
+        log.log(
+            level,
+            "collection on %s failed (%s): %s; failure %d",
+            node,
+            reason,
+            error,
+            managed.collect_failures,
+            extra={"node": node, "reason": reason, "attempts": managed.collect_failures},
+        )
 
     async def _detach(self, node: str) -> None:
         if not self.local.is_connected(node):

@@ -347,3 +347,33 @@ async def asyncio_sleep_collecting(mgr: NodeManager, node: str, seconds: float) 
     await eventually(lambda: time.monotonic() >= deadline, seconds + 1, "the wait")
     assert mgr.ticks_completed >= before + seconds - 2
     assert is_up(mgr, node)
+
+
+async def test_collects_failing_in_a_row_are_one_line_and_their_end_another(
+    manager: NodeManager, otp25_node: ErlangNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="sidecar.manager")
+    node = otp25_node.name
+    await eventually(lambda: is_up(manager, node), 20, "up")
+    caplog.clear()
+    # rex suspended: every collect (an rpc) times out, the connection stays
+    otp25_node.eval("sys:suspend(rex).")
+
+    def errors() -> int:
+        status = manager.status(node)
+        return status.collect_errors if status is not None else 0
+
+    try:
+        await eventually(lambda: errors() >= 3, 15, "three failed collects")
+    finally:
+        otp25_node.eval("sys:resume(rex).")
+    before = manager.ticks_completed
+    await eventually(lambda: manager.ticks_completed > before, 10, "collecting again")
+    lines = loud_lines(caplog, node)
+    count = errors()
+    assert lines == [
+        ("WARNING", f"collection on {node} failed (timeout): timeout; failure 1"),
+        ("INFO", f"collection on {node} works again after {count} failures"),
+    ], lines
+    status = manager.status(node)
+    assert status is not None and status.state is NodeState.UP and status.attaches == 1
