@@ -213,6 +213,14 @@ class NodeDown(DistError):
     metric_reason: ClassVar[str] = "down"
 
 
+class PeerClosed(NodeDown):
+    """The peer closed the connection (end of stream): it stopped, or it
+    closed on us.  (For connection.py's read loop to raise at end of stream;
+    the manager counts a lost connection under its close error's reason.)"""
+
+    metric_reason: ClassVar[str] = "closed"
+
+
 class PeerSilent(NodeDown):
     """The peer sent nothing, not even a tick, for ``net_ticktime`` (+ up to
     25 %): Erlang's ``net_tick_timeout``."""
