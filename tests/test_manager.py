@@ -5,6 +5,7 @@ reconnect schedule and its log lines (NodeRetry, clock and draws pinned)."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sidecar.backoff import BackoffPolicy
 from sidecar.config import CookieSource, parse_config
 from sidecar.daemon import local_name_for
+from sidecar.erldist.errors import (
+    DistTimeout,
+    NodeDown,
+    PeerClosed,
+    PeerSilent,
+    RemoteProtocolError,
+)
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.collector import build_registry
 from sidecar.exporter.otlp import OtlpBridge
@@ -312,7 +320,8 @@ async def test_a_node_killed_and_restarted_is_logged_per_state_change(
         # two lines, however many attempts; then one line for the return
         lines = loud_lines(caplog, node.name)
         assert [level for level, _ in lines] == ["WARNING", "WARNING", "INFO"], lines
-        assert "(down)" in lines[0][1] and "failure 1," in lines[0][1]
+        # the end of the stream: "closed" once connection.py raises PeerClosed
+        assert re.search(r"\((down|closed)\)", lines[0][1]) and "failure 1," in lines[0][1]
         assert "(not_registered)" in lines[1][1] and "failure 2," in lines[1][1]
         assert lines[2][1].startswith(f"{node.name} is up again after {total} attempts (")
         debug = [
@@ -377,3 +386,21 @@ async def test_collects_failing_in_a_row_are_one_line_and_their_end_another(
     ], lines
     status = manager.status(node)
     assert status is not None and status.state is NodeState.UP and status.attaches == 1
+
+
+def test_a_generic_node_down_is_replaced_by_the_connections_close_error() -> None:
+    class Box:
+        lost: BaseException | None = None
+
+    managed = Box()
+    generic = NodeDown("n@h went down")
+    cause = NodeManager._cause  # a staticmethod: (managed, exc) -> the error to count
+    assert cause(managed, generic) is generic  # type: ignore[arg-type]
+    for lost in (RemoteProtocolError("bad frame"), PeerSilent("quiet"), PeerClosed("eof")):
+        managed.lost = lost
+        assert cause(managed, generic) is lost  # type: ignore[arg-type]
+    # a specific error of the attempt itself is kept
+    timeout = DistTimeout("late")
+    assert cause(managed, timeout) is timeout  # type: ignore[arg-type]
+    managed.lost = ValueError("not a distribution error")
+    assert cause(managed, generic) is generic  # type: ignore[arg-type]
