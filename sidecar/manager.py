@@ -36,7 +36,9 @@ Log lines per state change, not per attempt
     more INFO says it is up.  The ``reason`` (log field, ``last_error`` and
     the ``beamside_node_connect_failures_total`` label) is the error that
     ended the connection (the connection's own close error, e.g. a protocol
-    error), not the generic ``down`` of whoever noticed it.
+    error), not the generic ``down`` of whoever noticed it.  Collects that
+    fail in a row on a live connection are likewise one WARNING and, when
+    one succeeds again, one INFO.
 
 ``discover: connected`` follows each seed's ``nodes()``: nodes joining the
 mesh are added with the seed's cookie and family override, nodes that left
