@@ -32,6 +32,7 @@ from .errors import (
     MemoryBudgetExceeded,
     NodeDown,
     NodeUnreachable,
+    PeerClosed,
     PeerSilent,
     ProtocolError,
     RemoteProtocolError,
@@ -355,7 +356,7 @@ class Connection:
                 # Never more than the budgets leave room for.
                 data = await self._reader.read(self.protocol.read_size(READ_CHUNK))
                 if not data:
-                    error = NodeDown(f"{self.peer_name} closed the connection")
+                    error = PeerClosed(f"{self.peer_name} closed the connection")
                     break
                 self.last_received = time.monotonic()
                 self._dispatch(self.protocol.receive_data(data))
