@@ -80,6 +80,7 @@ async def test_a_garbage_peer_backs_off_logs_once_and_spares_a_real_node(
     epmd_port: int,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="sidecar")
     caplog.set_level(logging.DEBUG, logger="sidecar.manager")
     config = parse_config(
         {
@@ -143,6 +144,14 @@ async def test_a_garbage_peer_backs_off_logs_once_and_spares_a_real_node(
     loud = [r for r in mine if r.levelno >= logging.INFO and "managing" not in r.getMessage()]
     assert [(r.levelname, getattr(r, "reason", None)) for r in loud] == [("WARNING", "protocol")]
     assert getattr(loud[0], "attempts", None) == 1
+    # Nor does the distribution layer log per attempt (the manager's line
+    # says it once).
+    layer = [
+        (r.name, r.getMessage())
+        for r in caplog.records
+        if r.name.startswith("sidecar.erldist") and r.levelno >= logging.INFO
+    ]
+    assert layer == []
     quiet = [r for r in mine if r.levelno == logging.DEBUG and getattr(r, "reason", None)]
     assert len(quiet) == failures - 1
     assert [getattr(r, "attempts", None) for r in quiet] == list(range(2, failures + 1))
@@ -161,7 +170,7 @@ async def test_a_garbage_peer_backs_off_logs_once_and_spares_a_real_node(
 #: what each misbehaviour is counted as: the error that ended the attempt
 HOSTILE_REASONS: Final = {
     Mode.REFUSE: "handshake",  # closed before the handshake's first answer
-    Mode.BAD_HANDSHAKE: "protocol",
+    Mode.BAD_HANDSHAKE: "handshake",
     Mode.HUGE_FRAME: "frame_too_large",
     Mode.COMPRESSED_BOMB: "inflation",
 }

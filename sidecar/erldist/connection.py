@@ -366,10 +366,13 @@ class Connection:
             # Without its traceback: whoever keeps the error (a log record,
             # a node-down callback) must not keep the refused frame alive.
             error = _detached(exc)
-            log.warning("protocol error from %s (%s side): %s", self.peer_name, exc.who, exc)
+            # DEBUG: the node manager logs the state change once, with this
+            # error as its reason; a peer failing on every attempt must not
+            # cost a warning per attempt.
+            log.debug("protocol error from %s (%s side): %s", self.peer_name, exc.who, exc)
         except MemoryBudgetExceeded as exc:
             error = _detached(exc)
-            log.warning("closing the connection to %s: %s", self.peer_name, exc)
+            log.debug("closing the connection to %s: %s", self.peer_name, exc)
         except (ConnectionError, OSError) as exc:
             error = NodeDown(f"connection to {self.peer_name} lost: {exc}")
         finally:

@@ -99,6 +99,13 @@ class HandshakeError(DistError):
     metric_reason: ClassVar[str] = "handshake"
 
 
+class HandshakeProtocolError(RemoteProtocolError, HandshakeError):
+    """The peer broke the protocol during the handshake (not a distribution
+    peer, a malformed message): a handshake failure, counted as one."""
+
+    metric_reason: ClassVar[str] = "handshake"
+
+
 class HandshakeRefused(HandshakeError):
     """The peer answered the name message with a refusing status."""
 

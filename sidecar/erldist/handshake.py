@@ -30,10 +30,10 @@ from typing import NoReturn
 from .errors import (
     CookieRefused,
     HandshakeError,
+    HandshakeProtocolError,
     HandshakeRefused,
     LocalProtocolError,
     PeerCookieMismatch,
-    RemoteProtocolError,
 )
 from .flags import OUR_FLAGS, REQUIRED_FROM_PEER, DFlag, describe
 
@@ -132,7 +132,9 @@ class ClientHandshake:
             return None
         (n,) = struct.unpack_from(">H", self._buf)
         if n == 0 or n > _MAX_HANDSHAKE_MSG:
-            raise RemoteProtocolError(f"handshake message of {n} bytes (not a distribution peer?)")
+            raise HandshakeProtocolError(
+                f"handshake message of {n} bytes (not a distribution peer?)"
+            )
         if len(self._buf) < 2 + n:
             return None
         msg = bytes(self._buf[2 : 2 + n])
@@ -143,7 +145,7 @@ class ClientHandshake:
         tag = msg[0]
         if self.state is State.AWAIT_STATUS:
             if tag != ord("s"):
-                raise RemoteProtocolError(f"expected status message, got tag {tag}")
+                raise HandshakeProtocolError(f"expected status message, got tag {tag}")
             status = msg[1:].decode("ascii", "replace")
             if status not in ("ok", "ok_simultaneous"):
                 raise HandshakeRefused(status)
@@ -154,7 +156,7 @@ class ClientHandshake:
             return None
         if self.state is State.AWAIT_ACK:
             if tag != ord("a") or len(msg) != 17:
-                raise RemoteProtocolError(
+                raise HandshakeProtocolError(
                     f"expected challenge ack, got tag {tag} ({len(msg)} bytes)"
                 )
             if msg[1:] != gen_digest(self._challenge, self._cookie):
@@ -171,20 +173,20 @@ class ClientHandshake:
     def _on_challenge(self, msg: bytes) -> None:
         tag = msg[0]
         if tag == ord("n"):
-            raise RemoteProtocolError("peer only speaks distribution version 5 (OTP < 23)")
+            raise HandshakeProtocolError("peer only speaks distribution version 5 (OTP < 23)")
         if tag != ord("N") or len(msg) < _CHALLENGE_HDR.size:
-            raise RemoteProtocolError(f"expected challenge message, got tag {tag}")
+            raise HandshakeProtocolError(f"expected challenge message, got tag {tag}")
         _, flags, challenge, creation, nlen = _CHALLENGE_HDR.unpack_from(msg)
         if len(msg) != _CHALLENGE_HDR.size + nlen:
-            raise RemoteProtocolError("challenge message length does not match its name length")
+            raise HandshakeProtocolError("challenge message length does not match its name length")
         name = msg[_CHALLENGE_HDR.size :].decode("utf-8", "replace")
         missing = REQUIRED_FROM_PEER & ~flags
         if missing:
-            raise RemoteProtocolError(
+            raise HandshakeProtocolError(
                 f"{name} lacks distribution capabilities we need: {describe(missing)}"
             )
         if self._expected_peer is not None and name != self._expected_peer:
-            raise RemoteProtocolError(
+            raise HandshakeProtocolError(
                 f"connected to {name!r} but expected {self._expected_peer!r} "
                 "(node name mismatch: check the host part)"
             )

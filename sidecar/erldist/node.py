@@ -268,7 +268,7 @@ class LocalNode:
         )
         self._conns[peer] = conn
         conn.start()
-        log.info("connected to %s", peer)
+        log.debug("connected to %s", peer)  # the manager logs state changes
         # Tick in time for the peer's net_ticktime, whatever ours is.
         try:
             peer_tick = await self.rpc(peer, "net_kernel", "get_net_ticktime", [], timeout=5)
@@ -296,7 +296,7 @@ class LocalNode:
                 box = self._mailboxes.get(watcher)
                 if box is not None:
                     box.deliver(Down(ref, who, _NOCONNECTION))
-        log.info("connection to %s lost: %s", peer, error or "closed")
+        log.debug("connection to %s lost: %s", peer, error or "closed")
         for callback in list(self._down_callbacks):
             try:
                 callback(peer, error)

@@ -24,6 +24,7 @@ LABELS: list[tuple[errors.DistError, str]] = [
     (errors.PeerCookieMismatch("digest"), "cookie"),
     (errors.DistTimeout("late"), "timeout"),
     (errors.HandshakeError("broken"), "handshake"),
+    (errors.HandshakeProtocolError("not a distribution peer"), "handshake"),
     (errors.HandshakeRefused("not_allowed"), "handshake"),
     (errors.HostUnresolvable("nowhere"), "resolve"),
     (errors.EpmdUnreachable("no epmd"), "epmd"),

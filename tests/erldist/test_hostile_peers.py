@@ -25,6 +25,7 @@ from sidecar.erldist.errors import (
     DistTimeout,
     FrameTooLarge,
     HandshakeError,
+    HandshakeProtocolError,
     InflationRefused,
     MemoryBudgetExceeded,
     PeerSilent,
@@ -300,7 +301,7 @@ async def test_we_tick_every_quarter_of_net_ticktime(cookie: str, epmd_port: int
     ("mode", "error_class", "reason"),
     [
         (Mode.REFUSE, HandshakeError, "handshake"),
-        (Mode.BAD_HANDSHAKE, RemoteProtocolError, "protocol"),
+        (Mode.BAD_HANDSHAKE, HandshakeProtocolError, "handshake"),
         (Mode.SLOW_HANDSHAKE, DistTimeout, "timeout"),
     ],
 )
