@@ -748,6 +748,10 @@ class LokiSink:
             self.sent_total += batch.count
             self._note_success()
             await self._settle(batch)
+            if self._marks and batch.first is not None:
+                # At once: a crash before the marks are written makes the node
+                # send these entries again (identical, ignored by Loki).
+                await self.settle_marks()
             return
 
     async def _settle(self, batch: _Batch) -> None:
