@@ -4,8 +4,9 @@ node logs, Loki down part of the time, two CPU hogs running; count every line.
     python bench/bench_durability.py                 # 1,000 cycles (about an hour)
     python bench/bench_durability.py --cycles 50
 
-One OTP 25 node logs numbered error lines (``dur N``) without pause for the
-whole run, about ``--rate`` a second.  Each cycle starts ``beamside run``
+One OTP 25 node logs numbered error lines (``dur N``) for the whole run,
+from the first attach on: ``--per-ms`` lines, then a ``--sleep-ms`` pause
+(several hundred lines a second).  Each cycle starts ``beamside run``
 (always the same node name and spool directory, ``tests/support/daemon_proc``),
 lets it run a random 0.3 to ``--max-up`` seconds (sometimes not even attached
 yet, often mid-batch, mid-spill or mid-push) and kills it with SIGKILL; the
@@ -48,7 +49,7 @@ from tests.support.nodes import Epmd, ErlangNode, free_port, random_cookie  # no
 NAME = "beamside-durability@127.0.0.1"
 
 
-def logger_expr(per_ms: int) -> str:
+def logger_expr(per_ms: int, sleep_ms: int) -> str:
     """A registered process logging ``dur N`` from 1 until told to stop; the
     last N logged in an atomics array."""
     return (
@@ -56,7 +57,7 @@ def logger_expr(per_ms: int) -> str:
         "register(bench_dur, spawn(fun() -> A = persistent_term:get(dur_at), "
         "Loop = fun L(I) -> "
         'logger:error("dur ~10..0B", [I]), atomics:put(A, 1, I), '
-        f"case I rem {per_ms} of 0 -> receive stop -> ok after 1 -> L(I + 1) end; "
+        f"case I rem {per_ms} of 0 -> receive stop -> ok after {sleep_ms} -> L(I + 1) end; "
         "_ -> L(I + 1) end end, Loop(1) end)), ok."
     )
 
@@ -64,14 +65,22 @@ def logger_expr(per_ms: int) -> str:
 LAST = "atomics:get(persistent_term:get(dur_at), 1)."
 
 
+def two_ports() -> tuple[int, int]:
+    while True:
+        a, b = free_port(), free_port()
+        if a != b:
+            return a, b
+
+
 def write_config(tmp: Path, cookie_file: Path, node: str, loki_url: str, spool: Path) -> Path:
+    http, grpc = two_ports()
     config: dict[str, Any] = {
         "cluster": "durability",
         "node_name": NAME,
         "targets": [{"nodes": [node], "cookie_file": str(cookie_file), "family": "bench"}],
         "intervals": {"metrics": "5s"},
-        "http": {"listen": f"127.0.0.1:{free_port()}"},
-        "grpc": {"listen": f"127.0.0.1:{free_port()}"},
+        "http": {"listen": f"127.0.0.1:{http}"},
+        "grpc": {"listen": f"127.0.0.1:{grpc}"},
         "loki": {
             "url": loki_url,
             "batch_wait": "200ms",
@@ -133,7 +142,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cycles", type=int, default=1000, help="SIGKILL/restart cycles (1000)")
     ap.add_argument("--max-up", type=float, default=3.0, help="longest run before a kill (3 s)")
-    ap.add_argument("--per-ms", type=int, default=3, help="lines logged per 1 ms pause (3)")
+    ap.add_argument("--per-ms", type=int, default=2, help="lines logged between pauses (2)")
+    ap.add_argument("--sleep-ms", type=int, default=2, help="each pause (2 ms)")
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
@@ -159,7 +169,7 @@ def main() -> int:
                 first.wait_until(
                     lambda: first.value("beamside_node_up", node=node.name) == 1, 60, "attached"
                 )
-                node.eval(logger_expr(args.per_ms))
+                node.eval(logger_expr(args.per_ms, args.sleep_ms))
                 time.sleep(rng.uniform(0.0, args.max_up))
                 first.kill()
                 t0 = time.monotonic()
@@ -203,7 +213,9 @@ def main() -> int:
                 deadline = time.monotonic() + 300
                 result: dict[str, int] = {}
                 while time.monotonic() < deadline:
-                    time.sleep(3)
+                    time.sleep(5)
+                    if loki.stats().get("stored", 0) < last and time.monotonic() < deadline - 10:
+                        continue
                     result = check(loki.dump(), node.name, last)
                     if result["lost"] == 0:
                         time.sleep(3)  # a late duplicate would arrive now
