@@ -863,7 +863,7 @@ def _alertmanager(r: _Reader, value: object) -> AlertmanagerConfig | None:
 
 def _logs(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> LogsConfig:
     path = "logs"
-    m = r.mapping(value, path, {"level", "nodes", "max_message_bytes", "rate_limit"})
+    m = r.mapping(value, path, {"level", "nodes", "max_message_bytes", "rate_limit", "crash_grace"})
     node_levels: list[tuple[str, str]] = []
     nodes = r.mapping(m.get("nodes"), _join(path, "nodes"), set(known_nodes))
     for node, level in nodes.items():
@@ -880,11 +880,18 @@ def _logs(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> LogsConf
             raise ValueError(f"must be from 256B to 1MiB, got {v!r}")
         return n
 
+    def grace(v: Any) -> int:
+        seconds = parse_duration(v)
+        if not 0 <= seconds <= 86400 or seconds != int(seconds):
+            raise ValueError(f"must be whole seconds from 0s to 24h, got {v!r}")
+        return int(seconds)
+
     return LogsConfig(
         level=r.convert(m, "level", path, _log_level, "warning"),
         node_levels=tuple(sorted(node_levels)),
         max_message_bytes=r.convert(m, "max_message_bytes", path, size, 8192),
         rate_limit=r.convert(m, "rate_limit", path, _positive_int(1_000_000), 2000),
+        crash_grace=r.convert(m, "crash_grace", path, grace, 120),
     )
 
 

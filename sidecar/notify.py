@@ -147,6 +147,7 @@ class Notifier:
             log_level=self.logs.level_for(node),
             max_bytes=self.logs.max_message_bytes,
             max_rate=self.logs.rate_limit,
+            grace_s=self.logs.crash_grace,
             shell_events=n.shell,
             sysmon_events=n.system_monitor,
             sysmon_events_rate=n.system_monitor_rate,

@@ -246,6 +246,7 @@ logs:
   level: error
   nodes: {a@h: debug}
   max_message_bytes: 16KiB
+  crash_grace: 30s
 notifications: {system_monitor: true, system_monitor_rate: 5}
 sharding: {count: 4}
 """,
@@ -258,6 +259,7 @@ sharding: {count: 4}
     assert static.kubernetes is None and static.dns is None
     assert config.logs.level_for("a@h") == "debug" and config.logs.level_for("x@h") == "error"
     assert config.logs.max_message_bytes == 16384
+    assert config.logs.crash_grace == 30
     assert config.notifications.system_monitor and config.notifications.system_monitor_rate == 5
     assert config.notifications.shell and config.notifications.code
     assert config.sharding.count == 4 and config.sharding.index is None
@@ -276,6 +278,12 @@ def test_reading_a_config_loads_no_sink() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", ["-1s", "1.5s", "2d", "30"])
+def test_crash_grace_is_whole_seconds_up_to_a_day(tmp_path: Path, value: str) -> None:
+    found = problems(tmp_path, MINIMAL + f"logs: {{crash_grace: '{value}'}}\n")
+    assert len(found) == 1 and found[0].startswith("logs.crash_grace: "), found
 
 
 def test_loki_url_with_a_bad_port(tmp_path: Path) -> None:

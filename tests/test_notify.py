@@ -238,13 +238,16 @@ def test_nothing_installed_without_a_sink() -> None:
 def test_options_follow_the_config() -> None:
     n = notifier(
         [],
-        logs=LogsConfig(level="error", node_levels=((NODE, "debug"),), rate_limit=50),
+        logs=LogsConfig(
+            level="error", node_levels=((NODE, "debug"),), rate_limit=50, crash_grace=0
+        ),
         notifications=NotificationsConfig(code=False, system_monitor=True),
     )
     opts = n.attach_options(NODE)
     assert opts is not None and opts["logs"]["level"] == "debug"
     assert n.attach_options("b@h")["logs"]["level"] == "error"  # type: ignore[index]
     assert opts["sysmon_events"] is True and opts["events"]["max_rate"] == 50
+    assert opts["events"]["grace_s"] == 0  # logs.crash_grace reaches the node
     assert n.collect_options(NODE) == {"config_events": True}
 
 

@@ -249,6 +249,7 @@ class EventOptions:
     max_queue: int = 5000
     shell_poll_ms: int = 1000
     shell_scan_s: int = 0
+    grace_s: int = 120
 
     def __post_init__(self) -> None:
         if self.log_level is not None and self.log_level not in LEVELS:
@@ -267,8 +268,10 @@ class EventOptions:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if type(self.shell_scan_s) is not int or self.shell_scan_s < 0:
-            raise ValueError(f"shell_scan_s must be >= 0, not {self.shell_scan_s!r}")
+        for name in ("shell_scan_s", "grace_s"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be >= 0, not {value!r}")
 
     def to_attach_opts(self) -> dict[str, Any]:
         """The options as :func:`attach` sends them (merge with other attach options)."""
@@ -291,6 +294,7 @@ class EventOptions:
                 "max_queue": self.max_queue,
                 "shell_poll_ms": self.shell_poll_ms,
                 "shell_scan_s": self.shell_scan_s,
+                "grace_s": self.grace_s,
             },
         }
 

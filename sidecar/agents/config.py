@@ -54,6 +54,10 @@ class LogsConfig:
     max_message_bytes: int = 8192
     # Events per second per node beyond which the node drops (and counts).
     rate_limit: int = 2000
+    # Seconds a node keeps capturing and holding unacknowledged events for a
+    # beamside that vanished without detaching (a crash): the restarted
+    # beamside gets them; then the handler and forwarder are removed.
+    crash_grace: int = 120
 
     def level_for(self, node: str) -> str:
         return dict(self.node_levels).get(node, self.level)
