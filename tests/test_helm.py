@@ -84,6 +84,8 @@ FULL: dict[str, Any] = {
         "loki": {"url": "http://loki-gateway.monitoring", "tenant": "shop"},
         "otlp": {"endpoint": "https://otel-collector.monitoring:4318"},
         "alarms": {"process_limit": {"minor": 0.7, "major": 0.85}},
+        "logs": {"level": "warning", "crash_grace": "60s"},
+        "distribution": {"max_frame": "4MiB", "max_inflation_ratio": 50, "net_ticktime": "30s"},
     },
     "cookie": {"existingSecret": "shop-erlang-cookie"},
     "distributionTls": {"existingSecret": "shop-dist-tls", "serverNameIndication": "shop.internal"},
