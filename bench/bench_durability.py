@@ -18,9 +18,10 @@ processes compete for the CPUs throughout and are stopped at the end.
 
 At the end the logger stops, one last beamside runs with Loki up until the
 double has every line, and the stored stream is checked: lines lost (numbers
-never stored), duplicated (stored twice, or re-sent identical: the double's
-duplicate count), out of order (by timestamp, within the stream).  The goal
-is 0, 0, 0.
+never stored), duplicated (stored twice), out of order (by timestamp, within the stream).
+The goal is 0, 0, 0 and the run exits 1 otherwise.  Entries re-sent identical
+(the double's duplicate count: a kill after Loki accepted a push and before
+beamside recorded it) are printed, not failed: Loki keeps one copy of them.
 """
 
 from __future__ import annotations
@@ -247,7 +248,10 @@ def main() -> int:
         print(f"out of order:       {result.get('disorder')}")
         print(f"wall time:          {time.monotonic() - t0:.0f} s")
         ok = not (result.get("lost") or result.get("duplicated") or result.get("disorder"))
-        ok = ok and not stats.get("duplicates")
+        # Identical re-sends are not counted against the run: a kill between
+        # Loki's 2xx and our fsync of that fact can always happen (delivery to
+        # a remote store is at-least-once), and Loki drops an entry identical
+        # to one it has (same stream, timestamp and line), as the double does.
         return 0 if ok else 1
     finally:
         for p in procs:
