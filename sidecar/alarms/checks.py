@@ -10,9 +10,10 @@ cleared by the gap.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import re
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,15 @@ from .model import Severity
 
 #: states that are not down: agent_conflict is up, with another beamside's agent
 _NOT_DOWN = frozenset({NodeState.UP, NodeState.CONNECTING, NodeState.AGENT_CONFLICT})
+#: the family-wide alarms (source ``family:<name>``)
+_FAMILY_ALARMS = (
+    "different_module_versions",
+    "different_application_versions",
+    "global_config_missing",
+    "global_config_inconsistent",
+    "time_zone_mismatch",
+    "clock_skew",
+)
 _SASL_NAME = re.compile(r"^\{?'?([a-z][A-Za-z0-9_@]*)")
 MAX_INFO_ITEMS = 20
 
@@ -51,6 +61,51 @@ class _NodeHistory:
     ticks: int = 0
     code_state: tuple[float | None, float | None] | None = None
     code_changed: bool = False
+
+
+class _Md5Map:
+    """One module md5 map, shared by every node whose map is equal to it."""
+
+    __slots__ = ("key", "modules", "rev", "users")
+
+    def __init__(self, modules: Mapping[str, str], rev: int, key: int) -> None:
+        self.modules = modules
+        self.rev = rev  # unique: equal revisions, equal maps
+        self.key = key  # its bucket in AlarmChecker._md5_maps
+        self.users = 0  # nodes holding it
+
+
+@dataclass(slots=True)
+class _Inputs:
+    """What the family checks read of one node, digested when its snapshot
+    arrives.  A ``*_rev`` moves (to a number never used before) only when its
+    content changes, so equal revisions mean equal inputs."""
+
+    node: str
+    snap: NodeSnapshot | None = None  # the snapshot the fields below were read from
+    md5: _Md5Map | None = None
+    env: Mapping[tuple[str, str], EnvValue | None] | None = None
+    env_rev: int = 0
+    apps: Mapping[str, str] | None = None
+    apps_rev: int = 0
+    peers: frozenset[str] | None = None
+    peers_rev: int = 0
+    utc_offset: float | None = None
+    skew: float | None = None  # node clock minus ours (s), of the latest snapshot
+    # dist_link_down: the result and what it was computed from
+    dist_key: tuple[object, ...] | None = None
+    dist_result: dict[str, Finding | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _FamilyCache:
+    """One family's members and its checks' last results with their inputs."""
+
+    names: tuple[str, ...] = ()
+    names_rev: int = 0
+    results: dict[str, tuple[tuple[object, ...], dict[str, Finding | None]]] = field(
+        default_factory=dict
+    )
 
 
 class AlarmChecker:
@@ -75,8 +130,13 @@ class AlarmChecker:
         # and whenever the node's code changed (modules loaded or old code).
         self._md5_every = self._ticks(self.settings["different_module_versions"].window)
         self._startup_every = self._ticks(self.settings["corrupt_startup_file"].window)
-        self._md5: dict[str, Mapping[str, str]] = {}
-        self._env: dict[str, Mapping[tuple[str, str], EnvValue | None]] = {}
+        # The family checks' inputs per node and results per family (see on_family).
+        self._revs = itertools.count(1)
+        self._inputs: dict[str, _Inputs] = {}
+        self._md5_maps: dict[int, list[_Md5Map]] = {}
+        self._families: dict[str, _FamilyCache] = {}
+        #: how many times each family check was computed (not taken from its cache)
+        self.recomputed: Counter[str] = Counter()
 
     def _ticks(self, period: float) -> int:
         return max(1, round(period / self.interval))
@@ -111,8 +171,9 @@ class AlarmChecker:
 
     def forget(self, node: str) -> None:
         self._history.pop(node, None)
-        self._md5.pop(node, None)
-        self._env.pop(node, None)
+        inputs = self._inputs.pop(node, None)
+        if inputs is not None and inputs.md5 is not None:
+            self._release_md5(inputs.md5)
         self.engine.clear_source(node)
 
     def _enabled(self, alarm: str) -> AlarmSettings | None:
@@ -253,10 +314,7 @@ class AlarmChecker:
         self._node_events(snap, history, r)
 
         self._report(node, node, snap.family, r)
-        if snap.modules is not None:
-            self._md5[node] = snap.modules
-        if snap.env is not None:
-            self._env[node] = snap.env
+        self._ingest(snap, on_arrival=True)
 
     def _os_checks(self, snap: NodeSnapshot, r: dict[str, Finding | None]) -> None:
         os_mon = snap.os_mon or OsMon()
@@ -536,90 +594,222 @@ class AlarmChecker:
             )
 
     # ------------------------------------------------------------ family checks
+    #
+    # Evaluated every second, so proportional to change, not to size: what each
+    # family check reads of a node is digested once when its snapshot arrives
+    # (:meth:`_ingest`: a revision number that moves only when the content
+    # does), and each family's results are kept with the revisions they were
+    # computed from.  A tick compares O(nodes) small integers; a module map is
+    # walked only when it changed (or a member joined, left or went down).
+    # Clock skew depends on when each snapshot was taken: its per-node offset
+    # is computed on arrival, the spread over the family each tick (O(nodes)).
 
     def on_family(
         self, snapshots: Mapping[str, NodeSnapshot], statuses: Iterable[NodeStatus]
     ) -> None:
-        up: dict[str, list[NodeSnapshot]] = {}
-        up_nodes = set()
+        up: dict[str, list[_Inputs]] = {}
         for status in statuses:
-            if status.state is NodeState.UP and status.node in snapshots:
-                up.setdefault(status.family, []).append(snapshots[status.node])
-                up_nodes.add(status.node)
+            snap = snapshots.get(status.node) if status.state is NodeState.UP else None
+            if snap is not None:
+                inputs = self._inputs.get(status.node)
+                if inputs is None or inputs.snap is not snap:
+                    inputs = self._ingest(snap)
+                up.setdefault(status.family, []).append(inputs)
+        token = tuple(map(self.settings.get, _FAMILY_ALARMS))
+        for family in self._families.keys() - up.keys():
+            del self._families[family]  # nothing of it up: its alarms stay as they are
         for family, members in up.items():
-            self._dist_links(family, members, up_nodes)
-            source = f"family:{family}"
-            r: dict[str, Finding | None] = {}
-            if len(members) >= 2:
-                r.update(self._module_versions(members))
-                r.update(self._app_versions(members))
-                r.update(self._global_config(family, members))
-                r.update(self._time_checks(source, members))
-            else:
-                r.update(
-                    {
-                        a: None
-                        for a in (
-                            "different_module_versions",
-                            "different_application_versions",
-                            "global_config_missing",
-                            "global_config_inconsistent",
-                            "time_zone_mismatch",
-                            "clock_skew",
-                        )
-                        if self._enabled(a)
-                    }
-                )
-            self._report(source, "", family, r)
+            self._on_family(family, members, token)
 
-    def _dist_links(self, family: str, members: list[NodeSnapshot], up_nodes: set[str]) -> None:
-        names = {m.node for m in members}
-        for snap in members:
-            if snap.dist_nodes is None:
+    def _on_family(self, family: str, members: list[_Inputs], token: tuple[object, ...]) -> None:
+        cache = self._families.get(family)
+        if cache is None:
+            cache = self._families[family] = _FamilyCache()
+        names = tuple(m.node for m in members)
+        if names != cache.names:
+            cache.names, cache.names_rev = names, next(self._revs)
+        self._dist_links(family, members, names, cache.names_rev)
+        source = f"family:{family}"
+        r: dict[str, Finding | None] = {}
+        if len(members) >= 2:
+            with_md5 = [(m.node, m.md5) for m in members if m.md5 is not None]
+            r.update(
+                self._cached(
+                    cache,
+                    "different_module_versions",
+                    (names, tuple(c.rev for _, c in with_md5), token),
+                    lambda: self._module_versions(with_md5),
+                )
+            )
+            r.update(
+                self._cached(
+                    cache,
+                    "different_application_versions",
+                    (names, tuple(m.apps_rev for m in members), token),
+                    lambda: self._app_versions(members),
+                )
+            )
+            params = tuple(self._params_for(family))
+            r.update(
+                self._cached(
+                    cache,
+                    "global_config",
+                    (names, tuple(m.env_rev for m in members), params, token),
+                    lambda: self._global_config(params, members),
+                )
+            )
+            r.update(
+                self._cached(
+                    cache,
+                    "time_zone_mismatch",
+                    (names, tuple(m.utc_offset for m in members), token),
+                    lambda: self._time_zones(members),
+                )
+            )
+            r.update(self._clock_skew(source, members))
+        else:
+            r.update({a: None for a in _FAMILY_ALARMS if self._enabled(a)})
+        self._report(source, "", family, r)
+
+    def _ingest(self, snap: NodeSnapshot, *, on_arrival: bool = False) -> _Inputs:
+        """Digest what the family checks read of ``snap``: once per snapshot.
+
+        The module md5s and env values come only from snapshots that went
+        through :meth:`on_snapshot` (``on_arrival``) and are kept until the
+        next one that has them; the rest comes from the latest snapshot."""
+        inputs = self._inputs.get(snap.node)
+        if inputs is None:
+            inputs = self._inputs[snap.node] = _Inputs(snap.node)
+        if on_arrival:
+            if snap.modules is not None:
+                self._intern_md5(inputs, snap.modules)
+            if snap.env is not None and snap.env != inputs.env:
+                inputs.env, inputs.env_rev = snap.env, next(self._revs)
+        if inputs.snap is snap:
+            return inputs
+        inputs.snap = snap
+        apps = snap.versions.applications if snap.versions is not None else None
+        if apps != inputs.apps or inputs.apps_rev == 0:
+            inputs.apps, inputs.apps_rev = apps, next(self._revs)
+        peers = None if snap.dist_nodes is None else frozenset(snap.dist_nodes)
+        if peers != inputs.peers or inputs.peers_rev == 0:
+            inputs.peers, inputs.peers_rev = peers, next(self._revs)
+        inputs.utc_offset = snap.time.utc_offset_s if snap.time else None
+        node_time = snap.system_time_us
+        # Node clock minus ours at the middle of the round trip.
+        inputs.skew = (
+            None if node_time is None else node_time / 1e6 - (snap.taken_at - snap.duration / 2)
+        )
+        return inputs
+
+    def _intern_md5(self, inputs: _Inputs, modules: Mapping[str, str]) -> None:
+        """Share one :class:`_Md5Map` among the nodes whose maps are equal: a
+        family's comparison then walks each distinct map once, not each node's."""
+        old = inputs.md5
+        if old is not None and (old.modules is modules or old.modules == modules):
+            return
+        key = hash(frozenset(modules.items()))
+        bucket = self._md5_maps.setdefault(key, [])
+        for shared in bucket:
+            if shared.modules == modules:
+                break
+        else:
+            shared = _Md5Map(modules, next(self._revs), key)
+            bucket.append(shared)
+        shared.users += 1
+        inputs.md5 = shared
+        if old is not None:
+            self._release_md5(old)
+
+    def _release_md5(self, shared: _Md5Map) -> None:
+        shared.users -= 1
+        if shared.users == 0:
+            bucket = self._md5_maps[shared.key]
+            bucket.remove(shared)
+            if not bucket:
+                del self._md5_maps[shared.key]
+
+    def _cached(
+        self,
+        cache: _FamilyCache,
+        check: str,
+        key: tuple[object, ...],
+        compute: Callable[[], dict[str, Finding | None]],
+    ) -> dict[str, Finding | None]:
+        """``check``'s result from its inputs' revisions: computed again only
+        when ``key`` moved."""
+        entry = cache.results.get(check)
+        if entry is not None and entry[0] == key:
+            return entry[1]
+        result = compute()
+        self.recomputed[check] += 1
+        cache.results[check] = (key, result)
+        return result
+
+    def _dist_links(
+        self, family: str, members: list[_Inputs], names: tuple[str, ...], names_rev: int
+    ) -> None:
+        """``dist_link_down`` per node: computed again when the node's links
+        or the family's members changed, reported every tick (its ``delay``
+        and ``hold`` count time)."""
+        settings = self.settings.get("dist_link_down")
+        up: frozenset[str] | None = None
+        for m in members:
+            peers = m.peers
+            if peers is None:
                 continue
-            peers = set(snap.dist_nodes)
-            history = self._history.setdefault(snap.node, _NodeHistory())
-            history.peers_seen |= peers & names
-            lost = sorted((history.peers_seen & up_nodes & names) - peers - {snap.node})
-            self._report(
-                snap.node,
-                snap.node,
-                family,
-                self._flag(
+            key = (m.peers_rev, names_rev, settings)
+            if m.dist_key != key:
+                if up is None:
+                    up = frozenset(names)
+                history = self._history.setdefault(m.node, _NodeHistory())
+                history.peers_seen |= peers & up
+                # The members are the nodes up: a peer seen before, up, not linked.
+                lost = sorted((history.peers_seen & up) - peers - {m.node})
+                m.dist_result = self._flag(
                     "dist_link_down",
                     bool(lost),
-                    f"{snap.node} has no distribution link to {', '.join(lost[:5])}",
+                    f"{m.node} has no distribution link to {', '.join(lost[:5])}",
                     {"lost": lost[:MAX_INFO_ITEMS]},
-                ),
-            )
+                )
+                m.dist_key = key
+                self.recomputed["dist_link_down"] += 1
+            self._report(m.node, m.node, family, m.dist_result)
 
-    def _module_versions(self, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
-        md5s = {m.node: self._md5[m.node] for m in members if m.node in self._md5}
-        if len(md5s) < 2:
+    def _module_versions(self, md5s: list[tuple[str, _Md5Map]]) -> dict[str, Finding | None]:
+        nodes = dict(md5s)  # one map per node, the last one if listed twice
+        if len(nodes) < 2:
             return {}
-        by_module: dict[str, dict[str, str]] = {}
-        for node, modules in md5s.items():
-            for name, digest in modules.items():
-                if not name.startswith("beamside_"):
-                    by_module.setdefault(name, {})[node] = digest
+        distinct = {shared.rev: shared.modules for shared in nodes.values()}
+        first: dict[str, str] = {}
+        differ: set[str] = set()
+        if len(distinct) > 1:  # equal maps cannot differ
+            for modules in distinct.values():
+                for name, digest in modules.items():
+                    seen = first.setdefault(name, digest)
+                    if seen != digest and not name.startswith("beamside_"):
+                        differ.add(name)
         differing = {
-            mod: versions
-            for mod, versions in sorted(by_module.items())
-            if len(set(versions.values())) > 1
+            mod: {
+                node: shared.modules[mod]
+                for node, shared in nodes.items()
+                if mod in shared.modules
+            }
+            for mod in sorted(differ)[:MAX_INFO_ITEMS]
         }
         listed = ", ".join(list(differing)[:5])
         return self._flag(
             "different_module_versions",
-            bool(differing),
-            f"{len(differing)} module(s) differ across the family: {listed}",
-            {"modules": dict(list(differing.items())[:MAX_INFO_ITEMS])},
+            bool(differ),
+            f"{len(differ)} module(s) differ across the family: {listed}",
+            {"modules": differing},
         )
 
-    def _app_versions(self, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
+    def _app_versions(self, members: list[_Inputs]) -> dict[str, Finding | None]:
         apps: dict[str, dict[str, str]] = {}
         known = []
         for m in members:
-            running = m.versions.applications if m.versions is not None else None
+            running = m.apps
             if running is None:
                 continue
             known.append(m.node)
@@ -640,11 +830,12 @@ class AlarmChecker:
             {"applications": dict(list(differing.items())[:MAX_INFO_ITEMS])},
         )
 
-    def _global_config(self, family: str, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
-        params = self._params_for(family)
+    def _global_config(
+        self, params: Sequence[GlobalParam], members: list[_Inputs]
+    ) -> dict[str, Finding | None]:
         if not params:
             return {"global_config_missing": None, "global_config_inconsistent": None}
-        envs = {m.node: self._env[m.node] for m in members if m.node in self._env}
+        envs = {m.node: m.env for m in members if m.env is not None}
         if len(envs) < 2:
             return {}
         missing: dict[str, list[str]] = {}
@@ -675,38 +866,32 @@ class AlarmChecker:
             ),
         }
 
-    def _time_checks(self, source: str, members: list[NodeSnapshot]) -> dict[str, Finding | None]:
-        offsets = {m.node: m.time.utc_offset_s if m.time else None for m in members}
-        known_tz = {n: o for n, o in offsets.items() if o is not None}
-        r: dict[str, Finding | None] = {}
-        if len(known_tz) >= 2:
-            zones = sorted({o for o in known_tz.values()})
-            r.update(
-                self._flag(
-                    "time_zone_mismatch",
-                    len(zones) > 1,
-                    f"nodes run with UTC offsets {', '.join(f'{z:+.0f}s' for z in zones)}",
-                    {"utc_offset_s": known_tz},
-                )
-            )
-        skews: dict[str, float] = {}
-        for m in members:
-            node_time = m.system_time_us
-            if node_time is not None:
-                # Node clock minus ours at the middle of the round trip.
-                skews[m.node] = node_time / 1e6 - (m.taken_at - m.duration / 2)
-        if len(skews) >= 2:
-            spread = max(skews.values()) - min(skews.values())
-            r.update(
-                self._graded(
-                    "clock_skew",
-                    source,
-                    spread,
-                    lambda v: f"node clocks differ by {v:.2f}s",
-                    {"offsets_s": {n: round(s, 3) for n, s in skews.items()}},
-                )
-            )
-        return r
+    def _time_zones(self, members: list[_Inputs]) -> dict[str, Finding | None]:
+        known_tz = {m.node: m.utc_offset for m in members if m.utc_offset is not None}
+        if len(known_tz) < 2:
+            return {}
+        zones = sorted(set(known_tz.values()))
+        return self._flag(
+            "time_zone_mismatch",
+            len(zones) > 1,
+            f"nodes run with UTC offsets {', '.join(f'{z:+.0f}s' for z in zones)}",
+            {"utc_offset_s": known_tz},
+        )
+
+    def _clock_skew(self, source: str, members: list[_Inputs]) -> dict[str, Finding | None]:
+        """Every tick (the offsets move with each snapshot): O(nodes), and the
+        details are built only when the alarm holds."""
+        skews = [(m.node, m.skew) for m in members if m.skew is not None]
+        if len(skews) < 2:
+            return {}
+        values = [s for _, s in skews]
+        return self._graded(
+            "clock_skew",
+            source,
+            max(values) - min(values),
+            lambda v: f"node clocks differ by {v:.2f}s",
+            lambda: {"offsets_s": {n: round(s, 3) for n, s in skews}},
+        )
 
 
 def _memory_sources(view: MemoryView) -> list[tuple[str, str, float, float]]:
