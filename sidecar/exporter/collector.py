@@ -2,7 +2,19 @@
 
 ``collect()`` reads what the node manager last stored (whole objects replaced
 atomically by the manager), so a scrape costs only rendering, whatever state
-the managed nodes are in.
+the managed nodes are in.  ``/metrics`` does not go through ``collect()``:
+:meth:`BeamsideCollector.exposition` writes the node families from the
+per-snapshot text cache (:mod:`sidecar.exporter.exposition`, the same bytes
+at the cost of a concatenation) and only beamside's own families (node
+states, alarms, the sinks' metrics: small) through prometheus_client.
+``collect()`` stays the reference (``generate_latest(registry)`` works).
+
+Plugin families (``snapshot.plugins``: mnesia, os_mon, application plugins)
+get at most ``series_budget`` samples per node (default 1,000); the rest
+are dropped and counted in
+``beamside_series_dropped_total{node,family,cluster,metric_family}``, where
+``family`` is the node's family as on every series and ``metric_family`` the
+metric family whose samples were dropped (e.g. ``erlang_mnesia_tablewise_size``).
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sidecar.alarms.model import Alarm
 from sidecar.model import NodeSnapshot, NodeState, NodeStatus
 
+from .exposition import ExpositionCache, Format, Unsupported, generate
 from .vm_metrics import vm_metric_families
 
 NODE_LABELS = ["node", "family", "cluster"]
@@ -54,21 +67,64 @@ class BeamsideCollector(Collector):
         *,
         alarms: AlarmSource | None = None,
         extra: Sequence[MetricsProvider] = (),
+        series_budget: int = 1000,
     ) -> None:
         self._source = source
         self._version = version
         self._alarms = alarms
         self._extra = tuple(extra)
+        self.cache = ExpositionCache(series_budget)
 
     def collect(self) -> Iterator[Metric]:
+        """Every family through prometheus_client's objects (the reference)."""
         snapshots = list(self._source.snapshots.values())
         statuses = list(self._source.statuses())
-        yield from vm_metric_families(snapshots)
+        dropped: dict[str, dict[str, int]] = {}
+        yield from vm_metric_families(
+            snapshots, series_budget=self.cache.series_budget, dropped=dropped
+        )
+        self.cache.count_dropped(snapshots, dropped)
+        self.cache.forget_others(s.node for s in snapshots)
+        yield from self._beamside(statuses)
+
+    def exposition(self, fmt: Format) -> bytes:
+        """What ``generate``/``generate_latest`` would give for ``fmt``, from the cache."""
+        # list() of a dict's values is atomic under the GIL: the manager may replace
+        # snapshots meanwhile, this scrape renders the ones it read
+        snapshots = list(self._source.snapshots.values())
+        statuses = list(self._source.statuses())
+        try:
+            parts = self.cache.exposition(snapshots, fmt)
+        except Unsupported:  # a name outside the legacy set, escaping=allow-utf-8
+            return generate(fmt, self)
+        # small, fresh at every scrape; in OpenMetrics it ends with the one # EOF
+        parts.append(generate(fmt, _Families(self._beamside(statuses))))
+        return b"".join(parts)
+
+    def _beamside(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
+        """beamside's own families, fresh at every scrape."""
         yield from self._own(statuses)
+        yield self._dropped_family()
         if self._alarms is not None:
             yield self._alarm_family(self._alarms.active())
         for provider in self._extra:
             yield from provider()
+
+    def _dropped_family(self) -> Metric:
+        family = CounterMetricFamily(
+            "beamside_series_dropped",
+            "Plugin samples left out of /metrics because the node's plugin families went "
+            "over the series budget, by metric family (metric_family; family is the node's)",
+            labels=[*NODE_LABELS, "metric_family"],
+        )
+        cluster = self._source.cluster
+        snapshots = self._source.snapshots
+        for node, counts in sorted(self.cache.dropped().items()):
+            snap = snapshots.get(node)
+            node_family = snap.family if snap is not None else ""
+            for name, count in sorted(counts.items()):
+                family.add_metric([node, node_family, cluster, name], float(count))
+        return family
 
     def _alarm_family(self, active: Sequence[Alarm]) -> Metric:
         family = GaugeMetricFamily(
@@ -157,14 +213,40 @@ class BeamsideCollector(Collector):
         yield from (up, state, agent, duration, last_ok, age, errors, failures, attaches)
 
 
+class _Families:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+class BeamsideRegistry(CollectorRegistry):
+    """Our registry: ``generate_latest(registry)`` works as for any registry,
+    :meth:`exposition` is the cached path /metrics serves."""
+
+    def __init__(self, collector: BeamsideCollector) -> None:
+        super().__init__(auto_describe=False)
+        self.collector = collector
+        self.register(collector)
+
+    def exposition(self, fmt: Format) -> bytes:
+        return self.collector.exposition(fmt)
+
+
 def build_registry(
     source: SnapshotSource,
     version: str,
     *,
     alarms: AlarmSource | None = None,
     extra: Sequence[MetricsProvider] = (),
-) -> CollectorRegistry:
-    """Our own registry (never the global one) holding only our collector."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(BeamsideCollector(source, version, alarms=alarms, extra=extra))
-    return registry
+    series_budget: int = 1000,
+) -> BeamsideRegistry:
+    """Our own registry (never the global one) holding only our collector.
+
+    ``series_budget``: samples per node the plugin families may have."""
+    return BeamsideRegistry(
+        BeamsideCollector(
+            source, version, alarms=alarms, extra=extra, series_budget=series_budget
+        )
+    )

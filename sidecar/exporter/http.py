@@ -1,8 +1,12 @@
 """The HTTP endpoint: ``/metrics``, ``/healthz``, ``/readyz``.
 
-Served from a thread (``ThreadingHTTPServer``) so a slow scraper never holds
-up the asyncio loop that talks to the nodes; the collector only reads
-snapshots, so no lock is needed.
+Served from threads (``ThreadingHTTPServer``) so a slow scraper never holds
+up the asyncio loop that talks to the nodes.  The format is prometheus_client's
+choice from the Accept header (``choose_encoder``: OpenMetrics for Prometheus,
+text 0.0.4 by default, with the content type it gives); a registry from
+:func:`~sidecar.exporter.collector.build_registry` writes it from its per-node
+text cache (the same bytes), any other registry through prometheus_client.
+The body is gzipped (level 1: cheap) when the scraper accepts gzip.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
+
+from .collector import BeamsideRegistry
+from .exposition import format_of
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +89,13 @@ class MetricsServer:
 
             def _metrics(self) -> None:
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                fmt = format_of(encoder)
+                registry = outer.registry
                 try:
-                    body = encoder(outer.registry)
+                    if fmt is not None and isinstance(registry, BeamsideRegistry):
+                        body = registry.exposition(fmt)  # the cached node texts
+                    else:
+                        body = encoder(registry)
                 except Exception:
                     log.exception("rendering /metrics failed")
                     self._reply(500, b"rendering metrics failed\n")

@@ -1,0 +1,474 @@
+"""/metrics at the cost of a concatenation: per-node text, cached per snapshot.
+
+prometheus_client formats every sample of every node at every scrape (300
+nodes: about a second of pure Python holding the GIL).  Here each node's
+samples are formatted once per snapshot, by :class:`_TextWriter` fed by the
+same section renderers as :func:`~sidecar.exporter.vm_metrics.vm_metric_families`,
+into one block of sample lines per family; a scrape writes, for each family
+in the order prometheus_client would, its ``# HELP``/``# TYPE`` lines once,
+then every node's block.  The bytes are those of prometheus_client's
+``generate_latest`` (text 0.0.4) and ``openmetrics.exposition.generate_latest``
+over ``vm_metric_families`` of the same snapshots (tests/exporter checks it):
+same float formatting (``floatToGoString``), label escaping, sorted labels,
+counter ``_total``, info ``_info``, family order (where its first sample is
+added, node after node).
+
+Identity tells "changed": the node manager replaces a node's ``NodeSnapshot``
+object when a new one arrives, so an entry is reused while
+``entry.snapshot is snap``.  One render serves every format whose escaping
+leaves the node's metric and label names as they are (text and OpenMetrics
+with the default ``underscores``, ``allow-utf-8`` or ``values`` escaping:
+sample lines are the same bytes in both formats, only headers and ``# EOF``
+differ); a format that rewrites them (``escaping=dots``) gets its own render,
+kept in the same entry.  Entries of nodes no longer in the snapshots are
+dropped at the next scrape.
+
+Thread safety: scrapes run on several HTTP threads while the manager
+replaces snapshots from the asyncio thread.  Rendering holds no lock; a
+finished :class:`NodeText` is immutable and published by replacing the
+node's whole entry under a short lock, so two scrapes of a changed node may
+both render it but each uses a complete text of one snapshot: never torn.
+
+The plugin series budget lives in :class:`~sidecar.exporter.vm_metrics.NodeWriter`;
+what it drops is counted here once per snapshot (whichever path rendered it
+first), for ``beamside_series_dropped_total``.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple
+
+from prometheus_client.exposition import generate_latest as _text_generate
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics import exposition as _om
+from prometheus_client.validation import _is_valid_legacy_metric_name
+
+from sidecar.model import NodeSnapshot
+
+from .vm_metrics import BASE_LABELS, NodeWriter, render_node
+
+__all__ = [
+    "OPENMETRICS",
+    "TEXT",
+    "ExpositionCache",
+    "Format",
+    "NodeText",
+    "Unsupported",
+    "format_of",
+    "generate",
+    "go_float",
+]
+
+UNDERSCORES: Final = _om.UNDERSCORES
+ALLOWUTF8: Final = _om.ALLOWUTF8
+
+# prometheus_client's OpenMetrics encoder is not annotated: called through a typed name
+_om_generate: Callable[..., bytes] = _om.generate_latest
+_EOF: Final = b"# EOF\n"
+
+
+class Format(NamedTuple):
+    """An exposition format as prometheus_client's ``choose_encoder`` picks it."""
+
+    openmetrics: bool
+    escaping: str = UNDERSCORES
+
+
+TEXT: Final = Format(False)
+OPENMETRICS: Final = Format(True)
+
+
+class Unsupported(Exception):
+    """A name this renderer does not write the way prometheus_client would
+    (``escaping=allow-utf-8`` with a name outside the legacy character set):
+    the caller renders the scrape with prometheus_client instead."""
+
+
+class _Fixed:
+    """A collector of given families (for prometheus_client's encoders)."""
+
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = list(families)
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def generate(fmt: Format, collector: Any) -> bytes:
+    """prometheus_client's exposition of ``collector`` in ``fmt`` (the reference)."""
+    if fmt.openmetrics:
+        return _om_generate(collector, escaping=fmt.escaping)
+    return _text_generate(collector, escaping=fmt.escaping)
+
+
+def format_of(encoder: Callable[..., bytes]) -> Format | None:
+    """The format of an encoder returned by ``choose_encoder`` (None: unknown)."""
+    keywords: Mapping[str, Any] = {}
+    func: object = encoder
+    if isinstance(encoder, functools.partial):
+        func, keywords = encoder.func, encoder.keywords
+    escaping = str(keywords.get("escaping", UNDERSCORES))
+    if func is _om.generate_latest:
+        return Format(True, escaping)
+    if func is _text_generate:
+        return Format(False, escaping)
+    return None
+
+
+# --------------------------------------------------------------------------- formatting
+
+_SPECIAL: Final = {"inf": "+Inf", "-inf": "-Inf", "nan": "NaN"}
+
+
+def go_float(d: float) -> str:
+    """``prometheus_client.utils.floatToGoString`` for a float, without its
+    three comparisons on the common path."""
+    s = repr(d)
+    dot = s.find(".")
+    if dot > 6 and d > 0:  # Go switches to exponents sooner than Python
+        mantissa = f"{s[0]}.{s[1:dot]}{s[dot + 1 :]}".rstrip("0.")
+        return f"{mantissa}e+{dot - 1:02d}"
+    if dot < 0:
+        return _SPECIAL.get(s, s)
+    return s
+
+
+def _esc(v: str) -> str:
+    """A label value as both formats escape it (backslash, newline, quote)."""
+    if "\\" in v or "\n" in v or '"' in v:
+        return v.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return v
+
+
+class _Bounded(dict[Any, Any]):
+    """A memo that forgets everything when full (names come from nodes too:
+    msacc states; a hostile node must not grow it without bound)."""
+
+    LIMIT: Final = 8192
+
+    def put(self, key: Any, value: Any) -> Any:
+        if len(self) >= self.LIMIT:
+            self.clear()
+        self[key] = value
+        return value
+
+
+_HEADERS: Final = _Bounded()
+_SAME: Final = _Bounded()
+_ORDERS: Final = _Bounded()
+
+
+def _header(fmt: Format, kind: str, name: str, doc: str) -> bytes:
+    """``# HELP``/``# TYPE`` of a family: prometheus_client's, of the family
+    without samples (memoized)."""
+    key = (fmt, kind, name, doc)
+    header: bytes | None = _HEADERS.get(key)
+    if header is None:
+        family: Metric
+        if kind == "counter":
+            family = CounterMetricFamily(name, doc)
+        elif kind == "info":
+            family = InfoMetricFamily(name, doc)
+        else:
+            family = GaugeMetricFamily(name, doc)
+        header = generate(fmt, _Fixed([family]))
+        if fmt.openmetrics:
+            header = header[: -len(_EOF)]
+        _HEADERS.put(key, header)
+    return header
+
+
+def _sample_name(fmt: Format, name: str) -> str:
+    """A sample's name as ``fmt`` writes it before its labels."""
+    if fmt.escaping == ALLOWUTF8 and not _is_valid_legacy_metric_name(name):
+        raise Unsupported(name)  # written inside the braces: not this renderer's layout
+    if fmt.openmetrics:
+        return _om._escape(name, fmt.escaping, _om._is_legacy_labelname_rune)
+    return _om.escape_metric_name(name, fmt.escaping)
+
+
+def _label_name(fmt: Format, name: str) -> str:
+    return _om.escape_label_name(name, fmt.escaping)
+
+
+def _unchanged(fmt: Format, name: str, sample: bool) -> bool:
+    """Whether ``fmt`` writes the name as it is (memoized)."""
+    key = (fmt, name, sample)
+    same: bool | None = _SAME.get(key)
+    if same is None:
+        try:
+            escaped = _sample_name(fmt, name) if sample else _label_name(fmt, name)
+        except Unsupported:
+            escaped = None
+        same = _SAME.put(key, escaped == name)
+    return same
+
+
+@dataclass(frozen=True, eq=False)
+class NodeText:
+    """One node's samples as exposition text, one block of lines per family."""
+
+    #: family names (as the renderers give them) in the order of their first sample
+    order: tuple[str, ...]
+    #: family name -> (kind, doc) for its header
+    meta: Mapping[str, tuple[str, str]]
+    #: family name -> the node's sample lines, each ending in a newline
+    blocks: Mapping[str, bytes]
+    #: names written as they are in ``blocks``, to tell which formats it serves
+    sample_names: frozenset[str]
+    label_names: frozenset[str]
+    #: plugin samples dropped over the budget, by family name
+    dropped: Mapping[str, int]
+
+    def serves(self, fmt: Format) -> bool:
+        """True if ``fmt`` writes every name of this (canonical) text unchanged."""
+        return all(_unchanged(fmt, n, True) for n in self.sample_names) and all(
+            _unchanged(fmt, n, False) for n in self.label_names
+        )
+
+
+class _Skeleton(NamedTuple):
+    """A family's line up to the value, with the node's labels still to fill in."""
+
+    sample: str
+    #: ``str.format(**base)`` -> the line up to the value (no own labels)
+    prefix: str
+    #: ``str.format(**base)`` -> a template taking the own label values in order
+    template: str
+
+
+_SKELETONS: Final = _Bounded()
+
+
+def _skeleton(
+    fmt: Format | None, kind: str, name: str, doc: str, keys: tuple[str, ...]
+) -> _Skeleton:
+    """Memoized across nodes: only ``node``/``family``/``cluster`` vary."""
+    key = (fmt, kind, name, keys)
+    skeleton: _Skeleton | None = _SKELETONS.get(key)
+    if skeleton is not None:
+        return skeleton
+    Metric(name, doc, kind)  # prometheus_client's checks on the name
+    if kind == "counter":
+        sample = f"{name[:-6] if name.endswith('_total') else name}_total"
+    elif kind == "info":
+        sample = f"{name}_info"
+    else:
+        sample = name
+    head = sample if fmt is None else _sample_name(fmt, sample)
+    prefix, template = [], []
+    # sorted by label name (as prometheus_client writes them), own labels over base ones
+    own = {k: i for i, k in enumerate(keys)}
+    for label in sorted({*BASE_LABELS, *keys}):
+        written = label if fmt is None else _label_name(fmt, label)
+        if label in own:
+            template.append(f'{_brace(_brace(written))}="{{{{{own[label]}}}}}"')
+        else:
+            prefix.append(f'{_brace(written)}="{{{label}}}"')
+            template.append(f'{_brace(_brace(written))}="{{{label}}}"')
+    skeleton = _Skeleton(
+        sample,
+        f"{_brace(head)}{{{{{','.join(prefix)}}}}} ",
+        f"{_brace(_brace(head))}{{{{{{{{{','.join(template)}}}}}}}}} ",
+    )
+    return _SKELETONS.put(key, skeleton)  # type: ignore[no-any-return]
+
+
+class _Family:
+    __slots__ = ("doc", "keys", "kind", "lines", "prefix", "template")
+
+    def __init__(
+        self, keys: tuple[str, ...], kind: str, doc: str, prefix: str, template: str
+    ) -> None:
+        self.keys = keys
+        self.kind = kind
+        self.doc = doc
+        #: the whole line up to the value (no own labels)
+        self.prefix = prefix
+        #: the same as a str.format template, one field per own label value
+        self.template = template
+        self.lines: list[str] = []
+
+
+class _TextWriter(NodeWriter):
+    """Formats one node's samples as exposition lines, as prometheus_client would."""
+
+    def __init__(self, snap: NodeSnapshot, series_budget: int | None, fmt: Format | None) -> None:
+        super().__init__(snap, series_budget)
+        self._fmt = fmt
+        self._families: dict[str, _Family] = {}
+        self._base = {k: _esc(v) for k, v in self.base.items()}
+        self._base_braced = {k: _brace(v) for k, v in self._base.items()}
+        self._sample_names: set[str] = set()
+        self._label_names: set[str] = set(self.base)
+
+    def _emit(
+        self, kind: str, name: str, doc: str, number: float, labels: Mapping[str, str]
+    ) -> None:
+        family = self._families.get(name)
+        if family is None or family.keys != tuple(labels):
+            family = self._family(kind, name, doc, tuple(labels))
+        if family.keys:
+            line = family.template.format(*[_esc(v) for v in labels.values()])
+        else:
+            line = family.prefix
+        family.lines.append(line + go_float(number))
+
+    def _family(self, kind: str, name: str, doc: str, keys: tuple[str, ...]) -> _Family:
+        known = self._families.get(name)
+        if known is not None:  # as vm_metrics._Families.get
+            raise ValueError(f"{name}: labels {keys} != {known.keys}")
+        skeleton = _skeleton(self._fmt, kind, name, doc, keys)
+        self._sample_names.add(skeleton.sample)
+        self._label_names.update(keys)
+        if keys:
+            family = _Family(keys, kind, doc, "", skeleton.template.format(**self._base_braced))
+        else:
+            family = _Family(keys, kind, doc, skeleton.prefix.format(**self._base), "")
+        self._families[name] = family
+        return family
+
+    def finish(self) -> NodeText:
+        order = tuple(self._families)
+        order = _ORDERS.get(order) or _ORDERS.put(order, order)  # equal orders: one object
+        return NodeText(
+            order=order,
+            meta={k: (f.kind, f.doc) for k, f in self._families.items()},
+            blocks={
+                k: ("\n".join(f.lines) + "\n").encode() if f.lines else b""
+                for k, f in self._families.items()
+            },
+            sample_names=frozenset(self._sample_names),
+            label_names=frozenset(self._label_names),
+            dropped=dict(self.dropped),
+        )
+
+
+def _brace(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def render_text(
+    snap: NodeSnapshot, fmt: Format | None = None, series_budget: int | None = None
+) -> NodeText:
+    """One node's text: names as they are (``fmt`` None), or escaped for ``fmt``."""
+    writer = _TextWriter(snap, series_budget, fmt)
+    render_node(writer, snap)
+    return writer.finish()
+
+
+def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
+    """The families of ``texts`` (node order), each header once then every block."""
+    headers: dict[str, bytes] = {}
+    seen: set[int] = set()
+    for text in texts:
+        if id(text.order) in seen:  # same families as a node before: nothing new
+            continue
+        seen.add(id(text.order))
+        for name in text.order:
+            if name not in headers:
+                kind, doc = text.meta[name]
+                headers[name] = _header(fmt, kind, name, doc)
+    parts: list[bytes] = []
+    append = parts.append
+    for name, header in headers.items():
+        append(header)
+        for text in texts:
+            block = text.blocks.get(name)
+            if block:
+                append(block)
+    return parts
+
+
+# --------------------------------------------------------------------------- cache
+
+
+@dataclass(frozen=True, eq=False)
+class _Entry:
+    snapshot: NodeSnapshot
+    #: None: the canonical render (names unescaped); else per format served
+    texts: Mapping[Format | None, NodeText]
+
+
+class ExpositionCache:
+    """Each node's text for its current snapshot, and the plugin series dropped."""
+
+    def __init__(self, series_budget: int | None = 1000) -> None:
+        self.series_budget = series_budget
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        #: the snapshot whose drops were last counted, per node
+        self._counted: dict[str, NodeSnapshot] = {}
+        self._dropped: dict[str, dict[str, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def node_text(self, snap: NodeSnapshot, fmt: Format) -> NodeText:
+        entry = self._entries.get(snap.node)
+        canonical = None
+        if entry is not None and entry.snapshot is snap:
+            text = entry.texts.get(fmt)
+            if text is not None:
+                return text
+            canonical = entry.texts.get(None)
+        # rendered without a lock: the event loop and other scrapes go on
+        if canonical is None:
+            canonical = render_text(snap, None, self.series_budget)
+        text = canonical if canonical.serves(fmt) else render_text(snap, fmt, self.series_budget)
+        self._install(snap, {None: canonical, fmt: text})
+        return text
+
+    def _install(self, snap: NodeSnapshot, texts: dict[Format | None, NodeText]) -> None:
+        with self._lock:
+            current = self._entries.get(snap.node)
+            if current is not None and current.snapshot is snap:
+                self._entries[snap.node] = _Entry(snap, {**texts, **current.texts})
+            elif current is None or current.snapshot.taken_at <= snap.taken_at:
+                self._entries[snap.node] = _Entry(snap, texts)
+                self._count_locked(snap, texts[None].dropped)
+            # else: a scrape that read an older snapshot; the newer one stays
+
+    def _count_locked(self, snap: NodeSnapshot, dropped: Mapping[str, int]) -> None:
+        last = self._counted.get(snap.node)
+        if last is snap or (last is not None and last.taken_at > snap.taken_at):
+            return
+        self._counted[snap.node] = snap
+        if dropped:
+            totals = self._dropped.setdefault(snap.node, {})
+            for name, count in dropped.items():
+                totals[name] = totals.get(name, 0) + count
+
+    def count_dropped(self, snaps: Iterable[NodeSnapshot], dropped: Mapping[str, Any]) -> None:
+        """What the reference path dropped (node -> family -> samples), once per snapshot."""
+        with self._lock:
+            for snap in snaps:
+                self._count_locked(snap, dropped.get(snap.node) or {})
+
+    def dropped(self) -> dict[str, dict[str, int]]:
+        """Plugin samples dropped so far: node -> family name -> count."""
+        with self._lock:
+            return {node: dict(counts) for node, counts in self._dropped.items()}
+
+    def forget_others(self, nodes: Iterable[str]) -> None:
+        """Drop what is kept for nodes not in ``nodes`` (gone from the manager)."""
+        keep = set(nodes)
+        with self._lock:
+            for table in (self._entries, self._counted, self._dropped):
+                for node in [n for n in table if n not in keep]:
+                    del table[node]
+
+    def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> list[bytes]:
+        """The node families of ``snaps`` in ``fmt``, as byte strings to join."""
+        texts = [self.node_text(snap, fmt) for snap in snaps]
+        self.forget_others(snap.node for snap in snaps)
+        return join_texts(texts, fmt)
