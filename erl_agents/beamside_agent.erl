@@ -104,6 +104,10 @@
 %%%        period (events grace_s, 120) and gets them again first when it
 %%%        attaches again; drop reason retain_overflow (events retain_events,
 %%%        retain_bytes); busy_dist / noconnect no longer drop.
+%%%     8  the `dist' section is an aggregate by default (peer_counts,
+%%%        sockets, processes, per_peer => false; see beamside_vm): the
+%%%        per-peer list `peers' only with Opts dist_per_peer => true, then
+%%%        capped by max_peers (default 100, was 1000) with `omitted'.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -252,7 +256,18 @@
 %%%     ports                  ports by driver (count, memory, queue, io bytes)
 %%%     ets                    table count, top_n table names by memory
 %%%     kernel                 global names/locks, logger handlers and level
-%%%     dist                   per peer: socket stats, port/process stats
+%%%     dist                   #{per_peer, up, pending, buf_busy_limit,
+%%%                            peer_counts => #{up | pending => #{visible |
+%%%                            hidden => N}}, sockets => #{count, recv_bytes,
+%%%                            recv_packets, send_bytes, send_packets,
+%%%                            output_queue_bytes, output_queue_max_bytes,
+%%%                            busy}, processes => #{count, memory_bytes,
+%%%                            memory_max_bytes, message_queue_len,
+%%%                            message_queue_len_max, reductions}}: sums
+%%%                            over every connection (see beamside_vm);
+%%%                            with dist_per_peer also peers => [#{node,
+%%%                            type, state, controller}] (at most
+%%%                            max_peers), omitted, truncated
 %%%     sysmon                 system monitor state and event counters, the
 %%%                            forwarders' state: alarm_handler (installed |
 %%%                            pending | not_running | {error, R}) and
@@ -377,7 +392,8 @@
 %%%                                                walk), memory_sum too
 %%%     memory_threshold  integer()                (104857600) bytes
 %%%     max_ports         integer()                (10000)
-%%%     max_peers         integer()                (1000)
+%%%     dist_per_peer     boolean()                (false) per-peer `dist'
+%%%     max_peers         integer()                (100) peers detailed
 %%%     max_ets_tables    integer()                (10000)
 %%%     fds               boolean()                (true) count /proc/self/fd
 %%%     plugins           all | [Name]             (all) plugins to run
@@ -421,7 +437,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 7).
+-define(VERSION, 8).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

@@ -39,6 +39,8 @@ from .erldist.errors import TlsConfigError
 from .erldist.limits import DistLimits
 from .erldist.names import NodeName, parse_node_name
 from .erldist.tls import SNI_DISABLE, VERIFY_MODES, TlsConfig
+from .exporter.config import MAX_DIST_PEERS, MAX_SERIES_BUDGET
+from .exporter.config import MetricsConfig as MetricsConfig
 from .loki.config import LokiConfig as LokiConfig
 
 T = TypeVar("T")
@@ -257,6 +259,7 @@ class Config:
     loki: LokiConfig | None = None
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     distribution: DistLimits = field(default_factory=DistLimits)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str = "<config>"
 
     @property
@@ -265,7 +268,14 @@ class Config:
 
     def manager_config(self) -> ManagerConfig:
         """What the node manager is given: no more than it reads."""
-        return ManagerConfig(self.cluster, self.targets, self.intervals, self.agents)
+        return ManagerConfig(
+            self.cluster,
+            self.targets,
+            self.intervals,
+            self.agents,
+            dist_per_peer=self.metrics.dist_per_peer,
+            dist_max_peers=self.metrics.dist_max_peers,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +288,13 @@ class ManagerConfig:
     targets: tuple[Target, ...]
     intervals: Intervals = Intervals()
     agents: AgentsConfig = field(default_factory=AgentsConfig)
+    #: ``metrics.dist_per_peer`` / ``dist_max_peers``, sent with every collect
+    dist_per_peer: bool = False
+    dist_max_peers: int = 100
+
+    def collect_options(self) -> dict[str, bool | int]:
+        """The collect options (``beamside_agent:collect/1``) of the config."""
+        return {"dist_per_peer": self.dist_per_peer, "max_peers": self.dist_max_peers}
 
 
 class _Reader:
@@ -425,6 +442,7 @@ _TOP_KEYS = frozenset(
         "loki",
         "agents",
         "distribution",
+        "metrics",
     }
 )
 
@@ -459,6 +477,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
     loki = _loki(r, top.get("loki")) if top.get("loki") is not None else None
     agents = _agents(r, top.get("agents"))
     distribution = _distribution(r, top.get("distribution"))
+    metrics = _metrics(r, top.get("metrics"))
     if r.problems:
         raise ConfigError(source, r.problems)
     return Config(
@@ -477,6 +496,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
         loki=loki,
         agents=agents,
         distribution=distribution,
+        metrics=metrics,
         source=source,
     )
 
@@ -1004,6 +1024,22 @@ def _agents(r: _Reader, value: object) -> AgentsConfig:
     return AgentsConfig(
         scheduler_wall_time=r.convert(m, "scheduler_wall_time", path, _flag, False),
         microstate_accounting=r.convert(m, "microstate_accounting", path, _flag, False),
+    )
+
+
+def _metrics(r: _Reader, value: object) -> MetricsConfig:
+    """Distribution metrics per node or per peer, and the plugin series budget (issue 15)."""
+    path = "metrics"
+    m = r.mapping(value, path, {"dist_per_peer", "dist_max_peers", "series_budget"})
+    default = MetricsConfig()
+    return MetricsConfig(
+        dist_per_peer=r.convert(m, "dist_per_peer", path, _flag, default.dist_per_peer),
+        dist_max_peers=r.convert(
+            m, "dist_max_peers", path, _positive_int(MAX_DIST_PEERS), default.dist_max_peers
+        ),
+        series_budget=r.convert(
+            m, "series_budget", path, _positive_int(MAX_SERIES_BUDGET), default.series_budget
+        ),
     )
 
 

@@ -545,7 +545,8 @@ class NodeManager:
         next_tick = loop.time()
         while True:
             started = time.monotonic()
-            opts: dict[str, Any] = {}
+            # distribution per node or per peer (metrics:); checker and hooks add theirs
+            opts: dict[str, Any] = dict(self.config.collect_options())
             if self.checker is not None:
                 opts.update(self.checker.collect_options(node, self._status[node].family))
             if self.hooks is not None:

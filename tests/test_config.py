@@ -809,3 +809,45 @@ def test_check_config_lists_every_problem_of_the_issue_at_once(tmp_path: Path) -
     ], found
     assert "has mode 0644" in found[4] and "a NUL at character 3" in found[5]
     assert len(problems(tmp_path, config.read_text())) == 5  # `run`: cookies read at attach
+
+
+# --------------------------------------------------------------------------- metrics (issue 15)
+
+
+def test_metrics_defaults_aggregate_distribution(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, MINIMAL))
+    m = config.metrics
+    assert (m.dist_per_peer, m.dist_max_peers, m.series_budget) == (False, 100, 1000)
+    manager = config.manager_config()
+    assert manager.collect_options() == {"dist_per_peer": False, "max_peers": 100}
+
+
+def test_metrics_per_peer_reaches_the_collect_options(tmp_path: Path) -> None:
+    text = MINIMAL + "metrics: {dist_per_peer: true, dist_max_peers: 1000, series_budget: 1}\n"
+    config = load_config(write(tmp_path, text))
+    assert config.metrics.dist_per_peer is True
+    assert config.metrics.dist_max_peers == 1000 and config.metrics.series_budget == 1
+    assert config.manager_config().collect_options() == {"dist_per_peer": True, "max_peers": 1000}
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("{dist_per_peer: 1}", "metrics.dist_per_peer: expected true or false, got 1"),
+        ("{dist_max_peers: 0}", "metrics.dist_max_peers: expected a whole number from 1 to 1000"),
+        (
+            "{dist_max_peers: 1001}",
+            "metrics.dist_max_peers: expected a whole number from 1 to 1000",
+        ),
+        ("{dist_max_peers: true}", "metrics.dist_max_peers: expected a whole number"),
+        ("{series_budget: 0}", "metrics.series_budget: expected a whole number from 1 to 1000000"),
+        ("{series_budget: 1000001}", "metrics.series_budget: expected a whole number from 1 to"),
+        ("{series_budget: '10'}", "metrics.series_budget: expected a whole number"),
+        ("{per_peer: true}", "metrics.per_peer: unknown key (known keys: dist_max_peers,"),
+        ("[dist_per_peer]", "metrics: expected a mapping, got list"),
+    ],
+)
+def test_metrics_mistakes_name_the_key(tmp_path: Path, section: str, expected: str) -> None:
+    found = problems(tmp_path, MINIMAL + f"metrics: {section}\n")
+    assert any(p.startswith(expected) for p in found), found
+    assert len(found) == 1, found

@@ -97,9 +97,10 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     assert data["scheduler_utilization"]["enabled"] is True
     assert data["scheduler_utilization"]["window"] == "since_previous"
     assert data["msacc"]["enabled"] is True
-    peers = {p["node"]: p for p in data["dist"]["peers"]}
-    assert peers[str(local.name)]["type"] == "hidden"
-    assert peers[str(local.name)]["controller"]["socket"]["recv_oct"] > 0
+    dist = data["dist"]  # the default: an aggregate, no per-peer list (issue 15)
+    assert dist["per_peer"] is False and "peers" not in dist
+    assert dist["peer_counts"]["up"] == {"visible": 0, "hidden": 1}  # us
+    assert dist["sockets"]["count"] == 1 and dist["sockets"]["recv_bytes"] > 0
     assert data["plugins"] == {}
     # The alarm data: no sasl, no mnesia on these nodes.
     alarms = data["alarms"]
