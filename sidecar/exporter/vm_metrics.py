@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
@@ -36,11 +37,13 @@ from sidecar.agents.terms import is_error, key_text, number, text
 from sidecar.model import NodeSnapshot, SectionError
 from sidecar.model.sections import DiskView, MemoryView, OsMonCpu, OsMonDisk, OsMonMemory
 
-__all__ = ["BASE_LABELS", "vm_metric_families"]
+__all__ = ["BASE_LABELS", "SECTION_ERROR", "NodeWriter", "render_node", "vm_metric_families"]
 
 log = logging.getLogger(__name__)
 
 BASE_LABELS: Final = ("node", "family", "cluster")
+#: one sample per section a node failed; a plugin's is never dropped by the budget
+SECTION_ERROR: Final = "beamside_agent_section_error"
 
 # dist controller socket stats (inet:getstat) -> prometheus.erl names
 _DIST_SOCKET: Final = (
@@ -321,16 +324,35 @@ class _Families:
         return [family for family, _, _ in self._families.values()]
 
 
-class _Node:
-    """Adds one node's samples; ``node``/``family``/``cluster`` go first.
+class NodeWriter:
+    """Receives one node's samples from the section renderers.
 
-    Samples are appended directly (what ``add_metric`` does, without its
-    per-call zip of label names: rendering hundreds of nodes stays cheap).
+    Subclasses keep them: :class:`_SampleWriter` as prometheus_client samples
+    (the reference), :mod:`sidecar.exporter.exposition` as exposition text.
+    Both see the same calls, so both drop the same samples: a value that is
+    not a number, and, inside the plugin sections, every sample beyond
+    ``series_budget`` (counted in :attr:`dropped` by family name).
+    ``node``/``family``/``cluster`` (:attr:`base`) come first in the labels;
+    a renderer's own label of the same name would win (as in a dict merge).
     """
 
-    def __init__(self, families: _Families, snap: NodeSnapshot) -> None:
-        self._families = families
-        self._base = {"node": snap.node, "family": snap.family, "cluster": snap.cluster}
+    def __init__(self, snap: NodeSnapshot, series_budget: int | None = None) -> None:
+        self.base = {"node": snap.node, "family": snap.family, "cluster": snap.cluster}
+        self._budget = series_budget
+        self._left = 0
+        self._in_plugins = False
+        #: plugin samples dropped over the budget, by family name
+        self.dropped: dict[str, int] = {}
+
+    @contextmanager
+    def plugins(self) -> Iterator[None]:
+        """Inside: the samples count against the node's plugin series budget."""
+        self._in_plugins = self._budget is not None
+        self._left = self._budget or 0
+        try:
+            yield
+        finally:
+            self._in_plugins = False
 
     def gauge(self, name: str, doc: str, value: Any, **labels: str) -> None:
         self._add("gauge", name, doc, value, labels)
@@ -341,10 +363,11 @@ class _Node:
 
     def info(self, name: str, doc: str, values: Mapping[str, str]) -> None:
         """``name`` without ``_info``: the exposition adds it."""
-        family, sample_name = self._families.get("info", name, doc, tuple(values))
-        family.samples.append(Sample(sample_name, {**self._base, **values}, 1.0, None))
+        if self._in_plugins and not self._spend(name):
+            return
+        self._emit("info", name, doc, 1.0, values)
 
-    def _add(self, kind: str, name: str, doc: str, value: Any, labels: dict[str, str]) -> None:
+    def _add(self, kind: str, name: str, doc: str, value: Any, labels: Mapping[str, str]) -> None:
         t = type(value)
         if t is int or t is float:
             try:
@@ -355,8 +378,43 @@ class _Node:
             number = 1.0 if value else 0.0
         else:
             return
+        if self._in_plugins and not self._spend(name):
+            return
+        self._emit(kind, name, doc, number, labels)
+
+    def _spend(self, name: str) -> bool:
+        if name == SECTION_ERROR:  # says a plugin failed: never dropped
+            return True
+        if self._left > 0:
+            self._left -= 1
+            return True
+        self.dropped[name] = self.dropped.get(name, 0) + 1
+        return False
+
+    def _emit(
+        self, kind: str, name: str, doc: str, number: float, labels: Mapping[str, str]
+    ) -> None:
+        raise NotImplementedError
+
+
+class _SampleWriter(NodeWriter):
+    """Appends prometheus_client samples to the families (the reference path).
+
+    Samples are appended directly (what ``add_metric`` does, without its
+    per-call zip of label names).
+    """
+
+    def __init__(
+        self, families: _Families, snap: NodeSnapshot, series_budget: int | None = None
+    ) -> None:
+        super().__init__(snap, series_budget)
+        self._families = families
+
+    def _emit(
+        self, kind: str, name: str, doc: str, number: float, labels: Mapping[str, str]
+    ) -> None:
         family, sample_name = self._families.get(kind, name, doc, tuple(labels))
-        family.samples.append(Sample(sample_name, {**self._base, **labels}, number, None))
+        family.samples.append(Sample(sample_name, {**self.base, **labels}, number, None))
 
 
 num = number  # the model's rule: a boolean is not a number
@@ -365,10 +423,10 @@ num = number  # the model's rule: a boolean is not a number
 # --------------------------------------------------------------------------- sections
 
 #: renders one section kept as sent (``snapshot.trees``, ``snapshot.plugins``)
-Renderer = Callable[[_Node, Mapping[str, Any], NodeSnapshot], None]
+Renderer = Callable[[NodeWriter, Mapping[str, Any], NodeSnapshot], None]
 
 
-def _versions(n: _Node, snap: NodeSnapshot) -> None:
+def _versions(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.versions
     if s is None:
         return
@@ -393,7 +451,7 @@ def _versions(n: _Node, snap: NodeSnapshot) -> None:
             )
 
 
-def _memory(n: _Node, snap: NodeSnapshot) -> None:
+def _memory(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.memory
     if s is None:
         return
@@ -427,7 +485,7 @@ def _memory(n: _Node, snap: NodeSnapshot) -> None:
         n.gauge("erlang_vm_memory_system_bytes", doc, max(other, 0.0), usage="other")
 
 
-def _allocators(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _allocators(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     total_carriers = 0.0
     for alloc, sizes in _sorted(s):
         if not isinstance(sizes, dict):
@@ -480,7 +538,7 @@ def _allocators(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     )
 
 
-def _allocated_areas(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _allocated_areas(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     for area, value in _sorted(s):
         n.gauge(
             "erlang_vm_allocated_area_bytes",
@@ -490,7 +548,7 @@ def _allocated_areas(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None
         )
 
 
-def _limits(n: _Node, snap: NodeSnapshot) -> None:
+def _limits(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.limits
     if s is None:
         return
@@ -521,7 +579,7 @@ def _limits(n: _Node, snap: NodeSnapshot) -> None:
         )
 
 
-def _system(n: _Node, snap: NodeSnapshot) -> None:
+def _system(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.system
     if s is None:
         return
@@ -540,7 +598,7 @@ def _system(n: _Node, snap: NodeSnapshot) -> None:
         n.gauge("erlang_vm_uptime_seconds", "Time since the VM started.", uptime / 1000)
 
 
-def _run_queues(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _run_queues(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge(
         "erlang_vm_statistics_run_queues_length",
         "Processes and ports ready to run on the normal run queues.",
@@ -576,7 +634,7 @@ def _run_queues(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         )
 
 
-def _statistics(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _statistics(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     for key, name, doc, scale in _STATISTICS:
         v = num(s.get(key))
         if v is not None:
@@ -591,7 +649,7 @@ def _statistics(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         )
 
 
-def _scheduler_utilization(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _scheduler_utilization(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     enabled = s.get("enabled") is True
     n.gauge(
         "erlang_vm_scheduler_wall_time_enabled",
@@ -619,7 +677,7 @@ def _scheduler_utilization(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -
             )
 
 
-def _msacc(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _msacc(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     enabled = s.get("enabled") is True
     n.gauge(
         "erlang_vm_msacc_enabled",
@@ -658,7 +716,7 @@ def _msacc(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
             )
 
 
-def _processes(n: _Node, snap: NodeSnapshot) -> None:
+def _processes(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.processes
     if s is None:
         return
@@ -769,7 +827,7 @@ def _processes(n: _Node, snap: NodeSnapshot) -> None:
         )
 
 
-def _ports(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _ports(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     kinds = s.get("by_kind")
     if isinstance(kinds, dict):
         for kind, v in _sorted(kinds):
@@ -808,7 +866,7 @@ def _ports(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     )
 
 
-def _ets(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _ets(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge("erlang_vm_ets_objects", "Objects in all ETS tables walked.", s.get("objects"))
     for p in _list(s.get("top_memory")):
         if not isinstance(p, dict):
@@ -834,7 +892,7 @@ def _ets(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         )
 
 
-def _kernel(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _kernel(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     n.gauge("erlang_vm_global_names", "Names registered with global.", s.get("global_names"))
     n.gauge("erlang_vm_global_locks", "Locks held through global.", s.get("global_locks"))
     n.gauge("erlang_vm_logger_handlers", "Logger handlers installed.", s.get("logger_handlers"))
@@ -849,7 +907,7 @@ def _kernel(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         n.info("erlang_vm_logger", "Logger primary level.", {"level": text(level)})
 
 
-def _dist(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _dist(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     """Distribution: an aggregate per node (the default) and, when the agent
     was asked for ``dist_per_peer``, prometheus.erl's per-peer families.
 
@@ -888,7 +946,7 @@ def _dist(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
         _dist_proc_extra(n, procs)
 
 
-def _dist_peer_counts(n: _Node, counts: Mapping[str, Any]) -> None:
+def _dist_peer_counts(n: NodeWriter, counts: Mapping[str, Any]) -> None:
     doc = "Connected peers by connection state (up, pending) and type (visible, hidden)."
     for state in ("up", "pending"):
         by_type = counts.get(state)
@@ -919,7 +977,7 @@ _PROC_DOC: Final = {key: doc for key, _, doc in _DIST_PROC}
 _SUM_NOTE: Final = " Without a peer label: the sum over the node's connections."
 
 
-def _dist_sums(n: _Node, sockets: object, procs: object) -> None:
+def _dist_sums(n: NodeWriter, sockets: object, procs: object) -> None:
     if isinstance(sockets, dict):
         for key, socket_key, name in _DIST_SUMS:
             n.gauge(name, _SOCKET_DOC[socket_key] + _SUM_NOTE, sockets.get(key))
@@ -928,7 +986,9 @@ def _dist_sums(n: _Node, sockets: object, procs: object) -> None:
             n.gauge(name, _PROC_DOC[proc_key] + _SUM_NOTE, procs.get(key))
 
 
-def _dist_rest(n: _Node, sockets: object, procs: object, listed: Mapping[str, float]) -> None:
+def _dist_rest(
+    n: NodeWriter, sockets: object, procs: object, listed: Mapping[str, float]
+) -> None:
     """The part of each sum that the peers left out carry (aggregate minus the
     listed peers, read in the same call), as ``peer="_omitted"``."""
     labels = {"peer": "_omitted", "type": "_omitted"}
@@ -946,7 +1006,7 @@ def _dist_rest(n: _Node, sockets: object, procs: object, listed: Mapping[str, fl
                 n.gauge(name, _PROC_DOC[proc_key], rest, **labels)
 
 
-def _dist_socket_extra(n: _Node, sockets: Mapping[str, Any]) -> None:
+def _dist_socket_extra(n: NodeWriter, sockets: Mapping[str, Any]) -> None:
     n.gauge(
         "erlang_vm_dist_controllers",
         "Distribution connections by controller kind: port (TCP) or process (TLS).",
@@ -966,7 +1026,7 @@ def _dist_socket_extra(n: _Node, sockets: Mapping[str, Any]) -> None:
     )
 
 
-def _dist_proc_extra(n: _Node, procs: Mapping[str, Any]) -> None:
+def _dist_proc_extra(n: NodeWriter, procs: Mapping[str, Any]) -> None:
     n.gauge(
         "erlang_vm_dist_controllers",
         "Distribution connections by controller kind: port (TCP) or process (TLS).",
@@ -987,7 +1047,7 @@ def _dist_proc_extra(n: _Node, procs: Mapping[str, Any]) -> None:
     )
 
 
-def _dist_peers(n: _Node, s: Mapping[str, Any]) -> dict[str, float]:
+def _dist_peers(n: NodeWriter, s: Mapping[str, Any]) -> dict[str, float]:
     """prometheus.erl's per-peer families; returns what the listed peers add
     to each summed family."""
     listed: dict[str, float] = {}
@@ -1031,7 +1091,7 @@ def _dist_peers(n: _Node, s: Mapping[str, Any]) -> dict[str, float]:
     return listed
 
 
-def _sysmon(n: _Node, snap: NodeSnapshot) -> None:
+def _sysmon(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.sysmon
     if s is None:
         return
@@ -1062,7 +1122,7 @@ def _sysmon(n: _Node, snap: NodeSnapshot) -> None:
         )
 
 
-def _alarms(n: _Node, snap: NodeSnapshot) -> None:
+def _alarms(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.alarms
     if s is None:
         return
@@ -1084,7 +1144,7 @@ def _alarms(n: _Node, snap: NodeSnapshot) -> None:
     _disk_view(n, s.disk_view)
 
 
-def _memory_view(n: _Node, view: MemoryView | SectionError | None) -> None:
+def _memory_view(n: NodeWriter, view: MemoryView | SectionError | None) -> None:
     """The node's own view of memory (alarms.memory_view: os_mon's memsup not running)."""
     if isinstance(view, SectionError):
         _section_error(n, "alarms.memory_view")
@@ -1133,7 +1193,7 @@ def _memory_view(n: _Node, view: MemoryView | SectionError | None) -> None:
             )
 
 
-def _disk_view(n: _Node, view: DiskView | SectionError | None) -> None:
+def _disk_view(n: NodeWriter, view: DiskView | SectionError | None) -> None:
     """The node's own view of its data directory's file system (alarms.disk_view: df)."""
     if isinstance(view, SectionError):
         _section_error(n, "alarms.disk_view")
@@ -1164,7 +1224,7 @@ def _disk_view(n: _Node, view: DiskView | SectionError | None) -> None:
         )
 
 
-def _time(n: _Node, snap: NodeSnapshot) -> None:
+def _time(n: NodeWriter, snap: NodeSnapshot) -> None:
     if snap.time is not None:
         n.gauge(
             "erlang_vm_utc_offset_seconds",
@@ -1173,25 +1233,26 @@ def _time(n: _Node, snap: NodeSnapshot) -> None:
         )
 
 
-def _plugins(n: _Node, snap: NodeSnapshot) -> None:
-    for name in snap.plugin_names:
-        key = f"plugins.{name}"
-        if key in snap.errors:
-            _section_error(n, key)
-        elif name == "os_mon":
-            _os_mon(n, snap)
-        else:
-            render = _PLUGINS.get(name)
-            section = snap.plugins.get(name)
-            if render is not None and section is not None:
-                _guarded(n, key, _bound(section, render), snap)
+def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
+    with n.plugins():  # plugin families are under the node's series budget
+        for name in snap.plugin_names:
+            key = f"plugins.{name}"
+            if key in snap.errors:
+                _section_error(n, key)
+            elif name == "os_mon":
+                _os_mon(n, snap)
+            else:
+                render = _PLUGINS.get(name)
+                section = snap.plugins.get(name)
+                if render is not None and section is not None:
+                    _guarded(n, key, _bound(section, render), snap)
 
 
-def _os_mon(n: _Node, snap: NodeSnapshot) -> None:
+def _os_mon(n: NodeWriter, snap: NodeSnapshot) -> None:
     s = snap.os_mon
     if s is None:
         return
-    parts: tuple[tuple[str, object, Callable[[_Node, Any], None]], ...] = (
+    parts: tuple[tuple[str, object, Callable[[NodeWriter, Any], None]], ...] = (
         ("cpu", s.cpu, _os_mon_cpu),
         ("memory", s.memory, _os_mon_memory),
         ("disk", s.disk, _os_mon_disk),
@@ -1203,7 +1264,7 @@ def _os_mon(n: _Node, snap: NodeSnapshot) -> None:
             render(n, sub)
 
 
-def _os_mon_cpu(n: _Node, s: OsMonCpu) -> None:
+def _os_mon_cpu(n: NodeWriter, s: OsMonCpu) -> None:
     n.gauge("erlang_os_mon_cpu_load1", "Host load average over 1 minute.", s.load1)
     n.gauge("erlang_os_mon_cpu_load5", "Host load average over 5 minutes.", s.load5)
     n.gauge("erlang_os_mon_cpu_load15", "Host load average over 15 minutes.", s.load15)
@@ -1225,7 +1286,7 @@ def _os_mon_cpu(n: _Node, s: OsMonCpu) -> None:
                 )
 
 
-def _os_mon_memory(n: _Node, s: OsMonMemory) -> None:
+def _os_mon_memory(n: NodeWriter, s: OsMonMemory) -> None:
     if s.system is not None:
         for key, value in s.system.items():
             spec = _MEMSUP.get(key)
@@ -1258,7 +1319,7 @@ def _os_mon_memory(n: _Node, s: OsMonMemory) -> None:
             n.gauge(name, doc, v / 100)
 
 
-def _os_mon_disk(n: _Node, s: OsMonDisk) -> None:
+def _os_mon_disk(n: NodeWriter, s: OsMonDisk) -> None:
     for d in s.disks or ():
         mount = d.mount
         kib, cap = d.total_kib, d.capacity
@@ -1282,7 +1343,7 @@ def _os_mon_disk(n: _Node, s: OsMonDisk) -> None:
         )
 
 
-def _mnesia(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+def _mnesia(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
     running = text(s.get("is_running"))
     n.gauge("erlang_mnesia_running", "1 if mnesia is running on the node.", running == "yes")
     if running != "yes":
@@ -1347,7 +1408,7 @@ def _mnesia(n: _Node, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
 #: plugins (other than os_mon, which is typed) rendered from their map as sent
 _PLUGINS: Final[Mapping[str, Renderer]] = {"mnesia": _mnesia}
 
-SectionRenderer = Callable[[_Node, NodeSnapshot], None]
+SectionRenderer = Callable[[NodeWriter, NodeSnapshot], None]
 
 
 def _bound(tree: Mapping[str, Any], render: Renderer) -> SectionRenderer:
@@ -1355,7 +1416,7 @@ def _bound(tree: Mapping[str, Any], render: Renderer) -> SectionRenderer:
 
 
 def _tree(key: str, render: Renderer) -> SectionRenderer:
-    def section(n: _Node, snap: NodeSnapshot) -> None:
+    def section(n: NodeWriter, snap: NodeSnapshot) -> None:
         tree = snap.trees.get(key)
         if tree is not None:
             render(n, tree, snap)
@@ -1399,16 +1460,16 @@ def _list(value: Any) -> Sequence[Any]:
     return value if isinstance(value, list | tuple) else ()
 
 
-def _section_error(n: _Node, section: str) -> None:
+def _section_error(n: NodeWriter, section: str) -> None:
     n.gauge(
-        "beamside_agent_section_error",
+        SECTION_ERROR,
         "1 for each snapshot section the node could not compute.",
         1,
         section=section,
     )
 
 
-def _guarded(n: _Node, key: str, render: SectionRenderer, snap: NodeSnapshot) -> None:
+def _guarded(n: NodeWriter, key: str, render: SectionRenderer, snap: NodeSnapshot) -> None:
     try:
         render(n, snap)
     except (KeyError, TypeError, ValueError, AttributeError):  # a renderer bug: one section lost
@@ -1416,7 +1477,7 @@ def _guarded(n: _Node, key: str, render: SectionRenderer, snap: NodeSnapshot) ->
         _section_error(n, key)
 
 
-def _agent(n: _Node, snap: NodeSnapshot) -> None:
+def _agent(n: NodeWriter, snap: NodeSnapshot) -> None:
     us = snap.agent_duration_us
     if us is not None:
         n.gauge(
@@ -1429,16 +1490,35 @@ def _agent(n: _Node, snap: NodeSnapshot) -> None:
 # --------------------------------------------------------------------------- API
 
 
-def vm_metric_families(snapshots: Iterable[NodeSnapshot]) -> list[Metric]:
+def render_node(n: NodeWriter, snap: NodeSnapshot) -> None:
+    """Every sample of one node's snapshot, in exposition order, into ``n``."""
+    _agent(n, snap)
+    for key, render in _SECTIONS:
+        if key in snap.errors:
+            _section_error(n, key)
+        else:
+            _guarded(n, key, render, snap)
+
+
+def vm_metric_families(
+    snapshots: Iterable[NodeSnapshot],
+    *,
+    series_budget: int | None = None,
+    dropped: dict[str, dict[str, int]] | None = None,
+) -> list[Metric]:
     """The metric families of the given snapshots (one family per name, with
-    the samples of every node)."""
+    the samples of every node).
+
+    ``series_budget``: at most that many samples per node from the plugin
+    sections (None: no limit); what is dropped is added to ``dropped``
+    (node -> family name -> samples) when given.  This is the reference the
+    cached exposition (:mod:`sidecar.exporter.exposition`) renders the same
+    bytes as.
+    """
     families = _Families()
     for snap in snapshots:
-        n = _Node(families, snap)
-        _agent(n, snap)
-        for key, render in _SECTIONS:
-            if key in snap.errors:
-                _section_error(n, key)
-            else:
-                _guarded(n, key, render, snap)
+        n = _SampleWriter(families, snap, series_budget)
+        render_node(n, snap)
+        if dropped is not None and n.dropped:
+            dropped[snap.node] = dict(n.dropped)
     return families.collect()
