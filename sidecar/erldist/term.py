@@ -39,10 +39,23 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 from .errors import DecodeError, EncodeError, InflationRefused
+from .termtypes import (
+    Atom,
+    BitBinary,
+    Charlist,
+    DecodeLimits,
+    Export,
+    Fun,
+    ImproperList,
+    Map,
+    Pid,
+    Port,
+    Reference,
+    Term,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -101,132 +114,11 @@ V4_PORT_EXT: Final = 120
 LOCAL_EXT: Final = 121
 
 
-class Atom(str):
-    """An Erlang atom.  A ``str`` subclass, so it compares equal to its text."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Atom({str.__repr__(self)})"
-
-
-@dataclass(frozen=True, slots=True)
-class Pid:
-    node: Atom
-    id: int
-    serial: int
-    creation: int
-
-    def __str__(self) -> str:
-        return f"<{self.node}.{self.id}.{self.serial}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Port:
-    node: Atom
-    id: int
-    creation: int
-
-    def __str__(self) -> str:
-        return f"#Port<{self.node}.{self.id}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Reference:
-    node: Atom
-    creation: int
-    ids: tuple[int, ...]
-
-    def __str__(self) -> str:
-        return f"#Ref<{self.node}.{'.'.join(str(i) for i in reversed(self.ids))}>"
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    """``fun Module:Function/Arity``."""
-
-    module: Atom
-    function: Atom
-    arity: int
-
-
-@dataclass(frozen=True, slots=True)
-class Fun:
-    """A local fun (NEW_FUN_EXT).  Opaque: it can be passed back, not called."""
-
-    arity: int
-    uniq: bytes
-    index: int
-    module: Atom
-    old_index: int
-    old_uniq: int
-    pid: Pid
-    free_vars: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class BitBinary:
-    """A bitstring whose length is not a multiple of 8.
-
-    ``bits`` is the number of significant bits in the last byte (1..8); the
-    unused low bits of the last byte are zero.
-    """
-
-    data: bytes
-    bits: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.bits <= 8 or not self.data:
-            raise ValueError("BitBinary needs data and 1..8 bits in its last byte")
-
-
-@dataclass(frozen=True, slots=True)
-class ImproperList:
-    """``[E1, E2, ... | Tail]`` where ``Tail`` is not ``[]``."""
-
-    elements: tuple[Any, ...]
-    tail: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Charlist:
-    """Encode ``text`` as an Erlang list of code points (an Erlang "string")."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Map:
-    """An Erlang map whose keys Python cannot hash (lists, maps as keys), or
-    that has keys Erlang tells apart and Python does not (``1``, ``1.0`` and
-    ``true``).
-
-    Decoded maps are plain ``dict`` whenever every key is hashable and distinct.
-    """
-
-    pairs: tuple[tuple[Any, Any], ...]
-
-
-Term: TypeAlias = Any
-"""Any value this codec decodes to or encodes from (see the module table)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DecodeLimits:
-    """Caps that keep a hostile input from costing unbounded memory or time."""
-
-    max_depth: int = 400
-    """Nesting of containers; below the interpreter's recursion limit."""
-    max_uncompressed: int = 512 * 1024 * 1024
-    """Largest declared size of a compressed term's inflated form."""
-    max_inflation_ratio: float | None = None
-    """Largest declared inflated size over the compressed bytes that follow
-    (None: no ratio check); a peer's zip bomb is refused before inflating."""
-    max_big_bytes: int = 1 << 20
-    """Largest bignum in bytes (~2.5 million decimal digits)."""
-
-
 DEFAULT_LIMITS: Final = DecodeLimits()
+
+_SOURCE_SHA256: Final[str | None] = None
+"""The SHA-256 of the term.py a compiled build was made from (setup.py fills it
+in the copy it compiles; None here): see :mod:`sidecar.erldist.termbuild`."""
 
 _INFLATION_FLOOR: Final = 1 << 16
 """A term this small inflated passes whatever its ratio (tiny terms compress well)."""
@@ -234,22 +126,22 @@ _INFLATION_FLOOR: Final = 1 << 16
 _TRUE: Final = Atom("true")
 _FALSE: Final = Atom("false")
 
-_u16 = struct.Struct(">H").unpack_from
-_u32 = struct.Struct(">I").unpack_from
-_i32 = struct.Struct(">i").unpack_from
-_u64 = struct.Struct(">Q").unpack_from
-_f64 = struct.Struct(">d").unpack_from
-_pid_tail = struct.Struct(">III").unpack_from
-_port_tail = struct.Struct(">II").unpack_from
-_v4_port_tail = struct.Struct(">QI").unpack_from
-_isfinite = math.isfinite
+_u16: Final = struct.Struct(">H").unpack_from
+_u32: Final = struct.Struct(">I").unpack_from
+_i32: Final = struct.Struct(">i").unpack_from
+_u64: Final = struct.Struct(">Q").unpack_from
+_f64: Final = struct.Struct(">d").unpack_from
+_pid_tail: Final = struct.Struct(">III").unpack_from
+_port_tail: Final = struct.Struct(">II").unpack_from
+_v4_port_tail: Final = struct.Struct(">QI").unpack_from
+_isfinite: Final = math.isfinite
 
 # Atoms repeat constantly (module names, tags, the node name): keep the
 # decoded objects, keyed by their encoded bytes.  Bounded, and cleared when
 # full, so a peer sending endless distinct atoms cannot grow it forever.
 _ATOM_CACHE_MAX: Final = 1 << 16
-_utf8_atoms: dict[bytes, Any] = {}
-_latin1_atoms: dict[bytes, Any] = {}
+_utf8_atoms: Final[dict[bytes, Any]] = {}
+_latin1_atoms: Final[dict[bytes, Any]] = {}
 
 
 def _atom(raw: bytes, utf8: bool, pos: int) -> Any:
@@ -273,11 +165,11 @@ def _atom(raw: bytes, utf8: bool, pos: int) -> Any:
 # A frozen dataclass's __init__ sets each field through object.__setattr__,
 # which costs more than all the rest of decoding a pid; pids fill process
 # listings, so the decoder sets the slots through their descriptors instead.
-_object_new = object.__new__
-_set_pid_node = Pid.__dict__["node"].__set__
-_set_pid_id = Pid.__dict__["id"].__set__
-_set_pid_serial = Pid.__dict__["serial"].__set__
-_set_pid_creation = Pid.__dict__["creation"].__set__
+_object_new: Final = object.__new__
+_set_pid_node: Final = Pid.__dict__["node"].__set__
+_set_pid_id: Final = Pid.__dict__["id"].__set__
+_set_pid_serial: Final = Pid.__dict__["serial"].__set__
+_set_pid_creation: Final = Pid.__dict__["creation"].__set__
 
 
 def _new_pid(node: Atom, pid_id: int, serial: int, creation: int) -> Pid:
@@ -290,15 +182,24 @@ def _new_pid(node: Atom, pid_id: int, serial: int, creation: int) -> Pid:
     return pid
 
 
-class _Decoder:
-    """The input of one decoding run and its limits."""
+_DEPTH_CEILING: Final = 1000
+"""Nesting never decoded, whatever ``DecodeLimits.max_depth`` says: the pure
+module would hit the interpreter's recursion limit (a RecursionError, turned
+into a DecodeError) about here, and the compiled one, whose calls are C calls
+that no recursion limit guards, must stop before its C stack ends."""
 
-    __slots__ = ("buf", "end", "limits")
+
+class _Decoder:
+    """The input of one decoding run and its limits, read off ``DecodeLimits``
+    once (attributes of this class are plain fields once compiled)."""
+
+    __slots__ = ("buf", "end", "max_big_bytes", "max_depth")
 
     def __init__(self, buf: bytes, end: int, limits: DecodeLimits) -> None:
         self.buf = buf
         self.end = end
-        self.limits = limits
+        self.max_depth: int = min(limits.max_depth, _DEPTH_CEILING)
+        self.max_big_bytes: int = limits.max_big_bytes
 
 
 def _need(end: int, pos: int, n: int) -> None:
@@ -359,7 +260,7 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
                 pos += 5
                 if arity > end - pos:
                     raise DecodeError(f"tuple arity {arity} exceeds the remaining input", pos)
-            if depth >= d.limits.max_depth:
+            if depth >= d.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             elements, pos = _items(d, pos, arity, depth + 1)
             append(tuple(elements))
@@ -397,7 +298,7 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             pos += 5
             if n > end - pos:
                 raise DecodeError(f"list length {n} exceeds the remaining input", pos)
-            if depth >= d.limits.max_depth:
+            if depth >= d.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             elements, pos = _items(d, pos, n, depth + 1)
             if pos < end and buf[pos] == NIL_EXT:
@@ -436,7 +337,7 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             pos += 5
             if arity * 2 > end - pos:
                 raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
-            if depth >= d.limits.max_depth:
+            if depth >= d.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             flat, pos = _items(d, pos, 2 * arity, depth + 1)
             append(_make_map(flat[0::2], flat[1::2]))
@@ -524,7 +425,7 @@ def _decode_other(d: _Decoder, tag: int, pos: int, depth: int) -> tuple[Any, int
             _need(end, pos, 5)
             (n,) = _u32(buf, pos)
             pos += 4
-            if n > d.limits.max_big_bytes:
+            if n > d.max_big_bytes:
                 raise DecodeError(f"bignum of {n} bytes exceeds the limit", pos)
         _need(end, pos, n + 1)
         sign = buf[pos]
@@ -641,7 +542,7 @@ def _decode_fun(d: _Decoder, pos: int, depth: int) -> tuple[Any, int]:
     pos += 29
     if num_free > d.end - pos:
         raise DecodeError(f"fun with {num_free} free variables exceeds the input", pos)
-    if depth >= d.limits.max_depth:
+    if depth >= d.max_depth:
         raise DecodeError("term nested too deeply", pos)
     module, pos = _node(d, pos)
     old_index, pos = _small_int(d, pos)
@@ -737,17 +638,18 @@ def decode(data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_
 # --------------------------------------------------------------------------
 # Encoding
 
-_p_u16 = struct.Struct(">H").pack
-_p_u32 = struct.Struct(">I").pack
-_p_i32 = struct.Struct(">i").pack
-_p_f64 = struct.Struct(">d").pack
-_p_tag_u32 = struct.Struct(">BI").pack
-_p_tag_i32 = struct.Struct(">Bi").pack
-_p_pid_tail = struct.Struct(">III").pack
-_p_port_tail = struct.Struct(">II").pack
-_p_v4_port_tail = struct.Struct(">QI").pack
+_p_u16: Final = struct.Struct(">H").pack
+_p_u32: Final = struct.Struct(">I").pack
+_p_i32: Final = struct.Struct(">i").pack
+_p_f64: Final = struct.Struct(">d").pack
+_p_tag_u32: Final = struct.Struct(">BI").pack
+_p_tag_i32: Final = struct.Struct(">Bi").pack
+_p_pid_tail: Final = struct.Struct(">III").pack
+_p_port_tail: Final = struct.Struct(">II").pack
+_p_v4_port_tail: Final = struct.Struct(">QI").pack
 
-_encoded_atoms: dict[str, bytes] = {}
+_encoded_atoms: Final[dict[str, bytes]] = {}
+_ENCODE_MAX_DEPTH: Final = DEFAULT_LIMITS.max_depth
 
 
 def _atom_bytes(text: str) -> bytes:
@@ -789,7 +691,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
                 out.append(1 if term < 0 else 0)
             out += digits
     elif kind is tuple:
-        if depth >= DEFAULT_LIMITS.max_depth:
+        if depth >= _ENCODE_MAX_DEPTH:
             raise EncodeError("term nested too deeply to encode")
         arity = len(term)
         if arity < 256:
@@ -814,7 +716,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
         _enc_node(out, NEW_PID_EXT, term.node)
         out += _p_pid_tail(term.id, term.serial, term.creation)
     elif kind is dict or kind is Map:
-        if depth >= DEFAULT_LIMITS.max_depth:
+        if depth >= _ENCODE_MAX_DEPTH:
             raise EncodeError("term nested too deeply to encode")
         pairs = term.items() if kind is dict else term.pairs
         out += _p_tag_u32(MAP_EXT, len(pairs))
@@ -839,7 +741,7 @@ def _enc(out: bytearray, term: Any, depth: int) -> None:
     elif kind is Charlist:
         _enc_list(out, [ord(c) for c in term.text], depth)
     elif kind is ImproperList:
-        if depth >= DEFAULT_LIMITS.max_depth:
+        if depth >= _ENCODE_MAX_DEPTH:
             raise EncodeError("term nested too deeply to encode")
         if not term.elements:
             raise EncodeError("an improper list needs at least one element")
@@ -885,7 +787,7 @@ def _enc_list(out: bytearray, items: list[Any], depth: int) -> None:
         out += _p_u16(n)
         out += bytes(items)
         return
-    if depth >= DEFAULT_LIMITS.max_depth:
+    if depth >= _ENCODE_MAX_DEPTH:
         raise EncodeError("term nested too deeply to encode")
     out += _p_tag_u32(LIST_EXT, n)
     for item in items:
@@ -900,7 +802,7 @@ def _enc_node(out: bytearray, tag: int | None, node: str) -> None:
 
 
 def _enc_fun(out: bytearray, fun: Fun, depth: int) -> None:
-    if depth >= DEFAULT_LIMITS.max_depth:
+    if depth >= _ENCODE_MAX_DEPTH:
         raise EncodeError("term nested too deeply to encode")
     if len(fun.uniq) != 16:
         raise EncodeError("Fun.uniq must be 16 bytes")

@@ -29,13 +29,17 @@ import struct
 import subprocess
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar.erldist import term as installed_term
+from sidecar.erldist import termbuild
 from sidecar.erldist.errors import DecodeError, EncodeError
 from sidecar.erldist.term import (
     DEFAULT_LIMITS,
@@ -50,12 +54,83 @@ from sidecar.erldist.term import (
     Pid,
     Port,
     Reference,
-    decode,
-    decode_from,
-    encode,
-    encode_into,
 )
 from tests.support.nodes import RuntimeNotAvailable, runtime_executable
+
+# ---------------------------------------------------------------------------
+# Both builds: every test of this module runs on the installed codec (the
+# mypyc-compiled one wherever `pip install` could build it) and on the pure
+# Python term.py, loaded from source under another name.  The value classes
+# and errors are shared (sidecar.erldist.termtypes, errors), so expected values
+# are the same objects' types for both.
+
+CODECS: dict[str, ModuleType] = {"installed": installed_term, "pure": termbuild.load_pure()}
+_codec: ModuleType = installed_term
+
+
+@pytest.fixture(autouse=True, scope="module", params=sorted(CODECS))
+def codec(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """Point decode/encode/decode_from/encode_into below at one build."""
+    global _codec
+    _codec = CODECS[request.param]
+    yield _codec
+    _codec = installed_term
+
+
+def decode(data: bytes | bytearray | memoryview, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+    return _codec.decode(data, limits)
+
+
+def decode_from(
+    data: bytes | bytearray | memoryview, offset: int = 0, limits: DecodeLimits = DEFAULT_LIMITS
+) -> tuple[Any, int]:
+    return _codec.decode_from(data, offset, limits)  # type: ignore[no-any-return]
+
+
+def encode(term: Any, *, compressed: int | None = None) -> bytes:
+    return _codec.encode(term, compressed=compressed)  # type: ignore[no-any-return]
+
+
+def encode_into(out: bytearray, term: Any) -> None:
+    _codec.encode_into(out, term)
+
+
+def test_each_build_is_the_one_it_says(codec: ModuleType) -> None:
+    pure = CODECS["pure"]
+    assert not termbuild.is_compiled(pure) and pure.__name__ == termbuild.PURE_NAME
+    assert pure is not installed_term and pure.decode is not installed_term.decode
+    assert _codec is codec
+    # A compiled module can only be in use when the files it is made of exist.
+    assert termbuild.is_compiled(installed_term) == _compiled_files_exist()
+
+
+def _compiled_files_exist() -> bool:
+    return any(termbuild.SOURCE.parent.glob("term.*.so"))
+
+
+def _can_compile() -> bool:
+    """mypyc and a C compiler are here: `pip install -e .` builds the compiled codec."""
+    import importlib.util
+    import shutil
+    import sysconfig
+
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
+    return importlib.util.find_spec("mypyc") is not None and shutil.which(compiler) is not None
+
+
+def test_the_compiled_build_is_in_use_where_it_can_be_built_and_is_fresh() -> None:
+    if os.environ.get("BEAMSIDE_PURE_PYTHON") == "1":
+        assert not termbuild.is_compiled(installed_term), "BEAMSIDE_PURE_PYTHON=1 builds none"
+        return
+    if _can_compile():
+        assert termbuild.is_compiled(installed_term), (
+            "mypyc and a C compiler are here but sidecar.erldist.term is pure Python: "
+            "run `pip install -e '.[dev]'` again (or look for 'beamside setup.py' in its output)"
+        )
+    # Built from the term.py in the tree, not an older one.
+    assert termbuild.stale_reason(installed_term) is None, termbuild.stale_reason(installed_term)
+    if termbuild.is_compiled(installed_term):
+        assert termbuild.built_from(installed_term) == termbuild.source_sha256()
 
 GOLDEN_PATH = Path(__file__).resolve().parent.parent / "vectors" / "golden.json"
 GOLDEN: dict[str, dict[str, str]] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
