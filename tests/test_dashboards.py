@@ -11,7 +11,11 @@ os_mon, sasl and mnesia, beamside's scheduler_wall_time and microstate
 accounting opt-ins on, and an alarm made to fire), scraped every second by a
 real Prometheus: every variable query and every PromQL target of every panel
 is run through Prometheus' HTTP API the way Grafana would (variables
-substituted) and must be valid and return at least one series.  The same
+substituted) and must be valid and return at least one series.  That beamside
+runs the default metrics (distribution aggregated per node); a second one,
+attached to the same nodes with ``metrics.dist_per_peer`` on and its own
+cluster label, proves the distribution dashboard's per-peer panels, which
+must return nothing from the first (issue 15).  The same
 beamside ships to the strict Loki double, and every log panel's LogQL query
 must select what it really sent.
 
@@ -88,6 +92,23 @@ def targets(board: dict[str, Any], ds_type: str) -> Iterator[tuple[dict[str, Any
         for t in p.get("targets", []):
             if (t.get("datasource") or p.get("datasource") or {}).get("type") == ds_type:
                 yield p, t
+
+
+# the distribution board's row of panels with data only under metrics.dist_per_peer
+PER_PEER_ROW = "Per peer (metrics.dist_per_peer: true)"
+
+
+def per_peer_panels(board: dict[str, Any]) -> set[int]:
+    """Ids of the panels under the distribution board's per-peer row."""
+    ids: set[int] = set()
+    in_row = False
+    for p in board.get("panels", []):
+        if p["type"] == "row":
+            in_row = p["title"] == PER_PEER_ROW
+            ids |= {q["id"] for q in p.get("panels", [])} if in_row else set()
+        elif in_row:
+            ids.add(p["id"])
+    return ids
 
 
 def variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -605,6 +626,24 @@ def test_every_prometheus_query_returns_data(
         beamside = BeamsideProcess(path, port, tmp_path)
         beamside_procs.append(beamside)
         beamside.start()
+        # The same nodes per peer, under their own cluster label (issue 15).
+        pp_port = free_port()
+        pp_config = {
+            key: value for key, value in config.items() if key not in ("alertmanager", "loki")
+        }
+        pp_config.update(
+            cluster="testpp",
+            node_name=f"beamside-dashpp-{pp_port}@127.0.0.1",
+            http={"listen": f"127.0.0.1:{pp_port}"},
+            grpc={"listen": f"127.0.0.1:{free_port()}"},
+            metrics={"dist_per_peer": True},
+        )
+        (tmp_path / "pp").mkdir()
+        pp_path = tmp_path / "pp" / "beamside.yaml"
+        pp_path.write_text(yaml.safe_dump(pp_config))
+        per_peer = BeamsideProcess(pp_path, pp_port, tmp_path / "pp")
+        beamside_procs.append(per_peer)
+        per_peer.start()
         beamside.wait_until(
             lambda: (
                 beamside.value("beamside_alarm_active", alarm="process_message_queue") == 1
@@ -614,15 +653,16 @@ def test_every_prometheus_query_returns_data(
             "alarm raised and scheduler utilisation collected",
         )
         (tmp_path / "prom").mkdir()
-        prometheus = Prometheus(tmp_path / "prom", [beamside.address]).start()
+        prometheus = Prometheus(tmp_path / "prom", [beamside.address, per_peer.address]).start()
         api = PromAPI(prometheus)
         prometheus.wait_for('count(beamside_node_up{cluster="test"} == 1) == 2', timeout=30)
+        prometheus.wait_for('count(beamside_node_up{cluster="testpp"} == 1) == 2', timeout=30)
 
         # Variables, chained as Grafana resolves them.
         any_board = boards["beamside-overview.json"]
         vs = variables(any_board)
         clusters = api.label_values(vs["cluster"]["query"]["query"])
-        assert clusters == ["test"]
+        assert clusters == ["test", "testpp"]
         scope = {"cluster": "test"}
         families = api.label_values(substitute(vs["family"]["query"]["query"], scope))
         assert families == ["app"]
@@ -634,19 +674,25 @@ def test_every_prometheus_query_returns_data(
         grafana = {"__rate_interval": "30s", "__interval": "15s", "__range": "5m"}
 
         pending: dict[str, tuple[str, bool]] = {}
+        # per-peer panels: their queries in the default mode, which must stay empty
+        default_per_peer: dict[str, tuple[str, bool]] = {}
         for name, board in boards.items():
             values = single if name == "beamside-node.json" else multi
             for var in variables(board).values():  # every board's own variable queries
                 if var["type"] == "query":
                     q = substitute(var["query"]["query"], {**values, **grafana})
                     assert api.label_values(q), f"{name}: variable {var['name']}: {q}"
+            pp_ids = per_peer_panels(board)
             for p, t in targets(board, "prometheus"):
                 expr = substitute(t["expr"], {**values, **grafana})
-                pending[f"{name}: {p['title']!r} {t['refId']}: {expr}"] = (
-                    expr,
-                    bool(t.get("instant")),
-                )
+                key = f"{name}: {p['title']!r} {t['refId']}: {expr}"
+                if p["id"] in pp_ids:
+                    default_per_peer[key] = (expr, bool(t.get("instant")))
+                    expr = substitute(t["expr"], {**values, **grafana, "cluster": "testpp"})
+                    key = f"{name}: {p['title']!r} {t['refId']} (per peer on): {expr}"
+                pending[key] = (expr, bool(t.get("instant")))
         assert len(pending) > 100
+        assert len(default_per_peer) >= 8  # the distribution board's per-peer targets
         # rate() needs two samples in its window; os_mon and the walks need a
         # second snapshot: poll what is still empty until the deadline.
         deadline = time.monotonic() + 30
@@ -658,6 +704,9 @@ def test_every_prometheus_query_returns_data(
                 break
             time.sleep(1)
         assert not pending, "queries without data:\n" + "\n".join(pending)
+        # Per peer is off by default: those panels show nothing then.
+        leaking = [k for k, (e, i) in default_per_peer.items() if api.series_count(e, i)]
+        assert not leaking, "per-peer queries with data in the default mode:\n" + "\n".join(leaking)
 
         # The log panels over what beamside itself sent to Loki: a node's
         # error log, the attach notifications, the alarm, an audited call.
