@@ -37,7 +37,8 @@ from .engine import AlarmEngine, Finding, graded
 from .model import Severity
 
 #: states that are not down: agent_conflict is up, with another beamside's agent
-_NOT_DOWN = frozenset({NodeState.UP, NodeState.CONNECTING, NodeState.AGENT_CONFLICT})
+#: (a tuple: ``in`` compares by identity first, an enum's hash is Python code)
+_NOT_DOWN = (NodeState.UP, NodeState.CONNECTING, NodeState.AGENT_CONFLICT)
 #: the family-wide alarms (source ``family:<name>``)
 _FAMILY_ALARMS = (
     "different_module_versions",
@@ -195,10 +196,12 @@ class AlarmChecker:
         for alarm, finding in results.items():
             s = self.settings[alarm] if alarm in self.settings else self.settings["sasl_alarm"]
             if finding is None:
-                self._first_seen.pop((alarm, source), None)
-                held = self._last_trigger.get((alarm, source))
-                if s.hold > 0 and held is not None and now - held[0] < s.hold:
-                    findings.append(held[1])
+                if self._first_seen:
+                    self._first_seen.pop((alarm, source), None)
+                if s.hold > 0:
+                    held = self._last_trigger.get((alarm, source))
+                    if held is not None and now - held[0] < s.hold:
+                        findings.append(held[1])
                 continue
             if s.hold > 0:
                 self._last_trigger[(alarm, source)] = (now, finding)
@@ -610,11 +613,13 @@ class AlarmChecker:
         up: dict[str, list[_Inputs]] = {}
         for status in statuses:
             snap = snapshots.get(status.node) if status.state is NodeState.UP else None
+            inputs = self._inputs.get(status.node)
             if snap is not None:
-                inputs = self._inputs.get(status.node)
                 if inputs is None or inputs.snap is not snap:
                     inputs = self._ingest(snap)
                 up.setdefault(status.family, []).append(inputs)
+            elif inputs is not None:
+                inputs.snap = None  # the manager dropped it: do not keep it alive
         token = tuple(map(self.settings.get, _FAMILY_ALARMS))
         for family in self._families.keys() - up.keys():
             del self._families[family]  # nothing of it up: its alarms stay as they are

@@ -68,6 +68,9 @@ class AlarmEngine:
         self.cluster = cluster
         self._clock = clock
         self._active: dict[AlarmKey, Alarm] = {}
+        # Active alarms per source: an evaluation finding nothing for a source
+        # with none active (most nodes, every second) changes nothing.
+        self._per_source: dict[str, int] = {}
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
@@ -97,8 +100,10 @@ class AlarmEngine:
         findings: Iterable[Finding],
     ) -> None:
         """Apply one evaluation of ``evaluated`` alarm ids for ``source``."""
-        now = self._clock()
         found = {f.alarm: f for f in findings}
+        if not found and source not in self._per_source:
+            return
+        now = self._clock()
         for alarm_id in set(evaluated) | set(found):
             key = AlarmKey(alarm_id, source)
             finding = found.get(alarm_id)
@@ -121,6 +126,7 @@ class AlarmEngine:
                     updated_at=now,
                 )
                 self._active[key] = alarm
+                self._per_source[source] = self._per_source.get(source, 0) + 1
                 self._publish(AlarmEvent(EventKind.RAISED, alarm))
             elif (current.severity, current.cause, current.family) != (
                 finding.severity,
@@ -181,6 +187,9 @@ class AlarmEngine:
 
     def _clear(self, key: AlarmKey, now: float, who: str | None) -> Alarm:
         alarm = replace(self._active.pop(key), cleared_at=now, updated_at=now)
+        left = self._per_source.pop(key.source) - 1
+        if left:
+            self._per_source[key.source] = left
         self._publish(AlarmEvent(EventKind.CLEARED, alarm, who))
         return alarm
 
