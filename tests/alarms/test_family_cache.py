@@ -15,8 +15,8 @@ import pytest
 
 from sidecar.alarms.catalogue import GlobalParam
 from sidecar.alarms.checks import AlarmChecker
-from sidecar.alarms.engine import AlarmEngine
-from sidecar.alarms.model import AlarmEvent, AlarmKey, EventKind
+from sidecar.alarms.engine import AlarmEngine, Finding
+from sidecar.alarms.model import AlarmEvent, AlarmKey, EventKind, Severity
 from sidecar.model import EnvValue, NodeSnapshot, NodeState, NodeStatus, NodeTime, Versions
 from tests.alarms.family_reference import ReferenceChecker
 
@@ -400,3 +400,44 @@ def test_dist_link_down_follows_members() -> None:
     assert engine.get(AlarmKey("dist_link_down", "a")) is None
     evaluate(checker, snaps, up(["a", "b", "c"]))
     assert engine.get(AlarmKey("dist_link_down", "a")) is not None
+
+
+def test_engine_skips_only_sources_with_nothing_active() -> None:
+    """The engine's shortcut (nothing found, nothing active for the source)
+    still clears what is active after raises, manual clears and clear_source."""
+    clock = Clock()
+    engine = AlarmEngine("c", clock=clock)
+    events: list[AlarmEvent] = []
+    engine.subscribe(events.append)
+
+    def finding(alarm: str) -> Finding:
+        return Finding(alarm, Severity.MAJOR, f"{alarm} holds", "fix it")
+
+    def update(source: str, evaluated: list[str], found: list[str]) -> None:
+        engine.update(
+            source, node=source, family="f", evaluated=evaluated, findings=map(finding, found)
+        )
+
+    update("n", ["a", "b"], ["a", "b"])
+    update("m", ["a"], ["a"])
+    engine.clear(AlarmKey("a", "n"), "ops")
+    update("n", ["b"], [])
+    assert [str(a.key) for a in engine.active()] == ["a@m"]
+    update("n", ["a", "b"], [])  # nothing active for n: nothing happens
+    update("n", ["a"], ["a"])
+    engine.clear_source("m")
+    assert [str(a.key) for a in engine.active()] == ["a@n"]
+    update("n", ["a"], [])
+    update("m", ["a"], [])
+    assert engine.active() == []
+    seen = [(e.kind.value, str(e.alarm.key)) for e in events]
+    # The first update raises a and b in either order (a set of ids).
+    assert sorted(seen[:2]) == [("raised", "a@n"), ("raised", "b@n")]
+    assert seen[2:] == [
+        ("raised", "a@m"),
+        ("cleared", "a@n"),
+        ("cleared", "b@n"),
+        ("raised", "a@n"),
+        ("cleared", "a@m"),
+        ("cleared", "a@n"),
+    ]
