@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sidecar.alarms.model import Alarm
 from sidecar.model import NodeSnapshot, NodeState, NodeStatus
 
-from .exposition import ExpositionCache, Format, Unsupported, generate
+from .exposition import ExpositionCache, Format, Unsupported, format_families, generate
 from .vm_metrics import vm_metric_families
 
 NODE_LABELS = ["node", "family", "cluster"]
@@ -94,12 +94,12 @@ class BeamsideCollector(Collector):
         snapshots = list(self._source.snapshots.values())
         statuses = list(self._source.statuses())
         try:
-            parts = self.cache.exposition(snapshots, fmt)
+            nodes = self.cache.exposition(snapshots, fmt)
         except Unsupported:  # a name outside the legacy set, escaping=allow-utf-8
             return generate(fmt, self)
-        # small, fresh at every scrape; in OpenMetrics it ends with the one # EOF
-        parts.append(generate(fmt, _Families(self._beamside(statuses))))
-        return b"".join(parts)
+        # fresh at every scrape (a dozen series per node): formatted as the node texts
+        own = format_families(self._beamside(statuses), fmt)
+        return b"".join((nodes, own, b"# EOF\n" if fmt.openmetrics else b""))
 
     def _beamside(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
         """beamside's own families, fresh at every scrape."""
@@ -211,14 +211,6 @@ class BeamsideCollector(Collector):
                 last_ok.add_metric(labels, s.last_success)
                 age.add_metric(labels, max(now - s.last_success, 0.0))
         yield from (up, state, agent, duration, last_ok, age, errors, failures, attaches)
-
-
-class _Families:
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> list[Metric]:
-        return self._families
 
 
 class BeamsideRegistry(CollectorRegistry):
