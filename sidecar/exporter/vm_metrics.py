@@ -19,6 +19,15 @@ same snapshot still render.  The sections only the exporter reads come as
 the maps the node sent (``snapshot.trees``, ``snapshot.plugins``), read here
 with the rules of :mod:`sidecar.agents.terms` and never trusted to be
 well-formed (keys of mixed types, any value where a number is expected).
+
+The section renderers write to a :class:`NodeWriter`: here one that builds
+prometheus_client samples (:func:`vm_metric_families`, the reference), in
+:mod:`sidecar.exporter.exposition` one that writes exposition text cached per
+snapshot (what /metrics serves).  The writer applies the plugin series
+budget: with ``series_budget`` set, the plugin sections (``snapshot.plugins``:
+mnesia, os_mon, application plugins) of a node get at most that many
+samples, the rest are dropped and counted by family; core VM sections and
+``beamside_agent_section_error`` are never dropped.
 """
 
 from __future__ import annotations
