@@ -25,9 +25,17 @@ from itertools import islice
 from typing import Any
 
 import pytest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.utils import floatToGoString
 
 from sidecar import agents
+from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.collector import BeamsideRegistry, build_registry
 from sidecar.exporter.exposition import OPENMETRICS, TEXT, Format, generate, go_float
@@ -206,6 +214,60 @@ def test_floats_are_written_as_prometheus_client_writes_them() -> None:
     values += [float(rng.randrange(10**9)) for _ in range(2000)]
     for v in values:
         assert go_float(v) == floatToGoString(v), v
+
+
+class Alarms:
+    def __init__(self, alarms: Sequence[Alarm]) -> None:
+        self._alarms = list(alarms)
+
+    def active(self) -> list[Alarm]:
+        return self._alarms
+
+
+def odd_families() -> list[Metric]:
+    """What an extra provider may yield: shapes the fast path leaves to
+    prometheus_client (histograms, ``_created``, timestamps, units) and plain ones."""
+    hist = HistogramMetricFamily("x_push_seconds", "Push time.", labels=["sink"])
+    hist.add_metric(["loki"], buckets=[("0.1", 3.0), ("+Inf", 5.0)], sum_value=0.7)
+    created = CounterMetricFamily("x_batches", "Batches.", labels=["sink"], created=1.7e9)
+    created.add_metric(["am"], 4, created=1.7e9)
+    stamped = GaugeMetricFamily("x_last", "Stamped.", labels=["k"])
+    stamped.add_metric(['v"\\\n'], 1.5, timestamp=1.7e9)
+    unit = GaugeMetricFamily("x_spool_bytes", "Spool.\nSecond line \\ \"q\"", unit="bytes")
+    unit.add_metric([], 2**60)
+    info = InfoMetricFamily("x_build", "Build.", labels=["a"])
+    info.add_metric(["1"], {"version": 'odd"v'})
+    plain = CounterMetricFamily("x_sent", "Sent.", labels=["sink"])
+    plain.add_metric(["loki"], 10)
+    plain.add_metric(["am"], math.nan)
+    empty = GaugeMetricFamily("x_empty", "No samples.", labels=["a"])
+    return [hist, created, stamped, unit, info, plain, empty]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_beamside_families_alarms_and_extra_providers(fmt: Format) -> None:
+    snaps = [golden_snapshot("otp25"), odd_snapshot()]
+    alarm = Alarm(
+        AlarmKey("atom_limit", snaps[1].node),
+        Severity.MAJOR,
+        snaps[1].node,
+        snaps[1].family,
+        "c",
+        "cause",
+        "repair",
+    )
+    source = Source(snaps)
+    registry = build_registry(
+        source, 'v"1', alarms=Alarms([alarm]), extra=[odd_families, lambda: []]
+    )
+    body = check(registry, fmt)
+    plain = body.replace(b"__", b"_")  # the dots escaping doubles every _
+    assert b"beamside_alarm_active{" in plain
+    assert b"x_push_seconds_bucket{" in plain
+    # beamside's own families follow the node families, fresh at every scrape
+    assert plain.index(b"# HELP beamside_build") > plain.index(b"# HELP erlang_vm_memory_bytes")
+    source.statuses = lambda: []  # type: ignore[method-assign]
+    assert b"beamside_node_up{" not in check(registry, fmt, "statuses gone")
 
 
 # --------------------------------------------------------------------------- promtool
