@@ -21,7 +21,13 @@ with the default ``underscores``, ``allow-utf-8`` or ``values`` escaping:
 sample lines are the same bytes in both formats, only headers and ``# EOF``
 differ); a format that rewrites them (``escaping=dots``) gets its own render,
 kept in the same entry.  Entries of nodes no longer in the snapshots are
-dropped at the next scrape.
+dropped at the next scrape.  The joined node families of the last scrape
+are kept per format and served again while every node's text is the same
+object (a second scraper in the same second costs a list comparison).
+beamside's own families (a dozen series per node) are built fresh at every
+scrape and formatted by :func:`format_families` the same way; a family of
+another shape (histograms, ``_created``, timestamps) goes through
+prometheus_client.
 
 Thread safety: scrapes run on several HTTP threads while the manager
 replaces snapshots from the asyncio thread.  Rendering holds no lock; a
