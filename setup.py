@@ -15,6 +15,7 @@ module built from an older term.py; ``sidecar.erldist.termbuild`` reads it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -32,6 +33,7 @@ MODULE = "sidecar.erldist.term"
 # The modules mypy must see to check term.py: the compiled copy imports them
 # (at run time, the installed ones).
 DEPENDENCIES = ("errors.py", "termtypes.py")
+METADATA_COMMANDS = {"egg_info", "dist_info", "sdist"}
 PLACEHOLDER = "_SOURCE_SHA256: Final[str | None] = None\n"
 
 
@@ -61,6 +63,7 @@ def staged_copy() -> Path:
     return copy
 
 
+@functools.cache  # one translation per process, however many commands ask
 def compiled_extensions() -> list[Any]:
     if os.environ.get("BEAMSIDE_PURE_PYTHON") == "1":
         note("BEAMSIDE_PURE_PYTHON=1: the term codec stays pure Python")
@@ -78,7 +81,7 @@ def compiled_extensions() -> list[Any]:
             [str(copy.relative_to(ROOT)), "--strict"], opt_level="3", target_dir="build/mypyc"
         )
     except BaseException as exc:  # mypy reports its errors with SystemExit
-        note(f"mypyc could not translate term.py ({exc!r}): the term codec stays pure Python")
+        note(f"mypyc could not translate term.py ({exc!r:.300}): it stays pure Python")
         return []
     names = sorted(ext.name for ext in extensions)
     note(f"mypyc translated term.py in {time.monotonic() - started:.1f} s: {', '.join(names)}")
@@ -89,9 +92,10 @@ class OptionalBuildExt(build_ext):
     """Build the extensions if possible; on any failure, none of them."""
 
     def finalize_options(self) -> None:
-        # mypyc runs here, not when setup.py is loaded: pip loads it for the
-        # metadata too, where translating would only cost time.
-        self.distribution.ext_modules = compiled_extensions()
+        # mypyc runs here, not when setup.py is loaded, and not for pip's
+        # metadata steps (egg_info and dist_info finalize build_ext too).
+        metadata_only = set(self.distribution.commands) <= METADATA_COMMANDS
+        self.distribution.ext_modules = [] if metadata_only else compiled_extensions()
         super().finalize_options()
 
     def run(self) -> None:
@@ -102,7 +106,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler, a compiler error, a missing header...
-            note(f"compiling the term codec failed ({exc!r}): it stays pure Python")
+            note(f"compiling the term codec failed ({exc!r:.300}): it stays pure Python")
             self._discard_all()
             return
         note(f"compiled the term codec in {time.monotonic() - started:.1f} s")

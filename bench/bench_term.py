@@ -11,11 +11,14 @@ registered name or ``undefined``), as ``term_to_binary`` of a 10,000 element
 list, written to a temporary file.  This is the shape of a process listing,
 beamside's heaviest regular reply.
 
-Our codec (``sidecar.erldist.term``) and okeuday's pure-Python ``erlang_py``
-(module ``erlang``) decode the same bytes and encode their own decoded value,
-in the same process, alternately; each figure is the best of ``--runs`` runs
-timed with ``time.perf_counter`` (garbage collector on, as in service, and
-run before each timed call).
+Our codec in both its builds (issue 15) -- ``compiled``, the mypyc extension
+module ``pip install`` builds where it can, and ``pure``, ``term.py`` loaded
+from source -- and okeuday's pure-Python ``erlang_py`` (module ``erlang``)
+decode the same bytes and encode their own decoded value, in the same
+process, alternately; each figure is the best of ``--runs`` runs timed with
+``time.perf_counter`` (garbage collector on, as in service, and run before
+each timed call).  A compiled module made from another ``term.py`` than the
+tree's is refused; without a compiled build only the pure figures are shown.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import erlang  # type: ignore[import-untyped]
 
-from sidecar.erldist import term
+from sidecar.erldist import term, termbuild
 
 N_PROCS = 10_000
 
@@ -99,24 +102,38 @@ def main() -> None:
     parser.add_argument("--erl", default=shutil.which("erl") or "erl", help="OTP node to use")
     args = parser.parse_args()
 
-    payload = make_payload(args.erl)
-    ours = term.decode(payload)
-    theirs = erlang.binary_to_term(payload)
-    assert isinstance(ours, list) and len(ours) == N_PROCS
-    assert len(theirs) == N_PROCS
-    ours_out = term.encode(ours)
-    theirs_out = erlang.term_to_binary(theirs)
+    stale = termbuild.stale_reason(term)
+    if stale is not None:
+        sys.exit(f"bench_term: {stale}")
+    codecs: dict[str, Any] = {"pure": termbuild.load_pure()}
+    if termbuild.is_compiled(term):
+        codecs = {"compiled": term, **codecs}
 
-    times = best_times(
-        args.runs,
-        {
-            ("decode", "beamside"): lambda: term.decode(payload),
-            ("decode", "erlang_py"): lambda: erlang.binary_to_term(payload),
-            ("encode", "beamside"): lambda: term.encode(ours),
-            ("encode", "erlang_py"): lambda: erlang.term_to_binary(theirs),
-        },
-    )
-    sizes = {"beamside": len(ours_out), "erlang_py": len(theirs_out)}
+    payload = make_payload(args.erl)
+    theirs = erlang.binary_to_term(payload)
+    assert len(theirs) == N_PROCS
+    decoded = {name: codec.decode(payload) for name, codec in codecs.items()}
+    for value in decoded.values():
+        assert isinstance(value, list) and len(value) == N_PROCS
+        assert value == decoded["pure"]
+    encoded = {name: codecs[name].encode(value) for name, value in decoded.items()}
+    assert len(set(encoded.values())) == 1, "the builds encode differently"
+    sizes = {name: len(out) for name, out in encoded.items()}
+    sizes["erlang_py"] = len(erlang.term_to_binary(theirs))
+
+    cases: dict[tuple[str, str], Callable[[], Any]] = {}
+    for op in ("decode", "encode"):
+        for name, codec in codecs.items():
+            if op == "decode":
+                cases[(op, name)] = lambda codec=codec: codec.decode(payload)
+            else:
+                cases[(op, name)] = lambda codec=codec, v=decoded[name]: codec.encode(v)
+        cases[(op, "erlang_py")] = (
+            (lambda: erlang.binary_to_term(payload))
+            if op == "decode"
+            else (lambda: erlang.term_to_binary(theirs))
+        )
+    times = best_times(args.runs, cases)
 
     otp = subprocess.run(
         [
@@ -134,25 +151,34 @@ def main() -> None:
         f"python {platform.python_version()} on {platform.machine()}, "
         f"{os.cpu_count()} cpus, best of {args.runs}"
     )
+    if "compiled" in codecs:
+        print(f"compiled: {Path(str(term.__file__)).name}, from term.py {termbuild.built_from()}")
+    else:
+        print("compiled: none (sidecar.erldist.term is pure Python here): pure figures only")
     print()
     print(
-        f"encoded sizes: beamside {sizes['beamside']:,} bytes (UTF-8 atoms), "
+        f"encoded sizes: beamside {sizes['pure']:,} bytes (UTF-8 atoms), "
         f"erlang_py {sizes['erlang_py']:,} bytes"
     )
     print("decode MB/s: the node's payload bytes; encode MB/s: each codec's own output;")
     print("terms/s: process tuples (of the 10,000 in the list) per second")
     print()
     print(f"{'op':<7} {'codec':<10} {'ms':>8} {'MB/s':>8} {'terms/s':>10}")
-    for (op, codec), secs in times.items():
-        nbytes = len(payload) if op == "decode" else sizes[codec]
+    for (op, codec_name), secs in times.items():
+        nbytes = len(payload) if op == "decode" else sizes[codec_name]
         print(
-            f"{op:<7} {codec:<10} {secs * 1e3:8.2f} {nbytes / secs / 1e6:8.2f} "
+            f"{op:<7} {codec_name:<10} {secs * 1e3:8.2f} {nbytes / secs / 1e6:8.2f} "
             f"{N_PROCS / secs:10,.0f}"
         )
     print()
     for op in ("decode", "encode"):
-        ratio = times[(op, "erlang_py")] / times[(op, "beamside")]
-        print(f"{op}: beamside is {ratio:.2f}x erlang_py's throughput")
+        for name in codecs:
+            ratio = times[(op, "erlang_py")] / times[(op, name)]
+            print(f"{op}: beamside {name:<8} is {ratio:5.2f}x erlang_py's throughput")
+    if "compiled" in codecs:
+        for op in ("decode", "encode"):
+            gain = times[(op, "pure")] / times[(op, "compiled")]
+            print(f"{op}: compiled is {gain:5.2f}x pure")
 
 
 if __name__ == "__main__":
