@@ -10,7 +10,8 @@ and the pure-Python module is used.
 
 What is compiled is a copy of term.py in which ``_SOURCE_SHA256`` holds the
 SHA-256 of the real file, so a test (and the benchmark) can tell a compiled
-module built from an older term.py; ``sidecar.erldist.termbuild`` reads it.
+module built from an older term.py (``sidecar.erldist.termbuild`` reads it),
+and ``_COMPILED`` is True (a few hot reads have a branch for each build).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MODULE = "sidecar.erldist.term"
 DEPENDENCIES = ("errors.py", "termtypes.py")
 METADATA_COMMANDS = {"egg_info", "dist_info", "sdist"}
 PLACEHOLDER = "_SOURCE_SHA256: Final[str | None] = None\n"
+COMPILED_FLAG = "_COMPILED: Final = False\n"
 
 
 def note(message: str) -> None:
@@ -45,8 +47,9 @@ def staged_copy() -> Path:
     """term.py and what it imports under build/mypyc-src/, the hash filled in."""
     source = (PACKAGE / "term.py").read_bytes()
     text = source.decode("utf-8")
-    if text.count(PLACEHOLDER) != 1:
-        raise RuntimeError(f"term.py must hold the line {PLACEHOLDER.strip()!r} once")
+    for line in (PLACEHOLDER, COMPILED_FLAG):
+        if text.count(line) != 1:
+            raise RuntimeError(f"term.py must hold the line {line.strip()!r} once")
     digest = hashlib.sha256(source).hexdigest()
     stage = ROOT / "build" / "mypyc-src"
     shutil.rmtree(stage, ignore_errors=True)
@@ -56,10 +59,8 @@ def staged_copy() -> Path:
     for name in DEPENDENCIES:
         shutil.copyfile(PACKAGE / name, stage / "sidecar" / "erldist" / name)
     copy = stage / "sidecar" / "erldist" / "term.py"
-    copy.write_text(
-        text.replace(PLACEHOLDER, f'_SOURCE_SHA256: Final[str | None] = "{digest}"\n'),
-        encoding="utf-8",
-    )
+    staged = text.replace(PLACEHOLDER, f'_SOURCE_SHA256: Final[str | None] = "{digest}"\n')
+    copy.write_text(staged.replace(COMPILED_FLAG, "_COMPILED: Final = True\n"), encoding="utf-8")
     return copy
 
 

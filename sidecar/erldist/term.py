@@ -116,6 +116,10 @@ LOCAL_EXT: Final = 121
 
 DEFAULT_LIMITS: Final = DecodeLimits()
 
+_COMPILED: Final = False
+"""True in the copy setup.py compiles: there, native integer arithmetic on
+bytes beats a call into ``struct`` (here, in the interpreter, it is the other
+way round), so a few hot reads take the branch that suits the build."""
 _SOURCE_SHA256: Final[str | None] = None
 """The SHA-256 of the term.py a compiled build was made from (setup.py fills it
 in the copy it compiles; None here): see :mod:`sidecar.erldist.termbuild`."""
@@ -202,6 +206,11 @@ class _Decoder:
         self.max_big_bytes: int = limits.max_big_bytes
 
 
+def _be32(buf: bytes, pos: int) -> int:
+    """The unsigned big-endian 32-bit word at ``pos`` (IndexError past the end)."""
+    return buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3]
+
+
 def _need(end: int, pos: int, n: int) -> None:
     if n < 0 or pos + n > end:
         raise DecodeError(f"truncated term: need {n} bytes, {max(end - pos, 0)} remain", pos)
@@ -223,12 +232,11 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
     buf = d.buf
     end = d.end
     items: list[Any] = []
-    append = items.append
     for _ in range(count):
         tag = buf[pos]
 
         if tag == SMALL_INTEGER_EXT:
-            append(buf[pos + 1])
+            items.append(buf[pos + 1])
             pos += 2
 
         elif tag == SMALL_ATOM_UTF8_EXT or tag == ATOM_EXT:
@@ -248,7 +256,7 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             value = cache.get(raw)
             if value is None:
                 value = _atom(raw, tag != ATOM_EXT, start)
-            append(value)
+            items.append(value)
             pos = stop
 
         elif tag == SMALL_TUPLE_EXT or tag == LARGE_TUPLE_EXT:
@@ -263,10 +271,14 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
             if depth >= d.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             elements, pos = _items(d, pos, arity, depth + 1)
-            append(tuple(elements))
+            items.append(tuple(elements))
 
         elif tag == INTEGER_EXT:
-            append(_i32(buf, pos + 1)[0])
+            if _COMPILED:
+                n = _be32(buf, pos + 1)
+                items.append(n - 0x100000000 if n & 0x80000000 else n)
+            else:
+                items.append(_i32(buf, pos + 1)[0])
             pos += 5
 
         elif tag == NEW_PID_EXT or tag == PID_EXT:
@@ -284,17 +296,22 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
                 pos = stop
             else:
                 node, pos = _node(d, pos)
-            if tag == NEW_PID_EXT:
+            if tag == NEW_PID_EXT and _COMPILED:
+                pid_id = _be32(buf, pos)
+                serial = _be32(buf, pos + 4)
+                creation = _be32(buf, pos + 8)
+                pos += 12
+            elif tag == NEW_PID_EXT:
                 pid_id, serial, creation = _pid_tail(buf, pos)
                 pos += 12
             else:
                 pid_id, serial = _port_tail(buf, pos)
                 creation = buf[pos + 8]
                 pos += 9
-            append(_new_pid(node, pid_id, serial, creation))
+            items.append(_new_pid(node, pid_id, serial, creation))
 
         elif tag == LIST_EXT:
-            (n,) = _u32(buf, pos + 1)
+            n = _be32(buf, pos + 1) if _COMPILED else _u32(buf, pos + 1)[0]
             pos += 5
             if n > end - pos:
                 raise DecodeError(f"list length {n} exceeds the remaining input", pos)
@@ -302,60 +319,60 @@ def _items(d: _Decoder, pos: int, count: int, depth: int) -> tuple[list[Any], in
                 raise DecodeError("term nested too deeply", pos)
             elements, pos = _items(d, pos, n, depth + 1)
             if pos < end and buf[pos] == NIL_EXT:
-                append(elements)
+                items.append(elements)
                 pos += 1
                 continue
             (tail,), pos = _items(d, pos, 1, depth + 1)
             if isinstance(tail, list):
                 # A non-canonical encoding with a list as the tail: splice it.
-                append(elements + tail)
+                items.append(elements + tail)
             elif isinstance(tail, ImproperList):
-                append(ImproperList(tuple(elements) + tail.elements, tail.tail))
+                items.append(ImproperList(tuple(elements) + tail.elements, tail.tail))
             else:
-                append(ImproperList(tuple(elements), tail))
+                items.append(ImproperList(tuple(elements), tail))
 
         elif tag == STRING_EXT:
             n = buf[pos + 1] << 8 | buf[pos + 2]
             pos += 3
             _need(end, pos, n)
-            append(list(buf[pos : pos + n]))
+            items.append(list(buf[pos : pos + n]))
             pos += n
 
         elif tag == BINARY_EXT:
-            (n,) = _u32(buf, pos + 1)
+            n = _be32(buf, pos + 1) if _COMPILED else _u32(buf, pos + 1)[0]
             pos += 5
             _need(end, pos, n)
-            append(buf[pos : pos + n])
+            items.append(buf[pos : pos + n])
             pos += n
 
         elif tag == NIL_EXT:
-            append([])
+            items.append([])
             pos += 1
 
         elif tag == MAP_EXT:
-            (arity,) = _u32(buf, pos + 1)
+            arity = _be32(buf, pos + 1) if _COMPILED else _u32(buf, pos + 1)[0]
             pos += 5
             if arity * 2 > end - pos:
                 raise DecodeError(f"map arity {arity} exceeds the remaining input", pos)
             if depth >= d.max_depth:
                 raise DecodeError("term nested too deeply", pos)
             flat, pos = _items(d, pos, 2 * arity, depth + 1)
-            append(_make_map(flat[0::2], flat[1::2]))
+            items.append(_make_map(flat[0::2], flat[1::2]))
 
         elif tag == NEW_FLOAT_EXT:
             number = _f64(buf, pos + 1)[0]
             if not _isfinite(number):
                 raise DecodeError("NEW_FLOAT_EXT is not a finite number", pos + 1)
-            append(number)
+            items.append(number)
             pos += 9
 
         elif tag == NEW_FUN_EXT:  # here, not in _decode_other: one frame less per level
             value, pos = _decode_fun(d, pos + 1, depth)
-            append(value)
+            items.append(value)
 
         else:
             value, pos = _decode_other(d, tag, pos + 1, depth)
-            append(value)
+            items.append(value)
     return items, pos
 
 

@@ -131,6 +131,8 @@ def test_the_compiled_build_is_in_use_where_it_can_be_built_and_is_fresh() -> No
     assert termbuild.stale_reason(installed_term) is None, termbuild.stale_reason(installed_term)
     if termbuild.is_compiled(installed_term):
         assert termbuild.built_from(installed_term) == termbuild.source_sha256()
+        assert installed_term._COMPILED is True  # its branches for native arithmetic
+    assert CODECS["pure"]._COMPILED is False and termbuild.built_from(CODECS["pure"]) is None
 
 GOLDEN_PATH = Path(__file__).resolve().parent.parent / "vectors" / "golden.json"
 GOLDEN: dict[str, dict[str, str]] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))
@@ -973,6 +975,23 @@ def test_nesting_at_the_limit_decodes_and_the_encoder_agrees() -> None:
     with pytest.raises(DecodeError, match="nested too deeply"):
         decode(_nested(b"\x6c\x00\x00\x00\x01", b"\x6a", b"\x6a", limit + 1))
     assert decode(_nested(b"\x68\x01", b"", b"\x6a", limit)) is not None
+
+
+def test_nesting_beyond_the_ceiling_raises_whatever_max_depth_says() -> None:
+    # The compiled build's calls are C calls with no RecursionError to fall
+    # back on: 1000 levels at most, or a hostile term would end the process.
+    limits = DecodeLimits(max_depth=10**9)
+    for kind in sorted(NESTINGS):
+        data = _nested(*NESTINGS[kind], 200_000)
+        err = _fast(lambda data=data: decode(data, limits))
+        assert "nested too deeply" in str(err), kind
+    # Below the ceiling (and the interpreter's recursion limit), max_depth rules.
+    deep = _nested(b"\x68\x01", b"", b"\x6a", 700)
+    value = decode(deep, limits)
+    for _ in range(700):
+        assert type(value) is tuple and len(value) == 1
+        value = value[0]
+    assert value == []
 
 
 def test_decode_limits_max_depth() -> None:
