@@ -154,6 +154,15 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> bool:
         return False
 
 
+def proc_cpu(pid: int) -> float:
+    """utime + stime of ``pid`` in seconds (/proc/<pid>/stat fields 14 and 15)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 class Helper:
     """A ``python3 -m tests.support.fake_nodes`` process that answers one JSON line."""
 
@@ -228,9 +237,7 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def cpu(self) -> float:
-        """utime + stime in seconds (/proc/<pid>/stat fields 14 and 15)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        return proc_cpu(self.pid)
 
     def rss_kb(self) -> int:
         status = Path(f"/proc/{self.pid}/status").read_text()
@@ -411,6 +418,7 @@ class Window:
     timeout_lines: int
     scrapes: list[Scrape]
     max_age: float
+    fake_cpu: float = 0.0  # the fake node processes' CPU meanwhile
 
     @property
     def per_tick(self) -> float:
@@ -454,6 +462,7 @@ class Bench:
         self.cookie_file.chmod(0o400)
         self.fake_epmd_port = 0
         self.fake_stats: list[Path] = []
+        self.fake_pids: list[int] = []
         self.sim_names: list[str] = []
         self.real_names: list[str] = []
         self.baseline_rss_kb = 0
@@ -467,6 +476,10 @@ class Bench:
             with contextlib.suppress(OSError, ValueError):
                 n += int(json.loads(path.read_text())["collects"])
         return n
+
+    def fake_cpu(self) -> float:
+        """CPU seconds the fake node processes used so far (they must keep up)."""
+        return sum(proc_cpu(pid) for pid in self.fake_pids)
 
     def fake_unknown(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -509,6 +522,7 @@ class Bench:
             self.cleanup.push(helper.stop)
             helpers.append(helper)
             self.fake_stats.append(stats)
+            self.fake_pids.append(helper.proc.pid)
         for helper in helpers:
             helper.first_line(60 + args.simulated / 100)
         self.sim_names = [f"{prefix}_{i:05d}@127.0.0.1" for i in range(args.simulated)]
@@ -610,10 +624,10 @@ class Bench:
                 before = scrape(client, d.url, ACCEPT_TEXT, timeout)
                 d.read_log()
                 fakes0 = self.fake_collects() if simulated else None
-                cpu0, t0 = d.cpu(), time.monotonic()
+                cpu0, t0, fake0 = d.cpu(), time.monotonic(), self.fake_cpu()
                 with Scrapers(d.url, count, args.scrape_every, timeout) as scrapers:
                     time.sleep(whole_intervals(args.window, interval))
-                cpu1, t1 = d.cpu(), time.monotonic()
+                cpu1, t1, fake1 = d.cpu(), time.monotonic(), self.fake_cpu()
                 fakes = None if fakes0 is None else (fakes0, self.fake_collects())
                 after = scrape(client, d.url, ACCEPT_TEXT, timeout)
                 timeouts = sum(
@@ -633,6 +647,7 @@ class Bench:
                     timeout_lines=timeouts,
                     scrapes=scrapers.scrapes,
                     max_age=max(scrapers.ages, default=float("nan")),
+                    fake_cpu=fake1 - fake0 if simulated else 0.0,
                 )
                 windows.append(w)
                 ok = [s for s in w.scrapes if s.ok]
@@ -857,6 +872,11 @@ def report(
                 f"{w.max_age:.1f} s (lateness {w.max_age - p.interval:+.1f} s); scrapes "
                 f"{len(ok)}/{len(w.scrapes)} ok, median {ms(median(times))}, "
                 f"p95 {ms(p95)}"
+                + (
+                    f"; the fake nodes' processes used {w.fake_cpu:.2f} s CPU meanwhile"
+                    if w.fake_cpu
+                    else ""
+                )
             )
         for f in p.formats:
             print(
@@ -936,7 +956,8 @@ def report(
             f"nodes per core at {sim.interval:g} s, {sim.nodes} simulated, 1 scraper, alarms on",
             f"{per_core:,.0f} ({w.per_tick * 1e6:,.0f} µs per node-tick)",
             f">= {GOAL_NODES_PER_CORE:,} (at 15 s)",
-            per_core >= GOAL_NODES_PER_CORE if at15 else None,
+            # judged at the goal's scale only: with fewer nodes, scrapes weigh less
+            per_core >= GOAL_NODES_PER_CORE if at15 and sim.nodes >= GOAL_NODES_PER_CORE else None,
         )
         rss = (sim.rss_kb - base) / sim.nodes
         row(
@@ -1027,8 +1048,9 @@ def parse_args() -> argparse.Namespace:
     )
     args = ap.parse_args()
     if args.quick:
-        args.real = min(args.real, 20) if "--real" in sys.argv else 20
-        args.simulated = min(args.simulated, 500) if "--simulated" in sys.argv else 500
+        given = {a.split("=")[0] for a in sys.argv[1:]}  # counts given explicitly win
+        args.real = args.real if "--real" in given else 20
+        args.simulated = args.simulated if "--simulated" in given else 500
         args.window, args.shard_window, args.settle = 8.0, 5.0, 3.0
         args.format_runs, args.baseline_s, args.stop_timeout = 3, 3.0, 15.0
     if args.real < 1:
