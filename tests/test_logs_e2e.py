@@ -253,6 +253,29 @@ def burst_numbers(entries: list[StoredEntry]) -> list[int]:
     return out
 
 
+def resend_report(loki: LokiDouble) -> str:
+    """The pushes that carried entries Loki already had: when each came, its
+    first and last re-sent line, and when the first copy of that line came."""
+    with loki._lock:
+        requests = list(loki.requests)
+    first_copy = {(e.ts, e.line): e.arrival_ns for e in loki.entries()}
+    t0 = requests[0].arrival_ns if requests else 0
+    lines = []
+    for i, r in enumerate(requests):
+        if r.duplicate_span is None:
+            continue
+        first, last = r.duplicate_span
+        original = first_copy.get(first, 0)
+        stored_by = max((j for j, q in enumerate(requests) if q.arrival_ns <= original), default=-1)
+        lines.append(
+            f"push {i} at +{(r.arrival_ns - t0) / 1e9:.3f} s: {r.entries} entries, "
+            f"{r.duplicates} already stored ({json.loads(first[1])['message']} .. "
+            f"{json.loads(last[1])['message']}), first stored by push {stored_by} at "
+            f"+{(original - t0) / 1e9:.3f} s"
+        )
+    return "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_loki_down_60s_during_burst_loses_nothing(
     node_factory: NodeFactory,
@@ -367,6 +390,6 @@ def test_sigkill_mid_burst_then_restart_delivers_the_spool(
     assert not missing, f"{len(missing)} lost: {missing[:10]} ..."
     assert len(numbers) == len(set(numbers)), "duplicates"
     assert numbers == list(range(1, total + 1)), "out of order"
-    assert loki.counts().get("duplicates", 0) == 0
+    assert loki.counts().get("duplicates", 0) == 0, resend_report(loki)
     assert (restarted.value("beamside_node_events_dropped_total", node=node.name) or 0) == 0
     wait_for(lambda: restarted.value("beamside_loki_spool_bytes") == 0, 30, "spool emptied")

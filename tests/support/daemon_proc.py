@@ -67,6 +67,9 @@ class BeamsideProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> Self:
+        if self._stderr_path.exists():  # an earlier beamside's log: kept for a post-mortem
+            with self._stderr_path.with_suffix(".earlier").open("ab") as earlier:
+                earlier.write(self._stderr_path.read_bytes())
         stderr = self._stderr_path.open("wb")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "sidecar.cli", "run", "--config", str(self.config)],

@@ -121,6 +121,10 @@ class RequestRecord:
     duplicates: int
     tenant: str
     error: str = ""
+    arrival_ns: int = 0  # time.time_ns() when the request was read
+    # the first and last entry of the request that the stream already had
+    # (timestamp, line): what a test reports when something was re-sent
+    duplicate_span: tuple[tuple[int, str], tuple[int, str]] | None = None
 
 
 @dataclass
@@ -657,7 +661,9 @@ class LokiDouble:
         ctype = (headers.get("content-type") or "").split(";")[0].strip().lower()
         encoding = (headers.get("content-encoding") or "").strip().lower()
         tenant = headers.get("x-scope-orgid") or ""
-        record = RequestRecord(0, ctype, encoding, len(body), 0, 0, 0, 0, tenant)
+        record = RequestRecord(
+            0, ctype, encoding, len(body), 0, 0, 0, 0, tenant, arrival_ns=time.time_ns()
+        )
         try:
             status, text = self._push(ctype, encoding, tenant, body, record)
         except BadRequest as e:
@@ -763,6 +769,8 @@ class LokiDouble:
                         if key in stream.seen:
                             self.duplicate_entries += 1
                             record.duplicates += 1
+                            span = record.duplicate_span
+                            record.duplicate_span = (span[0] if span else key, key)
                             continue
                         if not lim.unordered_writes and ts < stream.last_ts:
                             errors.append(
