@@ -85,7 +85,13 @@ class Daemon:
             self.alertmanager = AlertmanagerSink(config.alertmanager, config.cluster)
             self.alarms.subscribe(self.alertmanager.publish)
             extra.append(self.alertmanager.metric_families)
-        self.registry = build_registry(self.manager, __version__, alarms=self.alarms, extra=extra)
+        self.registry = build_registry(
+            self.manager,
+            __version__,
+            alarms=self.alarms,
+            extra=extra,
+            series_budget=config.metrics.series_budget,
+        )
         host, port = config.http_listen
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
         # The control plane: bound now (a taken port fails at startup), served in run().

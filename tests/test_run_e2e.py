@@ -38,6 +38,7 @@ def start_beamside(
     *,
     extra_targets: Sequence[dict[str, Any]] = (),
     discover: str = "none",
+    extra: dict[str, Any] | None = None,
 ) -> BeamsideProcess:
     config, port = write_config(
         tmp_path / "beamside.yaml",
@@ -45,6 +46,7 @@ def start_beamside(
         cookie_file=cookie_file,
         extra_targets=extra_targets,
         discover=discover,
+        extra=extra,
     )
     proc = BeamsideProcess(config, port, tmp_path)
     started.append(proc)
@@ -195,3 +197,42 @@ def test_discover_connected_follows_the_mesh(
         30,
         "joiner dropped",
     )
+
+
+def test_series_budget_from_the_config_caps_a_nodes_plugin_series(
+    node_factory: NodeFactory,
+    cookie_file: Path,
+    tmp_path: Path,
+    beamside_procs: list[BeamsideProcess],
+) -> None:
+    """``metrics.series_budget`` reaches the exporter: a node with 40 mnesia
+    tables (2 series each) under a budget of 30 keeps 30 plugin series and
+    the rest is counted per family in ``beamside_series_dropped_total``."""
+    node = node_factory("otp25")
+    node.eval(
+        "ok = mnesia:start(), [{atomic, ok} = mnesia:create_table(list_to_atom("
+        '"budget_t" ++ integer_to_list(I)), []) || I <- lists:seq(1, 40)], ok.'
+    )
+    beamside = start_beamside(
+        beamside_procs, tmp_path, [node], cookie_file, extra={"metrics": {"series_budget": 30}}
+    )
+    beamside.wait_until(
+        lambda: beamside.value("beamside_series_dropped_total", node=node.name), 30, "drops"
+    )
+    body = beamside.exposition().decode()
+    tables = [line for line in body.splitlines() if "budget_t" in line]
+    scalars = [
+        line
+        for line in body.splitlines()
+        if line.startswith("erlang_mnesia_")
+        and "table=" not in line
+        and not line.startswith("erlang_mnesia_system_events")  # core section, no budget
+    ]
+    assert len(tables) + len(scalars) <= 30 and tables, (len(tables), scalars)
+    dropped = {
+        labels["metric_family"]: value
+        for _, labels, value in beamside.samples("beamside_series_dropped_total")
+    }
+    assert set(dropped) >= {"erlang_mnesia_tablewise_size"}, dropped
+    lint = promtool_check_metrics(body.encode())
+    assert lint.returncode == 0, lint.stdout + lint.stderr

@@ -20,6 +20,9 @@ Batches
     1 ns): old Loki versions reject out-of-order entries, and two distinct
     entries of a stream never share a timestamp, so Loki's de-duplication
     (below) can never merge them.
+    A batch cut short by ``batch_bytes`` ends at the last durability mark
+    inside it (below), so a node's event batch lies whole in one push or
+    spool record whenever it fits in one.
 
 Retries
     429, 5xx, 408, timeouts and transport errors are retried, the same batch
@@ -465,22 +468,45 @@ class LokiSink:
             batch.persist = self._spool_append(
                 batch.payload, batch.count, 0, hold=True, marks=self._take_marks(end)
             )
-        limit = self.config.batch_bytes
         while self._mem and self._mem_bytes > target:
             first = self.accepted_total - len(self._mem)
-            chunk: list[LogEntry] = []
-            nbytes = 0
-            while self._mem and (not chunk or nbytes + self._mem[0][1] <= limit):
-                entry, size = self._mem.popleft()
-                chunk.append(entry)
-                nbytes += size
-            self._mem_bytes -= nbytes
+            chunk, nbytes = self._take_chunk()
             # Every entry before this chunk's end is settled once it is on
             # disk (appends run in order), so the marks up to there go with it.
             marks = self._take_marks(first + len(chunk))
             self._spool_append(None, chunk, nbytes, first=first, marks=marks)
         if self._mem:
             self._pending_since = self._clock()
+
+    def _take_chunk(self) -> tuple[list[LogEntry], int]:
+        """The oldest entries of memory, at most ``batch_bytes`` (at least
+        one), off the queue, with their counted bytes.  A chunk cut short by
+        the size ends at the last mark inside it when there is one: a node
+        batch then lies whole in one push or spool record, and a crash after
+        that record is durable but before the next one cannot make the node
+        send again entries that are already delivered or spooled."""
+        limit = self.config.batch_bytes
+        count = nbytes = 0
+        for _, size in self._mem:
+            if count and nbytes + size > limit:
+                break
+            count += 1
+            nbytes += size
+        if count < len(self._mem):
+            first = self.accepted_total - len(self._mem)
+            end = max(
+                (pos for pos, _, _ in self._marks if first < pos < first + count),
+                default=first + count,
+            )
+            count = end - first
+        chunk: list[LogEntry] = []
+        nbytes = 0
+        for _ in range(count):
+            entry, size = self._mem.popleft()
+            chunk.append(entry)
+            nbytes += size
+        self._mem_bytes -= nbytes
+        return chunk, nbytes
 
     def _spool_append(
         self,
@@ -697,15 +723,8 @@ class LokiSink:
         due = self._clock() - self._pending_since >= self.config.batch_wait
         if not (full or due or self._stopping):
             return None
-        limit = self.config.batch_bytes
         first = self.accepted_total - len(self._mem)
-        entries: list[LogEntry] = []
-        nbytes = 0
-        while self._mem and (not entries or nbytes + self._mem[0][1] <= limit):
-            entry, size = self._mem.popleft()
-            entries.append(entry)
-            nbytes += size
-        self._mem_bytes -= nbytes
+        entries, nbytes = self._take_chunk()
         if self._mem:
             self._pending_since = self._clock()
         batch = _Batch(encode_batch(entries), len(entries), nbytes, None, first)

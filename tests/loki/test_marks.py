@@ -154,3 +154,53 @@ async def test_notifier_drops_what_it_has_and_acknowledges_durable(
     finally:
         await notifier.aclose()
         await sink.stop(drain_timeout=3)
+
+
+async def test_pushes_and_spool_records_end_where_a_node_batch_ends(
+    loki: LokiDouble, tmp_path: Path
+) -> None:
+    """A push or spool record cut by ``batch_bytes`` ends at the last mark
+    inside it: a crash once that record is durable never leaves part of a
+    node batch durable and the rest not (the node would send the whole batch
+    again: the durable part twice).  Seen as 372 identical re-sends after a
+    SIGKILL mid-burst."""
+    per_batch = 7
+
+    def publish_batches(sink: LokiSink, first: int, batches: int) -> None:
+        for b in range(batches):
+            for i in range(per_batch):
+                sink.publish(entry(first + b * per_batch + i, node="a@h1", pad=300))
+            sink.mark("n 1", first // per_batch + b + 1)
+
+    # Loki down: make_durable spills memory in records of at most batch_bytes.
+    loki.set_mode("down")
+    cfg = config(loki, spool_dir=tmp_path, spill_after=60.0, batch_bytes=8 * 1024)
+    sink = LokiSink(cfg)
+    await sink.start()
+    try:
+        publish_batches(sink, 0, 30)  # 210 entries of ~400 bytes: about 10 records
+        assert await wait_until(lambda: sink.failures_total["connection"] > 0, timeout=5)
+        sink.make_durable()
+        assert await wait_until(lambda: sink.spool_entries == 30 * per_batch, timeout=5)
+    finally:
+        await sink.stop(drain_timeout=0)
+    records = read_records(tmp_path)
+    assert len(records) > 5
+    end = 0
+    for record in records:
+        end += record.count
+        assert end % per_batch == 0, [r.count for r in records]
+        assert record.marks == {"n 1": end // per_batch}
+
+    # Loki up: pushes straight from memory end at batch ends too.
+    loki.set_mode("ok")
+    loki.reset()
+    sink = LokiSink(config(loki, batch_bytes=8 * 1024, batch_wait=5.0))
+    await sink.start()
+    try:
+        publish_batches(sink, 0, 30)
+        assert await wait_until(lambda: loki.counts()["stored"] == 30 * per_batch, timeout=10)
+    finally:
+        await sink.stop(drain_timeout=3)
+    sizes = [r.entries for r in loki.requests]
+    assert len(sizes) > 5 and all(n % per_batch == 0 for n in sizes), sizes

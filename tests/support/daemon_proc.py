@@ -30,8 +30,10 @@ def write_config(
     cluster: str = "test",
     extra_targets: Sequence[dict[str, Any]] = (),
     discover: str = "none",
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[Path, int]:
-    """A config for ``nodes`` sharing one cookie file; returns (path, http port)."""
+    """A config for ``nodes`` sharing one cookie file (``extra``: more
+    top-level sections); returns (path, http port)."""
     port = free_port()
     targets: list[dict[str, Any]] = []
     if nodes:
@@ -50,6 +52,7 @@ def write_config(
         "intervals": {"metrics": interval},
         "http": {"listen": f"127.0.0.1:{port}"},
         "grpc": {"listen": f"127.0.0.1:{free_port()}"},
+        **(extra or {}),
     }
     path.write_text(yaml.safe_dump(config))
     return path, port
