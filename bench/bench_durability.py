@@ -19,6 +19,9 @@ processes compete for the CPUs throughout and are stopped at the end.
 At the end the logger stops, one last beamside runs with Loki up until the
 double has every line, and the stored stream is checked: lines lost (numbers
 never stored), duplicated (stored twice), out of order (by timestamp, within the stream).
+Lines lost are set against the losses the node reported (beamside's
+``events_lost`` notifications in the same stream: batches its bounded
+retention gave up while no beamside acknowledged them).
 The goal is 0, 0, 0 and the run exits 1 otherwise.  Entries re-sent identical
 (the double's duplicate count: a kill after Loki accepted a push and before
 beamside recorded it) are printed, not failed: Loki keeps one copy of them.
@@ -131,11 +134,27 @@ def check(dump: list[list[Any]], node: str, last: int) -> dict[str, int]:
             else:
                 ranges.append([n, n])
         print(f"missing: {ranges[:20]}", flush=True)
+    # What the node said it could not keep (beamside's events_lost
+    # notifications): a loss beyond the node's retention bound is counted
+    # there, never silent.
+    reported: dict[str, int] = {}
+    for labels, _, line, _ in dump:
+        if labels.get("node") == node and labels.get("kind") == "notification":
+            details = json.loads(line)
+            if details.get("type") == "events_lost":
+                for reason, n in details.get("dropped", {}).items():
+                    reported[reason] = reported.get(reason, 0) + int(n)
+                reported["batches missing"] = reported.get("batches missing", 0) + int(
+                    details.get("missing_batches", 0)
+                )
+    if any(reported.values()):
+        print(f"losses the node reported: {reported}", flush=True)
     return {
         "stored": len(numbers),
         "lost": lost,
         "duplicated": duplicated,
         "disorder": out_of_order,
+        "reported": sum(v for k, v in reported.items() if k != "batches missing"),
     }
 
 
@@ -242,7 +261,8 @@ def main() -> int:
         )
         print(f"lines logged:       {last}")
         print(f"lines stored:       {result.get('stored')}")
-        print(f"lost:               {result.get('lost')}")
+        print(f"lost:               {result.get('lost')} (reported lost by the node: "
+              f"{result.get('reported')} events)")  # fmt: skip
         print(f"duplicated:         {result.get('duplicated')} (re-sent identical: "
               f"{stats.get('duplicates')})")  # fmt: skip
         print(f"out of order:       {result.get('disorder')}")

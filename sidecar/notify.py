@@ -70,6 +70,7 @@ Publish = Callable[[LogEntry], None]
 ACK_INTERVAL: Final = 0.02  # seconds between two looks at what became durable
 _SPOOL_EVERY: Final = 5  # ... and every this many, spool memory if Loki fails
 _ACK_TIMEOUT: Final = 2.0
+LOSS_LOG_INTERVAL: Final = 60.0  # seconds between two log lines about one node's losses
 
 # Loki's level label for an alarm event: the alarm's weight in syslog terms.
 _ALARM_LEVEL = {
@@ -122,6 +123,7 @@ class Notifier:
         self._acked: dict[str, int] = {}
         self._reack: set[str] = set()
         self._ack_task: asyncio.Task[None] | None = None
+        self._loss_logged: dict[str, float] = {}  # node -> monotonic time of the last line
 
     def enable_acks(self, local: LocalNode, sink: LokiSink) -> None:
         """Acknowledge node event batches once ``sink`` has made them durable
@@ -224,6 +226,7 @@ class Notifier:
         counts = self._nodes[batch.node]
         sink = self._sink
         key = None
+        missing = 0
         if batch.session is not None and sink is not None:
             key = f"{batch.node} {batch.session}"
             self._keys[key] = (batch.node, batch.session)
@@ -234,19 +237,53 @@ class Notifier:
                 self._ensure_acks()
                 return
             if have and batch.seq > have + 1:  # the node's retention bound evicted them
-                counts.missing_batches += batch.seq - have - 1
+                missing = batch.seq - have - 1
             self._received[key] = batch.seq
         # Sequence numbers count batches per attach from 1: a gap is batches
         # the node sent that never arrived.
         if key is None and counts.last_seq is not None and batch.seq > counts.last_seq + 1:
-            counts.missing_batches += batch.seq - counts.last_seq - 1
+            missing = batch.seq - counts.last_seq - 1
         counts.last_seq = batch.seq
+        counts.missing_batches += missing
         for reason, n in batch.dropped.items():
             counts.dropped[reason] += n
+        if missing or any(batch.dropped.values()):
+            self._events_lost(batch, missing)
         self._node_events(batch.node, batch.events)
         if key is not None and sink is not None:
             sink.mark(key, batch.seq)
             self._ensure_acks()
+
+    def _events_lost(self, batch: EventBatch, missing: int) -> None:
+        """Events the node could not get to us: a notification in the node's
+        stream (durable with the batch that reported them) and a log line at
+        most every :data:`LOSS_LOG_INTERVAL` seconds per node."""
+        dropped = {reason: n for reason, n in sorted(batch.dropped.items()) if n}
+        parts = [f"{n} {reason}" for reason, n in dropped.items()]
+        if missing:
+            first = batch.seq - missing
+            parts.append(f"{missing} batches missing (seq {first} to {batch.seq - 1})")
+        message = "events lost before reaching beamside: " + ", ".join(parts)
+        details: dict[str, Any] = {
+            "type": "events_lost",
+            "message": message,
+            "dropped": dropped,
+            "missing_batches": missing,
+        }
+        family = self._family_of(batch.node)
+        self._emit("notification", "warning", batch.node, family, time.time_ns(), details)
+        now = time.monotonic()
+        if now - self._loss_logged.get(batch.node, -LOSS_LOG_INTERVAL) >= LOSS_LOG_INTERVAL:
+            self._loss_logged[batch.node] = now
+            counts = self._nodes[batch.node]
+            log.warning(
+                "%s: %s (so far: %s dropped, %d batches missing)",
+                batch.node,
+                message,
+                dict(counts.dropped),
+                counts.missing_batches,
+                extra={"node": batch.node},
+            )
 
     def _ensure_acks(self) -> None:
         if self._ack_task is None or self._ack_task.done():

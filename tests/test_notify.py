@@ -96,6 +96,31 @@ def test_losses_are_counted_never_silent() -> None:
     malformed = samples(n, "beamside_node_events_malformed_total")
     assert malformed[("prod", NODE)] == 1.0 and malformed[("prod", "unknown")] == 1.0
     assert samples(n, "beamside_node_events_received_total") == {("prod", NODE, "log"): 2.0}
+    # ... and written into the node's stream, beside what did arrive
+    lost = [json.loads(e.line) for e in sent if '"events_lost"' in e.line]
+    assert [(x["dropped"], x["missing_batches"]) for x in lost] == [
+        ({"queue_full": 3}, 0),
+        ({"rate": 2}, 2),
+        ({"malformed": 1}, 0),
+    ]
+    assert lost[1]["message"] == (
+        "events lost before reaching beamside: 2 rate, 2 batches missing (seq 2 to 3)"
+    )
+    first = next(e for e in sent if '"events_lost"' in e.line)
+    assert first.label_dict["kind"] == "notification" and first.label_dict["level"] == "warning"
+    assert first.label_dict["node"] == NODE
+
+
+def test_losses_logged_once_a_minute_per_node(caplog: pytest.LogCaptureFixture) -> None:
+    n = notifier([])
+    with caplog.at_level(logging.WARNING, logger="sidecar.notify"):
+        n.on_message(batch(1, event("a"), retain_overflow=500))
+        n.on_message(batch(2, event("b"), retain_overflow=500))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        f"{NODE}: events lost before reaching beamside: 500 retain_overflow"
+        " (so far: {'retain_overflow': 500} dropped, 0 batches missing)"
+    ]
 
 
 def test_sequence_starts_again_after_a_reattach() -> None:
