@@ -46,6 +46,7 @@ import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from prometheus_client.exposition import generate_latest as _text_generate
@@ -172,6 +173,9 @@ class _Bounded(dict[Any, Any]):
 _HEADERS: Final = _Bounded()
 _SAME: Final = _Bounded()
 _ORDERS: Final = _Bounded()
+_METAS: Final = _Bounded()
+_NAME_SETS: Final = _Bounded()
+_NO_DROPS: Final[Mapping[str, int]] = MappingProxyType({})
 
 
 def _header(fmt: Format, kind: str, name: str, doc: str) -> bytes:
@@ -222,14 +226,20 @@ def _unchanged(fmt: Format, name: str, sample: bool) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class NodeText:
-    """One node's samples as exposition text, one block of lines per family."""
+    """One node's samples as exposition text, one block of lines per family.
+
+    Kept for every node between scrapes, so only ``blocks`` is the node's
+    own: the other fields are equal for most nodes and shared between them
+    (one object per distinct value), which halves the memory a node costs."""
 
     #: family names (as the renderers give them) in the order of their first sample
     order: tuple[str, ...]
+    #: family name -> its position in ``order`` (and in ``blocks``)
+    index: Mapping[str, int]
     #: family name -> (kind, doc) for its header
     meta: Mapping[str, tuple[str, str]]
-    #: family name -> the node's sample lines, each ending in a newline
-    blocks: Mapping[str, bytes]
+    #: per family of ``order``, the node's sample lines, each ending in a newline
+    blocks: tuple[bytes, ...]
     #: names written as they are in ``blocks``, to tell which formats it serves
     sample_names: frozenset[str]
     label_names: frozenset[str]
@@ -345,19 +355,34 @@ class _TextWriter(NodeWriter):
         return family
 
     def finish(self) -> NodeText:
-        order = tuple(self._families)
-        order = _ORDERS.get(order) or _ORDERS.put(order, order)  # equal orders: one object
+        families = self._families
+        order, index = _shared_order(tuple(families))
+        meta = tuple((k, f.kind, f.doc) for k, f in families.items())
         return NodeText(
             order=order,
-            meta={k: (f.kind, f.doc) for k, f in self._families.items()},
-            blocks={
-                k: ("\n".join(f.lines) + "\n").encode() if f.lines else b""
-                for k, f in self._families.items()
-            },
-            sample_names=frozenset(self._sample_names),
-            label_names=frozenset(self._label_names),
-            dropped=dict(self.dropped),
+            index=index,
+            meta=_METAS.get(meta) or _METAS.put(meta, {k: (kind, doc) for k, kind, doc in meta}),
+            blocks=tuple(
+                ("\n".join(f.lines) + "\n").encode() if f.lines else b""
+                for f in families.values()
+            ),
+            sample_names=_shared(frozenset(self._sample_names)),
+            label_names=_shared(frozenset(self._label_names)),
+            dropped=dict(self.dropped) if self.dropped else _NO_DROPS,
         )
+
+
+def _shared_order(order: tuple[str, ...]) -> tuple[tuple[str, ...], Mapping[str, int]]:
+    """One object per distinct family order, with its index."""
+    known: tuple[tuple[str, ...], Mapping[str, int]] | None = _ORDERS.get(order)
+    if known is None:
+        known = _ORDERS.put(order, (order, {name: i for i, name in enumerate(order)}))
+    return known
+
+
+def _shared(names: frozenset[str]) -> frozenset[str]:
+    known: frozenset[str] | None = _NAME_SETS.get(names)
+    return known if known is not None else _NAME_SETS.put(names, names)
 
 
 def _brace(text: str) -> str:
@@ -388,7 +413,13 @@ def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
     parts: list[bytes] = []
     for name, header in headers.items():
         parts.append(header)
-        parts.extend([block for text in texts if (block := text.blocks.get(name))])
+        parts.extend(
+            [
+                block
+                for text in texts
+                if (i := text.index.get(name)) is not None and (block := text.blocks[i])
+            ]
+        )
     return parts
 
 

@@ -38,7 +38,14 @@ from sidecar import agents
 from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.collector import BeamsideRegistry, build_registry
-from sidecar.exporter.exposition import OPENMETRICS, TEXT, Format, generate, go_float
+from sidecar.exporter.exposition import (
+    OPENMETRICS,
+    TEXT,
+    Format,
+    generate,
+    go_float,
+    render_text,
+)
 from sidecar.exporter.http import MetricsServer
 from sidecar.model import NodeSnapshot, NodeState, NodeStatus, decode_snapshot
 from tests.support.golden import KINDS, RUNTIMES, golden_snapshot
@@ -557,3 +564,21 @@ async def test_real_nodes_with_os_mon_and_mnesia(
         check(registry, fmt, f"real nodes after a change, {fmt}")
     for node in (otp25_node, otp28_node):
         await agents.detach(local, node.name)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_nodes_of_one_release_share_what_is_not_their_own() -> None:
+    """What the cache keeps per node between scrapes is only its sample
+    lines: family order, headers' metadata and name sets are one object for
+    every node with the same families, and the modules' md5 texts of two
+    snapshots of the same release are the same objects."""
+    a, b = (replace(golden_snapshot("otp25"), node=n) for n in ("a@h", "b@h"))
+    ta, tb = render_text(a), render_text(b)
+    assert ta.order is tb.order and ta.index is tb.index and ta.meta is tb.meta
+    assert ta.sample_names is tb.sample_names and ta.label_names is tb.label_names
+    assert ta.blocks != tb.blocks  # the node label differs: its own
+    first, second = (golden_snapshot("otp25") for _ in range(2))
+    assert first.modules and first.modules is not second.modules
+    assert all(first.modules[m] is second.modules[m] for m in first.modules)
