@@ -97,6 +97,7 @@ RETRY_CONFLICT = 5.0  # floor: the other beamside may go (its agent is then ours
 RETRY_POLICY = BackoffPolicy(initial=RETRY_MIN, maximum=RETRY_MAX, factor=RETRY_FACTOR)
 #: seconds a node must stay attached, collecting, before its schedule starts over
 HEALTHY_AFTER = 30.0
+STOP_DEADLINE = 10.0  # seconds for detaching every node at stop (the rest: watchdogs)
 DETACH_TIMEOUT = 15.0  # unloading ~10 modules on a busy 100k-process node takes seconds
 #: how often a family not fixed by config or a release is asked again: attached
 #: while the node boots, its main application may not run yet
@@ -380,8 +381,14 @@ class NodeManager:
             next_tick = max(next_tick + interval, loop.time())
             await asyncio.sleep(next_tick - loop.time())
 
-    async def stop(self) -> None:
-        """Stop collecting, detach every node cleanly, close connections."""
+    async def stop(self, deadline: float = STOP_DEADLINE) -> None:
+        """Stop collecting, detach every node cleanly, close connections.
+
+        Detaching takes a few dozen calls per node, all nodes at once; those
+        not done within ``deadline`` seconds (thousands of nodes, or slow
+        ones) are simply disconnected: each node's watchdog then removes
+        beamside as it does after a sidecar crash, so a stop stays within a
+        pod's grace period and leaves nothing behind either way."""
         self._stopping = True
         for task in self._discovery:
             task.cancel()
@@ -389,7 +396,24 @@ class NodeManager:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *self._discovery, return_exceptions=True)
-        await asyncio.gather(*(self._detach(node) for node in list(self._nodes)))
+        detaching = [
+            asyncio.create_task(self._detach(node), name=f"detach {node}")
+            for node in list(self._nodes)
+        ]
+        if detaching:
+            _, late = await asyncio.wait(detaching, timeout=deadline)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if late:
+                log.warning(
+                    "detached %d of %d nodes within %g s; disconnecting from the other %d:"
+                    " their watchdogs remove beamside",
+                    len(detaching) - len(late),
+                    len(detaching),
+                    deadline,
+                    len(late),
+                )
         for _, discoverer in self._discoverers:
             if isinstance(discoverer, KubernetesDiscoverer):
                 await discoverer.aclose()

@@ -35,6 +35,7 @@ from sidecar.manager import (
     NodeRetry,
 )
 from sidecar.model import NodeState
+from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
 from tests.conftest import NodeFactory
 from tests.support.nodes import ErlangNode
 from tests.support.waiting import eventually
@@ -85,6 +86,35 @@ async def test_targets_added_and_removed_at_run_time(
     await eventually(lambda: late.eval(RESIDUE) == "{[],[]}", 5, "no residue on the node")
     assert not await manager.remove_target(late.name)
     assert is_up(manager, otp25_node.name)
+
+
+async def test_a_stop_past_its_deadline_leaves_the_nodes_to_their_watchdogs(
+    node_factory: NodeFactory, epmd_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Thousands of nodes cannot all detach within a pod's grace period: those
+    not done by the deadline are disconnected, and beamside still leaves
+    nothing on them (the node's watchdog removes it, as after a crash)."""
+    nodes = [node_factory("otp25"), node_factory("otp28")]
+    config = parse_config(
+        {
+            "cluster": "unit",
+            "node_name": "beamside-manager-stop@127.0.0.1",
+            "targets": [{"nodes": [n.name for n in nodes], "cookie": nodes[0].cookie}],
+            "intervals": {"metrics": "1s"},
+        }
+    )
+    local = LocalNode(local_name_for(config), "unused", epmd_port=epmd_port)
+    mgr = NodeManager(config.manager_config(), local)
+    await mgr.start()
+    try:
+        for n in nodes:
+            await eventually(lambda n=n: is_up(mgr, n.name), 20, f"{n.name} up")
+    finally:
+        with caplog.at_level(logging.WARNING, logger="sidecar.manager"):
+            await mgr.stop(deadline=0.0)
+    assert "detached 0 of 2 nodes within 0 s; disconnecting from the other 2" in caplog.text
+    for n in nodes:
+        await eventually(lambda n=n: n.eval(RESIDUE_EXPR) == NO_RESIDUE, 15, "no residue")
 
 
 async def test_live_path(manager: NodeManager, otp25_node: ErlangNode) -> None:
