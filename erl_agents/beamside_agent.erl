@@ -28,6 +28,8 @@
 %%%   beamside_plugin          the plugin behaviour and the built-in list.
 %%%   beamside_plugin_os_mon   cpu_sup / memsup / disksup, when os_mon runs.
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
+%%%   beamside_plugin_poolboy  poolboy pools (size, overflow, checked out,
+%%%                            waiting), when poolboy runs or is loaded.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -108,6 +110,8 @@
 %%%        sockets, processes, per_peer => false; see beamside_vm): the
 %%%        per-peer list `peers' only with Opts dist_per_peer => true, then
 %%%        capped by max_peers (default 100, was 1000) with `omitted'.
+%%%     9  plugins.poolboy (beamside_plugin_poolboy; options max_pools,
+%%%        max_registered).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -401,6 +405,8 @@
 %%%     plugin_timeout_ms integer()                (2000) per plugin
 %%%     max_tables        integer()                (1000) mnesia tables
 %%%     max_disks         integer()                (64) disksup mounts
+%%%     max_pools         integer()                (100) poolboy pools
+%%%     max_registered    integer()                (5000) names looked at for pools
 %%%     startup_files     boolean()                (absent) see above
 %%%     startup_files_timeout_ms integer()         (2000)
 %%%     modules_md5       boolean()                (absent) see above
@@ -437,7 +443,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 8).
+-define(VERSION, 9).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

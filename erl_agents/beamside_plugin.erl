@@ -34,4 +34,4 @@
 
 -spec builtin() -> [module()].
 builtin() ->
-    [beamside_plugin_os_mon, beamside_plugin_mnesia].
+    [beamside_plugin_os_mon, beamside_plugin_mnesia, beamside_plugin_poolboy].

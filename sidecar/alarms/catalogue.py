@@ -132,6 +132,16 @@ _SPECS: tuple[AlarmSpec, ...] = (
         "(blocked call, slow consumer) and shed or spread the load.",
     ),
     AlarmSpec(
+        "poolboy_waiters",
+        "node",
+        ((W, 1),),
+        "callers",
+        "Callers wait for a worker of a poolboy pool: the pool is too small for the "
+        "load or its workers are slow or stuck (see erlang_poolboy_* in Grafana); "
+        "raise size/max_overflow or find what holds the workers.",
+        delay=30.0,
+    ),
+    AlarmSpec(
         "process_memory_high_watermark",
         "node",
         ((MI, 512 * MiB), (MA, 2048 * MiB)),

@@ -312,6 +312,20 @@ class AlarmChecker:
                 )
             )
 
+        pools = snap.poolboy
+        if pools is not None:
+            waiting = pools.waiting()
+            r.update(
+                self._graded(
+                    "poolboy_waiters",
+                    node,
+                    max((n for _, n in waiting), default=0.0),
+                    lambda v: f"{v:.0f} callers wait for a worker of poolboy pool "
+                    f"{max(waiting, key=lambda w: w[1])[0]}",
+                    lambda: {"waiting": dict(waiting)},
+                )
+            )
+
         self._os_checks(snap, r)
         self._growth_and_rates(snap, history, r)
         self._node_events(snap, history, r)

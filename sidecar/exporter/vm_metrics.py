@@ -44,7 +44,14 @@ from prometheus_client.samples import Sample
 
 from sidecar.agents.terms import is_error, key_text, number, text
 from sidecar.model import NodeSnapshot, SectionError
-from sidecar.model.sections import DiskView, MemoryView, OsMonCpu, OsMonDisk, OsMonMemory
+from sidecar.model.sections import (
+    DiskView,
+    MemoryView,
+    OsMonCpu,
+    OsMonDisk,
+    OsMonMemory,
+    Poolboy,
+)
 
 __all__ = ["BASE_LABELS", "SECTION_ERROR", "NodeWriter", "render_node", "vm_metric_families"]
 
@@ -1250,11 +1257,35 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
                 _section_error(n, key)
             elif name == "os_mon":
                 _os_mon(n, snap)
+            elif name == "poolboy":
+                if snap.poolboy is not None:
+                    _poolboy(n, snap.poolboy)
             else:
                 render = _PLUGINS.get(name)
                 section = snap.plugins.get(name)
                 if render is not None and section is not None:
                     _guarded(n, key, _bound(section, render), snap)
+
+
+#: the gauges of one poolboy pool: field, metric, help
+_POOL_GAUGES: Final = (
+    ("size", "erlang_poolboy_size", "Workers a poolboy pool keeps (its size)."),
+    ("max_overflow", "erlang_poolboy_max_overflow", "Extra workers a pool may start under load."),
+    ("overflow", "erlang_poolboy_overflow_workers", "Extra workers a pool runs now."),
+    ("available", "erlang_poolboy_available_workers", "Idle workers of a pool."),
+    ("checked_out", "erlang_poolboy_checked_out_workers", "Workers of a pool lent out now."),
+    ("waiting", "erlang_poolboy_waiting_callers", "Callers blocked waiting for a worker."),
+)
+
+
+def _poolboy(n: NodeWriter, s: Poolboy) -> None:
+    n.gauge("erlang_poolboy_pools", "Registered poolboy pools found on the node.", len(s.pools))
+    for name, pool in s.pools:
+        if isinstance(pool, SectionError):
+            _section_error(n, f"plugins.poolboy.pools.{name}")
+            continue
+        for field, metric, doc in _POOL_GAUGES:
+            n.gauge(metric, doc, getattr(pool, field), pool=name)
 
 
 def _os_mon(n: NodeWriter, snap: NodeSnapshot) -> None:

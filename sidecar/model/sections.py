@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
+from itertools import islice
 from typing import Any, Final, NamedTuple, TypeVar
 
 from sidecar.agents.terms import (
@@ -611,6 +612,59 @@ def decode_os_mon(term: object) -> OsMon:
         cpu=_part(m.get("cpu"), "plugins.os_mon.cpu", _cpu),
         memory=_part(m.get("memory"), "plugins.os_mon.memory", _memsup),
         disk=_part(m.get("disk"), "plugins.os_mon.disk", _disksup),
+    )
+
+
+# --------------------------------------------------------------------------- poolboy
+
+
+class PoolboyPool(NamedTuple):
+    """One pool of ``plugins.poolboy`` (numbers as the pool's state has them)."""
+
+    size: float | None = None
+    max_overflow: float | None = None
+    overflow: float | None = None
+    available: float | None = None
+    checked_out: float | None = None
+    #: callers blocked in checkout, waiting for a worker
+    waiting: float | None = None
+
+
+class Poolboy(NamedTuple):
+    """``plugins.poolboy``: the registered pools, by name (sorted); a pool that
+    did not answer in time is a :class:`SectionError` of its own."""
+
+    pools: tuple[tuple[str, PoolboyPool | SectionError], ...] = ()
+    truncated: bool = False
+    version: str | None = None
+
+    def waiting(self) -> list[tuple[str, float]]:
+        """(pool, callers waiting) of the pools with someone waiting."""
+        return [
+            (name, p.waiting)
+            for name, p in self.pools
+            if isinstance(p, PoolboyPool) and p.waiting
+        ]
+
+
+def _pool(term: object) -> PoolboyPool:
+    return _numbers(PoolboyPool, _map(term, "a poolboy pool"))
+
+
+def decode_poolboy(term: object) -> Poolboy:
+    m = _map(term, "plugins.poolboy")
+    pools = mapping(m.get("pools"))
+    if pools is None:
+        raise Malformed("plugins.poolboy.pools is not a map")
+    version = m.get("version")
+    named = sorted(
+        ((key_text(k), v) for k, v in islice(pools.items(), MAX_ENTRIES)), key=lambda kv: kv[0]
+    )
+    decoded = ((name, _part(v, f"plugins.poolboy.pools.{name}", _pool)) for name, v in named)
+    return Poolboy(
+        pools=tuple((name, pool) for name, pool in decoded if pool is not None),
+        truncated=m.get("pools_truncated") is True or len(pools) > MAX_ENTRIES,
+        version=text(version) if version is not None else None,
     )
 
 

@@ -25,6 +25,7 @@ from .sections import (
     Memory,
     NodeTime,
     OsMon,
+    Poolboy,
     Processes,
     SectionError,
     StartupFiles,
@@ -40,6 +41,7 @@ from .sections import (
     decode_memory,
     decode_modules,
     decode_os_mon,
+    decode_poolboy,
     decode_processes,
     decode_startup_files,
     decode_sysmon,
@@ -124,6 +126,8 @@ class NodeSnapshot:
     config_events: EventSection | None = None
     #: ``plugins.os_mon`` (cpu_sup, memsup, disksup)
     os_mon: OsMon | None = None
+    #: ``plugins.poolboy`` (the registered pools)
+    poolboy: Poolboy | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -176,6 +180,7 @@ def decode_snapshot(
         else:
             errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
     os_mon: OsMon | None = None
+    poolboy: Poolboy | None = None
     plugins: dict[str, Mapping[str, Any]] = {}
     names: list[str] = []
     raw_plugins = reply.get("plugins")
@@ -196,6 +201,11 @@ def decode_snapshot(
                     errors[path] = SectionError(path, f"{path} is not a map", malformed=True)
                 elif name == "os_mon":
                     os_mon = decode_os_mon(term)
+                elif name == "poolboy":
+                    try:
+                        poolboy = decode_poolboy(term)
+                    except Malformed as exc:
+                        errors[path] = SectionError(path, str(exc), malformed=True)
                 else:
                     plugins[text(name)] = term  # type: ignore[assignment]
     return NodeSnapshot(
@@ -209,6 +219,7 @@ def decode_snapshot(
         uptime_ms=number(reply.get("uptime_ms")),
         system_time_us=number(reply.get("system_time_us")),
         os_mon=os_mon,
+        poolboy=poolboy,
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,

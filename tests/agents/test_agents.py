@@ -68,7 +68,7 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     assert info.otp_release == node.eval("erlang:system_info(otp_release).").strip('"')
     assert info.family_hint == "erlang" and info.family_source == "default"
     assert "kernel" in info.applications and "stdlib" in info.applications
-    assert dict(info.plugins) == {"os_mon": False, "mnesia": False}
+    assert dict(info.plugins) == {"os_mon": False, "mnesia": False, "poolboy": False}
     assert not info.attached
 
     again = await agents.ensure_loaded(local, node.name)
