@@ -35,12 +35,13 @@ WORKER = [
 
 def load_worker(node: ErlangNode) -> None:
     forms = ", ".join(
-        f'begin {{ok, T{i}, _}} = erl_scan:string("{f}"), {{ok, F{i}}} = erl_parse:parse_form(T{i}),'
-        f" F{i} end"
+        f'begin {{ok, T{i}, _}} = erl_scan:string("{f}"),'
+        f" {{ok, F{i}}} = erl_parse:parse_form(T{i}), F{i} end"
         for i, f in enumerate(WORKER)
     )
     node.eval(
-        f"{{ok, M, B}} = compile:forms([{forms}]), {{module, M}} = code:load_binary(M, \"w\", B), ok"
+        f"{{ok, M, B}} = compile:forms([{forms}]),"
+        ' {module, M} = code:load_binary(M, "w", B), ok'
     )
 
 
