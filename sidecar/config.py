@@ -18,10 +18,11 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .agents.config import LEVELS
+from .agents.config import BUILTIN_PLUGINS, LEVELS
 from .agents.config import AgentsConfig as AgentsConfig
 from .agents.config import LogsConfig as LogsConfig
 from .agents.config import NotificationsConfig as NotificationsConfig
+from .agents.config import PluginsConfig as PluginsConfig
 from .alarms.catalogue import (
     BUILTIN,
     OPTION_KEYS,
@@ -260,6 +261,7 @@ class Config:
     agents: AgentsConfig = field(default_factory=AgentsConfig)
     distribution: DistLimits = field(default_factory=DistLimits)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
     source: str = "<config>"
 
     @property
@@ -275,6 +277,7 @@ class Config:
             self.agents,
             dist_per_peer=self.metrics.dist_per_peer,
             dist_max_peers=self.metrics.dist_max_peers,
+            plugins=self.plugins,
         )
 
 
@@ -291,10 +294,16 @@ class ManagerConfig:
     #: ``metrics.dist_per_peer`` / ``dist_max_peers``, sent with every collect
     dist_per_peer: bool = False
     dist_max_peers: int = 100
+    #: ``plugins:``, sent with every collect of the nodes it switches off plugins on
+    plugins: PluginsConfig = field(default_factory=PluginsConfig)
 
-    def collect_options(self) -> dict[str, bool | int]:
-        """The collect options (``beamside_agent:collect/1``) of the config."""
-        return {"dist_per_peer": self.dist_per_peer, "max_peers": self.dist_max_peers}
+    def collect_options(self, node: str) -> dict[str, Any]:
+        """The collect options (``beamside_agent:collect/1``) of the config for ``node``."""
+        return {
+            "dist_per_peer": self.dist_per_peer,
+            "max_peers": self.dist_max_peers,
+            **self.plugins.collect_options(node),
+        }
 
 
 class _Reader:
@@ -443,6 +452,7 @@ _TOP_KEYS = frozenset(
         "agents",
         "distribution",
         "metrics",
+        "plugins",
     }
 )
 
@@ -478,6 +488,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
     agents = _agents(r, top.get("agents"))
     distribution = _distribution(r, top.get("distribution"))
     metrics = _metrics(r, top.get("metrics"))
+    plugins = _plugins(r, top.get("plugins"), known_nodes)
     if r.problems:
         raise ConfigError(source, r.problems)
     return Config(
@@ -497,6 +508,7 @@ def parse_config(data: object, source: str = "<config>", *, read_cookies: bool =
         agents=agents,
         distribution=distribution,
         metrics=metrics,
+        plugins=plugins,
         source=source,
     )
 
@@ -1040,6 +1052,35 @@ def _metrics(r: _Reader, value: object) -> MetricsConfig:
         series_budget=r.convert(
             m, "series_budget", path, _positive_int(MAX_SERIES_BUDGET), default.series_budget
         ),
+    )
+
+
+def _plugins(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> PluginsConfig:
+    """Built-in plugins off everywhere (``disabled``) or on listed nodes (``nodes``)."""
+    path = "plugins"
+    m = r.mapping(value, path, {"disabled", "nodes"})
+
+    def names(v: Any) -> frozenset[str]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError(f"expected a list of plugin names, got {v!r}")
+        unknown = sorted(set(v) - set(BUILTIN_PLUGINS))
+        if unknown:
+            raise ValueError(
+                f"unknown plugin {', '.join(unknown)} (known: {', '.join(BUILTIN_PLUGINS)})"
+            )
+        return frozenset(v)
+
+    node_disabled: list[tuple[str, frozenset[str]]] = []
+    nodes = r.mapping(m.get("nodes"), _join(path, "nodes"), set(known_nodes))
+    for node, settings in nodes.items():
+        if node in known_nodes:  # else already reported as an unknown key
+            own = r.mapping(settings, f"{path}.nodes.{node}", {"disabled"})
+            node_disabled.append(
+                (node, r.convert(own, "disabled", f"{path}.nodes.{node}", names, frozenset()))
+            )
+    return PluginsConfig(
+        disabled=r.convert(m, "disabled", path, names, frozenset()),
+        node_disabled=tuple(sorted(node_disabled)),
     )
 
 

@@ -569,8 +569,9 @@ class NodeManager:
         next_tick = loop.time()
         while True:
             started = time.monotonic()
-            # distribution per node or per peer (metrics:); checker and hooks add theirs
-            opts: dict[str, Any] = dict(self.config.collect_options())
+            # distribution per node or per peer (metrics:), plugins switched off (plugins:);
+            # checker and hooks add theirs
+            opts: dict[str, Any] = self.config.collect_options(node)
             if self.checker is not None:
                 opts.update(self.checker.collect_options(node, self._status[node].family))
             if self.hooks is not None:

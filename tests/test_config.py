@@ -819,7 +819,7 @@ def test_metrics_defaults_aggregate_distribution(tmp_path: Path) -> None:
     m = config.metrics
     assert (m.dist_per_peer, m.dist_max_peers, m.series_budget) == (False, 100, 1000)
     manager = config.manager_config()
-    assert manager.collect_options() == {"dist_per_peer": False, "max_peers": 100}
+    assert manager.collect_options("app@127.0.0.1") == {"dist_per_peer": False, "max_peers": 100}
 
 
 def test_metrics_per_peer_reaches_the_collect_options(tmp_path: Path) -> None:
@@ -827,7 +827,10 @@ def test_metrics_per_peer_reaches_the_collect_options(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text))
     assert config.metrics.dist_per_peer is True
     assert config.metrics.dist_max_peers == 1000 and config.metrics.series_budget == 1
-    assert config.manager_config().collect_options() == {"dist_per_peer": True, "max_peers": 1000}
+    assert config.manager_config().collect_options("app@127.0.0.1") == {
+        "dist_per_peer": True,
+        "max_peers": 1000,
+    }
 
 
 @pytest.mark.parametrize(
@@ -849,5 +852,52 @@ def test_metrics_per_peer_reaches_the_collect_options(tmp_path: Path) -> None:
 )
 def test_metrics_mistakes_name_the_key(tmp_path: Path, section: str, expected: str) -> None:
     found = problems(tmp_path, MINIMAL + f"metrics: {section}\n")
+    assert any(p.startswith(expected) for p in found), found
+    assert len(found) == 1, found
+
+
+# --------------------------------------------------------------------------- plugins (issue 16)
+
+TWO_NODES = """
+cluster: prod
+targets:
+  - nodes: [app@127.0.0.1, db@127.0.0.1]
+    cookie_env: APP_COOKIE
+"""
+
+
+def test_plugins_on_everywhere_by_default(tmp_path: Path) -> None:
+    manager = load_config(write(tmp_path, TWO_NODES)).manager_config()
+    assert "plugins" not in manager.collect_options("app@127.0.0.1")  # the agent's all
+
+
+def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
+    text = TWO_NODES + (
+        "plugins:\n"
+        "  disabled: [poolboy]\n"
+        "  nodes: {db@127.0.0.1: {disabled: [os_mon, mnesia]}}\n"
+    )
+    manager = load_config(write(tmp_path, text)).manager_config()
+    assert manager.collect_options("app@127.0.0.1")["plugins"] == ["mnesia", "os_mon"]
+    # a node's own list replaces the common one
+    assert manager.collect_options("db@127.0.0.1")["plugins"] == ["poolboy"]
+    assert manager.collect_options("found@10.0.0.9")["plugins"] == ["mnesia", "os_mon"]
+    text = TWO_NODES + "plugins: {nodes: {db@127.0.0.1: {disabled: []}}}\n"
+    manager = load_config(write(tmp_path, text)).manager_config()
+    assert "plugins" not in manager.collect_options("db@127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: mnesia, os_mon,"),
+        ("{disabled: poolboy}", "plugins.disabled: expected a list of plugin names"),
+        ("{nodes: {x@h: {disabled: []}}}", "plugins.nodes.x@h: unknown key"),
+        ("{nodes: {app@127.0.0.1: {enable: []}}}", "plugins.nodes.app@127.0.0.1.enable: unknown"),
+        ("{enabled: [poolboy]}", "plugins.enabled: unknown key (known keys: disabled, nodes)"),
+    ],
+)
+def test_plugins_mistakes_name_the_key(tmp_path: Path, section: str, expected: str) -> None:
+    found = problems(tmp_path, TWO_NODES + f"plugins: {section}\n")
     assert any(p.startswith(expected) for p in found), found
     assert len(found) == 1, found

@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["LEVELS", "AgentsConfig", "LogsConfig", "NotificationsConfig"]
+__all__ = [
+    "BUILTIN_PLUGINS",
+    "LEVELS",
+    "AgentsConfig",
+    "LogsConfig",
+    "NotificationsConfig",
+    "PluginsConfig",
+]
 
 LEVELS: Final = (
     "emergency",
@@ -73,3 +80,23 @@ class NotificationsConfig:
     # System monitor events can be many: off unless asked, then rate-limited.
     system_monitor: bool = False
     system_monitor_rate: int = 10
+
+
+BUILTIN_PLUGINS: Final = ("mnesia", "os_mon", "poolboy")
+"""The names of the plugins ``beamside_plugin:builtin/0`` lists (the section
+keys under ``plugins`` in a snapshot)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginsConfig:
+    """``plugins:``: the built-in plugins switched off, everywhere or per node.
+    A plugin left on still runs only where its application does."""
+
+    disabled: frozenset[str] = frozenset()
+    # Per-node lists replacing ``disabled``: ((node, disabled), ...).
+    node_disabled: tuple[tuple[str, frozenset[str]], ...] = ()
+
+    def collect_options(self, node: str) -> dict[str, list[str]]:
+        """``plugins``: the ones left on, when any is off (the agent's default: all)."""
+        off = dict(self.node_disabled).get(node, self.disabled)
+        return {"plugins": [p for p in BUILTIN_PLUGINS if p not in off]} if off else {}

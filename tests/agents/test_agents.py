@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sidecar import agents
 from sidecar.agents import AGENT_MODULES, AGENT_VERSION
+from sidecar.agents.config import BUILTIN_PLUGINS
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, Pid
 from sidecar.model import NodeSnapshot
@@ -68,7 +69,7 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     assert info.otp_release == node.eval("erlang:system_info(otp_release).").strip('"')
     assert info.family_hint == "erlang" and info.family_source == "default"
     assert "kernel" in info.applications and "stdlib" in info.applications
-    assert dict(info.plugins) == {"os_mon": False, "mnesia": False, "poolboy": False}
+    assert dict(info.plugins) == dict.fromkeys(BUILTIN_PLUGINS, False)  # the one list
     assert not info.attached
 
     again = await agents.ensure_loaded(local, node.name)
