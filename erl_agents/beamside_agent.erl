@@ -30,6 +30,7 @@
 %%%   beamside_plugin_mnesia   locks, transactions, tables, when mnesia runs.
 %%%   beamside_plugin_poolboy  poolboy pools (size, overflow, checked out,
 %%%                            waiting), when poolboy runs or is loaded.
+%%%   beamside_plugin_folsom   every folsom metric, when folsom runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -111,7 +112,8 @@
 %%%        per-peer list `peers' only with Opts dist_per_peer => true, then
 %%%        capped by max_peers (default 100, was 1000) with `omitted'.
 %%%     9  plugins.poolboy (beamside_plugin_poolboy; options max_pools,
-%%%        max_registered).
+%%%        max_registered) and plugins.folsom (beamside_plugin_folsom;
+%%%        options max_metrics, max_histograms).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -407,6 +409,8 @@
 %%%     max_disks         integer()                (64) disksup mounts
 %%%     max_pools         integer()                (100) poolboy pools
 %%%     max_registered    integer()                (5000) names looked at for pools
+%%%     max_metrics       integer()                (500) folsom metrics
+%%%     max_histograms    integer()                (100) folsom statistics computed
 %%%     startup_files     boolean()                (absent) see above
 %%%     startup_files_timeout_ms integer()         (2000)
 %%%     modules_md5       boolean()                (absent) see above

@@ -34,4 +34,5 @@
 
 -spec builtin() -> [module()].
 builtin() ->
-    [beamside_plugin_os_mon, beamside_plugin_mnesia, beamside_plugin_poolboy].
+    [beamside_plugin_os_mon, beamside_plugin_mnesia, beamside_plugin_poolboy,
+     beamside_plugin_folsom].

@@ -878,10 +878,10 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
         "  nodes: {db@127.0.0.1: {disabled: [os_mon, mnesia]}}\n"
     )
     manager = load_config(write(tmp_path, text)).manager_config()
-    assert manager.collect_options("app@127.0.0.1")["plugins"] == ["mnesia", "os_mon"]
+    assert manager.collect_options("app@127.0.0.1")["plugins"] == ["folsom", "mnesia", "os_mon"]
     # a node's own list replaces the common one
-    assert manager.collect_options("db@127.0.0.1")["plugins"] == ["poolboy"]
-    assert manager.collect_options("found@10.0.0.9")["plugins"] == ["mnesia", "os_mon"]
+    assert manager.collect_options("db@127.0.0.1")["plugins"] == ["folsom", "poolboy"]
+    assert manager.collect_options("found@10.0.0.9")["plugins"] == ["folsom", "mnesia", "os_mon"]
     text = TWO_NODES + "plugins: {nodes: {db@127.0.0.1: {disabled: []}}}\n"
     manager = load_config(write(tmp_path, text)).manager_config()
     assert "plugins" not in manager.collect_options("db@127.0.0.1")
@@ -890,7 +890,7 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
-        ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: mnesia, os_mon,"),
+        ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: folsom, mnesia,"),
         ("{disabled: poolboy}", "plugins.disabled: expected a list of plugin names"),
         ("{nodes: {x@h: {disabled: []}}}", "plugins.nodes.x@h: unknown key"),
         ("{nodes: {app@127.0.0.1: {enable: []}}}", "plugins.nodes.app@127.0.0.1.enable: unknown"),

@@ -46,6 +46,7 @@ from sidecar.agents.terms import is_error, key_text, number, text
 from sidecar.model import NodeSnapshot, SectionError
 from sidecar.model.sections import (
     DiskView,
+    Folsom,
     MemoryView,
     OsMonCpu,
     OsMonDisk,
@@ -1002,9 +1003,7 @@ def _dist_sums(n: NodeWriter, sockets: object, procs: object) -> None:
             n.gauge(name, _PROC_DOC[proc_key] + _SUM_NOTE, procs.get(key))
 
 
-def _dist_rest(
-    n: NodeWriter, sockets: object, procs: object, listed: Mapping[str, float]
-) -> None:
+def _dist_rest(n: NodeWriter, sockets: object, procs: object, listed: Mapping[str, float]) -> None:
     """The part of each sum that the peers left out carry (aggregate minus the
     listed peers, read in the same call), as ``peer="_omitted"``."""
     labels = {"peer": "_omitted", "type": "_omitted"}
@@ -1260,6 +1259,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "poolboy":
                 if snap.poolboy is not None:
                     _poolboy(n, snap.poolboy)
+            elif name == "folsom":
+                if snap.folsom is not None:
+                    _folsom(n, snap.folsom)
             else:
                 render = _PLUGINS.get(name)
                 section = snap.plugins.get(name)
@@ -1286,6 +1288,77 @@ def _poolboy(n: NodeWriter, s: Poolboy) -> None:
             continue
         for field, metric, doc in _POOL_GAUGES:
             n.gauge(metric, doc, getattr(pool, field), pool=name)
+
+
+_NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")
+_RATE_WINDOWS: Final = (("one", "1m"), ("five", "5m"), ("fifteen", "15m"))
+
+
+def folsom_family(name: str) -> str:
+    """A folsom metric's name as a Prometheus family: ``folsom_`` and the
+    name with every run of other characters than letters, digits and ``_``
+    made one ``_`` (``{riak_kv, node.gets}`` -> ``folsom_riak_kv_node_gets``)."""
+    return "folsom_" + (_NOT_NAME.sub("_", name).strip("_") or "unnamed")
+
+
+def _folsom(n: NodeWriter, s: Folsom) -> None:
+    """Each metric under its own family, its name as written by the node in
+    the ``folsom_name`` label.  Two metrics whose names clean up to one family
+    of different kinds: the second is left out (it would mix types)."""
+    kinds: dict[str, str] = {}
+
+    def claim(family: str, kind: str) -> bool:
+        return kinds.setdefault(family, kind) == kind
+
+    for m in s.metrics:
+        base = folsom_family(m.name)
+        f = m.fields
+        label = {"folsom_name": m.name}
+        if m.type in ("counter", "gauge"):
+            if claim(base, "gauge"):
+                n.gauge(base, f"folsom {m.type} {m.name}", f.get("value"), **label)
+        elif m.type in ("meter", "spiral"):
+            if not claim(base, "counter"):
+                continue
+            n.counter(base, f"folsom {m.type} {m.name}: events", f.get("count"), **label)
+            if m.type == "spiral":
+                if claim(base + "_last_minute", "gauge"):
+                    n.gauge(
+                        base + "_last_minute",
+                        f"folsom spiral {m.name}: events in the last minute",
+                        f.get("one"),
+                        **label,
+                    )
+            elif claim(base + "_rate", "gauge") and claim(base + "_mean_rate", "gauge"):
+                for key, window in _RATE_WINDOWS:
+                    n.gauge(
+                        base + "_rate",
+                        f"folsom meter {m.name}: events per second, moving average",
+                        f.get(key),
+                        **label,
+                        window=window,
+                    )
+                n.gauge(
+                    base + "_mean_rate",
+                    f"folsom meter {m.name}: events per second since it was made",
+                    f.get("mean"),
+                    **label,
+                )
+        elif m.type in ("histogram", "duration"):
+            parts = ("", "_samples", "_min", "_max", "_mean")
+            if not all(claim(base + part, "gauge") for part in parts):
+                continue
+            what = f"folsom {m.type} {m.name}"
+            for p, value in m.percentiles:  # folsom's 999 is the 99.9th
+                percentile = f"{p // 10}.{p % 10}" if p >= 100 else str(p)
+                n.gauge(base, f"{what}: percentiles", value, **label, percentile=percentile)
+            n.gauge(base + "_samples", f"{what}: samples kept", f.get("n"), **label)
+            n.gauge(base + "_min", f"{what}: smallest sample", f.get("min"), **label)
+            n.gauge(base + "_max", f"{what}: largest sample", f.get("max"), **label)
+            n.gauge(base + "_mean", f"{what}: mean of the samples", f.get("arithmetic_mean"),
+                    **label)  # fmt: skip
+            if m.type == "duration" and claim(base + "_events", "counter"):
+                n.counter(base + "_events", f"{what}: events timed", f.get("count"), **label)
 
 
 def _os_mon(n: NodeWriter, snap: NodeSnapshot) -> None:

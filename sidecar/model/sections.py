@@ -668,6 +668,65 @@ def decode_poolboy(term: object) -> Poolboy:
     )
 
 
+# --------------------------------------------------------------------------- folsom
+
+#: the values a folsom metric may carry, by the key the agent sends
+FOLSOM_FIELDS: Final = ("value", "count", "one", "five", "fifteen", "mean", "n", "min", "max",
+                        "arithmetic_mean")  # fmt: skip
+
+
+class FolsomMetric(NamedTuple):
+    """One metric of ``plugins.folsom``: its name as the node printed it, its
+    folsom type, its numbers by key (:data:`FOLSOM_FIELDS`) and, for a
+    histogram or duration, its percentiles ((50, v), (75, v) ... (999, v))."""
+
+    name: str
+    type: str
+    fields: Mapping[str, float]
+    percentiles: tuple[tuple[int, float], ...] = ()
+
+
+class Folsom(NamedTuple):
+    metrics: tuple[FolsomMetric, ...] = ()
+    truncated: bool = False
+    #: histograms and durations sent without statistics (limits)
+    stats_skipped: float | None = None
+    version: str | None = None
+
+
+def _folsom_metric(term: object) -> FolsomMetric | None:
+    m = mapping(term)
+    if m is None:
+        return None
+    fields = {k: n for k in FOLSOM_FIELDS if (n := number(m.get(k))) is not None}
+    raw = m.get("percentile")
+    percentiles: dict[object, object] = raw if type(raw) is dict else {}
+    return FolsomMetric(
+        name=text(m.get("name")),
+        type=text(m.get("type")) or "other",
+        fields=fields,
+        percentiles=tuple(
+            sorted(
+                (k, v)
+                for k, p in percentiles.items()
+                if type(k) is int and 0 < k < 10_000 and (v := number(p)) is not None
+            )
+        ),
+    )
+
+
+def decode_folsom(term: object) -> Folsom:
+    m = _map(term, "plugins.folsom")
+    version = m.get("version")
+    metrics = (_folsom_metric(x) for x in _entries(m.get("metrics")))
+    return Folsom(
+        metrics=tuple(x for x in metrics if x is not None and x.name),
+        truncated=m.get("metrics_truncated") is True,
+        stats_skipped=number(m.get("stats_skipped")),
+        version=text(version) if version is not None else None,
+    )
+
+
 # --------------------------------------------------------------------------- startup, env, code
 
 

@@ -20,6 +20,7 @@ from .sections import (
     Alarms,
     EnvValue,
     EventSection,
+    Folsom,
     Limits,
     Malformed,
     Memory,
@@ -37,6 +38,7 @@ from .sections import (
     decode_config_events,
     decode_dist_nodes,
     decode_env,
+    decode_folsom,
     decode_limits,
     decode_memory,
     decode_modules,
@@ -128,6 +130,8 @@ class NodeSnapshot:
     os_mon: OsMon | None = None
     #: ``plugins.poolboy`` (the registered pools)
     poolboy: Poolboy | None = None
+    #: ``plugins.folsom`` (every folsom metric)
+    folsom: Folsom | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -181,6 +185,7 @@ def decode_snapshot(
             errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
     os_mon: OsMon | None = None
     poolboy: Poolboy | None = None
+    folsom: Folsom | None = None
     plugins: dict[str, Mapping[str, Any]] = {}
     names: list[str] = []
     raw_plugins = reply.get("plugins")
@@ -201,9 +206,12 @@ def decode_snapshot(
                     errors[path] = SectionError(path, f"{path} is not a map", malformed=True)
                 elif name == "os_mon":
                     os_mon = decode_os_mon(term)
-                elif name == "poolboy":
+                elif name == "poolboy" or name == "folsom":
                     try:
-                        poolboy = decode_poolboy(term)
+                        if name == "poolboy":
+                            poolboy = decode_poolboy(term)
+                        else:
+                            folsom = decode_folsom(term)
                     except Malformed as exc:
                         errors[path] = SectionError(path, str(exc), malformed=True)
                 else:
@@ -220,6 +228,7 @@ def decode_snapshot(
         system_time_us=number(reply.get("system_time_us")),
         os_mon=os_mon,
         poolboy=poolboy,
+        folsom=folsom,
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
