@@ -31,6 +31,7 @@
 %%%   beamside_plugin_poolboy  poolboy pools (size, overflow, checked out,
 %%%                            waiting), when poolboy runs or is loaded.
 %%%   beamside_plugin_folsom   every folsom metric, when folsom runs.
+%%%   beamside_plugin_ranch    ranch (and cowboy) listeners, when ranch runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -113,7 +114,8 @@
 %%%        capped by max_peers (default 100, was 1000) with `omitted'.
 %%%     9  plugins.poolboy (beamside_plugin_poolboy; options max_pools,
 %%%        max_registered) and plugins.folsom (beamside_plugin_folsom;
-%%%        options max_metrics, max_histograms).
+%%%        options max_metrics, max_histograms) and plugins.ranch
+%%%        (beamside_plugin_ranch; option max_listeners).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -411,6 +413,7 @@
 %%%     max_registered    integer()                (5000) names looked at for pools
 %%%     max_metrics       integer()                (500) folsom metrics
 %%%     max_histograms    integer()                (100) folsom statistics computed
+%%%     max_listeners     integer()                (50) ranch listeners
 %%%     startup_files     boolean()                (absent) see above
 %%%     startup_files_timeout_ms integer()         (2000)
 %%%     modules_md5       boolean()                (absent) see above

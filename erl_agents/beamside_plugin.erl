@@ -35,4 +35,4 @@
 -spec builtin() -> [module()].
 builtin() ->
     [beamside_plugin_os_mon, beamside_plugin_mnesia, beamside_plugin_poolboy,
-     beamside_plugin_folsom].
+     beamside_plugin_folsom, beamside_plugin_ranch].

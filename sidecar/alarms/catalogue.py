@@ -132,6 +132,15 @@ _SPECS: tuple[AlarmSpec, ...] = (
         "(blocked call, slow consumer) and shed or spread the load.",
     ),
     AlarmSpec(
+        "ranch_connection_limit",
+        "node",
+        ((MI, 0.8), (MA, 0.95)),
+        "ratio",
+        "A ranch (or cowboy) listener is near its max_connections: new connections "
+        "will wait in the accept queue. Raise max_connections (ranch:set_max_connections/2) "
+        "if the node has room, or spread the clients over more nodes.",
+    ),
+    AlarmSpec(
         "poolboy_waiters",
         "node",
         ((W, 1),),

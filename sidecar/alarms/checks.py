@@ -27,6 +27,7 @@ from sidecar.model import (
     NodeState,
     NodeStatus,
     OsMon,
+    RanchListener,
     SaslAlarm,
     SectionError,
 )
@@ -312,6 +313,25 @@ class AlarmChecker:
                 )
             )
 
+        ranch = snap.ranch
+        if ranch is not None:
+            usage = [
+                (ref, u)
+                for ref, x in ranch.listeners
+                if isinstance(x, RanchListener) and (u := x.usage) is not None
+            ]
+            if usage:
+                ref, top = max(usage, key=lambda item: item[1])
+                r.update(
+                    self._graded(
+                        "ranch_connection_limit",
+                        node,
+                        top,
+                        lambda v: f"ranch listener {ref} has {v:.0%} of its max_connections",
+                        lambda: {"usage": {k: round(u, 3) for k, u in usage if u >= 0.5}},
+                    )
+                )
+
         pools = snap.poolboy
         if pools is not None:
             waiting = pools.waiting()
@@ -320,8 +340,10 @@ class AlarmChecker:
                     "poolboy_waiters",
                     node,
                     max((n for _, n in waiting), default=0.0),
-                    lambda v: f"{v:.0f} callers wait for a worker of poolboy pool "
-                    f"{max(waiting, key=lambda w: w[1])[0]}",
+                    lambda v: (
+                        f"{v:.0f} callers wait for a worker of poolboy pool "
+                        f"{max(waiting, key=lambda w: w[1])[0]}"
+                    ),
                     lambda: {"waiting": dict(waiting)},
                 )
             )
@@ -810,9 +832,7 @@ class AlarmChecker:
                         differ.add(name)
         differing = {
             mod: {
-                node: shared.modules[mod]
-                for node, shared in nodes.items()
-                if mod in shared.modules
+                node: shared.modules[mod] for node, shared in nodes.items() if mod in shared.modules
             }
             for mod in sorted(differ)[:MAX_INFO_ITEMS]
         }

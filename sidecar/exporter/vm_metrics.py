@@ -52,6 +52,7 @@ from sidecar.model.sections import (
     OsMonDisk,
     OsMonMemory,
     Poolboy,
+    Ranch,
 )
 
 __all__ = ["BASE_LABELS", "SECTION_ERROR", "NodeWriter", "render_node", "vm_metric_families"]
@@ -1262,6 +1263,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "folsom":
                 if snap.folsom is not None:
                     _folsom(n, snap.folsom)
+            elif name == "ranch":
+                if snap.ranch is not None:
+                    _ranch(n, snap.ranch)
             else:
                 render = _PLUGINS.get(name)
                 section = snap.plugins.get(name)
@@ -1288,6 +1292,43 @@ def _poolboy(n: NodeWriter, s: Poolboy) -> None:
             continue
         for field, metric, doc in _POOL_GAUGES:
             n.gauge(metric, doc, getattr(pool, field), pool=name)
+
+
+#: the numbers of one ranch listener: field, metric, kind, help
+_LISTENER_SERIES: Final = (
+    ("max_connections", "erlang_ranch_max_connections", "gauge",
+     "Connections a ranch listener accepts at most (absent: infinity)."),
+    ("active_connections", "erlang_ranch_active_connections", "gauge",
+     "Connections of a ranch listener counted against its limit."),
+    ("all_connections", "erlang_ranch_all_connections", "gauge",
+     "Connections of a ranch listener, removed ones included."),
+    ("accepted", "erlang_ranch_accepted_connections", "counter",
+     "Connections a ranch listener accepted since it started (ranch 2)."),
+    ("terminated", "erlang_ranch_terminated_connections", "counter",
+     "Connections of a ranch listener that ended since it started (ranch 2)."),
+)  # fmt: skip
+
+
+def _ranch(n: NodeWriter, s: Ranch) -> None:
+    n.gauge(
+        "erlang_ranch_listeners", "ranch listeners on the node (cowboy's too).", len(s.listeners)
+    )
+    for ref, x in s.listeners:
+        if isinstance(x, SectionError):
+            _section_error(n, f"plugins.ranch.listeners.{ref}")
+            continue
+        n.info(
+            "erlang_ranch_listener",
+            "A ranch listener: its transport, protocol, address and status.",
+            {"listener": ref, "transport": x.transport, "protocol": x.protocol, "ip": x.ip,
+             "port": "" if x.port is None else f"{x.port:.0f}", "status": x.status},
+        )  # fmt: skip
+        for field, metric, kind, doc in _LISTENER_SERIES:
+            value = getattr(x, field)
+            if kind == "counter":
+                n.counter(metric, doc, value, listener=ref)
+            else:
+                n.gauge(metric, doc, value, listener=ref)
 
 
 _NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")

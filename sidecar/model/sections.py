@@ -668,6 +668,72 @@ def decode_poolboy(term: object) -> Poolboy:
     )
 
 
+# --------------------------------------------------------------------------- ranch
+
+
+class RanchListener(NamedTuple):
+    """One listener of ``plugins.ranch`` (cowboy's among them)."""
+
+    transport: str = ""
+    protocol: str = ""
+    ip: str = ""
+    status: str = ""
+    port: float | None = None
+    #: None: infinity (or not said)
+    max_connections: float | None = None
+    active_connections: float | None = None
+    all_connections: float | None = None
+    #: connections since the listener started (ranch 2)
+    accepted: float | None = None
+    terminated: float | None = None
+
+    @property
+    def usage(self) -> float | None:
+        """Active connections over the limit (None without a finite limit)."""
+        if self.max_connections and self.active_connections is not None:
+            return self.active_connections / self.max_connections
+        return None
+
+
+class Ranch(NamedTuple):
+    """``plugins.ranch``: listeners by their printed ref (sorted); one that
+    did not answer is a :class:`SectionError` of its own."""
+
+    listeners: tuple[tuple[str, RanchListener | SectionError], ...] = ()
+    truncated: bool = False
+    version: str | None = None
+
+
+def _listener(term: object) -> RanchListener:
+    m = _map(term, "a ranch listener")
+    return _numbers(
+        RanchListener,
+        m,
+        transport=text(m.get("transport")),
+        protocol=text(m.get("protocol")),
+        ip=text(m.get("ip")),
+        status=text(m.get("status")),
+    )
+
+
+def decode_ranch(term: object) -> Ranch:
+    m = _map(term, "plugins.ranch")
+    listeners = mapping(m.get("listeners"))
+    if listeners is None:
+        raise Malformed("plugins.ranch.listeners is not a map")
+    named = sorted(
+        ((key_text(k), v) for k, v in islice(listeners.items(), MAX_ENTRIES)),
+        key=lambda kv: kv[0],
+    )
+    decoded = ((ref, _part(v, f"plugins.ranch.listeners.{ref}", _listener)) for ref, v in named)
+    version = m.get("version")
+    return Ranch(
+        listeners=tuple((ref, x) for ref, x in decoded if x is not None),
+        truncated=m.get("listeners_truncated") is True or len(listeners) > MAX_ENTRIES,
+        version=text(version) if version is not None else None,
+    )
+
+
 # --------------------------------------------------------------------------- folsom
 
 #: the values a folsom metric may carry, by the key the agent sends

@@ -28,6 +28,7 @@ from .sections import (
     OsMon,
     Poolboy,
     Processes,
+    Ranch,
     SectionError,
     StartupFiles,
     Sysmon,
@@ -45,6 +46,7 @@ from .sections import (
     decode_os_mon,
     decode_poolboy,
     decode_processes,
+    decode_ranch,
     decode_startup_files,
     decode_sysmon,
     decode_system,
@@ -132,6 +134,8 @@ class NodeSnapshot:
     poolboy: Poolboy | None = None
     #: ``plugins.folsom`` (every folsom metric)
     folsom: Folsom | None = None
+    #: ``plugins.ranch`` (ranch and cowboy listeners)
+    ranch: Ranch | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -186,6 +190,7 @@ def decode_snapshot(
     os_mon: OsMon | None = None
     poolboy: Poolboy | None = None
     folsom: Folsom | None = None
+    ranch: Ranch | None = None
     plugins: dict[str, Mapping[str, Any]] = {}
     names: list[str] = []
     raw_plugins = reply.get("plugins")
@@ -206,12 +211,14 @@ def decode_snapshot(
                     errors[path] = SectionError(path, f"{path} is not a map", malformed=True)
                 elif name == "os_mon":
                     os_mon = decode_os_mon(term)
-                elif name == "poolboy" or name == "folsom":
+                elif name in ("poolboy", "folsom", "ranch"):
                     try:
                         if name == "poolboy":
                             poolboy = decode_poolboy(term)
-                        else:
+                        elif name == "folsom":
                             folsom = decode_folsom(term)
+                        else:
+                            ranch = decode_ranch(term)
                     except Malformed as exc:
                         errors[path] = SectionError(path, str(exc), malformed=True)
                 else:
@@ -229,6 +236,7 @@ def decode_snapshot(
         os_mon=os_mon,
         poolboy=poolboy,
         folsom=folsom,
+        ranch=ranch,
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
