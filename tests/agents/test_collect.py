@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from sidecar import agents
+from sidecar.agents.config import BUILTIN_PLUGINS
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
 from sidecar.exporter.vm_metrics import vm_metric_families
@@ -165,7 +166,8 @@ async def test_os_mon_and_mnesia_plugins(otp25_node: ErlangNode, local: LocalNod
         timeout=30,
     )
     info = await agents.ensure_loaded(local, node.name)
-    assert dict(info.plugins) == {"os_mon": True, "mnesia": True}
+    assert {k for k, on in info.plugins.items() if on} == {"os_mon", "mnesia"}
+    assert set(info.plugins) == set(BUILTIN_PLUGINS)
 
     await snapshot(local, node)  # cpu_sup util is measured between two collects
     snap, data = await collect_reply(local, node)
