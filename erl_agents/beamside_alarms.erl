@@ -122,6 +122,7 @@
 -export([section/2]).
 
 -define(MAX_ALARMS, 100).
+-define(SYNC_MS, 500).
 -define(MAX_OLD_CODE, 100).
 -define(MAX_OLD_CODE_AGES, 1000).
 -define(MAX_OLD_CODE_TRACKED, 10000).
@@ -172,6 +173,11 @@ sasl() ->
     end.
 
 from_table() ->
+    %% set_alarm is a gen_event notify: a call through alarm_handler (any
+    %% answer will do, at most ?SYNC_MS) returns once it has handled what it
+    %% was sent before, so the rows our handler forwarded are on their way to
+    %% beamside_sysmon, which stores them before it answers below.
+    _ = (catch gen_event:call(alarm_handler, beamside_alarm_handler, sync, ?SYNC_MS)),
     {Count, Rows} = beamside_sysmon:sasl_alarms(?MAX_ALARMS),
     #{count => Count,
       truncated => Count > length(Rows),
