@@ -651,21 +651,32 @@ def _pool(term: object) -> PoolboyPool:
     return _numbers(PoolboyPool, _map(term, "a poolboy pool"))
 
 
+def _named_parts(
+    m: Mapping[str, object], key: str, path: str, decode: Callable[[object], _T]
+) -> tuple[tuple[tuple[str, _T | SectionError], ...], bool]:
+    """A plugin's map of named parts (pools, listeners): each decoded on its
+    own (:func:`_part`), sorted by name, at most :data:`MAX_ENTRIES`; and
+    whether the node or we left some out (``<key>_truncated``)."""
+    parts = mapping(m.get(key))
+    if parts is None:
+        raise Malformed(f"{path}.{key} is not a map")
+    named = sorted(
+        ((key_text(k), v) for k, v in islice(parts.items(), MAX_ENTRIES)), key=lambda kv: kv[0]
+    )
+    decoded = ((name, _part(v, f"{path}.{key}.{name}", decode)) for name, v in named)
+    truncated = m.get(f"{key}_truncated") is True or len(parts) > MAX_ENTRIES
+    return tuple((name, x) for name, x in decoded if x is not None), truncated
+
+
+def _version(m: Mapping[str, object]) -> str | None:
+    version = m.get("version")
+    return text(version) if version is not None else None
+
+
 def decode_poolboy(term: object) -> Poolboy:
     m = _map(term, "plugins.poolboy")
-    pools = mapping(m.get("pools"))
-    if pools is None:
-        raise Malformed("plugins.poolboy.pools is not a map")
-    version = m.get("version")
-    named = sorted(
-        ((key_text(k), v) for k, v in islice(pools.items(), MAX_ENTRIES)), key=lambda kv: kv[0]
-    )
-    decoded = ((name, _part(v, f"plugins.poolboy.pools.{name}", _pool)) for name, v in named)
-    return Poolboy(
-        pools=tuple((name, pool) for name, pool in decoded if pool is not None),
-        truncated=m.get("pools_truncated") is True or len(pools) > MAX_ENTRIES,
-        version=text(version) if version is not None else None,
-    )
+    pools, truncated = _named_parts(m, "pools", "plugins.poolboy", _pool)
+    return Poolboy(pools=pools, truncated=truncated, version=_version(m))
 
 
 # --------------------------------------------------------------------------- ranch
@@ -718,20 +729,8 @@ def _listener(term: object) -> RanchListener:
 
 def decode_ranch(term: object) -> Ranch:
     m = _map(term, "plugins.ranch")
-    listeners = mapping(m.get("listeners"))
-    if listeners is None:
-        raise Malformed("plugins.ranch.listeners is not a map")
-    named = sorted(
-        ((key_text(k), v) for k, v in islice(listeners.items(), MAX_ENTRIES)),
-        key=lambda kv: kv[0],
-    )
-    decoded = ((ref, _part(v, f"plugins.ranch.listeners.{ref}", _listener)) for ref, v in named)
-    version = m.get("version")
-    return Ranch(
-        listeners=tuple((ref, x) for ref, x in decoded if x is not None),
-        truncated=m.get("listeners_truncated") is True or len(listeners) > MAX_ENTRIES,
-        version=text(version) if version is not None else None,
-    )
+    listeners, truncated = _named_parts(m, "listeners", "plugins.ranch", _listener)
+    return Ranch(listeners=listeners, truncated=truncated, version=_version(m))
 
 
 # --------------------------------------------------------------------------- folsom
@@ -783,13 +782,12 @@ def _folsom_metric(term: object) -> FolsomMetric | None:
 
 def decode_folsom(term: object) -> Folsom:
     m = _map(term, "plugins.folsom")
-    version = m.get("version")
     metrics = (_folsom_metric(x) for x in _entries(m.get("metrics")))
     return Folsom(
         metrics=tuple(x for x in metrics if x is not None and x.name),
         truncated=m.get("metrics_truncated") is True,
         stats_skipped=number(m.get("stats_skipped")),
-        version=text(version) if version is not None else None,
+        version=_version(m),
     )
 
 

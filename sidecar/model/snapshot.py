@@ -146,6 +146,14 @@ class NodeSnapshot:
     errors: Mapping[str, SectionError] = field(default_factory=dict)
 
 
+#: plugins decoded into their own snapshot field (os_mon has parts of its own)
+_TYPED_PLUGINS: Final[Mapping[str, Callable[[object], Any]]] = {
+    "poolboy": decode_poolboy,
+    "folsom": decode_folsom,
+    "ranch": decode_ranch,
+}
+
+
 def _error(term: object, section: str) -> SectionError:
     reason = term[1] if is_error(term) else term  # type: ignore[index]
     return SectionError(section, text(reason) or shown(normalize(reason), 200))
@@ -188,9 +196,7 @@ def decode_snapshot(
         else:
             errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
     os_mon: OsMon | None = None
-    poolboy: Poolboy | None = None
-    folsom: Folsom | None = None
-    ranch: Ranch | None = None
+    typed_plugins: dict[str, Any] = {}
     plugins: dict[str, Mapping[str, Any]] = {}
     names: list[str] = []
     raw_plugins = reply.get("plugins")
@@ -211,14 +217,9 @@ def decode_snapshot(
                     errors[path] = SectionError(path, f"{path} is not a map", malformed=True)
                 elif name == "os_mon":
                     os_mon = decode_os_mon(term)
-                elif name in ("poolboy", "folsom", "ranch"):
+                elif (decode_plugin := _TYPED_PLUGINS.get(name)) is not None:
                     try:
-                        if name == "poolboy":
-                            poolboy = decode_poolboy(term)
-                        elif name == "folsom":
-                            folsom = decode_folsom(term)
-                        else:
-                            ranch = decode_ranch(term)
+                        typed_plugins[name] = decode_plugin(term)
                     except Malformed as exc:
                         errors[path] = SectionError(path, str(exc), malformed=True)
                 else:
@@ -234,9 +235,9 @@ def decode_snapshot(
         uptime_ms=number(reply.get("uptime_ms")),
         system_time_us=number(reply.get("system_time_us")),
         os_mon=os_mon,
-        poolboy=poolboy,
-        folsom=folsom,
-        ranch=ranch,
+        poolboy=typed_plugins.get("poolboy"),
+        folsom=typed_plugins.get("folsom"),
+        ranch=typed_plugins.get("ranch"),
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
