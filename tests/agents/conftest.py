@@ -101,3 +101,17 @@ Subscribers = case whereis(mnesia_subscr) of
 """
 
 NO_RESIDUE = "{[],[],[],[],undefined,undefined,false,[],[]}"
+
+
+def load_source(node: ErlangNode, forms: list[str]) -> None:
+    """Compile a module from its forms (one per string, no macros) on the node
+    and load it: a test's own callback module (Debian's OTP 25 has the compiler)."""
+    parsed = ", ".join(
+        f'begin {{ok, T{i}, _}} = erl_scan:string("{f}"),'
+        f" {{ok, F{i}}} = erl_parse:parse_form(T{i}), F{i} end"
+        for i, f in enumerate(forms)
+    )
+    node.eval(
+        f"{{ok, M, B}} = compile:forms([{parsed}]),"
+        ' {module, M} = code:load_binary(M, "test", B), ok'
+    )

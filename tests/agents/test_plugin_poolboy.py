@@ -15,6 +15,7 @@ from sidecar.erldist.node import LocalNode
 from sidecar.exporter.exposition import render_text
 from sidecar.model import PoolboyPool
 from tests.agents.conftest import (  # noqa: F401  (local: the fixture)
+    load_source,
     local,
     snapshot,
 )
@@ -33,22 +34,10 @@ WORKER = [
 ]
 
 
-def load_worker(node: ErlangNode) -> None:
-    forms = ", ".join(
-        f'begin {{ok, T{i}, _}} = erl_scan:string("{f}"),'
-        f" {{ok, F{i}}} = erl_parse:parse_form(T{i}), F{i} end"
-        for i, f in enumerate(WORKER)
-    )
-    node.eval(
-        f"{{ok, M, B}} = compile:forms([{forms}]),"
-        ' {module, M} = code:load_binary(M, "w", B), ok'
-    )
-
-
 def start_busy_pool(node: ErlangNode) -> None:
     """``bs_pool``: size 2, max_overflow 1, three workers lent to holders that
     never give them back, and a fourth caller blocked in checkout."""
-    load_worker(node)
+    load_source(node, WORKER)
     node.eval(
         "ok = application:start(poolboy),"  # a library application, as a release starts it
         " {ok, _} = poolboy:start([{name, {local, bs_pool}}, {worker_module, bs_test_pool_worker},"

@@ -17,6 +17,7 @@ from sidecar.erldist.node import LocalNode
 from sidecar.exporter.exposition import TEXT, ExpositionCache
 from sidecar.model import RanchListener
 from tests.agents.conftest import (  # noqa: F401  (local: the fixture)
+    load_source,
     local,
     snapshot,
 )
@@ -41,18 +42,6 @@ HOLDER = [
 ]
 
 
-def compile_on(node: object, lines: list[str]) -> str:
-    forms = ", ".join(
-        f'begin {{ok, T{i}, _}} = erl_scan:string("{f}"),'
-        f" {{ok, F{i}}} = erl_parse:parse_form(T{i}), F{i} end"
-        for i, f in enumerate(lines)
-    )
-    return (
-        f"{{ok, M, B}} = compile:forms([{forms}]),"
-        ' {module, M} = code:load_binary(M, "m", B), ok'
-    )
-
-
 async def test_a_listener_near_its_limit_and_a_cowboy_one(
     node_factory: NodeFactory,
     local: LocalNode,  # noqa: F811
@@ -60,7 +49,7 @@ async def test_a_listener_near_its_limit_and_a_cowboy_one(
     node = node_factory(
         "otp25", extra_args=["-pa", ebin("ranch"), "-pa", ebin("cowlib"), "-pa", ebin("cowboy")]
     )
-    node.eval(compile_on(node, HOLDER))
+    load_source(node, HOLDER)
     port = int(
         node.eval(
             "{ok, _} = application:ensure_all_started(cowboy),"
