@@ -20,7 +20,14 @@ private EPMD (the launchers of ``tests/realapps/apps.py``: RabbitMQ with
   includes whatever else the node did in that moment) and the reply's size
   in the external term format (``erlang:external_size/1`` of a reply taken by
   an independent probe node);
-* **RabbitMQ only**: the values beamside exports against those
+* **plugins**: the cost of each plugin section on its own (``sections:
+  [plugins]``, one plugin asked: node CPU and the section's size), against
+  the same collect with no plugin asked, and a whole plain tick's node CPU
+  as a share of one scheduler at 15 s;
+* **RabbitMQ only**: node CPU of a beamside plain tick against one scrape of
+  ``rabbitmq_prometheus`` (prometheus.erl 4.9 rendering its collectors: the
+  VM's and RabbitMQ's) on the same node, in the same run, with the ratio;
+  and the values beamside exports against those
   ``rabbitmq_prometheus`` exports from the same node at the same moment
   (scraped right before and right after each collect over one keep-alive
   connection; the reference is their mean), ``--collects`` rounds: process
@@ -197,6 +204,72 @@ async def compare_rabbitmq(local: LocalNode, node: AppNode, probe: Probe, rounds
     return lines
 
 
+async def node_cpu(pid: int, call: Any, runs: int) -> list[float]:
+    """The node's CPU (s) during each of ``runs`` awaited calls, 0.3 s apart."""
+    spent = []
+    for _ in range(runs):
+        await asyncio.sleep(0.3)
+        c0 = Cpu.read(pid)
+        await call()
+        c1 = Cpu.read(pid)
+        spent.append((c1.sched_ns - c0.sched_ns) / 1e9)
+    return spent
+
+
+async def plugin_costs(local: LocalNode, node: AppNode, probe: Probe, runs: int) -> list[str]:
+    """Each plugin that applies on the node, alone, against no plugin."""
+    info = await agents.ensure_loaded(local, node.name)
+    applying = sorted(name for name, on in info.plugins.items() if on)
+
+    async def collect(opts: dict[str, Any]) -> None:
+        await agents.collect(local, node.name, opts, timeout=30)
+
+    def size(plugins: list[str]) -> int:
+        listed = "[" + ", ".join(plugins) + "]"
+        return int(
+            probe.eval(
+                "{ok, S} = beamside_agent:collect(#{sections => [plugins], plugins => "
+                + listed + "}), erlang:external_size(maps:get(plugins, S))."
+            )
+        )  # fmt: skip
+
+    none = await node_cpu(
+        node.os_pid, lambda: collect({"sections": ["plugins"], "plugins": []}), runs
+    )
+    lines = [
+        f"plugins on {node.kind}, {runs} collects each (node CPU p50; the section's size):",
+        "",
+        "| plugin section | node CPU | over no plugin | size |",
+        "|---|---:|---:|---:|",
+        f"| none (sections: [plugins]) | {ms(none)} ms | | {size([])} B |",
+    ]
+    for name in applying:
+        cpu = await node_cpu(
+            node.os_pid, lambda n=name: collect({"sections": ["plugins"], "plugins": [n]}), runs
+        )
+        extra = statistics.median(cpu) - statistics.median(none)
+        lines.append(f"| {name} | {ms(cpu)} ms | {extra * 1000:+.2f} ms | {size([name]):,} B |")
+    tick = await node_cpu(node.os_pid, lambda: collect(PLAIN_TICK), runs)
+    share = statistics.median(tick) / 15 * 100
+    lines += ["", f"whole plain tick, every plugin: node CPU p50 {ms(tick)} ms = {share:.3f} % "
+              "of one scheduler at 15 s"]  # fmt: skip
+    if node.kind == "rabbitmq":
+        port = node.ports["prometheus"]
+        with httpx.Client(timeout=30) as client:
+            client.get(f"http://127.0.0.1:{port}/metrics")  # its collectors registered
+
+            async def scrape_once() -> None:
+                client.get(f"http://127.0.0.1:{port}/metrics")
+
+            theirs = await node_cpu(node.os_pid, scrape_once, runs)
+        ratio = statistics.median(tick) / statistics.median(theirs)
+        lines.append(
+            f"one rabbitmq_prometheus scrape (prometheus.erl 4.9): node CPU p50 {ms(theirs)} ms; "
+            f"beamside's tick / its scrape = {ratio:.2f}"
+        )
+    return lines
+
+
 async def bench_app(app: RealApp, collects: int) -> list[str]:
     node = app.start()
     out = [f"### {node.kind} ({node.name}, started in {node.start_seconds:.1f} s)"]
@@ -235,6 +308,8 @@ async def bench_app(app: RealApp, collects: int) -> list[str]:
                 f"node CPU p50 {ms(cpu)} ms (max {max(cpu) * 1000:.1f}), "
                 f"reply {size / 1024:.1f} KiB"
             )
+        out.append("")
+        out.extend(await plugin_costs(local, node, probe, runs=collects))
         if node.kind == "rabbitmq":
             out.append("")
             out.extend(await compare_rabbitmq(local, node, probe, rounds=collects))

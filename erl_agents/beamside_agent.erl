@@ -32,6 +32,8 @@
 %%%                            waiting), when poolboy runs or is loaded.
 %%%   beamside_plugin_folsom   every folsom metric, when folsom runs.
 %%%   beamside_plugin_ranch    ranch (and cowboy) listeners, when ranch runs.
+%%%   beamside_plugin_rabbitmq RabbitMQ's resource alarms, totals, cluster,
+%%%                            when rabbit runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -116,6 +118,9 @@
 %%%        max_registered) and plugins.folsom (beamside_plugin_folsom;
 %%%        options max_metrics, max_histograms) and plugins.ranch
 %%%        (beamside_plugin_ranch; option max_listeners).
+%%%    10  plugins.rabbitmq (beamside_plugin_rabbitmq; options max_vhosts,
+%%%        max_queues): RabbitMQ's resource alarms, totals, per-vhost
+%%%        message counts, global counters, cluster and partitions.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -450,7 +455,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 9).
+-define(VERSION, 10).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).

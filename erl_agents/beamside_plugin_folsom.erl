@@ -54,17 +54,13 @@ applies(Apps) -> lists:member(folsom, Apps).
 collect(Opts) ->
     Max = beamside_agent:int_opt(max_metrics, Opts, 500, {0, 100000}),
     MaxStats = beamside_agent:int_opt(max_histograms, Opts, 100, {0, 100000}),
-    Budget = beamside_agent:int_opt(plugin_timeout_ms, Opts, 2000, {10, 60000}) div 2,
-    Deadline = erlang:monotonic_time(millisecond) + Budget,
+    Deadline = beamside_plugin:deadline(Opts),
     Names = folsom_metrics:get_metrics(),
     {Metrics, Skipped} = metrics(lists:sublist(Names, Max), {MaxStats, Deadline}, [], 0),
     Base = #{metrics => Metrics,
              metrics_truncated => length(Names) > Max,
              stats_skipped => Skipped},
-    case application:get_key(folsom, vsn) of
-        {ok, Vsn} -> Base#{version => beamside_agent:to_bin(Vsn)};
-        undefined -> Base
-    end.
+    beamside_plugin:with_version(folsom, Base).
 
 metrics([], _Limits, Acc, Skipped) ->
     {lists:reverse(Acc), Skipped};
@@ -139,11 +135,4 @@ pick(Props, Keys, Base) when is_list(Props) ->
 pick(_, _Keys, Base) ->
     Base.
 
-printed(Name) when is_atom(Name) -> beamside_agent:truncate(atom_to_binary(Name, utf8), ?NAME_BYTES);
-printed(Name) when is_binary(Name) -> beamside_agent:truncate(Name, ?NAME_BYTES);
-printed(Name) ->
-    Text = case unicode:characters_to_binary(io_lib:format("~0tP", [Name, 10])) of
-               B when is_binary(B) -> B;
-               _ -> iolist_to_binary(io_lib:format("~0P", [Name, 10]))
-           end,
-    beamside_agent:truncate(Text, ?NAME_BYTES).
+printed(Name) -> beamside_plugin:printed(Name, ?NAME_BYTES).

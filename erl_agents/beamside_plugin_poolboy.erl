@@ -51,16 +51,12 @@ applies(Apps) -> lists:member(poolboy, Apps) orelse erlang:module_loaded(poolboy
 collect(Opts) ->
     MaxPools = beamside_agent:int_opt(max_pools, Opts, 100, {0, 10000}),
     MaxNames = beamside_agent:int_opt(max_registered, Opts, 5000, {0, 1000000}),
-    Budget = beamside_agent:int_opt(plugin_timeout_ms, Opts, 2000, {10, 60000}) div 2,
-    Deadline = erlang:monotonic_time(millisecond) + Budget,
+    Deadline = beamside_plugin:deadline(Opts),
     Names = registered(),
     {Found, More} = find(lists:sublist(Names, MaxNames), MaxPools, initial_call_reader(), []),
     Base = #{pools => maps:from_list([{Name, pool(Pid, Deadline)} || {Name, Pid} <- Found]),
              pools_truncated => More orelse length(Names) > MaxNames},
-    case application:get_key(poolboy, vsn) of
-        {ok, Vsn} -> Base#{version => beamside_agent:to_bin(Vsn)};
-        undefined -> Base
-    end.
+    beamside_plugin:with_version(poolboy, Base).
 
 %% The pools among the registered names: at most Max, and whether more exist.
 find([], _Max, _Read, Acc) ->

@@ -40,16 +40,12 @@ applies(Apps) -> lists:member(ranch, Apps).
 -spec collect(map()) -> map().
 collect(Opts) ->
     Max = beamside_agent:int_opt(max_listeners, Opts, 50, {0, 10000}),
-    Budget = beamside_agent:int_opt(plugin_timeout_ms, Opts, 2000, {10, 60000}) div 2,
-    Deadline = erlang:monotonic_time(millisecond) + Budget,
+    Deadline = beamside_plugin:deadline(Opts),
     Refs = [Ref || {Ref, _Sup} <- ranch_server:get_listener_sups()],
     Listeners = [{printed(Ref), listener(Ref, Deadline)} || Ref <- lists:sublist(Refs, Max)],
     Base = #{listeners => maps:from_list(Listeners),
              listeners_truncated => length(Refs) > Max},
-    case application:get_key(ranch, vsn) of
-        {ok, Vsn} -> Base#{version => beamside_agent:to_bin(Vsn)};
-        undefined -> Base
-    end.
+    beamside_plugin:with_version(ranch, Base).
 
 listener(Ref, Deadline) ->
     case erlang:monotonic_time(millisecond) < Deadline of
@@ -94,11 +90,4 @@ ip(Ip) when is_tuple(Ip) ->
 ip(Other) ->
     beamside_agent:reason(Other).
 
-printed(Ref) when is_atom(Ref) -> beamside_agent:truncate(atom_to_binary(Ref, utf8), ?REF_BYTES);
-printed(Ref) when is_binary(Ref) -> beamside_agent:truncate(Ref, ?REF_BYTES);
-printed(Ref) ->
-    Text = case unicode:characters_to_binary(io_lib:format("~0tP", [Ref, 10])) of
-               B when is_binary(B) -> B;
-               _ -> iolist_to_binary(io_lib:format("~0P", [Ref, 10]))
-           end,
-    beamside_agent:truncate(Text, ?REF_BYTES).
+printed(Name) -> beamside_plugin:printed(Name, ?REF_BYTES).

@@ -151,6 +151,35 @@ _SPECS: tuple[AlarmSpec, ...] = (
         delay=30.0,
     ),
     AlarmSpec(
+        "rabbitmq_resource_alarm",
+        "node",
+        ((CR, 1),),
+        "alarms",
+        "RabbitMQ set a resource alarm (memory high watermark, free disk limit or file "
+        "descriptors): it blocks every publishing connection in the cluster until it clears. "
+        "Drain the backlog (consumers), find what holds memory (queues, connections) or free "
+        "disk; raise vm_memory_high_watermark or disk_free_limit only with room to spare.",
+    ),
+    AlarmSpec(
+        "rabbitmq_partition",
+        "node",
+        ((CR, 1),),
+        "nodes",
+        "RabbitMQ sees a network partition: the cluster's halves may diverge. Check the "
+        "network between the nodes, then follow cluster_partition_handling (pause_minority, "
+        "autoheal) or restart the nodes of the partition you discard.",
+    ),
+    AlarmSpec(
+        "rabbitmq_unhealthy",
+        "node",
+        ((MA, 1),),
+        "checks",
+        "RabbitMQ is not running on a node that is up (a boot that did not finish, or rabbit "
+        "stopped with rabbitmqctl stop_app), or virtual hosts are down: read the node's log "
+        "and restart the vhost (rabbitmqctl restart_vhost) or the application.",
+        delay=60.0,
+    ),
+    AlarmSpec(
         "process_memory_high_watermark",
         "node",
         ((MI, 512 * MiB), (MA, 2048 * MiB)),

@@ -27,13 +27,17 @@ from sidecar.model import (
     NodeState,
     NodeStatus,
     OsMon,
+    RabbitCluster,
+    RabbitDisk,
+    RabbitMemory,
+    RabbitMQ,
     RanchListener,
     SaslAlarm,
     SectionError,
 )
 from sidecar.redact import redact_named
 
-from .catalogue import AlarmSettings, GlobalParam, resolve
+from .catalogue import AlarmSettings, GlobalParam, MiB, resolve
 from .engine import AlarmEngine, Finding, graded
 from .model import Severity
 
@@ -348,12 +352,63 @@ class AlarmChecker:
                 )
             )
 
+        if snap.rabbitmq is not None:
+            self._rabbitmq_checks(snap.rabbitmq, node, r)
         self._os_checks(snap, r)
         self._growth_and_rates(snap, history, r)
         self._node_events(snap, history, r)
 
         self._report(node, node, snap.family, r)
         self._ingest(snap, on_arrival=True)
+
+    def _rabbitmq_checks(self, s: RabbitMQ, node: str, r: dict[str, Finding | None]) -> None:
+        """RabbitMQ's own view: its resource alarms (kept by rabbit_alarm, apart
+        from SASL's alarm_handler, so never among the forwarded ones), the
+        partitions its node monitor sees, and whether it runs."""
+        if s.alarms is not None and not isinstance(s.alarms, SectionError):
+            set_now = s.alarms
+            causes = [_rabbit_alarm_cause(x, s) for x in set_now]
+            info: dict[str, Any] = {"resources": list(set_now)}
+            if isinstance(s.memory, RabbitMemory):
+                info["memory"] = {"used_bytes": s.memory.used, "limit_bytes": s.memory.limit}
+            if isinstance(s.disk, RabbitDisk):
+                info["disk"] = {"free_bytes": s.disk.free, "limit_bytes": s.disk.limit}
+            r.update(
+                self._flag(
+                    "rabbitmq_resource_alarm",
+                    bool(set_now),
+                    "; ".join(causes) + ": publishers are blocked",
+                    info,
+                )
+            )
+        if isinstance(s.cluster, RabbitCluster):
+            parts = s.cluster.partitions
+            r.update(
+                self._flag(
+                    "rabbitmq_partition",
+                    bool(parts),
+                    f"partitioned from {len(parts)} node(s): {', '.join(parts[:5])}",
+                    {"partitioned_from": list(parts[:MAX_INFO_ITEMS])},
+                )
+            )
+        running = s.running if isinstance(s.running, bool) else None
+        down = (
+            s.vhosts_down
+            if s.vhosts_down is not None and not isinstance(s.vhosts_down, SectionError)
+            else None
+        )
+        if running is not None or down is not None:
+            problems = ([] if running is not False else ["RabbitMQ is not running"]) + (
+                [f"virtual host(s) down: {', '.join(down[:5])}"] if down else []
+            )
+            r.update(
+                self._flag(
+                    "rabbitmq_unhealthy",
+                    bool(problems),
+                    "; ".join(problems),
+                    {"running": running, "vhosts_down": list((down or ())[:MAX_INFO_ITEMS])},
+                )
+            )
 
     def _os_checks(self, snap: NodeSnapshot, r: dict[str, Finding | None]) -> None:
         os_mon = snap.os_mon or OsMon()
@@ -965,3 +1020,19 @@ def _per_minute(counter: str) -> Callable[[float], str]:
 
 
 __all__ = ["AlarmChecker", "Severity"]
+
+
+def _rabbit_alarm_cause(resource: str, s: RabbitMQ) -> str:
+    """One of RabbitMQ's resource alarms, with the figures it was set on."""
+    mem, disk = s.memory, s.disk
+    if resource == "memory" and isinstance(mem, RabbitMemory) and mem.used and mem.limit:
+        return (
+            f"RabbitMQ's memory alarm: {mem.used / MiB:.0f} MiB used, "
+            f"high watermark {mem.limit / MiB:.0f} MiB"
+        )
+    if resource == "disk" and isinstance(disk, RabbitDisk) and disk.free is not None and disk.limit:
+        return (
+            f"RabbitMQ's disk alarm: {disk.free / MiB:.0f} MiB free, "
+            f"limit {disk.limit / MiB:.0f} MiB"
+        )
+    return f"RabbitMQ's {resource.replace('_', ' ')} alarm"

@@ -52,6 +52,12 @@ from sidecar.model.sections import (
     OsMonDisk,
     OsMonMemory,
     Poolboy,
+    RabbitCluster,
+    RabbitDisk,
+    RabbitMemory,
+    RabbitMessages,
+    RabbitMQ,
+    RabbitTotals,
     Ranch,
 )
 
@@ -1266,6 +1272,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "ranch":
                 if snap.ranch is not None:
                     _ranch(n, snap.ranch)
+            elif name == "rabbitmq":
+                if snap.rabbitmq is not None:
+                    _rabbitmq(n, snap.rabbitmq)
             else:
                 render = _PLUGINS.get(name)
                 section = snap.plugins.get(name)
@@ -1329,6 +1338,96 @@ def _ranch(n: NodeWriter, s: Ranch) -> None:
                 n.counter(metric, doc, value, listener=ref)
             else:
                 n.gauge(metric, doc, value, listener=ref)
+
+
+#: RabbitMQ's resource alarms: the agent's name, rabbitmq_prometheus' family
+_RABBIT_ALARMS: Final = (
+    ("memory", "rabbitmq_alarms_memory_used_watermark",
+     "1 if RabbitMQ's VM memory watermark alarm is in effect (publishers blocked)."),
+    ("disk", "rabbitmq_alarms_free_disk_space_watermark",
+     "1 if RabbitMQ's free disk space watermark alarm is in effect (publishers blocked)."),
+    ("file_descriptor_limit", "rabbitmq_alarms_file_descriptor_limit",
+     "1 if RabbitMQ's file descriptor limit alarm is in effect."),
+)
+#: RabbitMQ's core metrics totals: field, family (as rabbitmq_prometheus), help
+_RABBIT_TOTALS: Final = (
+    ("connections", "rabbitmq_connections", "Connections currently open."),
+    ("channels", "rabbitmq_channels", "Channels currently open."),
+    ("consumers", "rabbitmq_consumers", "Consumers currently connected."),
+    ("queues", "rabbitmq_queues", "Queues available."),
+)
+#: messages of the node's queues: field, family over all queues, help
+_RABBIT_MESSAGES: Final = (
+    ("ready", "rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers"),
+    ("unacked", "rabbitmq_queue_messages_unacked",
+     "Messages delivered to consumers but not yet acknowledged"),
+    ("total", "rabbitmq_queue_messages", "Messages ready and unacknowledged"),
+)
+
+
+def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
+    """Families named as rabbitmq_prometheus names them where it has the
+    metric (its aggregated endpoint: node totals, no per-queue series); per
+    vhost under ``rabbitmq_vhost_*``, which it does not have."""
+    path = "plugins.rabbitmq"
+    for part, value in (("running", s.running), ("alarms", s.alarms), ("memory", s.memory),
+                        ("disk", s.disk), ("totals", s.totals), ("messages", s.messages),
+                        ("vhosts", s.vhosts), ("counters", s.counters), ("cluster", s.cluster),
+                        ("vhosts_down", s.vhosts_down)):  # fmt: skip
+        if isinstance(value, SectionError):
+            _section_error(n, f"{path}.{part}")
+    if isinstance(s.running, bool):
+        n.gauge("rabbitmq_running", "1 when RabbitMQ finished booting (rabbit:is_running/0).",
+                1 if s.running else 0)  # fmt: skip
+    if s.alarms is not None and not isinstance(s.alarms, SectionError):
+        for resource, family, doc in _RABBIT_ALARMS:
+            n.gauge(family, doc, 1 if resource in s.alarms else 0)
+    if isinstance(s.memory, RabbitMemory):
+        n.gauge("rabbitmq_process_resident_memory_bytes",
+                "Memory used in bytes, as RabbitMQ's memory monitor measures it.", s.memory.used)
+        n.gauge("rabbitmq_resident_memory_limit_bytes",
+                "Memory high watermark in bytes.", s.memory.limit)  # fmt: skip
+    if isinstance(s.disk, RabbitDisk):
+        n.gauge("rabbitmq_disk_space_available_bytes", "Disk space available in bytes.",
+                s.disk.free)
+        n.gauge("rabbitmq_disk_space_available_limit_bytes",
+                "Free disk space low watermark in bytes.", s.disk.limit)  # fmt: skip
+    if isinstance(s.totals, RabbitTotals):
+        for field, family, doc in _RABBIT_TOTALS:
+            n.gauge(family, doc, getattr(s.totals, field))
+    if isinstance(s.messages, RabbitMessages):
+        for field, family, doc in _RABBIT_MESSAGES:
+            n.gauge(family, doc + " (the node's queues).", getattr(s.messages, field))
+    if s.vhosts is not None and not isinstance(s.vhosts, SectionError):
+        for vhost, m in s.vhosts:
+            n.gauge("rabbitmq_vhost_queues", "Queues of a virtual host on the node.", m.queues,
+                    vhost=vhost)  # fmt: skip
+            for field, family, doc in _RABBIT_MESSAGES:
+                n.gauge(family.replace("rabbitmq_", "rabbitmq_vhost_", 1),
+                        doc + " (a virtual host's queues on the node).",
+                        getattr(m, field), vhost=vhost)  # fmt: skip
+    if s.counters is not None and not isinstance(s.counters, SectionError):
+        for group in s.counters:
+            labels = dict(group.labels)
+            for counter, count in group.values:
+                family = "rabbitmq_global_" + counter.removesuffix("_total")
+                n.counter(family, f"RabbitMQ's global counter {counter}.", count, **labels)
+    if isinstance(s.cluster, RabbitCluster):
+        c = s.cluster
+        if c.name is not None:
+            n.info("rabbitmq_identity", "RabbitMQ node & cluster identity info",
+                   {"rabbitmq_cluster": c.name})  # fmt: skip
+        n.gauge("rabbitmq_cluster_members", "Disc and RAM nodes of the RabbitMQ cluster.",
+                c.nodes)  # fmt: skip
+        n.gauge("rabbitmq_cluster_members_running",
+                "Members of the RabbitMQ cluster running, as this node sees them.", c.running)
+        n.gauge("rabbitmq_partitions",
+                "Nodes this node sees itself partitioned from (rabbit_node_monitor).",
+                len(c.partitions))  # fmt: skip
+    if s.vhosts_down is not None and not isinstance(s.vhosts_down, SectionError):
+        n.gauge("rabbitmq_vhosts_down",
+                "Virtual hosts whose supervisor or message stores are down.",
+                len(s.vhosts_down))  # fmt: skip
 
 
 _NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")

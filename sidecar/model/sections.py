@@ -641,9 +641,7 @@ class Poolboy(NamedTuple):
     def waiting(self) -> list[tuple[str, float]]:
         """(pool, callers waiting) of the pools with someone waiting."""
         return [
-            (name, p.waiting)
-            for name, p in self.pools
-            if isinstance(p, PoolboyPool) and p.waiting
+            (name, p.waiting) for name, p in self.pools if isinstance(p, PoolboyPool) and p.waiting
         ]
 
 
@@ -788,6 +786,180 @@ def decode_folsom(term: object) -> Folsom:
         truncated=m.get("metrics_truncated") is True,
         stats_skipped=number(m.get("stats_skipped")),
         version=_version(m),
+    )
+
+
+# --------------------------------------------------------------------------- rabbitmq
+
+
+class RabbitMemory(NamedTuple):
+    """What RabbitMQ's vm_memory_monitor compares (bytes)."""
+
+    used: float | None = None
+    #: None: no limit
+    limit: float | None = None
+    #: the high watermark as a fraction of the RAM (None when set in bytes)
+    watermark: float | None = None
+    #: the high watermark when set in bytes (``vm_memory_high_watermark.absolute``)
+    watermark_bytes: float | None = None
+
+
+class RabbitDisk(NamedTuple):
+    """What rabbit_disk_monitor last measured (bytes)."""
+
+    free: float | None = None
+    limit: float | None = None
+
+
+class RabbitTotals(NamedTuple):
+    """The sizes of RabbitMQ's core metrics tables (None: no such table)."""
+
+    connections: float | None = None
+    channels: float | None = None
+    consumers: float | None = None
+    queues: float | None = None
+
+
+class RabbitMessages(NamedTuple):
+    """Messages in the node's queues, over all of them or one vhost."""
+
+    queues: float | None = None
+    ready: float | None = None
+    unacked: float | None = None
+    total: float | None = None
+
+
+class RabbitCounters(NamedTuple):
+    """One group of ``rabbit_global_counters``: its labels (``protocol``,
+    ``queue_type``, ...) and its counters by name (``messages_received_total``)."""
+
+    labels: tuple[tuple[str, str], ...]
+    values: tuple[tuple[str, float], ...]
+
+
+class RabbitCluster(NamedTuple):
+    name: str | None = None
+    nodes: float | None = None
+    running: float | None = None
+    #: the nodes rabbit_node_monitor sees this node partitioned from
+    partitions: tuple[str, ...] = ()
+
+
+#: RabbitMQ's resource alarms, as the agent names them
+RABBIT_RESOURCES: Final = ("memory", "disk", "file_descriptor_limit")
+
+
+class RabbitMQ(NamedTuple):
+    """``plugins.rabbitmq``: each part is its value, a :class:`SectionError`
+    (the node failed it) or None (not sent)."""
+
+    version: str | None = None
+    #: the boot finished (``rabbit:is_running/0``)
+    running: bool | SectionError | None = None
+    #: the node's own resource alarms set now (:data:`RABBIT_RESOURCES`)
+    alarms: tuple[str, ...] | SectionError | None = None
+    memory: RabbitMemory | SectionError | None = None
+    disk: RabbitDisk | SectionError | None = None
+    totals: RabbitTotals | SectionError | None = None
+    messages: RabbitMessages | SectionError | None = None
+    #: per virtual host (sorted), at most the agent's ``max_vhosts``
+    vhosts: tuple[tuple[str, RabbitMessages], ...] | SectionError | None = None
+    vhosts_truncated: bool = False
+    counters: tuple[RabbitCounters, ...] | SectionError | None = None
+    cluster: RabbitCluster | SectionError | None = None
+    #: virtual hosts whose supervisor or message stores are down
+    vhosts_down: tuple[str, ...] | SectionError | None = None
+
+
+def _boolean(term: object) -> bool:
+    if not isinstance(term, bool):
+        raise Malformed(f"{shown(term, 50)} is not a boolean")
+    return term
+
+
+def _texts(term: object, what: str) -> tuple[str, ...]:
+    if not isinstance(term, list):
+        raise Malformed(f"{what} is not a list")
+    return tuple(sorted(text(x) for x in term[:MAX_ENTRIES]))
+
+
+def _rabbit_memory(term: object) -> RabbitMemory:
+    m = _map(term, "plugins.rabbitmq.memory")
+    watermark = m.get("watermark")
+    absolute = mapping(watermark)
+    return RabbitMemory(
+        used=number(m.get("used")),
+        limit=number(m.get("limit")),
+        watermark=number(watermark),
+        watermark_bytes=number(absolute.get("absolute")) if absolute is not None else None,
+    )
+
+
+def _rabbit_vhosts(term: object) -> tuple[tuple[str, RabbitMessages], ...]:
+    m = _map(term, "plugins.rabbitmq.vhosts")
+    named = ((key_text(k), mapping(v)) for k, v in islice(m.items(), MAX_ENTRIES))
+    return tuple(sorted((name, _numbers(RabbitMessages, v)) for name, v in named if v is not None))
+
+
+def _rabbit_counters(term: object) -> tuple[RabbitCounters, ...]:
+    groups: list[RabbitCounters] = []
+    for entry in map(mapping, _entries(term)):
+        if entry is None:
+            continue
+        labels = mapping(entry.get("labels")) or {}
+        values = mapping(entry.get("values")) or {}
+        groups.append(
+            RabbitCounters(
+                labels=tuple(sorted((key_text(k), text(v)) for k, v in labels.items())),
+                values=tuple(
+                    sorted(
+                        (key_text(k), n) for k, v in values.items() if (n := number(v)) is not None
+                    )
+                ),
+            )
+        )
+    return tuple(groups)
+
+
+def _rabbit_cluster(term: object) -> RabbitCluster:
+    m = _map(term, "plugins.rabbitmq.cluster")
+    name = m.get("name")
+    return RabbitCluster(
+        name=text(name) if name is not None else None,
+        nodes=number(m.get("nodes")),
+        running=number(m.get("running")),
+        partitions=_texts(m.get("partitions", []), "plugins.rabbitmq.cluster.partitions"),
+    )
+
+
+def decode_rabbitmq(term: object) -> RabbitMQ:
+    m = _map(term, "plugins.rabbitmq")
+    path = "plugins.rabbitmq"
+    return RabbitMQ(
+        version=_version(m),
+        running=_part(m.get("running"), f"{path}.running", _boolean),
+        alarms=_part(m.get("alarms"), f"{path}.alarms", lambda t: _texts(t, f"{path}.alarms")),
+        memory=_part(m.get("memory"), f"{path}.memory", _rabbit_memory),
+        disk=_part(
+            m.get("disk"), f"{path}.disk", lambda t: _numbers(RabbitDisk, _map(t, f"{path}.disk"))
+        ),
+        totals=_part(
+            m.get("totals"),
+            f"{path}.totals",
+            lambda t: _numbers(RabbitTotals, _map(t, f"{path}.totals")),
+        ),
+        messages=_part(
+            m.get("messages"),
+            f"{path}.messages",
+            lambda t: _numbers(RabbitMessages, _map(t, f"{path}.messages")),
+        ),
+        vhosts=_part(m.get("vhosts"), f"{path}.vhosts", _rabbit_vhosts),
+        vhosts_truncated=m.get("vhosts_truncated") is True,
+        counters=_part(m.get("counters"), f"{path}.counters", _rabbit_counters),
+        cluster=_part(m.get("cluster"), f"{path}.cluster", _rabbit_cluster),
+        vhosts_down=_part(
+            m.get("vhosts_down"), f"{path}.vhosts_down", lambda t: _texts(t, f"{path}.vhosts_down")
+        ),
     )
 
 

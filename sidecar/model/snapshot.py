@@ -28,6 +28,7 @@ from .sections import (
     OsMon,
     Poolboy,
     Processes,
+    RabbitMQ,
     Ranch,
     SectionError,
     StartupFiles,
@@ -46,6 +47,7 @@ from .sections import (
     decode_os_mon,
     decode_poolboy,
     decode_processes,
+    decode_rabbitmq,
     decode_ranch,
     decode_startup_files,
     decode_sysmon,
@@ -136,6 +138,8 @@ class NodeSnapshot:
     folsom: Folsom | None = None
     #: ``plugins.ranch`` (ranch and cowboy listeners)
     ranch: Ranch | None = None
+    #: ``plugins.rabbitmq`` (RabbitMQ's alarms, totals, cluster)
+    rabbitmq: RabbitMQ | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -151,6 +155,7 @@ _TYPED_PLUGINS: Final[Mapping[str, Callable[[object], Any]]] = {
     "poolboy": decode_poolboy,
     "folsom": decode_folsom,
     "ranch": decode_ranch,
+    "rabbitmq": decode_rabbitmq,
 }
 
 
@@ -238,6 +243,7 @@ def decode_snapshot(
         poolboy=typed_plugins.get("poolboy"),
         folsom=typed_plugins.get("folsom"),
         ranch=typed_plugins.get("ranch"),
+        rabbitmq=typed_plugins.get("rabbitmq"),
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
