@@ -34,7 +34,16 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from sidecar.alarms.model import Alarm
 from sidecar.model import NodeSnapshot, NodeState, NodeStatus
 
-from .exposition import ExpositionCache, Format, Unsupported, format_families, generate
+from .exposition import (
+    ExpositionCache,
+    Format,
+    Unsupported,
+    escape_value,
+    format_families,
+    format_lines,
+    generate,
+    go_float,
+)
 from .vm_metrics import vm_metric_families
 
 NODE_LABELS = ["node", "family", "cluster"]
@@ -57,6 +66,18 @@ class AlarmSource(Protocol):
 
 
 MetricsProvider = Callable[[], Iterable[Metric]]
+#: up, state, agent, duration, last_ok, age (gauges), errors, failures, attaches (counters)
+_NodeFamilies = tuple[
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    GaugeMetricFamily,
+    CounterMetricFamily,
+    CounterMetricFamily,
+    CounterMetricFamily,
+]
 
 
 class BeamsideCollector(Collector):
@@ -74,6 +95,8 @@ class BeamsideCollector(Collector):
         self._alarms = alarms
         self._extra = tuple(extra)
         self.cache = ExpositionCache(series_budget)
+        #: each node's escaped node/family/cluster labels, as of the last scrape
+        self._label_texts: dict[tuple[str, str], str] = {}
 
     def collect(self) -> Iterator[Metric]:
         """Every family through prometheus_client's objects (the reference)."""
@@ -98,12 +121,19 @@ class BeamsideCollector(Collector):
         except Unsupported:  # a name outside the legacy set, escaping=allow-utf-8
             return generate(fmt, self)
         # fresh at every scrape (a dozen series per node): formatted as the node texts
-        own = format_families(self._beamside(statuses), fmt)
+        try:
+            own = self._own_text(statuses, fmt) + format_families(self._beamside_rest(), fmt)
+        except Unsupported:
+            own = format_families(self._beamside(statuses), fmt)
         return b"".join((nodes, own, b"# EOF\n" if fmt.openmetrics else b""))
 
     def _beamside(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
         """beamside's own families, fresh at every scrape."""
         yield from self._own(statuses)
+        yield from self._beamside_rest()
+
+    def _beamside_rest(self) -> Iterator[Metric]:
+        """Those after the per-node ones of :meth:`_own`."""
         yield self._dropped_family()
         if self._alarms is not None:
             yield self._alarm_family(self._alarms.active())
@@ -140,60 +170,10 @@ class BeamsideCollector(Collector):
         return family
 
     def _own(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
+        yield from self._own_totals(len(statuses))
         cluster = self._source.cluster
-        build = InfoMetricFamily("beamside_build", "beamside version", labels=["cluster"])
-        build.add_metric([cluster], {"version": self._version})
-        yield build
-
-        managed = GaugeMetricFamily(
-            "beamside_nodes_managed", "Nodes beamside manages", labels=["cluster"]
-        )
-        managed.add_metric([cluster], len(statuses))
-        yield managed
-
-        up = GaugeMetricFamily(
-            "beamside_node_up", "1 when beamside is attached to the node", labels=NODE_LABELS
-        )
-        state = GaugeMetricFamily(
-            "beamside_node_state",
-            "The node's attachment state (1 for the current state)",
-            labels=[*NODE_LABELS, "state"],
-        )
-        agent = GaugeMetricFamily(
-            "beamside_agent_version",
-            "Version of the agent loaded on the node (0 when not attached)",
-            labels=NODE_LABELS,
-        )
-        duration = GaugeMetricFamily(
-            "beamside_collect_duration_seconds",
-            "Time the last collection on the node took, round trip",
-            labels=NODE_LABELS,
-        )
-        last_ok = GaugeMetricFamily(
-            "beamside_collect_last_success_timestamp_seconds",
-            "Unix time of the last successful collection on the node",
-            labels=NODE_LABELS,
-        )
-        age = GaugeMetricFamily(
-            "beamside_snapshot_age_seconds",
-            "Age of the snapshot the node's series come from",
-            labels=NODE_LABELS,
-        )
-        errors = CounterMetricFamily(
-            "beamside_collect_errors",
-            "Failed collections on the node",
-            labels=NODE_LABELS,
-        )
-        failures = CounterMetricFamily(
-            "beamside_node_connect_failures",
-            "Failed attempts to connect to the node, by reason",
-            labels=[*NODE_LABELS, "reason"],
-        )
-        attaches = CounterMetricFamily(
-            "beamside_node_attaches",
-            "Times beamside attached to the node (first time and after each reconnect)",
-            labels=NODE_LABELS,
-        )
+        families = self._own_node_families()
+        up, state, agent, duration, last_ok, age, errors, failures, attaches = families
         now = time.time()
         for s in statuses:
             labels = [s.node, s.family, cluster]
@@ -210,7 +190,120 @@ class BeamsideCollector(Collector):
             if s.last_success:
                 last_ok.add_metric(labels, s.last_success)
                 age.add_metric(labels, max(now - s.last_success, 0.0))
-        yield from (up, state, agent, duration, last_ok, age, errors, failures, attaches)
+        yield from families
+
+    def _own_totals(self, managed_count: int) -> list[Metric]:
+        cluster = self._source.cluster
+        build = InfoMetricFamily("beamside_build", "beamside version", labels=["cluster"])
+        build.add_metric([cluster], {"version": self._version})
+        managed = GaugeMetricFamily(
+            "beamside_nodes_managed", "Nodes beamside manages", labels=["cluster"]
+        )
+        managed.add_metric([cluster], managed_count)
+        return [build, managed]
+
+    @staticmethod
+    def _own_node_families() -> _NodeFamilies:
+        """The per-node families of :meth:`_own`, without samples, in order."""
+        return (
+            GaugeMetricFamily(
+                "beamside_node_up", "1 when beamside is attached to the node", labels=NODE_LABELS
+            ),
+            GaugeMetricFamily(
+                "beamside_node_state",
+                "The node's attachment state (1 for the current state)",
+                labels=[*NODE_LABELS, "state"],
+            ),
+            GaugeMetricFamily(
+                "beamside_agent_version",
+                "Version of the agent loaded on the node (0 when not attached)",
+                labels=NODE_LABELS,
+            ),
+            GaugeMetricFamily(
+                "beamside_collect_duration_seconds",
+                "Time the last collection on the node took, round trip",
+                labels=NODE_LABELS,
+            ),
+            GaugeMetricFamily(
+                "beamside_collect_last_success_timestamp_seconds",
+                "Unix time of the last successful collection on the node",
+                labels=NODE_LABELS,
+            ),
+            GaugeMetricFamily(
+                "beamside_snapshot_age_seconds",
+                "Age of the snapshot the node's series come from",
+                labels=NODE_LABELS,
+            ),
+            CounterMetricFamily(
+                "beamside_collect_errors", "Failed collections on the node", labels=NODE_LABELS
+            ),
+            CounterMetricFamily(
+                "beamside_node_connect_failures",
+                "Failed attempts to connect to the node, by reason",
+                labels=[*NODE_LABELS, "reason"],
+            ),
+            CounterMetricFamily(
+                "beamside_node_attaches",
+                "Times beamside attached to the node (first time and after each reconnect)",
+                labels=NODE_LABELS,
+            ),
+        )
+
+    def _own_text(self, statuses: Sequence[NodeStatus], fmt: Format) -> bytes:
+        """:meth:`_own`'s families, the same bytes, written line by line: at
+        10,000 nodes prometheus_client's ``add_metric`` for their 160,000
+        samples took a sixth of the daemon's CPU."""
+        cluster = self._source.cluster
+        heads = self._own_node_families()
+        lines: list[list[str]] = [[] for _ in heads]
+        up, state, agent, duration, last_ok, age, errors, failures, attaches = lines
+        states = [(x, x.value) for x in NodeState]
+        known, self._label_texts = self._label_texts, {}
+        now = time.time()
+        for s in statuses:
+            key = (s.node, s.family)
+            base = known.get(key)
+            if base is None:
+                base = (
+                    f'cluster="{escape_value(cluster)}",family="{escape_value(s.family)}",'
+                    f'node="{escape_value(s.node)}"'
+                )
+            self._label_texts[key] = base
+            is_up = s.state is NodeState.UP
+            up.append(f"beamside_node_up{{{base}}} {'1.0' if is_up else '0.0'}")
+            for member, value in states:
+                flag = "1.0" if s.state is member else "0.0"
+                state.append(f'beamside_node_state{{{base},state="{value}"}} {flag}')
+            agent.append(
+                f"beamside_agent_version{{{base}}} "
+                f"{go_float(float(s.agent_version if is_up else 0))}"
+            )
+            duration.append(
+                f"beamside_collect_duration_seconds{{{base}}} "
+                f"{go_float(float(s.last_collect_duration))}"
+            )
+            errors.append(
+                f"beamside_collect_errors_total{{{base}}} {go_float(float(s.collect_errors))}"
+            )
+            attaches.append(f"beamside_node_attaches_total{{{base}}} {go_float(float(s.attaches))}")
+            for reason, count in sorted(s.connect_failures.items()):
+                failures.append(
+                    f'beamside_node_connect_failures_total{{{base},reason="{escape_value(reason)}"}}'
+                    f" {go_float(float(count))}"
+                )
+            if s.last_success:
+                last_ok.append(
+                    f"beamside_collect_last_success_timestamp_seconds{{{base}}} "
+                    f"{go_float(float(s.last_success))}"
+                )
+                age.append(
+                    f"beamside_snapshot_age_seconds{{{base}}} "
+                    f"{go_float(max(now - s.last_success, 0.0))}"
+                )
+        parts = [format_families(self._own_totals(len(statuses)), fmt)]
+        for family, written in zip(heads, lines, strict=True):
+            parts.append(format_lines(fmt, family.type, family.name, family.documentation, written))
+        return b"".join(parts)
 
 
 class BeamsideRegistry(CollectorRegistry):
@@ -238,7 +331,5 @@ def build_registry(
 
     ``series_budget``: samples per node the plugin families may have."""
     return BeamsideRegistry(
-        BeamsideCollector(
-            source, version, alarms=alarms, extra=extra, series_budget=series_budget
-        )
+        BeamsideCollector(source, version, alarms=alarms, extra=extra, series_budget=series_budget)
     )

@@ -21,9 +21,8 @@ with the default ``underscores``, ``allow-utf-8`` or ``values`` escaping:
 sample lines are the same bytes in both formats, only headers and ``# EOF``
 differ); a format that rewrites them (``escaping=dots``) gets its own render,
 kept in the same entry.  Entries of nodes no longer in the snapshots are
-dropped at the next scrape.  The joined node families of the last scrape
-are kept per format and served again while every node's text is the same
-object (a second scraper in the same second costs a list comparison).
+dropped at the next scrape.  The joined body is not kept: it is the size of
+every node's text again (40 KB a node), and joining costs a copy.
 beamside's own families (a dozen series per node) are built fresh at every
 scrape and formatted by :func:`format_families` the same way; a family of
 another shape (histograms, ``_created``, timestamps) goes through
@@ -471,6 +470,22 @@ def _fast_lines(fmt: Format, metric: Metric) -> list[str] | None:
     return lines
 
 
+def format_lines(fmt: Format, kind: str, name: str, doc: str, lines: Sequence[str]) -> bytes:
+    """A gauge or counter family written from its sample lines, made by the
+    caller as :func:`_fast_lines` makes them (sorted labels, values escaped
+    with :func:`escape_value`, numbers with :func:`go_float`); the header as
+    prometheus_client writes it.  Unsupported when ``fmt`` would rewrite
+    the sample name."""
+    sample = f"{name}_total" if kind == "counter" else name
+    if not _unchanged(fmt, sample, True):
+        raise Unsupported(sample)
+    header = _header(fmt, kind, name, doc)
+    return header + ("\n".join(lines) + "\n").encode() if lines else header
+
+
+escape_value: Final = _esc
+
+
 def format_families(metrics: Iterable[Metric], fmt: Format) -> bytes:
     """prometheus_client's exposition of ``metrics`` in ``fmt`` without the
     OpenMetrics ``# EOF``: plain families formatted here (beamside's own
@@ -491,10 +506,6 @@ def format_families(metrics: Iterable[Metric], fmt: Format) -> bytes:
 # --------------------------------------------------------------------------- cache
 
 
-def _same_objects(a: Sequence[object], b: Sequence[object]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
-
-
 @dataclass(frozen=True, eq=False)
 class _Entry:
     snapshot: NodeSnapshot
@@ -512,8 +523,6 @@ class ExpositionCache:
         #: the snapshot whose drops were last counted, per node
         self._counted: dict[str, NodeSnapshot] = {}
         self._dropped: dict[str, dict[str, int]] = {}
-        #: per format, the texts of the last scrape and what they joined to
-        self._last: dict[Format, tuple[list[NodeText], bytes]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -576,9 +585,4 @@ class ExpositionCache:
         """The node families of ``snaps`` in ``fmt``."""
         texts = [self.node_text(snap, fmt) for snap in snaps]
         self.forget_others(snap.node for snap in snaps)
-        last = self._last.get(fmt)
-        if last is not None and _same_objects(last[0], texts):
-            return last[1]  # a second scraper, nothing changed since the first
-        body = b"".join(join_texts(texts, fmt))
-        self._last[fmt] = (texts, body)  # replaced whole: a reader sees one pair
-        return body
+        return b"".join(join_texts(texts, fmt))

@@ -582,3 +582,36 @@ def test_nodes_of_one_release_share_what_is_not_their_own() -> None:
     first, second = (golden_snapshot("otp25") for _ in range(2))
     assert first.modules and first.modules is not second.modules
     assert all(first.modules[m] is second.modules[m] for m in first.modules)
+
+
+class StatusSource(Source):
+    """Nodes in every state, with failures, labels to escape, no success yet."""
+
+    def statuses(self) -> list[NodeStatus]:
+        states = list(NodeState)
+        return [
+            NodeStatus(
+                s.node,
+                'fam"ily\\' if i % 2 else s.family,
+                states[i % len(states)],
+                agent_version=10,
+                collect_errors=i,
+                connect_failures={"cookie": 2, 'we"ird': 1} if i % 3 == 0 else {},
+                attaches=i + 1,
+                last_collect_duration=0.012345 * i,
+                last_success=0.0 if i == 1 else 1.7e9 + i / 3,
+            )
+            for i, s in enumerate(list(self.snapshots.values()))
+        ]
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FORMAT_IDS)
+def test_own_families_written_line_by_line_are_prometheus_clients_bytes(
+    fmt: Format, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sidecar.exporter.collector.time.time", lambda: 1.7e9 + 100)
+    registry = build_registry(StatusSource(golden_all(), cluster='c"1'), "t")
+    body = check(registry, fmt, "own families").replace(b"__", b"_")  # dots doubles _
+    for family in (b"beamside_node_state", b"beamside_node_connect_failures_total{"):
+        assert family in body
+    assert b'reason="we\\"ird"' in body and b"beamside_snapshot_age_seconds{" in body
