@@ -258,6 +258,9 @@ class _Skeleton(NamedTuple):
     sample: str
     #: ``str.format(**base)`` -> the line up to the value (no own labels)
     prefix: str
+    #: the sample name as written and ``{``: with the node's base label text
+    #: and ``} ``, the same line as ``prefix`` (without a format call)
+    open: str
     #: ``str.format(**base)`` -> a template taking the own label values in order
     template: str
 
@@ -294,18 +297,20 @@ def _skeleton(
     skeleton = _Skeleton(
         sample,
         f"{_brace(head)}{{{{{','.join(prefix)}}}}} ",
+        head + "{",
         f"{_brace(_brace(head))}{{{{{{{{{','.join(template)}}}}}}}}} ",
     )
     return _SKELETONS.put(key, skeleton)  # type: ignore[no-any-return]
 
 
 class _Family:
-    __slots__ = ("doc", "keys", "kind", "lines", "prefix", "template")
+    __slots__ = ("doc", "keys", "kind", "lines", "prefix", "sample", "template")
 
     def __init__(
-        self, keys: tuple[str, ...], kind: str, doc: str, prefix: str, template: str
+        self, keys: tuple[str, ...], kind: str, doc: str, prefix: str, template: str, sample: str
     ) -> None:
         self.keys = keys
+        self.sample = sample
         self.kind = kind
         self.doc = doc
         #: the whole line up to the value (no own labels)
@@ -324,8 +329,49 @@ class _TextWriter(NodeWriter):
         self._families: dict[str, _Family] = {}
         self._base = {k: _esc(v) for k, v in self.base.items()}
         self._base_braced = {k: _brace(v) for k, v in self._base.items()}
-        self._sample_names: set[str] = set()
-        self._label_names: set[str] = set(self.base)
+        # what a family without labels of its own has between its braces
+        self._base_text = (
+            ",".join(
+                f'{label if fmt is None else _label_name(fmt, label)}="{self._base[label]}"'
+                for label in sorted(BASE_LABELS)
+            )
+            + "} "
+        )
+
+    # gauge/counter as NodeWriter's, inlined: they run for every sample (the
+    # plugin budget and the number rule unchanged, see NodeWriter._add)
+    def gauge(self, name: str, doc: str, value: Any, **labels: str) -> None:
+        t = type(value)
+        if t is float or t is int or t is bool:
+            self._write("gauge", name, doc, value, labels)
+
+    def counter(self, name: str, doc: str, value: Any, **labels: str) -> None:
+        t = type(value)
+        if t is float or t is int or t is bool:
+            self._write("counter", name, doc, value, labels)
+
+    def _write(self, kind: str, name: str, doc: str, value: Any, labels: dict[str, str]) -> None:
+        if type(value) is not float:
+            if type(value) is bool:
+                value = 1.0 if value else 0.0
+            else:
+                try:
+                    value = float(value)
+                except OverflowError:  # an integer beyond a float's range
+                    return
+        if self._in_plugins and not self._spend(name):
+            return
+        family = self._families.get(name)
+        if labels:
+            if family is None or family.keys != tuple(labels):
+                family = self._family(kind, name, doc, tuple(labels))
+            family.lines.append(
+                family.template.format(*[_esc(v) for v in labels.values()]) + go_float(value)
+            )
+        else:
+            if family is None or family.keys:
+                family = self._family(kind, name, doc, ())
+            family.lines.append(family.prefix + go_float(value))
 
     def _emit(
         self, kind: str, name: str, doc: str, number: float, labels: Mapping[str, str]
@@ -344,12 +390,11 @@ class _TextWriter(NodeWriter):
         if known is not None:  # as vm_metrics._Families.get
             raise ValueError(f"{name}: labels {keys} != {known.keys}")
         skeleton = _skeleton(self._fmt, kind, name, doc, keys)
-        self._sample_names.add(skeleton.sample)
-        self._label_names.update(keys)
         if keys:
-            family = _Family(keys, kind, doc, "", skeleton.template.format(**self._base_braced))
+            template = skeleton.template.format(**self._base_braced)
+            family = _Family(keys, kind, doc, "", template, skeleton.sample)
         else:
-            family = _Family(keys, kind, doc, skeleton.prefix.format(**self._base), "")
+            family = _Family(keys, kind, doc, skeleton.open + self._base_text, "", skeleton.sample)
         self._families[name] = family
         return family
 
@@ -365,8 +410,10 @@ class _TextWriter(NodeWriter):
                 ("\n".join(f.lines) + "\n").encode() if f.lines else b""
                 for f in families.values()
             ),
-            sample_names=_shared(frozenset(self._sample_names)),
-            label_names=_shared(frozenset(self._label_names)),
+            sample_names=_shared(frozenset([f.sample for f in families.values()])),
+            label_names=_shared(
+                frozenset(self.base).union(*[f.keys for f in families.values() if f.keys])
+            ),
             dropped=dict(self.dropped) if self.dropped else _NO_DROPS,
         )
 
