@@ -92,6 +92,8 @@ class Daemon:
             extra=extra,
             series_budget=config.metrics.series_budget,
         )
+        # each new snapshot rendered as it comes while scrapes read every one
+        self.manager.snapshot_listeners.append(self.registry.collector.cache.prepare)
         host, port = config.http_listen
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
         # The control plane: bound now (a taken port fails at startup), served in run().

@@ -270,6 +270,9 @@ class NodeManager:
         self.checker = checker
         self.cluster = config.cluster
         self.snapshots: dict[str, NodeSnapshot] = {}
+        #: called with each new snapshot after the checks and hooks (the
+        #: exporter renders ahead of a scrape there)
+        self.snapshot_listeners: list[Callable[[NodeSnapshot], object]] = []
         self._status: dict[str, NodeStatus] = {}
         self._nodes: dict[str, _Managed] = {}
         self._discovery: list[asyncio.Task[None]] = []
@@ -633,6 +636,11 @@ class NodeManager:
                         self.hooks.on_snapshot(snapshot)
                     except Exception:
                         log.exception("snapshot hook on %s failed", node, extra={"node": node})
+                for listener in self.snapshot_listeners:
+                    try:
+                        listener(snapshot)
+                    except Exception:
+                        log.exception("snapshot listener on %s failed", node, extra={"node": node})
             next_tick += interval
             wait = next_tick - loop.time()
             if wait < 0:  # fell behind: skip ticks rather than burst

@@ -570,16 +570,20 @@ class ExpositionCache:
         #: the snapshot whose drops were last counted, per node
         self._counted: dict[str, NodeSnapshot] = {}
         self._dropped: dict[str, dict[str, int]] = {}
+        #: nodes whose current text a scrape has read
+        self._served: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def node_text(self, snap: NodeSnapshot, fmt: Format) -> NodeText:
+        """``snap``'s text in ``fmt``, for a scrape (rendered now if it is not kept)."""
         entry = self._entries.get(snap.node)
         canonical = None
         if entry is not None and entry.snapshot is snap:
             text = entry.texts.get(fmt)
             if text is not None:
+                self._served.add(snap.node)
                 return text
             canonical = entry.texts.get(None)
         # rendered without a lock: the event loop and other scrapes go on
@@ -587,7 +591,24 @@ class ExpositionCache:
             canonical = render_text(snap, None, self.series_budget)
         text = canonical if canonical.serves(fmt) else render_text(snap, fmt, self.series_budget)
         self._install(snap, {None: canonical, fmt: text})
+        self._served.add(snap.node)
         return text
+
+    def prepare(self, snap: NodeSnapshot) -> bool:
+        """Render a new snapshot now, ahead of the next scrape, if scrapes read
+        the node's text before it (True when rendered).  Called as snapshots
+        arrive: a scrape then only joins texts (a cold scrape of 300 nodes
+        held the GIL for about 0.4 s, and one of 10,000 for 10 s, starving
+        the collections); a node nobody scraped since its last snapshot
+        stays rendered on demand, so a sidecar without a scraper, or one
+        scraped less often than it collects, renders no snapshot in vain."""
+        if snap.node not in self._served:
+            return False
+        entry = self._entries.get(snap.node)
+        if entry is not None and entry.snapshot is snap:
+            return False
+        self._install(snap, {None: render_text(snap, None, self.series_budget)})
+        return True
 
     def _install(self, snap: NodeSnapshot, texts: dict[Format | None, NodeText]) -> None:
         with self._lock:
@@ -596,6 +617,7 @@ class ExpositionCache:
                 self._entries[snap.node] = _Entry(snap, {**texts, **current.texts})
             elif current is None or current.snapshot.taken_at <= snap.taken_at:
                 self._entries[snap.node] = _Entry(snap, texts)
+                self._served.discard(snap.node)  # not read by a scrape yet
                 self._count_locked(snap, texts[None].dropped)
             # else: a scrape that read an older snapshot; the newer one stays
 
@@ -627,6 +649,7 @@ class ExpositionCache:
             for table in (self._entries, self._counted, self._dropped):
                 for node in [n for n in table if n not in keep]:
                     del table[node]
+            self._served &= keep
 
     def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> bytes:
         """The node families of ``snaps`` in ``fmt``."""

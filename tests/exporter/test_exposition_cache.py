@@ -37,6 +37,7 @@ from prometheus_client.utils import floatToGoString
 from sidecar import agents
 from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.erldist.node import LocalNode
+from sidecar.exporter import exposition as exposition_module
 from sidecar.exporter.collector import BeamsideRegistry, build_registry
 from sidecar.exporter.exposition import (
     OPENMETRICS,
@@ -615,3 +616,45 @@ def test_own_families_written_line_by_line_are_prometheus_clients_bytes(
     for family in (b"beamside_node_state", b"beamside_node_connect_failures_total{"):
         assert family in body
     assert b'reason="we\\"ird"' in body and b"beamside_snapshot_age_seconds{" in body
+
+
+def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snaps = [golden_snapshot(name) for name in RUNTIMES]
+    source = Source(snaps)
+    registry = build_registry(source, "t")
+    cache = registry.collector.cache
+    renders: list[str] = []
+    real_render = exposition_module.render_text
+
+    def counting(snap: NodeSnapshot, *args: Any, **kwargs: Any) -> Any:
+        renders.append(snap.node)
+        return real_render(snap, *args, **kwargs)
+
+    monkeypatch.setattr(exposition_module, "render_text", counting)
+    # never scraped: a new snapshot waits for a scrape
+    first = replace(snaps[0], taken_at=2e9)
+    assert not cache.prepare(first) and renders == []
+    source.snapshots[first.node] = first
+    check(registry, OPENMETRICS, "first scrape")  # renders all three, on demand
+    assert sorted(renders) == sorted(s.node for s in source.snapshots.values())
+    # scraped: each new snapshot is rendered as it arrives, the scrape only joins
+    renders.clear()
+    second = replace(snaps[0], taken_at=2e9 + 15)
+    assert cache.prepare(second) and renders == [second.node]
+    assert not cache.prepare(second)  # once
+    source.snapshots[second.node] = second
+    check(registry, OPENMETRICS, "after the render ahead")
+    check(registry, TEXT, "the other format, from the same text")
+    assert renders == [second.node]
+    # a snapshot nobody scraped: the next one is left for a scrape again
+    third = replace(snaps[0], taken_at=2e9 + 30)
+    assert cache.prepare(third)
+    source.snapshots[third.node] = third
+    fourth = replace(snaps[0], taken_at=2e9 + 45)
+    assert not cache.prepare(fourth)
+    source.snapshots[fourth.node] = fourth
+    renders.clear()
+    check(registry, OPENMETRICS, "lazy again")
+    assert renders == [fourth.node]
