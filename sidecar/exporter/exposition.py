@@ -570,8 +570,10 @@ class ExpositionCache:
         #: the snapshot whose drops were last counted, per node
         self._counted: dict[str, NodeSnapshot] = {}
         self._dropped: dict[str, dict[str, int]] = {}
-        #: nodes whose current text a scrape has read
-        self._served: set[str] = set()
+        #: per node, snapshots that arrived since a scrape last read its text ...
+        self._arrivals: dict[str, int] = {}
+        #: ... and how many had arrived when it did (scrapes keep up: 0 or 1)
+        self._gap: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -583,7 +585,7 @@ class ExpositionCache:
         if entry is not None and entry.snapshot is snap:
             text = entry.texts.get(fmt)
             if text is not None:
-                self._served.add(snap.node)
+                self._read(snap.node)
                 return text
             canonical = entry.texts.get(None)
         # rendered without a lock: the event loop and other scrapes go on
@@ -591,21 +593,28 @@ class ExpositionCache:
             canonical = render_text(snap, None, self.series_budget)
         text = canonical if canonical.serves(fmt) else render_text(snap, fmt, self.series_budget)
         self._install(snap, {None: canonical, fmt: text})
-        self._served.add(snap.node)
+        self._read(snap.node)
         return text
 
+    def _read(self, node: str) -> None:
+        self._gap[node] = self._arrivals.get(node, 0)
+        self._arrivals[node] = 0
+
     def prepare(self, snap: NodeSnapshot) -> bool:
-        """Render a new snapshot now, ahead of the next scrape, if scrapes read
-        the node's text before it (True when rendered).  Called as snapshots
-        arrive: a scrape then only joins texts (a cold scrape of 300 nodes
-        held the GIL for about 0.4 s, and one of 10,000 for 10 s, starving
-        the collections); a node nobody scraped since its last snapshot
-        stays rendered on demand, so a sidecar without a scraper, or one
-        scraped less often than it collects, renders no snapshot in vain."""
-        if snap.node not in self._served:
-            return False
-        entry = self._entries.get(snap.node)
+        """Render a new snapshot now, ahead of the next scrape, when scrapes
+        read every snapshot of the node (at the last read, at most one had
+        arrived since the read before); True when rendered.  Called as
+        snapshots arrive: a scrape then only joins texts (a cold scrape of
+        300 nodes held the GIL for about 0.4 s, one of 10,000 for 10 s,
+        starving the collections).  A node scraped less often than it is
+        collected, or not at all, stays rendered on demand: no snapshot is
+        rendered in vain."""
+        node = snap.node
+        entry = self._entries.get(node)
         if entry is not None and entry.snapshot is snap:
+            return False
+        self._arrivals[node] = self._arrivals.get(node, 0) + 1
+        if self._gap.get(node, 2) > 1:
             return False
         self._install(snap, {None: render_text(snap, None, self.series_budget)})
         return True
@@ -617,7 +626,6 @@ class ExpositionCache:
                 self._entries[snap.node] = _Entry(snap, {**texts, **current.texts})
             elif current is None or current.snapshot.taken_at <= snap.taken_at:
                 self._entries[snap.node] = _Entry(snap, texts)
-                self._served.discard(snap.node)  # not read by a scrape yet
                 self._count_locked(snap, texts[None].dropped)
             # else: a scrape that read an older snapshot; the newer one stays
 
@@ -646,10 +654,12 @@ class ExpositionCache:
         """Drop what is kept for nodes not in ``nodes`` (gone from the manager)."""
         keep = set(nodes)
         with self._lock:
-            for table in (self._entries, self._counted, self._dropped):
-                for node in [n for n in table if n not in keep]:
-                    del table[node]
-            self._served &= keep
+            tables: tuple[dict[str, Any], ...] = (
+                self._entries, self._counted, self._dropped, self._arrivals, self._gap
+            )
+            for table in tables:  # list(): prepare() adds nodes from the event loop
+                for node in [n for n in list(table) if n not in keep]:
+                    table.pop(node, None)
 
     def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> bytes:
         """The node families of ``snaps`` in ``fmt``."""

@@ -618,43 +618,55 @@ def test_own_families_written_line_by_line_are_prometheus_clients_bytes(
     assert b'reason="we\\"ird"' in body and b"beamside_snapshot_age_seconds{" in body
 
 
-def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_them(
+def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_each_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     snaps = [golden_snapshot(name) for name in RUNTIMES]
     source = Source(snaps)
     registry = build_registry(source, "t")
     cache = registry.collector.cache
-    renders: list[str] = []
+    renders: list[float] = []
     real_render = exposition_module.render_text
 
     def counting(snap: NodeSnapshot, *args: Any, **kwargs: Any) -> Any:
-        renders.append(snap.node)
+        if snap.node == snaps[0].node:
+            renders.append(snap.taken_at)
         return real_render(snap, *args, **kwargs)
 
     monkeypatch.setattr(exposition_module, "render_text", counting)
-    # never scraped: a new snapshot waits for a scrape
-    first = replace(snaps[0], taken_at=2e9)
-    assert not cache.prepare(first) and renders == []
-    source.snapshots[first.node] = first
-    check(registry, OPENMETRICS, "first scrape")  # renders all three, on demand
-    assert sorted(renders) == sorted(s.node for s in source.snapshots.values())
-    # scraped: each new snapshot is rendered as it arrives, the scrape only joins
+
+    def arrives(seconds: float) -> tuple[NodeSnapshot, bool]:
+        snap = replace(snaps[0], taken_at=2e9 + seconds)
+        ahead = cache.prepare(snap)
+        source.snapshots[snap.node] = snap
+        return snap, ahead
+
+    def scrape(what: str) -> None:
+        check(registry, OPENMETRICS, what)
+
+    # never scraped: a new snapshot waits for a scrape, which renders it
+    first, ahead = arrives(0)
+    assert not ahead and renders == []
+    scrape("first scrape")
+    assert renders == [first.taken_at]
+    # scrapes read every snapshot: each is rendered as it arrives, a scrape only joins
+    for t in (15, 30, 45):
+        snap, ahead = arrives(t)
+        assert ahead and renders[-1] == snap.taken_at
+        assert not cache.prepare(snap)  # once
+        scrape(f"warm at {t}")
+        check(registry, TEXT, "the other format, from the same text")
+        assert renders[-1] == snap.taken_at and renders.count(snap.taken_at) == 1
+    # two snapshots between scrapes (scraped less often than collected): the
+    # first one after a read is still rendered ahead, then the node is lazy
     renders.clear()
-    second = replace(snaps[0], taken_at=2e9 + 15)
-    assert cache.prepare(second) and renders == [second.node]
-    assert not cache.prepare(second)  # once
-    source.snapshots[second.node] = second
-    check(registry, OPENMETRICS, "after the render ahead")
-    check(registry, TEXT, "the other format, from the same text")
-    assert renders == [second.node]
-    # a snapshot nobody scraped: the next one is left for a scrape again
-    third = replace(snaps[0], taken_at=2e9 + 30)
-    assert cache.prepare(third)
-    source.snapshots[third.node] = third
-    fourth = replace(snaps[0], taken_at=2e9 + 45)
-    assert not cache.prepare(fourth)
-    source.snapshots[fourth.node] = fourth
+    arrives(60)
+    arrives(75)
+    scrape("after two snapshots")
+    assert renders == [2e9 + 60, 2e9 + 75]
     renders.clear()
-    check(registry, OPENMETRICS, "lazy again")
-    assert renders == [fourth.node]
+    arrives(90)
+    last, ahead = arrives(105)
+    assert not ahead and renders == []
+    scrape("lazy")
+    assert renders == [last.taken_at]
