@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .agents.config import BUILTIN_PLUGINS, LEVELS
+from .agents.config import BUILTIN_PLUGINS, LEVELS, UserPlugin, read_user_plugins
 from .agents.config import AgentsConfig as AgentsConfig
 from .agents.config import LogsConfig as LogsConfig
 from .agents.config import NotificationsConfig as NotificationsConfig
@@ -1058,7 +1058,7 @@ def _metrics(r: _Reader, value: object) -> MetricsConfig:
 def _plugins(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> PluginsConfig:
     """Built-in plugins off everywhere (``disabled``) or on listed nodes (``nodes``)."""
     path = "plugins"
-    m = r.mapping(value, path, {"disabled", "nodes"})
+    m = r.mapping(value, path, {"disabled", "nodes", "directory"})
 
     def names(v: Any) -> frozenset[str]:
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -1078,9 +1078,15 @@ def _plugins(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> Plugi
             node_disabled.append(
                 (node, r.convert(own, "disabled", f"{path}.nodes.{node}", names, frozenset()))
             )
+    def user(v: Any) -> tuple[UserPlugin, ...]:
+        if not isinstance(v, str) or not v:
+            raise ValueError(f"expected the path of a directory, got {v!r}")
+        return read_user_plugins(v)
+
     return PluginsConfig(
         disabled=r.convert(m, "disabled", path, names, frozenset()),
         node_disabled=tuple(sorted(node_disabled)),
+        user=r.convert(m, "directory", path, user, ()),
     )
 
 

@@ -530,6 +530,12 @@ class NodeManager:
         except agents.AgentConflict:
             await self.local.disconnect(node)
             raise
+        user_plugins = self.config.plugins.user
+        if user_plugins:
+            for problem in await agents.load_user_plugins(
+                self.local, node, user_plugins, info.modules
+            ):
+                log.warning("plugin not loaded on %s: %s", node, problem, extra={"node": node})
         opts: dict[str, Any] = self.config.agents.attach_options()
         if self.hooks is not None:
             opts.update(self.hooks.attach_options(node) or {})

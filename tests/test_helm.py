@@ -747,3 +747,25 @@ def test_dockerfile_structure() -> None:
     assert "!sidecar" in ignored  # the one package (the exporter lives in it)
     copied = {c.value[0] for c in commands if c.cmd == "COPY"}
     assert "sidecar" in copied
+
+
+def test_user_plugins_from_a_config_map() -> None:
+    """``userPlugins.configMap``: mounted read-only where the config says, the
+    config's own plugins settings kept."""
+    assert "directory" not in rendered_config(render(MINIMAL)).get("plugins", {})
+    objects = render(
+        merged(
+            MINIMAL,
+            {
+                "userPlugins": {"configMap": "my-plugins"},
+                "config": {"plugins": {"disabled": ["poolboy"]}},
+            },
+        )
+    )
+    config = rendered_config(objects)
+    assert config["plugins"] == {"disabled": ["poolboy"], "directory": "/etc/beamside/plugins"}
+    pod = workload(objects)["spec"]["template"]["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "user-plugins"]
+    assert volume["configMap"]["name"] == "my-plugins"
+    (mount,) = [m for m in container(objects)["volumeMounts"] if m["name"] == "user-plugins"]
+    assert mount == {"name": "user-plugins", "mountPath": "/etc/beamside/plugins", "readOnly": True}

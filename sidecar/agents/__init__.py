@@ -57,6 +57,7 @@ from importlib.resources.abc import Traversable
 from types import MappingProxyType
 from typing import Any, ClassVar, Final, Literal
 
+from sidecar.agents.config import UserPlugin
 from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
 from sidecar.agents.terms import is_error, text
 from sidecar.erldist.errors import DistError, DistTimeout, RpcError
@@ -556,6 +557,48 @@ async def _purge(
             await local.rpc(node, "code", "purge", [Atom(mod)], timeout=timeout)
             return True
         await asyncio.sleep(0.05)
+
+
+async def load_user_plugins(
+    local: LocalNode,
+    node: str,
+    plugins: Sequence[UserPlugin],
+    loaded: Mapping[str, str],
+    *,
+    timeout: float = 10.0,
+) -> list[str]:
+    """Load the operator's plugins (``plugins.directory``) on the node, after
+    :func:`ensure_loaded`: each one the node does not already run with the
+    same code (``loaded``: the md5 of its ``beamside_*`` modules, as
+    :attr:`AgentInfo.modules`).  Like the agents, they are ``beamside_*``
+    modules: detach, the watchdog and :func:`unload` remove them.  Returns
+    a problem per plugin that did not load (the node said why); the others
+    are loaded."""
+    problems = []
+    async with _deadline("loading plugins", node, timeout):
+        for plugin in plugins:
+            reply = await local.rpc(node, "beam_lib", "md5", [plugin.beam], timeout=timeout)
+            if not (type(reply) is tuple and len(reply) == 2 and reply[0] == _OK):
+                problems.append(f"{plugin.path}: the node cannot read it: {text(reply[1:])}")
+                continue
+            module, md5 = reply[1]
+            if str(module) != plugin.module:
+                problems.append(f"{plugin.path}: holds module {module}, not {plugin.module}")
+                continue
+            if loaded.get(plugin.module) == bytes(md5).hex():
+                continue
+            # old code of an earlier version first: load_binary refuses while it is there
+            await local.rpc(node, "code", "soft_purge", [Atom(plugin.module)], timeout=timeout)
+            reply = await local.rpc(
+                node,
+                "code",
+                "load_binary",
+                [Atom(plugin.module), Charlist(plugin.path), plugin.beam],
+                timeout=timeout,
+            )
+            if reply != (Atom("module"), Atom(plugin.module)):
+                problems.append(f"{plugin.path}: loading failed on {node}: {text(reply)}")
+    return problems
 
 
 # --------------------------------------------------------------------------- calls

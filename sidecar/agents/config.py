@@ -8,7 +8,9 @@ handling (:mod:`sidecar.notify`) read them, the config reader builds them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 __all__ = [
@@ -85,18 +87,72 @@ class NotificationsConfig:
 BUILTIN_PLUGINS: Final = ("folsom", "mnesia", "os_mon", "poolboy", "rabbitmq", "ranch")
 """The names of the plugins ``beamside_plugin:builtin/0`` lists (the section
 keys under ``plugins`` in a snapshot)."""
+BUILTIN_PLUGIN_MODULES: Final = frozenset(f"beamside_plugin_{p}" for p in BUILTIN_PLUGINS)
+
+
+#: a user plugin's module name (and its file's, with ``.beam``)
+USER_PLUGIN_NAME: Final = re.compile(r"^beamside_plugin_[a-z][a-z0-9_]{0,40}$")
+MAX_USER_PLUGINS: Final = 32
+MAX_USER_PLUGIN_BYTES: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UserPlugin:
+    """An operator's own plugin: a compiled ``beamside_plugin_*`` module (the
+    ``beamside_plugin`` behaviour), loaded on every node at attach and
+    removed at detach with the agents."""
+
+    module: str
+    path: str
+    beam: bytes = field(repr=False)
+
+
+def read_user_plugins(directory: str) -> tuple[UserPlugin, ...]:
+    """Every ``beamside_plugin_*.beam`` of ``directory`` (sorted); ValueError
+    says what is wrong (not a directory, too many, too big, not a BEAM file).
+    Other files are left alone (the sources next to their beams)."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise ValueError(f"{directory} is not a directory")
+    found = sorted(p for p in root.iterdir() if p.suffix == ".beam")
+    plugins: list[UserPlugin] = []
+    for path in found:
+        if not USER_PLUGIN_NAME.match(path.stem):
+            raise ValueError(
+                f"{path.name}: a plugin's module is named beamside_plugin_<name> "
+                "(lower case letters, digits, _)"
+            )
+        if path.stem in BUILTIN_PLUGIN_MODULES:
+            raise ValueError(f"{path.name}: a built-in plugin has that name")
+        size = path.stat().st_size
+        if size > MAX_USER_PLUGIN_BYTES:
+            raise ValueError(f"{path.name}: {size} bytes, at most {MAX_USER_PLUGIN_BYTES}")
+        beam = path.read_bytes()
+        if beam[:4] != b"FOR1" or beam[8:12] != b"BEAM":
+            raise ValueError(f"{path.name}: not a BEAM file (compile it with erlc)")
+        plugins.append(UserPlugin(path.stem, str(path), beam))
+    if len(plugins) > MAX_USER_PLUGINS:
+        raise ValueError(f"{len(plugins)} plugins, at most {MAX_USER_PLUGINS}")
+    return tuple(plugins)
 
 
 @dataclass(frozen=True, slots=True)
 class PluginsConfig:
-    """``plugins:``: the built-in plugins switched off, everywhere or per node.
-    A plugin left on still runs only where its application does."""
+    """``plugins:``: the built-in plugins switched off, everywhere or per node,
+    and the operator's own (``directory``). A plugin left on still runs only
+    where it applies (its application runs)."""
 
     disabled: frozenset[str] = frozenset()
     # Per-node lists replacing ``disabled``: ((node, disabled), ...).
     node_disabled: tuple[tuple[str, frozenset[str]], ...] = ()
+    #: the plugins read from ``plugins.directory``
+    user: tuple[UserPlugin, ...] = ()
 
     def collect_options(self, node: str) -> dict[str, list[str]]:
-        """``plugins``: the ones left on, when any is off (the agent's default: all)."""
+        """``plugins``: the ones left on, when any is off (the agent's default:
+        all); ``extra_plugins``: the user plugins."""
         off = dict(self.node_disabled).get(node, self.disabled)
-        return {"plugins": [p for p in BUILTIN_PLUGINS if p not in off]} if off else {}
+        opts = {"plugins": [p for p in BUILTIN_PLUGINS if p not in off]} if off else {}
+        if self.user:
+            opts["extra_plugins"] = [p.module for p in self.user]
+        return opts

@@ -1276,9 +1276,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
                 if snap.rabbitmq is not None:
                     _rabbitmq(n, snap.rabbitmq)
             else:
-                render = _PLUGINS.get(name)
+                render = _PLUGINS.get(name) or _user_plugin(name)
                 section = snap.plugins.get(name)
-                if render is not None and section is not None:
+                if section is not None:
                     _guarded(n, key, _bound(section, render), snap)
 
 
@@ -1342,12 +1342,21 @@ def _ranch(n: NodeWriter, s: Ranch) -> None:
 
 #: RabbitMQ's resource alarms: the agent's name, rabbitmq_prometheus' family
 _RABBIT_ALARMS: Final = (
-    ("memory", "rabbitmq_alarms_memory_used_watermark",
-     "1 if RabbitMQ's VM memory watermark alarm is in effect (publishers blocked)."),
-    ("disk", "rabbitmq_alarms_free_disk_space_watermark",
-     "1 if RabbitMQ's free disk space watermark alarm is in effect (publishers blocked)."),
-    ("file_descriptor_limit", "rabbitmq_alarms_file_descriptor_limit",
-     "1 if RabbitMQ's file descriptor limit alarm is in effect."),
+    (
+        "memory",
+        "rabbitmq_alarms_memory_used_watermark",
+        "1 if RabbitMQ's VM memory watermark alarm is in effect (publishers blocked).",
+    ),
+    (
+        "disk",
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "1 if RabbitMQ's free disk space watermark alarm is in effect (publishers blocked).",
+    ),
+    (
+        "file_descriptor_limit",
+        "rabbitmq_alarms_file_descriptor_limit",
+        "1 if RabbitMQ's file descriptor limit alarm is in effect.",
+    ),
 )
 #: RabbitMQ's core metrics totals: field, family (as rabbitmq_prometheus), help
 _RABBIT_TOTALS: Final = (
@@ -1359,8 +1368,11 @@ _RABBIT_TOTALS: Final = (
 #: messages of the node's queues: field, family over all queues, help
 _RABBIT_MESSAGES: Final = (
     ("ready", "rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers"),
-    ("unacked", "rabbitmq_queue_messages_unacked",
-     "Messages delivered to consumers but not yet acknowledged"),
+    (
+        "unacked",
+        "rabbitmq_queue_messages_unacked",
+        "Messages delivered to consumers but not yet acknowledged",
+    ),
     ("total", "rabbitmq_queue_messages", "Messages ready and unacknowledged"),
 )
 
@@ -1383,13 +1395,17 @@ def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
         for resource, family, doc in _RABBIT_ALARMS:
             n.gauge(family, doc, 1 if resource in s.alarms else 0)
     if isinstance(s.memory, RabbitMemory):
-        n.gauge("rabbitmq_process_resident_memory_bytes",
-                "Memory used in bytes, as RabbitMQ's memory monitor measures it.", s.memory.used)
+        n.gauge(
+            "rabbitmq_process_resident_memory_bytes",
+            "Memory used in bytes, as RabbitMQ's memory monitor measures it.",
+            s.memory.used,
+        )
         n.gauge("rabbitmq_resident_memory_limit_bytes",
                 "Memory high watermark in bytes.", s.memory.limit)  # fmt: skip
     if isinstance(s.disk, RabbitDisk):
-        n.gauge("rabbitmq_disk_space_available_bytes", "Disk space available in bytes.",
-                s.disk.free)
+        n.gauge(
+            "rabbitmq_disk_space_available_bytes", "Disk space available in bytes.", s.disk.free
+        )
         n.gauge("rabbitmq_disk_space_available_limit_bytes",
                 "Free disk space low watermark in bytes.", s.disk.limit)  # fmt: skip
     if isinstance(s.totals, RabbitTotals):
@@ -1419,8 +1435,11 @@ def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
                    {"rabbitmq_cluster": c.name})  # fmt: skip
         n.gauge("rabbitmq_cluster_members", "Disc and RAM nodes of the RabbitMQ cluster.",
                 c.nodes)  # fmt: skip
-        n.gauge("rabbitmq_cluster_members_running",
-                "Members of the RabbitMQ cluster running, as this node sees them.", c.running)
+        n.gauge(
+            "rabbitmq_cluster_members_running",
+            "Members of the RabbitMQ cluster running, as this node sees them.",
+            c.running,
+        )
         n.gauge("rabbitmq_partitions",
                 "Nodes this node sees itself partitioned from (rabbit_node_monitor).",
                 len(c.partitions))  # fmt: skip
@@ -1659,6 +1678,71 @@ def _mnesia(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
 
 
 #: plugins (other than os_mon, which is typed) rendered from their map as sent
+#: how deep a user plugin's section is read, and its names' parts at most
+_USER_DEPTH: Final = 4
+_USER_PART: Final = 40
+
+
+def _user_plugin(name: str) -> Renderer:
+    """The renderer of a section an operator's own plugin (``plugins.directory``)
+    sent: every number in it (a boolean is 0 or 1) is a gauge named
+    ``erlang_plugin_<plugin>_<the atom keys down to it, joined by _>``; a map
+    keyed by binaries (names) gives a label named after the atom key holding
+    it (``#{pools => #{<<"db">> => #{size => 10}}}`` in plugin ``mine`` is
+    ``erlang_plugin_mine_pools_size{pools="db"} 10``, and
+    ``#{queues => #{<<"q1">> => 5}}`` is ``erlang_plugin_mine_queues{queues="q1"} 5``).
+    Names are cleaned to Prometheus' rules; anything else (lists, strings,
+    deeper than 4 levels) is left out; the node's plugin series budget applies."""
+
+    def clean(part: str) -> str:
+        return _NOT_NAME.sub("_", part).strip("_")[:_USER_PART]
+
+    plugin = clean(name) or "plugin"
+    prefix = f"erlang_plugin_{plugin}"
+
+    def label_name(part: str) -> str:
+        if part[0].isdigit() or part in BASE_LABELS:
+            return f"plugin_{part}"
+        return part
+
+    def render(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+        seen: dict[str, tuple[str, ...]] = {}
+
+        def gauge(family: str, value: Any, labels: dict[str, str]) -> None:
+            if seen.setdefault(family, tuple(labels)) == tuple(labels):  # one label set
+                doc = f"{plugin} plugin: {family.removeprefix(prefix + '_')}"
+                n.gauge(family, doc, value, **labels)
+
+        def walk(
+            tree: Mapping[Any, Any], family: str, labels: dict[str, str], by: str | None, depth: int
+        ) -> None:
+            for key, value in _sorted(tree):
+                if isinstance(key, bytes):  # a name: the label ``by``
+                    if by is None:
+                        continue
+                    named = {**labels, by: key.decode("utf-8", "replace")}
+                    if isinstance(value, dict):
+                        if depth < _USER_DEPTH:
+                            walk(value, family, named, None, depth + 1)
+                    else:
+                        gauge(family, value, named)
+                    continue
+                part = clean(text(key))
+                if not part:
+                    continue
+                full = f"{family}_{part}"
+                if not isinstance(value, dict):
+                    gauge(full, value, labels)
+                elif depth < _USER_DEPTH:
+                    names = bool(value) and all(isinstance(k, bytes) for k in value)
+                    by_next = label_name(part) if names and part not in labels else None
+                    walk(value, full, labels, by_next, depth + 1)
+
+        walk(s, prefix, {}, None, 1)
+
+    return render
+
+
 _PLUGINS: Final[Mapping[str, Renderer]] = {"mnesia": _mnesia}
 
 SectionRenderer = Callable[[NodeWriter, NodeSnapshot], None]

@@ -143,6 +143,11 @@ beamside.io/cluster: {{ .Values.config.cluster | quote }}
 {{- if include "beamside.sharded" . -}}
 {{- $_ = set $config "sharding" (dict "count" (int .Values.sharding.count)) -}}
 {{- end -}}
+{{- if .Values.userPlugins.configMap -}}
+{{- $plugins := deepCopy (.Values.config.plugins | default dict) -}}
+{{- $_ = set $plugins "directory" "/etc/beamside/plugins" -}}
+{{- $_ = set $config "plugins" $plugins -}}
+{{- end -}}
 {{- toYaml $config -}}
 {{- end -}}
 
