@@ -57,9 +57,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
-from sidecar.model import decode_snapshot
-from tests.agents.conftest import exposition
+from sidecar.exporter.exposition import TEXT, ExpositionCache
+from sidecar.model import NodeSnapshot, decode_snapshot
 from tests.realapps.apps import APP_KINDS, AppNode, Probe, RealApp, launcher
+
+
+def exposition(snaps: list[NodeSnapshot]) -> bytes:
+    """What /metrics serves for ``snaps`` (text 0.0.4)."""
+    return ExpositionCache().exposition(snaps, TEXT)
+
 
 PLAIN_TICK: dict[str, Any] = {"code_events": True, "config_events": True}
 FULL_TICK: dict[str, Any] = {**PLAIN_TICK, "modules_md5": True, "startup_files": True}

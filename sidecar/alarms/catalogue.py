@@ -132,6 +132,17 @@ _SPECS: tuple[AlarmSpec, ...] = (
         "(blocked call, slow consumer) and shed or spread the load.",
     ),
     AlarmSpec(
+        "process_message_queue_growth",
+        "node",
+        ((MI, 1.0), (MA, 100.0)),
+        "messages/s",
+        "A process's queue has grown at every collect for the whole window: it receives "
+        "faster than it handles. Inspect it now (Processes/GetProcess), before "
+        "process_message_queue fires: a slow consumer, a blocked call, or a producer to "
+        "throttle.",
+        window=60.0,
+    ),
+    AlarmSpec(
         "ranch_connection_limit",
         "node",
         ((MI, 0.8), (MA, 0.95)),

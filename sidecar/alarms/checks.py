@@ -27,6 +27,7 @@ from sidecar.model import (
     NodeState,
     NodeStatus,
     OsMon,
+    ProcessEntry,
     RabbitCluster,
     RabbitDisk,
     RabbitMemory,
@@ -67,6 +68,9 @@ class _NodeHistory:
     ticks: int = 0
     code_state: tuple[float | None, float | None] | None = None
     code_changed: bool = False
+    #: pid -> (since, its queue then, its queue at the last collect): the
+    #: processes of the top message queues whose queue grew at every collect
+    growing: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
 
 class _Md5Map:
@@ -298,6 +302,7 @@ class AlarmChecker:
 
         procs = snap.processes
         if procs is not None:
+            self._queue_growth(snap.taken_at, procs.top_message_queue, node, history, r)
             r.update(
                 self._graded(
                     "process_message_queue",
@@ -360,6 +365,60 @@ class AlarmChecker:
 
         self._report(node, node, snap.family, r)
         self._ingest(snap, on_arrival=True)
+
+    def _queue_growth(
+        self,
+        now: float,
+        top: Sequence[ProcessEntry],
+        node: str,
+        history: _NodeHistory,
+        r: dict[str, Finding | None],
+    ) -> None:
+        """``process_message_queue_growth``: a process among the longest queues
+        whose queue grew at every collect for at least ``window``, graded on
+        its rate (messages/s) over that span; the fastest is named."""
+        s = self._enabled("process_message_queue_growth")
+        if s is None:
+            return
+        before, growing = history.growing, {}
+        for p in top:
+            length = p.message_queue_len
+            if length is None:
+                continue
+            since, first, last = before.get(p.pid, (now, length, length))
+            growing[p.pid] = (since, first, length) if length > last else (now, length, length)
+        history.growing = growing
+        rates = sorted(
+            (
+                ((length - first) / (now - since), now - since, p)
+                for p in top
+                if (entry := growing.get(p.pid)) is not None
+                for since, first, length in [entry]
+                if now - since >= s.window and length > first
+            ),
+            key=lambda x: -x[0],
+        )
+        if not rates:
+            r.update(self._graded("process_message_queue_growth", node, 0.0, lambda v: ""))
+            return
+        rate, span, fastest = rates[0]
+        r.update(
+            self._graded(
+                "process_message_queue_growth",
+                node,
+                rate,
+                lambda v: (
+                    f"the queue of {fastest.label} grew at every collect for {span:.0f}s, "
+                    f"{v:.1f} messages/s, to {fastest.message_queue_len:.0f}"
+                ),
+                lambda: {
+                    "growing": [
+                        {**p.summary(), "messages_per_s": round(v, 2), "for_s": round(t)}
+                        for v, t, p in rates[:5]
+                    ]
+                },
+            )
+        )
 
     def _rabbitmq_checks(self, s: RabbitMQ, node: str, r: dict[str, Finding | None]) -> None:
         """RabbitMQ's own view: its resource alarms (kept by rabbit_alarm, apart
