@@ -23,7 +23,8 @@
 %%% maps, oldest first:
 %%%
 %%%   logs (kind => log): see beamside_logger (source => logger) and
-%%%     beamside_lager (source => lager).
+%%%     beamside_lager (source => lager).  lager's copy of an OTP report
+%%%     (its error_logger redirection) is left out: logger forwarded it.
 %%%   notifications (kind => notification, level, time (ns), node, type, msg):
 %%%     shell_command   an expression typed in an Erlang shell of this node:
 %%%                     command (number), msg (the expression, erl_pp,
@@ -190,7 +191,14 @@
             scans = [] :: [integer()],
             last_scan :: integer(),
             last_poll :: integer(),
-            monitoring = false :: boolean()}).
+            monitoring = false :: boolean(),
+            %% recent logger events {Pid, Level, Ms} while lager is attached
+            seen = [] :: [{binary(), atom(), integer()}]}).
+
+%% How long, and how many, logger events are remembered to recognise the
+%% copy lager's error_logger redirection makes of them.
+-define(DUP_MS, 5000).
+-define(DUP_MAX, 64).
 
 %%% ---------------------------------------------------------------------------
 %%% API (called by beamside_sysmon)
@@ -312,7 +320,7 @@ handle_cast(_Msg, St) ->
     {noreply, St}.
 
 handle_info({beamside_log, Event}, St) ->
-    {noreply, take(Event, St)};
+    {noreply, take_log(Event, St)};
 handle_info({beamside_sysmon, Who, Event, Info, Time}, St) ->
     case any(fun(Sc) -> Sc#sc.sysmon end, St) of
         true -> {noreply, sysmon(Who, Event, Info, Time, St)};
@@ -567,6 +575,33 @@ take_token({Tokens, Last}, Rate) ->
 
 count_local(Reason, #s{local = L} = St) ->
     St#s{local = maps:update_with(Reason, fun(N) -> N + 1 end, 1, L)}.
+
+%% With lager redirecting error_logger (its default), an OTP report (a crash
+%% or supervisor report, an error_logger call) comes twice: from logger,
+%% then from lager's error_logger handler as a lager message whose pid
+%% metadata is the pid itself (lager's own calls carry it as a string).
+%% That copy is left out: not a loss, so not counted as a drop.
+take_log(#{source := lager} = Event, St) ->
+    case maps:take(redirected, Event) of
+        {true, #{pid := Pid, level := Level} = Ev} ->
+            Now = erlang:monotonic_time(millisecond),
+            Copy = lists:any(fun({P, L, T}) -> P =:= Pid andalso L =:= Level
+                                                   andalso Now - T =< ?DUP_MS
+                             end, St#s.seen),
+            case Copy of
+                true -> St;
+                false -> take(Ev, St)
+            end;
+        {_, Ev} -> take(Ev, St);
+        error -> take(Event, St)
+    end;
+take_log(#{source := logger, pid := Pid, level := Level} = Event, #s{lager = Lager} = St)
+  when is_pid(Lager) ->
+    Seen = [{Pid, Level, erlang:monotonic_time(millisecond)}
+            | lists:sublist(St#s.seen, ?DUP_MAX - 1)],
+    take(Event, St#s{seen = Seen});
+take_log(Event, St) ->
+    take(Event, St).
 
 take(Event, St) ->
     case take_token(St#s.bucket, cfg(max_rate, St, 2000, {1, 1000000})) of

@@ -170,8 +170,14 @@ event(Meta0, Severity, Timestamp, Message, #b{max_bytes = Max}) ->
               {pid, P} when is_list(P) -> unicode:characters_to_binary(P);
               _ -> undefined
           end,
+    %% a pid term, not lager's string: the message may be lager's copy of an
+    %% error_logger event beamside_logger forwarded already (beamside_events)
+    Redirected = case lists:keyfind(pid, 1, Meta) of
+                     {pid, RP} -> is_pid(RP);
+                     false -> false
+                 end,
     Base = #{kind => log, source => lager, level => Severity, time => Time, node => node(),
-             msg => Text, truncated => Text =/= Bin},
+             msg => Text, truncated => Text =/= Bin, redirected => Redirected},
     B1 = case Pid of
              undefined -> Base;
              _ -> Base#{pid => Pid}

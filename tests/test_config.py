@@ -896,7 +896,10 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
         ("{disabled: poolboy}", "plugins.disabled: expected a list of plugin names"),
         ("{nodes: {x@h: {disabled: []}}}", "plugins.nodes.x@h: unknown key"),
         ("{nodes: {app@127.0.0.1: {enable: []}}}", "plugins.nodes.app@127.0.0.1.enable: unknown"),
-        ("{enabled: [poolboy]}", "plugins.enabled: unknown key (known keys: directory, disabled, nodes)"),
+        (
+            "{enabled: [poolboy]}",
+            "plugins.enabled: unknown key (known keys: directory, disabled, nodes)",
+        ),
     ],
 )
 def test_plugins_mistakes_name_the_key(tmp_path: Path, section: str, expected: str) -> None:

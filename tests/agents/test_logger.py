@@ -2,7 +2,7 @@
 
 error_logger and logger calls, crash and supervisor reports, Elixir Logger,
 level filtering and level changes on a running attach, handler removal when
-the sidecar goes, and the lager backend driven in a plain gen_event manager.
+the sidecar goes, and the lager backend in real lager 3.9.
 """
 
 from __future__ import annotations
@@ -178,45 +178,50 @@ async def test_elixir_logger(elixir_node: ErlangNode, local: LocalNode) -> None:
     assert not [e for e in got.events if "elixir-info below" in e.message]
 
 
-LAGER_MSG = (
-    "gen_event:notify(lager_event, {{log, {{lager_msg, [], "
-    "[{{pid, self()}}, {{module, shop}}, {{function, buy}}, {{line, 12}}, {{node, node()}}, "
-    '{{application, shop}}], {level}, {{"2024-01-01", "00:00:00"}}, {{1700, 2, 3}}, '
-    '"{text}"}}}}).'
+# Real lager 3.9 (Debian's erlang-lager, with goldrush) on the node's code
+# path: its own backends off (no files under the node's cwd), error_logger
+# redirected into lager as lager does by default.
+START_LAGER = (
+    "ok = application:load(lager), ok = application:set_env(lager, handlers, []),"
+    " ok = application:set_env(lager, crash_log, false),"
+    " ok = application:set_env(lager, error_logger_redirect, true),"
+    " {ok, _} = application:ensure_all_started(lager), ok."
 )
+META = "[{module, shop}, {function, buy}, {line, 12}, {application, shop}, {pid, self()}]"
 
 
 async def test_lager_backend(otp25_node: ErlangNode, local: LocalNode) -> None:
-    """lager itself cannot be installed here: a plain gen_event manager
-    registered as lager_event stands in for lager's sink, and lager_msg
-    records are built by hand (lager 3's layout)."""
+    """beamside_lager in real lager 3.9's sink: levels, metadata, a level
+    change, lager's error_logger redirection, and nothing left at detach."""
     node = otp25_node
-    node.eval("{ok, _} = gen_event:start({local, lager_event}), ok.")
+    node.eval(START_LAGER)
     box = await attach_events(local, node)
     got = Collected(box)
     handlers = "gen_event:which_handlers(lager_event)."
-    assert await wait_value(node, handlers, lambda v: "beamside_lager" in v) == "[beamside_lager]"
+    assert "beamside_lager" in await wait_value(node, handlers, lambda v: "beamside_lager" in v)
     mask = "gen_event:call(lager_event, beamside_lager, get_loglevel)."
     assert node.eval(mask) == "{mask,31}"  # warning and up, in lager's bits
-    node.eval(LAGER_MSG.format(level="error", text="lager error text"))
-    node.eval(LAGER_MSG.format(level="info", text="lager info text"))
-    ev = (await got.until(has_text("lager error text")))[0]
+    node.eval(f'lager:log(error, {META}, "lager error ~p", [42]).')
+    node.eval(f'lager:log(info, {META}, "lager info text").')
+    ev = (await got.until(has_text("lager error 42")))[0]
     assert ev.level == "error" and ev.fields["source"] == "lager"
     assert ev.fields["mfa"] == "shop:buy" and ev.fields["line"] == 12
     assert ev.fields["metadata"] == {"application": "shop"}
-    assert ev.time_ns == 1700_000002_000003 * 1000
-    # A level change reaches the backend too.
+    # A level change reaches lager's mask too (lager skips what no backend wants).
     await agents.attach(local, node.name, EventOptions(log_level="info").to_attach_opts())
     assert node.eval(mask) == "{mask,127}"
-    node.eval(LAGER_MSG.format(level="info", text="lager info 2"))
+    node.eval(f'lager:log(info, {META}, "lager info 2").')
     await got.until(has_text("lager info 2"))
     assert not [e for e in got.events if "lager info text" in e.message]
-    # Anything else sent to the manager is ignored, never a crash.
-    node.eval("gen_event:notify(lager_event, {log, garbage}), ok.")
-    node.eval(LAGER_MSG.format(level="error", text="lager still there"))
-    await got.until(has_text("lager still there"))
+    # A crash report: lager's error_logger handler turns it into a lager
+    # message too; the operator gets it once, not once per path.
+    node.eval("proc_lib:spawn(fun() -> exit(bs_lager_crash) end), ok.")
+    await got.until(has_text("bs_lager_crash"))
+    await got.drain(1.5)
+    crashes = [e for e in got.events if "bs_lager_crash" in e.message]
+    assert len(crashes) == 1, [(e.fields.get("source"), e.message[:80]) for e in crashes]
     await agents.detach(local, node.name)
-    assert node.eval(handlers) == "[]"
+    assert "beamside" not in node.eval(handlers)
     assert node.eval(RESIDUE_EXPR) == NO_RESIDUE
 
 
