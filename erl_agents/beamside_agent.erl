@@ -34,6 +34,8 @@
 %%%   beamside_plugin_ranch    ranch (and cowboy) listeners, when ranch runs.
 %%%   beamside_plugin_rabbitmq RabbitMQ's resource alarms, totals, cluster,
 %%%                            when rabbit runs.
+%%%   beamside_plugin_ejabberd ejabberd's sessions, users, s2s, queues, when
+%%%                            ejabberd runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -120,7 +122,9 @@
 %%%        (beamside_plugin_ranch; option max_listeners).
 %%%    10  plugins.rabbitmq (beamside_plugin_rabbitmq; options max_vhosts,
 %%%        max_queues): RabbitMQ's resource alarms, totals, per-vhost
-%%%        message counts, global counters, cluster and partitions.
+%%%        message counts, global counters, cluster and partitions; and
+%%%        plugins.ejabberd (beamside_plugin_ejabberd; options max_vhosts,
+%%%        max_rows): sessions, users, s2s, central queues.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',

@@ -878,10 +878,10 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
         "  nodes: {db@127.0.0.1: {disabled: [os_mon, mnesia]}}\n"
     )
     manager = load_config(write(tmp_path, text)).manager_config()
-    common = ["folsom", "mnesia", "os_mon", "rabbitmq", "ranch"]
+    common = ["ejabberd", "folsom", "mnesia", "os_mon", "rabbitmq", "ranch"]
     assert manager.collect_options("app@127.0.0.1")["plugins"] == common
     # a node's own list replaces the common one
-    own = ["folsom", "poolboy", "rabbitmq", "ranch"]
+    own = ["ejabberd", "folsom", "poolboy", "rabbitmq", "ranch"]
     assert manager.collect_options("db@127.0.0.1")["plugins"] == own
     assert manager.collect_options("found@10.0.0.9")["plugins"] == common
     text = TWO_NODES + "plugins: {nodes: {db@127.0.0.1: {disabled: []}}}\n"
@@ -892,7 +892,7 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
-        ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: folsom, mnesia,"),
+        ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: ejabberd, "),
         ("{disabled: poolboy}", "plugins.disabled: expected a list of plugin names"),
         ("{nodes: {x@h: {disabled: []}}}", "plugins.nodes.x@h: unknown key"),
         ("{nodes: {app@127.0.0.1: {enable: []}}}", "plugins.nodes.app@127.0.0.1.enable: unknown"),

@@ -46,6 +46,7 @@ from sidecar.agents.terms import is_error, key_text, number, text
 from sidecar.model import NodeSnapshot, SectionError
 from sidecar.model.sections import (
     DiskView,
+    Ejabberd,
     Folsom,
     MemoryView,
     OsMonCpu,
@@ -1275,6 +1276,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "rabbitmq":
                 if snap.rabbitmq is not None:
                     _rabbitmq(n, snap.rabbitmq)
+            elif name == "ejabberd":
+                if snap.ejabberd is not None:
+                    _ejabberd(n, snap.ejabberd)
             else:
                 render = _PLUGINS.get(name) or _user_plugin(name)
                 section = snap.plugins.get(name)
@@ -1447,6 +1451,35 @@ def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
         n.gauge("rabbitmq_vhosts_down",
                 "Virtual hosts whose supervisor or message stores are down.",
                 len(s.vhosts_down))  # fmt: skip
+
+
+def _ejabberd(n: NodeWriter, s: Ejabberd) -> None:
+    path = "plugins.ejabberd"
+    for part, value in (("sessions", s.sessions), ("hosts", s.hosts), ("s2s", s.s2s),
+                        ("queues", s.queues), ("cluster_nodes", s.cluster_nodes)):  # fmt: skip
+        if isinstance(value, SectionError):
+            _section_error(n, f"{path}.{part}")
+    if isinstance(s.sessions, float):
+        n.gauge("erlang_ejabberd_sessions", "XMPP client (c2s) sessions on the node.", s.sessions)
+    if s.hosts is not None and not isinstance(s.hosts, SectionError):
+        for host, h in s.hosts:
+            n.gauge("erlang_ejabberd_vhost_sessions", "c2s sessions of a virtual host on the node.",
+                    h.sessions, vhost=host)  # fmt: skip
+            n.gauge("erlang_ejabberd_vhost_registered_users",
+                    "Users registered on a virtual host (internal auth).", h.users,
+                    vhost=host)  # fmt: skip
+    if s.s2s is not None and not isinstance(s.s2s, SectionError):
+        for direction, count in s.s2s:
+            n.gauge("erlang_ejabberd_s2s_connections", "Server-to-server connections.", count,
+                    direction=direction)  # fmt: skip
+    if s.queues is not None and not isinstance(s.queues, SectionError):
+        for process, length in s.queues:
+            n.gauge("erlang_ejabberd_process_message_queue_len",
+                    "Messages waiting in one of ejabberd's central processes (router, "
+                    "session manager, ...).", length, process=process)  # fmt: skip
+    if isinstance(s.cluster_nodes, float):
+        n.gauge("erlang_ejabberd_cluster_nodes", "ejabberd cluster members running (mnesia).",
+                s.cluster_nodes)  # fmt: skip
 
 
 _NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")

@@ -963,6 +963,65 @@ def decode_rabbitmq(term: object) -> RabbitMQ:
     )
 
 
+# --------------------------------------------------------------------------- ejabberd
+
+
+class EjabberdHost(NamedTuple):
+    """One virtual host: c2s sessions on this node, registered users (internal
+    auth); None when the agent left the count out (a table over its bound)."""
+
+    sessions: float | None = None
+    users: float | None = None
+
+
+class Ejabberd(NamedTuple):
+    """``plugins.ejabberd``: each part its value, a :class:`SectionError`, or None."""
+
+    version: str | None = None
+    sessions: float | SectionError | None = None
+    hosts: tuple[tuple[str, EjabberdHost], ...] | SectionError | None = None
+    hosts_truncated: bool = False
+    #: (direction, connections): ("incoming", n), ("outgoing", n)
+    s2s: tuple[tuple[str, float], ...] | SectionError | None = None
+    #: (registered name, message queue length) of ejabberd's central processes
+    queues: tuple[tuple[str, float], ...] | SectionError | None = None
+    cluster_nodes: float | SectionError | None = None
+
+
+def _named_numbers(term: object, what: str) -> tuple[tuple[str, float], ...]:
+    m = _map(term, what)
+    return tuple(sorted((key_text(k), n) for k, v in m.items() if (n := number(v)) is not None))
+
+
+def _count(term: object) -> float:
+    n = number(term)
+    if n is None:
+        raise Malformed(f"{shown(term, 50)} is not a count")
+    return n
+
+
+def decode_ejabberd(term: object) -> Ejabberd:
+    m = _map(term, "plugins.ejabberd")
+    path = "plugins.ejabberd"
+
+    def hosts(t: object) -> tuple[tuple[str, EjabberdHost], ...]:
+        h = _map(t, f"{path}.hosts")
+        named = ((key_text(k), mapping(v)) for k, v in islice(h.items(), MAX_ENTRIES))
+        return tuple(sorted((n, _numbers(EjabberdHost, v)) for n, v in named if v is not None))
+
+    return Ejabberd(
+        version=_version(m),
+        sessions=_part(m.get("sessions"), f"{path}.sessions", _count),
+        hosts=_part(m.get("hosts"), f"{path}.hosts", hosts),
+        hosts_truncated=m.get("hosts_truncated") is True,
+        s2s=_part(m.get("s2s"), f"{path}.s2s", lambda t: _named_numbers(t, f"{path}.s2s")),
+        queues=_part(
+            m.get("queues"), f"{path}.queues", lambda t: _named_numbers(t, f"{path}.queues")
+        ),
+        cluster_nodes=_part(m.get("cluster_nodes"), f"{path}.cluster_nodes", _count),
+    )
+
+
 # --------------------------------------------------------------------------- startup, env, code
 
 

@@ -18,6 +18,7 @@ from sidecar.agents.terms import is_error, mapping, normalize, number, shown, te
 
 from .sections import (
     Alarms,
+    Ejabberd,
     EnvValue,
     EventSection,
     Folsom,
@@ -39,6 +40,7 @@ from .sections import (
     decode_code_events,
     decode_config_events,
     decode_dist_nodes,
+    decode_ejabberd,
     decode_env,
     decode_folsom,
     decode_limits,
@@ -140,6 +142,8 @@ class NodeSnapshot:
     ranch: Ranch | None = None
     #: ``plugins.rabbitmq`` (RabbitMQ's alarms, totals, cluster)
     rabbitmq: RabbitMQ | None = None
+    #: ``plugins.ejabberd`` (sessions, users, s2s, queues)
+    ejabberd: Ejabberd | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -156,6 +160,7 @@ _TYPED_PLUGINS: Final[Mapping[str, Callable[[object], Any]]] = {
     "folsom": decode_folsom,
     "ranch": decode_ranch,
     "rabbitmq": decode_rabbitmq,
+    "ejabberd": decode_ejabberd,
 }
 
 
@@ -244,6 +249,7 @@ def decode_snapshot(
         folsom=typed_plugins.get("folsom"),
         ranch=typed_plugins.get("ranch"),
         rabbitmq=typed_plugins.get("rabbitmq"),
+        ejabberd=typed_plugins.get("ejabberd"),
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
