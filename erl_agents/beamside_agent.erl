@@ -36,6 +36,8 @@
 %%%                            when rabbit runs.
 %%%   beamside_plugin_ejabberd ejabberd's sessions, users, s2s, queues, when
 %%%                            ejabberd runs.
+%%%   beamside_plugin_yaws     Yaws' servers, connections, requests, when
+%%%                            yaws runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -124,7 +126,9 @@
 %%%        max_queues): RabbitMQ's resource alarms, totals, per-vhost
 %%%        message counts, global counters, cluster and partitions; and
 %%%        plugins.ejabberd (beamside_plugin_ejabberd; options max_vhosts,
-%%%        max_rows): sessions, users, s2s, central queues.
+%%%        max_rows): sessions, users, s2s, central queues; and plugins.yaws
+%%%        (beamside_plugin_yaws; option max_servers): servers, connections,
+%%%        requests.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',

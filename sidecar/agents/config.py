@@ -84,7 +84,16 @@ class NotificationsConfig:
     system_monitor_rate: int = 10
 
 
-BUILTIN_PLUGINS: Final = ("ejabberd", "folsom", "mnesia", "os_mon", "poolboy", "rabbitmq", "ranch")
+BUILTIN_PLUGINS: Final = (
+    "ejabberd",
+    "folsom",
+    "mnesia",
+    "os_mon",
+    "poolboy",
+    "rabbitmq",
+    "ranch",
+    "yaws",
+)
 """The names of the plugins ``beamside_plugin:builtin/0`` lists (the section
 keys under ``plugins`` in a snapshot)."""
 BUILTIN_PLUGIN_MODULES: Final = frozenset(f"beamside_plugin_{p}" for p in BUILTIN_PLUGINS)

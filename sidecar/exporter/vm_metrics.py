@@ -60,6 +60,7 @@ from sidecar.model.sections import (
     RabbitMQ,
     RabbitTotals,
     Ranch,
+    Yaws,
 )
 
 __all__ = ["BASE_LABELS", "SECTION_ERROR", "NodeWriter", "render_node", "vm_metric_families"]
@@ -1279,6 +1280,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "ejabberd":
                 if snap.ejabberd is not None:
                     _ejabberd(n, snap.ejabberd)
+            elif name == "yaws":
+                if snap.yaws is not None:
+                    _yaws(n, snap.yaws)
             else:
                 render = _PLUGINS.get(name) or _user_plugin(name)
                 section = snap.plugins.get(name)
@@ -1480,6 +1484,26 @@ def _ejabberd(n: NodeWriter, s: Ejabberd) -> None:
     if isinstance(s.cluster_nodes, float):
         n.gauge("erlang_ejabberd_cluster_nodes", "ejabberd cluster members running (mnesia).",
                 s.cluster_nodes)  # fmt: skip
+
+
+def _yaws(n: NodeWriter, s: Yaws) -> None:
+    n.gauge("erlang_yaws_servers", "Yaws server groups (address and port) on the node.",
+            len(s.servers))  # fmt: skip
+    for key, x in s.servers:
+        if isinstance(x, SectionError):
+            _section_error(n, f"plugins.yaws.servers.{key}")
+            continue
+        n.info("erlang_yaws_server", "A Yaws server group: its address, port and servernames.",
+               {"server": key, "ip": x.ip, "port": "" if x.port is None else f"{x.port:.0f}",
+                "names": ",".join(x.names)})  # fmt: skip
+        n.gauge("erlang_yaws_active_connections", "Connections a Yaws server group has open.",
+                x.active_connections, server=key)  # fmt: skip
+        n.counter("erlang_yaws_accepted_connections",
+                  "Connections a Yaws server group accepted since it started.", x.accepted,
+                  server=key)  # fmt: skip
+        n.counter("erlang_yaws_requests",
+                  "Requests a Yaws server group served on the connections it closed.",
+                  x.requests, server=key)  # fmt: skip
 
 
 _NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")

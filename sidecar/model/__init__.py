@@ -42,6 +42,8 @@ from .sections import (
     Sysmon,
     System,
     Versions,
+    Yaws,
+    YawsServer,
 )
 from .snapshot import EXPORTER_SECTIONS, NodeSnapshot, decode_snapshot
 from .status import NodeState, NodeStatus
@@ -85,5 +87,7 @@ __all__ = [
     "Sysmon",
     "System",
     "Versions",
+    "Yaws",
+    "YawsServer",
     "decode_snapshot",
 ]

@@ -1022,6 +1022,48 @@ def decode_ejabberd(term: object) -> Ejabberd:
     )
 
 
+# --------------------------------------------------------------------------- yaws
+
+
+class YawsServer(NamedTuple):
+    """One group of Yaws virtual servers sharing an address and port."""
+
+    ip: str = ""
+    port: float | None = None
+    #: the group's servernames (at most 10)
+    names: tuple[str, ...] = ()
+    active_connections: float | None = None
+    #: connections accepted since it started
+    accepted: float | None = None
+    requests: float | None = None
+
+
+class Yaws(NamedTuple):
+    """``plugins.yaws``: servers by ``ip:port`` (sorted); one that did not
+    answer is a :class:`SectionError` of its own."""
+
+    servers: tuple[tuple[str, YawsServer | SectionError], ...] = ()
+    truncated: bool = False
+    version: str | None = None
+
+
+def _yaws_server(term: object) -> YawsServer:
+    m = _map(term, "a yaws server")
+    names = m.get("names")
+    return _numbers(
+        YawsServer,
+        m,
+        ip=text(m.get("ip")),
+        names=tuple(text(n) for n in names[:10]) if isinstance(names, list) else (),
+    )
+
+
+def decode_yaws(term: object) -> Yaws:
+    m = _map(term, "plugins.yaws")
+    servers, truncated = _named_parts(m, "servers", "plugins.yaws", _yaws_server)
+    return Yaws(servers=servers, truncated=truncated, version=_version(m))
+
+
 # --------------------------------------------------------------------------- startup, env, code
 
 

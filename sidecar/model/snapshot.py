@@ -36,6 +36,7 @@ from .sections import (
     Sysmon,
     System,
     Versions,
+    Yaws,
     decode_alarms,
     decode_code_events,
     decode_config_events,
@@ -56,6 +57,7 @@ from .sections import (
     decode_system,
     decode_time,
     decode_versions,
+    decode_yaws,
 )
 
 __all__ = ["EXPORTER_SECTIONS", "NodeSnapshot", "decode_snapshot"]
@@ -144,6 +146,8 @@ class NodeSnapshot:
     rabbitmq: RabbitMQ | None = None
     #: ``plugins.ejabberd`` (sessions, users, s2s, queues)
     ejabberd: Ejabberd | None = None
+    #: ``plugins.yaws`` (servers, connections, requests)
+    yaws: Yaws | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -161,6 +165,7 @@ _TYPED_PLUGINS: Final[Mapping[str, Callable[[object], Any]]] = {
     "ranch": decode_ranch,
     "rabbitmq": decode_rabbitmq,
     "ejabberd": decode_ejabberd,
+    "yaws": decode_yaws,
 }
 
 
@@ -250,6 +255,7 @@ def decode_snapshot(
         ranch=typed_plugins.get("ranch"),
         rabbitmq=typed_plugins.get("rabbitmq"),
         ejabberd=typed_plugins.get("ejabberd"),
+        yaws=typed_plugins.get("yaws"),
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
