@@ -34,6 +34,7 @@ for _path in (ROOT, ROOT / "scripts"):
         sys.path.insert(0, str(_path))
 
 from dashboards.alarms import alarms  # noqa: E402
+from dashboards.applications import applications  # noqa: E402
 from dashboards.distribution import distribution  # noqa: E402
 from dashboards.ets_mnesia import ets_mnesia  # noqa: E402
 from dashboards.logs import logs_dashboard  # noqa: E402
@@ -53,6 +54,7 @@ BUILDERS = {
     "beamside-ets-mnesia.json": ets_mnesia,
     "beamside-alarms.json": alarms,
     "beamside-logs.json": logs_dashboard,
+    "beamside-applications.json": applications,
 }
 
 
