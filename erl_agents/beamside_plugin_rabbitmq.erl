@@ -35,6 +35,10 @@
 %%%                virtual host, at most max_vhosts (50) of them (the
 %%%                largest by messages); never per queue
 %%%   vhosts_truncated  true when a bound cut the walk or the vhosts
+%%%   top_queues   only with option top_queues N (0, the default: never per
+%%%                queue; at most 100): the N queues with the most messages
+%%%                (ready + unacked, non-empty), most first, [#{vhost, name,
+%%%                ready, unacked, total}], from the same walk
 %%%   counters     [#{labels => #{Label => atom()}, values => #{Name => int}}]:
 %%%                rabbit_global_counters (3.9 and later; the protocol and
 %%%                queue type totals rabbitmq_prometheus names
@@ -85,11 +89,17 @@ running(Opts, Deadline) ->
     MaxVhosts = beamside_agent:int_opt(max_vhosts, Opts, 50, {0, 10000}),
     MaxQueues = beamside_agent:int_opt(max_queues, Opts, 100000, {0, 10000000}),
     S = fun beamside_agent:safe/1,
-    {Messages, Vhosts, Cut} = case S(fun() -> queues(MaxQueues, MaxVhosts, Deadline) end) of
-                                  {error, _} = E -> {E, E, false};
-                                  Walked -> Walked
-                              end,
-    #{running => true,
+    TopN = beamside_agent:int_opt(top_queues, Opts, 0, {0, 100}),
+    {Messages, Vhosts, Cut, Top} =
+        case S(fun() -> queues(MaxQueues, MaxVhosts, TopN, Deadline) end) of
+            {error, _} = E -> {E, E, false, E};
+            Walked -> Walked
+        end,
+    Base = case TopN of
+               0 -> #{};
+               _ -> #{top_queues => Top}
+           end,
+    Base#{running => true,
       alarms => S(fun() -> alarms(Deadline) end),
       memory => S(fun() -> memory(Deadline) end),
       disk => S(fun disk/0),
@@ -149,14 +159,14 @@ totals() ->
 %% One walk over queue_coarse_metrics ({#resource{virtual_host = VHost},
 %% Ready, Unacked, Messages, Reductions}), in chunks, until MaxQueues rows or
 %% the deadline.
-queues(MaxQueues, MaxVhosts, Deadline) ->
-    Spec = [{{{resource, '$1', '_', '_'}, '$2', '$3', '$4', '_'}, [],
-             [{{'$1', '$2', '$3', '$4'}}]}],
+queues(MaxQueues, MaxVhosts, TopN, Deadline) ->
+    Spec = [{{{resource, '$1', '_', '$5'}, '$2', '$3', '$4', '_'}, [],
+             [{{'$1', '$5', '$2', '$3', '$4'}}]}],
     First = case ets:info(queue_coarse_metrics, size) of
                 undefined -> '$end_of_table';
                 _ -> ets:select(queue_coarse_metrics, Spec, ?CHUNK)
             end,
-    {PerVhost, _Rows, Done} = walk(First, #{}, 0, MaxQueues, Deadline),
+    {{PerVhost, Top, _}, _Rows, Done} = walk(First, {#{}, [], TopN}, 0, MaxQueues, Deadline),
     Sum = fun(Key) -> maps:fold(fun(_, V, Acc) -> Acc + maps:get(Key, V) end, 0, PerVhost) end,
     Totals = #{queues => Sum(queues), ready => Sum(ready), unacked => Sum(unacked),
                total => Sum(total)},
@@ -164,7 +174,9 @@ queues(MaxQueues, MaxVhosts, Deadline) ->
                         maps:to_list(PerVhost)),
     Kept = [{printed(V), Agg} || {V, Agg} <- lists:sublist(Sorted, MaxVhosts)],
     {Totals, maps:from_list(Kept),
-     not Done orelse length(Sorted) > MaxVhosts}.
+     not Done orelse length(Sorted) > MaxVhosts,
+     [#{vhost => printed(V), name => printed(Q), ready => R, unacked => U, total => T}
+      || {T, V, Q, R, U} <- lists:reverse(Top)]}.
 
 walk('$end_of_table', Acc, Rows, _Max, _Deadline) ->
     {Acc, Rows, true};
@@ -178,12 +190,21 @@ walk({Matches, Cont}, Acc0, Rows0, Max, Deadline) ->
         false -> walk(ets:select(Cont), Acc, Rows, Max, Deadline)
     end.
 
-add_queue({VHost, Ready, Unacked, Total}, Acc) ->
+add_queue({VHost, Name, Ready0, Unacked0, Total0}, {Acc, Top, TopN}) ->
     N = fun(X) when is_integer(X) -> X; (_) -> 0 end,
+    {Ready, Unacked, Total} = {N(Ready0), N(Unacked0), N(Total0)},
     #{queues := Q, ready := R, unacked := U, total := T} =
         maps:get(VHost, Acc, #{queues => 0, ready => 0, unacked => 0, total => 0}),
-    Acc#{VHost => #{queues => Q + 1, ready => R + N(Ready), unacked => U + N(Unacked),
-                    total => T + N(Total)}}.
+    {Acc#{VHost => #{queues => Q + 1, ready => R + Ready, unacked => U + Unacked,
+                     total => T + Total}},
+     top({Total, VHost, Name, Ready, Unacked}, Top, TopN), TopN}.
+
+%% The TopN queues with the most messages (and some), smallest first.
+top(_, Top, 0) -> Top;
+top({0, _, _, _, _}, Top, _) -> Top;
+top(Q, Top, TopN) when length(Top) < TopN -> lists:sort([Q | Top]);
+top({T, _, _, _, _} = Q, [{Min, _, _, _, _} | Rest], _) when T > Min -> lists:sort([Q | Rest]);
+top(_, Top, _) -> Top.
 
 counters() ->
     Overview = rabbit_global_counters:overview(),

@@ -18,7 +18,13 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .agents.config import BUILTIN_PLUGINS, LEVELS, UserPlugin, read_user_plugins
+from .agents.config import (
+    BUILTIN_PLUGINS,
+    LEVELS,
+    MAX_TOP_QUEUES,
+    UserPlugin,
+    read_user_plugins,
+)
 from .agents.config import AgentsConfig as AgentsConfig
 from .agents.config import LogsConfig as LogsConfig
 from .agents.config import NotificationsConfig as NotificationsConfig
@@ -1058,7 +1064,7 @@ def _metrics(r: _Reader, value: object) -> MetricsConfig:
 def _plugins(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> PluginsConfig:
     """Built-in plugins off everywhere (``disabled``) or on listed nodes (``nodes``)."""
     path = "plugins"
-    m = r.mapping(value, path, {"disabled", "nodes", "directory"})
+    m = r.mapping(value, path, {"disabled", "nodes", "directory", "rabbitmq"})
 
     def names(v: Any) -> frozenset[str]:
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
@@ -1083,10 +1089,14 @@ def _plugins(r: _Reader, value: object, known_nodes: Mapping[str, str]) -> Plugi
             raise ValueError(f"expected the path of a directory, got {v!r}")
         return read_user_plugins(v)
 
+    rabbitmq = r.mapping(m.get("rabbitmq"), _join(path, "rabbitmq"), {"top_queues"})
     return PluginsConfig(
         disabled=r.convert(m, "disabled", path, names, frozenset()),
         node_disabled=tuple(sorted(node_disabled)),
         user=r.convert(m, "directory", path, user, ()),
+        rabbitmq_top_queues=r.convert(
+            rabbitmq, "top_queues", _join(path, "rabbitmq"), _positive_int(MAX_TOP_QUEUES), 0
+        ),
     )
 
 

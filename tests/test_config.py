@@ -889,16 +889,26 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
     assert "plugins" not in manager.collect_options("db@127.0.0.1")
 
 
+def test_rabbitmq_top_queues_is_opted_in(tmp_path: Path) -> None:
+    manager = load_config(write(tmp_path, TWO_NODES)).manager_config()
+    assert "top_queues" not in manager.collect_options("app@127.0.0.1")
+    text = TWO_NODES + "plugins: {rabbitmq: {top_queues: 20}}\n"
+    manager = load_config(write(tmp_path, text)).manager_config()
+    assert manager.collect_options("app@127.0.0.1")["top_queues"] == 20
+
+
 @pytest.mark.parametrize(
     ("section", "expected"),
     [
         ("{disabled: [rabbit]}", "plugins.disabled: unknown plugin rabbit (known: ejabberd, "),
         ("{disabled: poolboy}", "plugins.disabled: expected a list of plugin names"),
+        ("{rabbitmq: {top_queues: 500}}", "plugins.rabbitmq.top_queues: expected a whole number"),
+        ("{rabbitmq: {top: 5}}", "plugins.rabbitmq.top: unknown key"),
         ("{nodes: {x@h: {disabled: []}}}", "plugins.nodes.x@h: unknown key"),
         ("{nodes: {app@127.0.0.1: {enable: []}}}", "plugins.nodes.app@127.0.0.1.enable: unknown"),
         (
             "{enabled: [poolboy]}",
-            "plugins.enabled: unknown key (known keys: directory, disabled, nodes)",
+            "plugins.enabled: unknown key (known keys: directory, disabled, nodes, rabbitmq)",
         ),
     ],
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -102,6 +102,7 @@ BUILTIN_PLUGIN_MODULES: Final = frozenset(f"beamside_plugin_{p}" for p in BUILTI
 #: a user plugin's module name (and its file's, with ``.beam``)
 USER_PLUGIN_NAME: Final = re.compile(r"^beamside_plugin_[a-z][a-z0-9_]{0,40}$")
 MAX_USER_PLUGINS: Final = 32
+MAX_TOP_QUEUES: Final = 100
 MAX_USER_PLUGIN_BYTES: Final = 1024 * 1024
 
 
@@ -156,12 +157,19 @@ class PluginsConfig:
     node_disabled: tuple[tuple[str, frozenset[str]], ...] = ()
     #: the plugins read from ``plugins.directory``
     user: tuple[UserPlugin, ...] = ()
+    #: ``plugins.rabbitmq.top_queues``: the queues with the most messages, per
+    #: queue (0: never per queue)
+    rabbitmq_top_queues: int = 0
 
-    def collect_options(self, node: str) -> dict[str, list[str]]:
+    def collect_options(self, node: str) -> dict[str, Any]:
         """``plugins``: the ones left on, when any is off (the agent's default:
-        all); ``extra_plugins``: the user plugins."""
+        all); ``extra_plugins``: the user plugins; ``top_queues``."""
         off = dict(self.node_disabled).get(node, self.disabled)
-        opts = {"plugins": [p for p in BUILTIN_PLUGINS if p not in off]} if off else {}
+        opts: dict[str, Any] = {}
+        if off:
+            opts["plugins"] = [p for p in BUILTIN_PLUGINS if p not in off]
         if self.user:
             opts["extra_plugins"] = [p.module for p in self.user]
+        if self.rabbitmq_top_queues:
+            opts["top_queues"] = self.rabbitmq_top_queues
         return opts

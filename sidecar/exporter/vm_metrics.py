@@ -1393,7 +1393,8 @@ def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
     for part, value in (("running", s.running), ("alarms", s.alarms), ("memory", s.memory),
                         ("disk", s.disk), ("totals", s.totals), ("messages", s.messages),
                         ("vhosts", s.vhosts), ("counters", s.counters), ("cluster", s.cluster),
-                        ("vhosts_down", s.vhosts_down)):  # fmt: skip
+                        ("vhosts_down", s.vhosts_down),
+                        ("top_queues", s.top_queues)):  # fmt: skip
         if isinstance(value, SectionError):
             _section_error(n, f"{path}.{part}")
     if isinstance(s.running, bool):
@@ -1451,6 +1452,12 @@ def _rabbitmq(n: NodeWriter, s: RabbitMQ) -> None:
         n.gauge("rabbitmq_partitions",
                 "Nodes this node sees itself partitioned from (rabbit_node_monitor).",
                 len(c.partitions))  # fmt: skip
+    if s.top_queues is not None and not isinstance(s.top_queues, SectionError):
+        for q in s.top_queues:  # opted in: rabbitmq_prometheus' per-object names
+            for field, family, doc in _RABBIT_MESSAGES:
+                n.gauge(family.replace("rabbitmq_", "rabbitmq_detailed_", 1),
+                        doc + " (one of the queues with the most, top_queues).",
+                        getattr(q, field), vhost=q.vhost, queue=q.name)  # fmt: skip
     if s.vhosts_down is not None and not isinstance(s.vhosts_down, SectionError):
         n.gauge("rabbitmq_vhosts_down",
                 "Virtual hosts whose supervisor or message stores are down.",

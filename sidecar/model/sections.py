@@ -829,6 +829,16 @@ class RabbitMessages(NamedTuple):
     total: float | None = None
 
 
+class RabbitQueue(NamedTuple):
+    """One of the queues with the most messages (``top_queues``, opted in)."""
+
+    vhost: str
+    name: str
+    ready: float | None = None
+    unacked: float | None = None
+    total: float | None = None
+
+
 class RabbitCounters(NamedTuple):
     """One group of ``rabbit_global_counters``: its labels (``protocol``,
     ``queue_type``, ...) and its counters by name (``messages_received_total``)."""
@@ -869,6 +879,8 @@ class RabbitMQ(NamedTuple):
     cluster: RabbitCluster | SectionError | None = None
     #: virtual hosts whose supervisor or message stores are down
     vhosts_down: tuple[str, ...] | SectionError | None = None
+    #: the queues with the most messages, most first (None: not asked for)
+    top_queues: tuple[RabbitQueue, ...] | SectionError | None = None
 
 
 def _boolean(term: object) -> bool:
@@ -921,6 +933,17 @@ def _rabbit_counters(term: object) -> tuple[RabbitCounters, ...]:
     return tuple(groups)
 
 
+def _rabbit_queues(term: object) -> tuple[RabbitQueue, ...]:
+    if not isinstance(term, list):
+        raise Malformed("plugins.rabbitmq.top_queues is not a list")
+    queues = (mapping(x) for x in term[:100])
+    return tuple(
+        _numbers(RabbitQueue, q, vhost=text(q.get("vhost")), name=text(q.get("name")))
+        for q in queues
+        if q is not None
+    )
+
+
 def _rabbit_cluster(term: object) -> RabbitCluster:
     m = _map(term, "plugins.rabbitmq.cluster")
     name = m.get("name")
@@ -960,6 +983,7 @@ def decode_rabbitmq(term: object) -> RabbitMQ:
         vhosts_down=_part(
             m.get("vhosts_down"), f"{path}.vhosts_down", lambda t: _texts(t, f"{path}.vhosts_down")
         ),
+        top_queues=_part(m.get("top_queues"), f"{path}.top_queues", _rabbit_queues),
     )
 
 

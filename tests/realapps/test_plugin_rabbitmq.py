@@ -169,6 +169,18 @@ async def test_memory_alarm_totals_and_vhosts(rabbit: Rabbit) -> None:
     checker.on_snapshot(await rabbit.snapshot())
     assert not [a for a in engine.active() if a.id == "rabbitmq_resource_alarm"]
 
+    # per queue only when asked for (top_queues), the largest first, bounded
+    assert s.top_queues is None
+    top = (await rabbit.section({"top_queues": 2})).top_queues
+    assert isinstance(top, tuple), top
+    assert [(q.vhost, q.name, q.ready, q.total) for q in top] == [
+        ("bs_v2", "bs_q3", 5, 5),
+        ("/", "bs_q1", 3, 3),
+    ]
+    body = ExpositionCache().exposition([await rabbit.snapshot({"top_queues": 2})], TEXT)
+    assert b'rabbitmq_detailed_queue_messages_ready{' in body
+    assert b'queue="bs_q3"' in body and b'queue="bs_q2"' not in body  # empty: not listed
+
     # the per-node switch: the section is not there when rabbitmq is not asked for
     snap = await rabbit.snapshot({"plugins": ["os_mon"]})
     assert snap.rabbitmq is None and "rabbitmq" not in snap.plugin_names
