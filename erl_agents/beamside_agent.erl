@@ -128,7 +128,7 @@
 %%%        plugins.ejabberd (beamside_plugin_ejabberd; options max_vhosts,
 %%%        max_rows): sessions, users, s2s, central queues; and plugins.yaws
 %%%        (beamside_plugin_yaws; option max_servers): servers, connections,
-%%%        requests.
+%%%        requests; versions.releases (release_handler:which_releases/0).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -464,6 +464,8 @@
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
 -define(VERSION, 10).
+-define(RELEASES_MS, 500).
+-define(MAX_RELEASES, 20).
 -define(PREFIX, "beamside_").
 -define(APPS_TIMEOUT, 1000).
 %% Applications that name their product's family (see main_application/0).
@@ -620,11 +622,26 @@ versions(Opts, Apps) ->
     Base = #{otp_release => to_bin(erlang:system_info(otp_release)),
              erts_version => to_bin(erlang:system_info(version)),
              system_architecture => to_bin(erlang:system_info(system_architecture)),
-             emulator_flavor => emu_flavor()},
+             emulator_flavor => emu_flavor(),
+             releases => safe(fun releases/0)},
     case {maps:get(versions, Opts, true), Apps} of
         {true, L} when is_list(L) -> Base#{applications => maps:from_list(L)};
         {true, Err} -> Base#{applications => Err};
         _ -> Base
+    end.
+
+%% release_handler:which_releases/0 (it runs with sasl), with a timeout:
+%% [#{name, version, status}] for at most ?MAX_RELEASES releases, status
+%% permanent | current | old | unpacked; not_running without release_handler.
+releases() ->
+    case whereis(release_handler) of
+        undefined ->
+            not_running;
+        _ ->
+            Rels = gen_server:call(release_handler, which_releases, ?RELEASES_MS),
+            [#{name => to_bin(Name), version => to_bin(Vsn), status => Status}
+             || {Name, Vsn, _Apps, Status} <- lists:sublist(Rels, ?MAX_RELEASES),
+                is_atom(Status)]
     end.
 
 plugins(Opts, Apps) when is_list(Apps) ->

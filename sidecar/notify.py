@@ -89,6 +89,8 @@ class _NodeCounts:
     duplicate_batches: int = 0
     malformed: int = 0
     last_seq: int | None = None
+    #: (name, version) of the permanent release the last snapshot showed
+    permanent: tuple[str, str] | None = None
 
 
 class Notifier:
@@ -172,6 +174,33 @@ class Notifier:
             if error is not None and error.malformed:
                 self._malformed(snapshot.node, error)
         self._node_events(snapshot.node, snapshot_notifications(snapshot))
+        self._release(snapshot)
+
+    def _release(self, snapshot: NodeSnapshot) -> None:
+        """``release_changed`` when the node's permanent release is another one
+        than at its previous snapshot (a release upgrade made permanent)."""
+        versions = snapshot.versions
+        if versions is None or versions.releases is None:
+            return
+        permanent = versions.permanent
+        now = (permanent.name, permanent.version) if permanent is not None else None
+        counts = self._nodes[snapshot.node]
+        before, counts.permanent = counts.permanent, now
+        if before is None or now is None or now == before:
+            return
+        event = NodeEvent(
+            kind="notification",
+            type="release_changed",
+            level="info",
+            time_ns=int(snapshot.taken_at * 1e9),
+            node=snapshot.node,
+            message=f"permanent release {before[0]} {before[1]} -> {now[0]} {now[1]}",
+            fields=MappingProxyType(
+                {"old_release": before[0], "old_version": before[1],
+                 "release": now[0], "version": now[1]}
+            ),
+        )  # fmt: skip
+        self._node_events(snapshot.node, [event])
 
     def on_node_state(self, node: str, event: str, detail: str) -> None:
         if event == "attached":

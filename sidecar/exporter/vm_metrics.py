@@ -466,6 +466,13 @@ def _versions(n: NodeWriter, snap: NodeSnapshot) -> None:
             "emulator_flavor": s.emulator_flavor,
         },
     )
+    for release in s.releases or ():
+        n.info(
+            "erlang_vm_release",
+            "The releases release_handler knows, with their status (permanent, current, "
+            "old, unpacked).",
+            {"release": release.name, "version": release.version, "status": release.status},
+        )
     apps = s.applications
     if apps is not None:
         n.gauge("erlang_vm_applications", "Applications running on the node.", len(apps))

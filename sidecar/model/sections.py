@@ -507,6 +507,15 @@ def decode_time(term: object) -> NodeTime:
     return _numbers(NodeTime, _map(term, "time"))
 
 
+class Release(NamedTuple):
+    """One release of ``release_handler:which_releases/0``."""
+
+    name: str
+    version: str
+    #: permanent, current, old or unpacked
+    status: str
+
+
 class Versions(NamedTuple):
     """``versions``: the release and the running applications."""
 
@@ -516,6 +525,24 @@ class Versions(NamedTuple):
     emulator_flavor: str = ""
     #: application -> version; None when the node did not list them
     applications: Mapping[str, str] | None = None
+    #: the releases release_handler knows (None: it does not run, or failed)
+    releases: tuple[Release, ...] | None = None
+
+    @property
+    def permanent(self) -> Release | None:
+        """The release the node boots (status permanent)."""
+        return next((r for r in self.releases or () if r.status == "permanent"), None)
+
+
+def _releases(term: object) -> tuple[Release, ...] | None:
+    if not isinstance(term, list):
+        return None  # not_running, or the node's {error, _}
+    found = (mapping(x) for x in term[:MAX_ENTRIES])
+    return tuple(
+        Release(text(r.get("name")), text(r.get("version")), text(r.get("status")))
+        for r in found
+        if r is not None
+    )
 
 
 def decode_versions(term: object) -> Versions:
@@ -527,6 +554,7 @@ def decode_versions(term: object) -> Versions:
         system_architecture=text(m.get("system_architecture")),
         emulator_flavor=text(m.get("emulator_flavor")),
         applications=None if apps is None else {text(k): text(v) for k, v in apps.items()},
+        releases=_releases(m.get("releases")),
     )
 
 

@@ -41,6 +41,18 @@ async def test_nodes_added_inspected_removed(
     assert detail.system_info["otp_release"] == "25"
     assert int(detail.system_info["process_count"]) > 20
     assert detail.release_name == "erlang" and detail.release_source == "default"
+    assert list(detail.releases) == []  # no release_handler without sasl
+    otp25_node.eval("{ok, _} = application:ensure_all_started(sasl), ok.")
+
+    deadline = time.monotonic() + 10
+    while True:  # the release shows at the next collect
+        got = await plane.call(plane.nodes.GetNode, nodes_pb2.GetNodeRequest(node=otp25_node.name))
+        if got.releases or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert [(r.name, r.version, r.status) for r in got.releases] == [
+        ("Erlang/OTP", "25", "permanent")
+    ]
 
     elixir = node_factory("elixir")
     cookie_file = tmp_path / "cookie"

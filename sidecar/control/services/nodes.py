@@ -11,7 +11,7 @@ from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, not_found, text
 from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
 from sidecar.erldist.tls import TlsConfig
-from sidecar.model import NodeState, NodeStatus
+from sidecar.model import NodeSnapshot, NodeState, NodeStatus, Release
 
 import grpc  # isort: skip
 
@@ -68,6 +68,11 @@ def summary(status: NodeStatus) -> pb.NodeSummary:
     )
 
 
+def _releases(snap: NodeSnapshot | None) -> tuple[Release, ...]:
+    versions = snap.versions if snap is not None else None
+    return versions.releases or () if versions is not None else ()
+
+
 class NodesService:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
@@ -104,6 +109,10 @@ class NodesService:
             release_version=agent.release_version or "",
             release_source=agent.family_source,
             erts_version=agent.erts_version,
+            releases=[
+                pb.Release(name=r.name, version=r.version, status=r.status)
+                for r in _releases(self.deps.manager.snapshots.get(status.node))
+            ],
         )
 
     async def AddNode(self, request: pb.AddNodeRequest, context: Context) -> pb.AddNodeResponse:

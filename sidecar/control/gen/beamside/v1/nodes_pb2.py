@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65\x61mside/v1/nodes.proto\x12\x0b\x62\x65\x61mside.v1\"\"\n\x10ListNodesRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\"\xb5\x01\n\x0bNodeSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x13\n\x0botp_release\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x15\n\rdiscovered_by\x18\t \x01(\t\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.beamside.v1.NodeSummary\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"A\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xbc\x02\n\x0fGetNodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x41\n\x0bsystem_info\x18\x02 \x03(\x0b\x32,.beamside.v1.GetNodeResponse.SystemInfoEntry\x12.\n\x0c\x61pplications\x18\x03 \x03(\x0b\x32\x18.beamside.v1.Application\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x17\n\x0frelease_version\x18\x05 \x01(\t\x12\x16\n\x0erelease_source\x18\x06 \x01(\t\x12\x14\n\x0c\x65rts_version\x18\x07 \x01(\t\x1a\x31\n\x0fSystemInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"e\n\x0e\x41\x64\x64NodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\x0b\x63ookie_file\x18\x02 \x01(\tH\x00\x12\x14\n\ncookie_env\x18\x03 \x01(\tH\x00\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\tB\x08\n\x06\x63ookie\"F\n\x0f\x41\x64\x64NodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x0b\n\x03tls\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"%\n\x12RemoveNodeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\xae\x02\n\x05Nodes\x12J\n\tListNodes\x12\x1d.beamside.v1.ListNodesRequest\x1a\x1e.beamside.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.beamside.v1.GetNodeRequest\x1a\x1c.beamside.v1.GetNodeResponse\x12\x44\n\x07\x41\x64\x64Node\x12\x1b.beamside.v1.AddNodeRequest\x1a\x1c.beamside.v1.AddNodeResponse\x12M\n\nRemoveNode\x12\x1e.beamside.v1.RemoveNodeRequest\x1a\x1f.beamside.v1.RemoveNodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65\x61mside/v1/nodes.proto\x12\x0b\x62\x65\x61mside.v1\"\"\n\x10ListNodesRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\"\xb5\x01\n\x0bNodeSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x13\n\x0botp_release\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x15\n\rdiscovered_by\x18\t \x01(\t\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.beamside.v1.NodeSummary\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"A\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xe4\x02\n\x0fGetNodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x41\n\x0bsystem_info\x18\x02 \x03(\x0b\x32,.beamside.v1.GetNodeResponse.SystemInfoEntry\x12.\n\x0c\x61pplications\x18\x03 \x03(\x0b\x32\x18.beamside.v1.Application\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x17\n\x0frelease_version\x18\x05 \x01(\t\x12\x16\n\x0erelease_source\x18\x06 \x01(\t\x12\x14\n\x0c\x65rts_version\x18\x07 \x01(\t\x12&\n\x08releases\x18\x08 \x03(\x0b\x32\x14.beamside.v1.Release\x1a\x31\n\x0fSystemInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x07Release\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"e\n\x0e\x41\x64\x64NodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\x0b\x63ookie_file\x18\x02 \x01(\tH\x00\x12\x14\n\ncookie_env\x18\x03 \x01(\tH\x00\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\tB\x08\n\x06\x63ookie\"F\n\x0f\x41\x64\x64NodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x0b\n\x03tls\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"%\n\x12RemoveNodeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\xae\x02\n\x05Nodes\x12J\n\tListNodes\x12\x1d.beamside.v1.ListNodesRequest\x1a\x1e.beamside.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.beamside.v1.GetNodeRequest\x1a\x1c.beamside.v1.GetNodeResponse\x12\x44\n\x07\x41\x64\x64Node\x12\x1b.beamside.v1.AddNodeRequest\x1a\x1c.beamside.v1.AddNodeResponse\x12M\n\nRemoveNode\x12\x1e.beamside.v1.RemoveNodeRequest\x1a\x1f.beamside.v1.RemoveNodeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,17 +44,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_APPLICATION']._serialized_start=354
   _globals['_APPLICATION']._serialized_end=419
   _globals['_GETNODERESPONSE']._serialized_start=422
-  _globals['_GETNODERESPONSE']._serialized_end=738
-  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_start=689
-  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_end=738
-  _globals['_ADDNODEREQUEST']._serialized_start=740
-  _globals['_ADDNODEREQUEST']._serialized_end=841
-  _globals['_ADDNODERESPONSE']._serialized_start=843
-  _globals['_ADDNODERESPONSE']._serialized_end=913
-  _globals['_REMOVENODEREQUEST']._serialized_start=915
-  _globals['_REMOVENODEREQUEST']._serialized_end=948
-  _globals['_REMOVENODERESPONSE']._serialized_start=950
-  _globals['_REMOVENODERESPONSE']._serialized_end=987
-  _globals['_NODES']._serialized_start=990
-  _globals['_NODES']._serialized_end=1292
+  _globals['_GETNODERESPONSE']._serialized_end=778
+  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_start=729
+  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_end=778
+  _globals['_RELEASE']._serialized_start=780
+  _globals['_RELEASE']._serialized_end=836
+  _globals['_ADDNODEREQUEST']._serialized_start=838
+  _globals['_ADDNODEREQUEST']._serialized_end=939
+  _globals['_ADDNODERESPONSE']._serialized_start=941
+  _globals['_ADDNODERESPONSE']._serialized_end=1011
+  _globals['_REMOVENODEREQUEST']._serialized_start=1013
+  _globals['_REMOVENODEREQUEST']._serialized_end=1046
+  _globals['_REMOVENODERESPONSE']._serialized_start=1048
+  _globals['_REMOVENODERESPONSE']._serialized_end=1085
+  _globals['_NODES']._serialized_start=1088
+  _globals['_NODES']._serialized_end=1390
 # @@protoc_insertion_point(module_scope)

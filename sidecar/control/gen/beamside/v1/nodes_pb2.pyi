@@ -57,7 +57,7 @@ class Application(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class GetNodeResponse(_message.Message):
-    __slots__ = ("node", "system_info", "applications", "release_name", "release_version", "release_source", "erts_version")
+    __slots__ = ("node", "system_info", "applications", "release_name", "release_version", "release_source", "erts_version", "releases")
     class SystemInfoEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,7 @@ class GetNodeResponse(_message.Message):
     RELEASE_VERSION_FIELD_NUMBER: _ClassVar[int]
     RELEASE_SOURCE_FIELD_NUMBER: _ClassVar[int]
     ERTS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
     node: NodeSummary
     system_info: _containers.ScalarMap[str, str]
     applications: _containers.RepeatedCompositeFieldContainer[Application]
@@ -79,7 +80,18 @@ class GetNodeResponse(_message.Message):
     release_version: str
     release_source: str
     erts_version: str
-    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ..., system_info: _Optional[_Mapping[str, str]] = ..., applications: _Optional[_Iterable[_Union[Application, _Mapping]]] = ..., release_name: _Optional[str] = ..., release_version: _Optional[str] = ..., release_source: _Optional[str] = ..., erts_version: _Optional[str] = ...) -> None: ...
+    releases: _containers.RepeatedCompositeFieldContainer[Release]
+    def __init__(self, node: _Optional[_Union[NodeSummary, _Mapping]] = ..., system_info: _Optional[_Mapping[str, str]] = ..., applications: _Optional[_Iterable[_Union[Application, _Mapping]]] = ..., release_name: _Optional[str] = ..., release_version: _Optional[str] = ..., release_source: _Optional[str] = ..., erts_version: _Optional[str] = ..., releases: _Optional[_Iterable[_Union[Release, _Mapping]]] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("name", "version", "status")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    status: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
 
 class AddNodeRequest(_message.Message):
     __slots__ = ("node", "cookie_file", "cookie_env", "family")
