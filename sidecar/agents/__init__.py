@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from sidecar.agents.config import UserPlugin
 from sidecar.agents.events import EVENTS_MAILBOX, LEVELS
-from sidecar.agents.terms import is_error, text
+from sidecar.agents.terms import is_error, shown, text
 from sidecar.erldist.errors import DistError, DistTimeout, RpcError
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, Pid
@@ -579,7 +579,7 @@ async def load_user_plugins(
         for plugin in plugins:
             reply = await local.rpc(node, "beam_lib", "md5", [plugin.beam], timeout=timeout)
             if not (type(reply) is tuple and len(reply) == 2 and reply[0] == _OK):
-                problems.append(f"{plugin.path}: the node cannot read it: {text(reply[1:])}")
+                problems.append(f"{plugin.path}: the node cannot read it: {shown(reply, 200)}")
                 continue
             module, md5 = reply[1]
             if str(module) != plugin.module:
@@ -597,7 +597,7 @@ async def load_user_plugins(
                 timeout=timeout,
             )
             if reply != (Atom("module"), Atom(plugin.module)):
-                problems.append(f"{plugin.path}: loading failed on {node}: {text(reply)}")
+                problems.append(f"{plugin.path}: loading failed on {node}: {shown(reply, 200)}")
     return problems
 
 

@@ -13,6 +13,11 @@ same float formatting (``floatToGoString``), label escaping, sorted labels,
 counter ``_total``, info ``_info``, family order (where its first sample is
 added, node after node).
 
+A node's text is rendered when its snapshot arrives (:meth:`ExpositionCache.prepare`,
+called by the node manager) while scrapes read every snapshot of it, and
+otherwise by the scrape that needs it: no snapshot is rendered in vain, and a
+scrape of nodes that keep up costs a join.
+
 Identity tells "changed": the node manager replaces a node's ``NodeSnapshot``
 object when a new one arrives, so an entry is reused while
 ``entry.snapshot is snap``.  One render serves every format whose escaping
