@@ -38,6 +38,8 @@
 %%%                            ejabberd runs.
 %%%   beamside_plugin_yaws     Yaws' servers, connections, requests, when
 %%%                            yaws runs.
+%%%   beamside_plugin_lager    lager's sync mode and event queue, when lager
+%%%                            runs.
 %%%   beamside_ops             the control plane's operator tools: what they
 %%%                            share; the tools themselves are in
 %%%                            beamside_ops_node, beamside_ops_procs,
@@ -128,7 +130,8 @@
 %%%        plugins.ejabberd (beamside_plugin_ejabberd; options max_vhosts,
 %%%        max_rows): sessions, users, s2s, central queues; and plugins.yaws
 %%%        (beamside_plugin_yaws; option max_servers): servers, connections,
-%%%        requests; versions.releases (release_handler:which_releases/0).
+%%%        requests; plugins.lager (beamside_plugin_lager): sync mode, event
+%%%        queue; versions.releases (release_handler:which_releases/0).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',

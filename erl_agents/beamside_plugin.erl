@@ -45,7 +45,7 @@
 builtin() ->
     [beamside_plugin_os_mon, beamside_plugin_mnesia, beamside_plugin_poolboy,
      beamside_plugin_folsom, beamside_plugin_ranch, beamside_plugin_rabbitmq,
-     beamside_plugin_ejabberd, beamside_plugin_yaws].
+     beamside_plugin_ejabberd, beamside_plugin_yaws, beamside_plugin_lager].
 
 -spec deadline(map()) -> integer().
 deadline(Opts) ->

@@ -878,10 +878,10 @@ def test_plugins_switched_off_everywhere_and_per_node(tmp_path: Path) -> None:
         "  nodes: {db@127.0.0.1: {disabled: [os_mon, mnesia]}}\n"
     )
     manager = load_config(write(tmp_path, text)).manager_config()
-    common = ["ejabberd", "folsom", "mnesia", "os_mon", "rabbitmq", "ranch", "yaws"]
+    common = ["ejabberd", "folsom", "lager", "mnesia", "os_mon", "rabbitmq", "ranch", "yaws"]
     assert manager.collect_options("app@127.0.0.1")["plugins"] == common
     # a node's own list replaces the common one
-    own = ["ejabberd", "folsom", "poolboy", "rabbitmq", "ranch", "yaws"]
+    own = ["ejabberd", "folsom", "lager", "poolboy", "rabbitmq", "ranch", "yaws"]
     assert manager.collect_options("db@127.0.0.1")["plugins"] == own
     assert manager.collect_options("found@10.0.0.9")["plugins"] == common
     text = TWO_NODES + "plugins: {nodes: {db@127.0.0.1: {disabled: []}}}\n"

@@ -87,6 +87,7 @@ class NotificationsConfig:
 BUILTIN_PLUGINS: Final = (
     "ejabberd",
     "folsom",
+    "lager",
     "mnesia",
     "os_mon",
     "poolboy",

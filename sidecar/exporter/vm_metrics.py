@@ -48,6 +48,7 @@ from sidecar.model.sections import (
     DiskView,
     Ejabberd,
     Folsom,
+    Lager,
     MemoryView,
     OsMonCpu,
     OsMonDisk,
@@ -1290,6 +1291,9 @@ def _plugins(n: NodeWriter, snap: NodeSnapshot) -> None:
             elif name == "yaws":
                 if snap.yaws is not None:
                     _yaws(n, snap.yaws)
+            elif name == "lager":
+                if snap.lager is not None:
+                    _lager(n, snap.lager)
             else:
                 render = _PLUGINS.get(name) or _user_plugin(name)
                 section = snap.plugins.get(name)
@@ -1518,6 +1522,18 @@ def _yaws(n: NodeWriter, s: Yaws) -> None:
         n.counter("erlang_yaws_requests",
                   "Requests a Yaws server group served on the connections it closed.",
                   x.requests, server=key)  # fmt: skip
+
+
+def _lager(n: NodeWriter, s: Lager) -> None:
+    n.gauge("erlang_lager_sync_mode",
+            "1 when lager logs synchronously: its event queue went over async_threshold "
+            "and every logging process waits for the backends (overload).",
+            s.sync_mode)  # fmt: skip
+    n.gauge("erlang_lager_event_queue_len", "Messages waiting in lager's event manager.",
+            s.event_queue)  # fmt: skip
+    n.gauge("erlang_lager_error_logger_hwm",
+            "Redirected error_logger messages a second lager lets through (more are dropped).",
+            s.error_logger_hwm)  # fmt: skip
 
 
 _NOT_NAME: Final = re.compile(r"[^a-zA-Z0-9_]+")

@@ -1116,6 +1116,30 @@ def decode_yaws(term: object) -> Yaws:
     return Yaws(servers=servers, truncated=truncated, version=_version(m))
 
 
+# --------------------------------------------------------------------------- lager
+
+
+class Lager(NamedTuple):
+    """``plugins.lager``: lager's overload state."""
+
+    version: str | None = None
+    #: the backend throttle switched to synchronous logging (None: not known)
+    sync_mode: bool | None = None
+    event_queue: float | None = None
+    error_logger_hwm: float | None = None
+
+
+def decode_lager(term: object) -> Lager:
+    m = _map(term, "plugins.lager")
+    sync = m.get("sync_mode")
+    return Lager(
+        version=_version(m),
+        sync_mode=sync if isinstance(sync, bool) else None,
+        event_queue=number(m.get("event_queue")),
+        error_logger_hwm=number(m.get("error_logger_hwm")),
+    )
+
+
 # --------------------------------------------------------------------------- startup, env, code
 
 

@@ -22,6 +22,7 @@ from .sections import (
     EnvValue,
     EventSection,
     Folsom,
+    Lager,
     Limits,
     Malformed,
     Memory,
@@ -44,6 +45,7 @@ from .sections import (
     decode_ejabberd,
     decode_env,
     decode_folsom,
+    decode_lager,
     decode_limits,
     decode_memory,
     decode_modules,
@@ -148,6 +150,8 @@ class NodeSnapshot:
     ejabberd: Ejabberd | None = None
     #: ``plugins.yaws`` (servers, connections, requests)
     yaws: Yaws | None = None
+    #: ``plugins.lager`` (sync mode, event queue)
+    lager: Lager | None = None
     #: other plugins (``mnesia``, application plugins): their maps as sent
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
@@ -166,6 +170,7 @@ _TYPED_PLUGINS: Final[Mapping[str, Callable[[object], Any]]] = {
     "rabbitmq": decode_rabbitmq,
     "ejabberd": decode_ejabberd,
     "yaws": decode_yaws,
+    "lager": decode_lager,
 }
 
 
@@ -256,6 +261,7 @@ def decode_snapshot(
         rabbitmq=typed_plugins.get("rabbitmq"),
         ejabberd=typed_plugins.get("ejabberd"),
         yaws=typed_plugins.get("yaws"),
+        lager=typed_plugins.get("lager"),
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,

@@ -17,7 +17,8 @@ from sidecar import agents
 from sidecar.agents import EventOptions
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist
-from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR
+from sidecar.exporter.exposition import TEXT, ExpositionCache
+from tests.agents.conftest import NO_RESIDUE, RESIDUE_EXPR, snapshot
 from tests.agents.events_helpers import HANDLERS, Collected, attach_events, has_text, wait_value
 from tests.support.nodes import ErlangNode
 
@@ -220,6 +221,18 @@ async def test_lager_backend(otp25_node: ErlangNode, local: LocalNode) -> None:
     await got.drain(1.5)
     crashes = [e for e in got.events if "bs_lager_crash" in e.message]
     assert len(crashes) == 1, [(e.fields.get("source"), e.message[:80]) for e in crashes]
+    # lager's overload state: its throttle switching the sink to synchronous
+    # logging is what plugins.lager reports (set here as the throttle sets it)
+    snap = await snapshot(local, node)
+    assert snap.lager is not None and snap.lager.sync_mode is False
+    assert snap.lager.version == "3.9.2" and snap.lager.event_queue is not None
+    node.eval("lager_config:set({lager_event, async}, false).")
+    snap = await snapshot(local, node)
+    assert snap.lager is not None and snap.lager.sync_mode is True
+    body = ExpositionCache().exposition([snap], TEXT).decode()
+    (line,) = [x for x in body.splitlines() if x.startswith("erlang_lager_sync_mode{")]
+    assert line.endswith(" 1.0")
+    node.eval("lager_config:set({lager_event, async}, true).")
     await agents.detach(local, node.name)
     assert "beamside" not in node.eval(handlers)
     assert node.eval(RESIDUE_EXPR) == NO_RESIDUE
