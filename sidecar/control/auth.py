@@ -48,6 +48,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Nodes/AddNode": Role.OPERATOR,
         "Nodes/RemoveNode": Role.OPERATOR,
         "Processes/ListProcesses": Role.VIEWER,
+        "Processes/Top": Role.VIEWER,
         "Processes/GetProcess": Role.VIEWER,
         "Processes/TerminateProcess": Role.OPERATOR,
         "Processes/GarbageCollect": Role.OPERATOR,

@@ -4,6 +4,7 @@ README, the auth matrix and the status codes of bad input."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -282,6 +283,11 @@ async def test_every_method_with_grpcurl(
         ("Alarms/Comment", {**alarm, "text": "seen"}, lambda r: r["comments"][0]["text"] == "seen"),
         ("Alarms/Clear", alarm, lambda r: "active" not in r),
         ("Metrics/Live", {"node": node, "count": 1}, lambda r: r["values"]["process_count"] > 10),
+        (
+            "Processes/Top",
+            {"node": node, "count": 1, "limit": 5},
+            lambda r: r["seq"] == 1 and len(r["processes"]) == 5,
+        ),
     ]
     for method, data, check in calls:
         if method == "Nodes/RemoveNode":
@@ -305,4 +311,14 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 1 == 25
+    assert methods == len(calls) + 1 == 26
+    # Top keeps sending: grpcurl prints each update as it comes
+    top = await plane.grpcurl(
+        "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}
+    )
+    decoder, text, docs = json.JSONDecoder(), top.stdout.strip(), []
+    while text:
+        doc, end = decoder.raw_decode(text)
+        docs.append(doc)
+        text = text[end:].strip()
+    assert [d["seq"] for d in docs] == [1, 2], top.stdout

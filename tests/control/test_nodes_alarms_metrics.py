@@ -218,3 +218,37 @@ async def test_live_stream(control_factory: ControlFactory, otp28_node: ErlangNo
     first = await asyncio.wait_for(endless.read(), 10)
     assert first.values["run_queue"] >= 0
     endless.cancel()
+
+
+async def test_live_top(control_factory: ControlFactory, otp25_node: ErlangNode) -> None:
+    """Processes/Top: the top processes again every interval, each update with
+    what each one did since the previous one; ends after ``count``."""
+    plane = await control_factory([otp25_node])
+    otp25_node.eval(
+        "register(bs_top_busy, spawn(fun F() -> lists:sum(lists:seq(1, 20000)),"
+        " timer:sleep(5), F() end)), ok."
+    )
+    started = time.monotonic()
+    call = plane.processes.Top(
+        processes_pb2.TopRequest(
+            node=otp25_node.name, sort_by="reductions", limit=10, interval_ms=1000, count=3
+        ),
+        timeout=60,
+    )
+    updates = [u async for u in call]
+    took = time.monotonic() - started
+    assert [u.seq for u in updates] == [1, 2, 3] and 1.5 < took < 20
+    first, second = updates[0], updates[1]
+    assert first.process_count > 10 and len(first.processes) == 10
+    assert not any(e.new or e.reductions_change for e in first.processes)  # nothing before
+    (busy,) = [e for e in second.processes if e.process.registered_name == "bs_top_busy"]
+    assert busy.reductions_change > 10_000 and not busy.new
+    assert busy.process.reductions >= busy.reductions_change
+    otp25_node.eval("exit(whereis(bs_top_busy), kill), ok.")
+
+    bad = plane.processes.Top(processes_pb2.TopRequest(node=otp25_node.name, interval_ms=10))
+    try:
+        async for _ in bad:
+            raise AssertionError("an update every 10 ms")
+    except aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "interval_ms" in exc.details()

@@ -12,6 +12,9 @@ agent printed them.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from sidecar.control import validate
@@ -27,6 +30,9 @@ OPS: OpsModule = "beamside_ops_procs"  # erl_agents/beamside_ops_procs.erl
 
 SORT_KEYS = ("memory", "message_queue_len", "reductions", "reductions_rate")
 MAX_PROCESSES = 1000
+MAX_TOP = 100  # processes in a Top update
+MAX_TOP_UPDATES = 3600
+MAX_TOP_SECONDS = 3600.0
 WALK_TIMEOUT_MS = 5000  # the agent's walk deadline; twice it bounds the whole call
 STATE_TIMEOUT_MS = 1000
 # TerminateProcess: the agent's safety check (beamside_ops_safety header,
@@ -51,28 +57,44 @@ class ProcessesService:
     async def ListProcesses(
         self, request: pb.ListProcessesRequest, context: Context
     ) -> pb.ListProcessesResponse:
-        sort_by = validate.choice(request.sort_by, "sort_by", SORT_KEYS)
+        return await self._top(
+            request.node,
+            request.sort_by,
+            validate.limit(request.limit, "limit", 20, MAX_PROCESSES),
+            request.sample_ms,
+            request.name_filter,
+            request.module_filter,
+        )
+
+    async def _top(
+        self,
+        node: str,
+        sort_by_asked: str,
+        limit: int,
+        sample_ms_asked: int = 0,
+        name_filter: str = "",
+        module_filter: str = "",
+    ) -> pb.ListProcessesResponse:
+        sort_by = validate.choice(sort_by_asked, "sort_by", SORT_KEYS)
         opts: dict[Any, Any] = {
             Atom("sort_by"): Atom(sort_by),
-            Atom("limit"): validate.limit(request.limit, "limit", 20, MAX_PROCESSES),
+            Atom("limit"): limit,
             Atom("timeout_ms"): WALK_TIMEOUT_MS,
         }
         sample_ms = 0
         if sort_by == "reductions_rate":
-            sample_ms = validate.limit(request.sample_ms, "sample_ms", 1000, 10000, 10)
+            sample_ms = validate.limit(sample_ms_asked, "sample_ms", 1000, 10000, 10)
             opts[Atom("sample_ms")] = sample_ms
-        elif request.sample_ms:
+        elif sample_ms_asked:
             raise invalid("sample_ms applies to sort_by reductions_rate only")
-        if request.name_filter:
-            if len(request.name_filter) > validate.MAX_ATOM_CHARS:
+        if name_filter:
+            if len(name_filter) > validate.MAX_ATOM_CHARS:
                 raise invalid("name_filter is longer than an atom can be")
-            opts[Atom("name_filter")] = request.name_filter.encode()
-        if request.module_filter:
-            opts[Atom("module_filter")] = validate.atom(
-                request.module_filter, "module_filter"
-            ).encode()
+            opts[Atom("name_filter")] = name_filter.encode()
+        if module_filter:
+            opts[Atom("module_filter")] = validate.atom(module_filter, "module_filter").encode()
         timeout = (2 * WALK_TIMEOUT_MS + sample_ms + 1000) / 1000
-        reply = await self.calls.ops(request.node, OPS, "top", [opts], timeout)
+        reply = await self.calls.ops(node, OPS, "top", [opts], timeout)
         return pb.ListProcessesResponse(
             processes=[
                 pb.ProcessSummary(
@@ -94,6 +116,45 @@ class ProcessesService:
             truncated=reply.get("truncated") is True,
             duration_us=_int(reply.get("duration_us")),
         )
+
+    async def Top(
+        self, request: pb.TopRequest, context: Context
+    ) -> AsyncGenerator[pb.TopUpdate, None]:
+        """ListProcesses again every ``interval_ms``, each update with the
+        reductions and memory each process gained since the previous one.
+        One walk at a time, bounded like ListProcesses; the stream ends after
+        ``count`` updates, an hour, or when the caller goes."""
+        limit = validate.limit(request.limit, "limit", 20, MAX_TOP)
+        interval = validate.limit(request.interval_ms, "interval_ms", 2000, 60000, 1000) / 1000
+        count = validate.limit(request.count, "count", MAX_TOP_UPDATES, MAX_TOP_UPDATES)
+        node = self.calls.up(request.node).node
+        ends = time.monotonic() + MAX_TOP_SECONDS
+        previous: dict[str, tuple[int, int]] = {}
+        for seq in range(1, count + 1):
+            started = time.monotonic()
+            top = await self._top(node, request.sort_by, limit)
+            entries = []
+            for p in top.processes:
+                before = previous.get(p.pid)
+                entries.append(
+                    pb.TopEntry(
+                        process=p,
+                        reductions_change=0 if before is None else p.reductions - before[0],
+                        memory_change=0 if before is None else p.memory - before[1],
+                        new=before is None and seq > 1,
+                    )
+                )
+            previous = {p.pid: (p.reductions, p.memory) for p in top.processes}
+            yield pb.TopUpdate(
+                node=node,
+                seq=seq,
+                processes=entries,
+                process_count=top.process_count,
+                truncated=top.truncated,
+            )
+            if seq == count or time.monotonic() >= ends:
+                return
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
     async def GetProcess(
         self, request: pb.GetProcessRequest, context: Context

@@ -24,39 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x65\x61mside/v1/processes.proto\x12\x0b\x62\x65\x61mside.v1\"\x83\x01\n\x14ListProcessesRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07sort_by\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0bname_filter\x18\x04 \x01(\t\x12\x15\n\rmodule_filter\x18\x05 \x01(\t\x12\x11\n\tsample_ms\x18\x06 \x01(\r\"\xcf\x01\n\x0eProcessSummary\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x17\n\x0fregistered_name\x18\x02 \x01(\t\x12\x0e\n\x06memory\x18\x03 \x01(\x04\x12\x19\n\x11message_queue_len\x18\x04 \x01(\x04\x12\x12\n\nreductions\x18\x05 \x01(\x04\x12\x18\n\x10\x63urrent_function\x18\x06 \x01(\t\x12\x14\n\x0cinitial_call\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x18\n\x10reductions_delta\x18\t \x01(\x04\"\xa8\x01\n\x15ListProcessesResponse\x12.\n\tprocesses\x18\x01 \x03(\x0b\x32\x1b.beamside.v1.ProcessSummary\x12\x15\n\rprocess_count\x18\x02 \x01(\x04\x12\x0e\n\x06walked\x18\x03 \x01(\x04\x12\x10\n\x08vanished\x18\x04 \x01(\x04\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x13\n\x0b\x64uration_us\x18\x06 \x01(\x04\"\x80\x01\n\x11GetProcessRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x15\n\x08messages\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nskip_state\x18\x04 \x01(\x08\x12\x18\n\x10state_timeout_ms\x18\x05 \x01(\rB\x0b\n\t_messages\"-\n\x0f\x44ictionaryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc9\x04\n\x12GetProcessResponse\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x17\n\x0fregistered_name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x18\n\x10\x63urrent_function\x18\x04 \x01(\t\x12\x14\n\x0cinitial_call\x18\x05 \x01(\t\x12\x0e\n\x06memory\x18\x06 \x01(\x04\x12\x19\n\x11message_queue_len\x18\x07 \x01(\x04\x12\x12\n\nreductions\x18\x08 \x01(\x04\x12\x11\n\theap_size\x18\t \x01(\x04\x12\x17\n\x0ftotal_heap_size\x18\n \x01(\x04\x12\x12\n\nstack_size\x18\x0b \x01(\x04\x12\x11\n\ttrap_exit\x18\x0c \x01(\x08\x12\x10\n\x08priority\x18\r \x01(\t\x12\x14\n\x0cgroup_leader\x18\x0e \x01(\t\x12\r\n\x05links\x18\x0f \x03(\t\x12\x13\n\x0blinks_count\x18\x10 \x01(\x04\x12\x10\n\x08monitors\x18\x11 \x03(\t\x12\x14\n\x0cmonitored_by\x18\x12 \x03(\t\x12\x12\n\nstacktrace\x18\x13 \x03(\t\x12\x1a\n\x12garbage_collection\x18\x14 \x01(\t\x12\x30\n\ndictionary\x18\x15 \x03(\x0b\x32\x1c.beamside.v1.DictionaryEntry\x12\x17\n\x0f\x64ictionary_size\x18\x16 \x01(\x04\x12\x10\n\x08messages\x18\x17 \x03(\t\x12\x16\n\x0emessages_error\x18\x18 \x01(\t\x12\r\n\x05state\x18\x19 \x01(\t\x12\x13\n\x0bstate_error\x18\x1a \x01(\t\"D\n\x17TerminateProcessRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"K\n\x18TerminateProcessResponse\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nterminated\x18\x03 \x01(\x08\"~\n\x15GarbageCollectRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x15\n\x08pause_ms\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x05 \x01(\rB\x0b\n\t_pause_ms\"\xcc\x01\n\x16GarbageCollectResponse\x12\x11\n\tcollected\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\x12\x10\n\x08vanished\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x04\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x1f\n\x17processes_memory_before\x18\x06 \x01(\x04\x12\x1e\n\x16processes_memory_after\x18\x07 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x08 \x01(\x04\"=\n\x16TerminateShellsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\rinclude_local\x18\x02 \x01(\x08\"q\n\x0fTerminatedShell\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06remote\x18\x03 \x01(\x08\x12\x19\n\x11group_leader_node\x18\x04 \x01(\t\x12\x18\n\x10\x63urrent_function\x18\x05 \x01(\t\"[\n\x17TerminateShellsResponse\x12\x30\n\nterminated\x18\x01 \x03(\x0b\x32\x1c.beamside.v1.TerminatedShell\x12\x0e\n\x06spared\x18\x02 \x01(\x04\x32\xcc\x03\n\tProcesses\x12V\n\rListProcesses\x12!.beamside.v1.ListProcessesRequest\x1a\".beamside.v1.ListProcessesResponse\x12M\n\nGetProcess\x12\x1e.beamside.v1.GetProcessRequest\x1a\x1f.beamside.v1.GetProcessResponse\x12_\n\x10TerminateProcess\x12$.beamside.v1.TerminateProcessRequest\x1a%.beamside.v1.TerminateProcessResponse\x12Y\n\x0eGarbageCollect\x12\".beamside.v1.GarbageCollectRequest\x1a#.beamside.v1.GarbageCollectResponse\x12\\\n\x0fTerminateShells\x12#.beamside.v1.TerminateShellsRequest\x1a$.beamside.v1.TerminateShellsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x62\x65\x61mside/v1/processes.proto\x12\x0b\x62\x65\x61mside.v1\"^\n\nTopRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07sort_by\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0binterval_ms\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\"w\n\x08TopEntry\x12,\n\x07process\x18\x01 \x01(\x0b\x32\x1b.beamside.v1.ProcessSummary\x12\x19\n\x11reductions_change\x18\x02 \x01(\x03\x12\x15\n\rmemory_change\x18\x03 \x01(\x03\x12\x0b\n\x03new\x18\x04 \x01(\x08\"z\n\tTopUpdate\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\r\x12(\n\tprocesses\x18\x03 \x03(\x0b\x32\x15.beamside.v1.TopEntry\x12\x15\n\rprocess_count\x18\x04 \x01(\x04\x12\x11\n\ttruncated\x18\x05 \x01(\x08\"\x83\x01\n\x14ListProcessesRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07sort_by\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\r\x12\x13\n\x0bname_filter\x18\x04 \x01(\t\x12\x15\n\rmodule_filter\x18\x05 \x01(\t\x12\x11\n\tsample_ms\x18\x06 \x01(\r\"\xcf\x01\n\x0eProcessSummary\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x17\n\x0fregistered_name\x18\x02 \x01(\t\x12\x0e\n\x06memory\x18\x03 \x01(\x04\x12\x19\n\x11message_queue_len\x18\x04 \x01(\x04\x12\x12\n\nreductions\x18\x05 \x01(\x04\x12\x18\n\x10\x63urrent_function\x18\x06 \x01(\t\x12\x14\n\x0cinitial_call\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x18\n\x10reductions_delta\x18\t \x01(\x04\"\xa8\x01\n\x15ListProcessesResponse\x12.\n\tprocesses\x18\x01 \x03(\x0b\x32\x1b.beamside.v1.ProcessSummary\x12\x15\n\rprocess_count\x18\x02 \x01(\x04\x12\x0e\n\x06walked\x18\x03 \x01(\x04\x12\x10\n\x08vanished\x18\x04 \x01(\x04\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x13\n\x0b\x64uration_us\x18\x06 \x01(\x04\"\x80\x01\n\x11GetProcessRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x15\n\x08messages\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x12\n\nskip_state\x18\x04 \x01(\x08\x12\x18\n\x10state_timeout_ms\x18\x05 \x01(\rB\x0b\n\t_messages\"-\n\x0f\x44ictionaryEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\xc9\x04\n\x12GetProcessResponse\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x17\n\x0fregistered_name\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\x12\x18\n\x10\x63urrent_function\x18\x04 \x01(\t\x12\x14\n\x0cinitial_call\x18\x05 \x01(\t\x12\x0e\n\x06memory\x18\x06 \x01(\x04\x12\x19\n\x11message_queue_len\x18\x07 \x01(\x04\x12\x12\n\nreductions\x18\x08 \x01(\x04\x12\x11\n\theap_size\x18\t \x01(\x04\x12\x17\n\x0ftotal_heap_size\x18\n \x01(\x04\x12\x12\n\nstack_size\x18\x0b \x01(\x04\x12\x11\n\ttrap_exit\x18\x0c \x01(\x08\x12\x10\n\x08priority\x18\r \x01(\t\x12\x14\n\x0cgroup_leader\x18\x0e \x01(\t\x12\r\n\x05links\x18\x0f \x03(\t\x12\x13\n\x0blinks_count\x18\x10 \x01(\x04\x12\x10\n\x08monitors\x18\x11 \x03(\t\x12\x14\n\x0cmonitored_by\x18\x12 \x03(\t\x12\x12\n\nstacktrace\x18\x13 \x03(\t\x12\x1a\n\x12garbage_collection\x18\x14 \x01(\t\x12\x30\n\ndictionary\x18\x15 \x03(\x0b\x32\x1c.beamside.v1.DictionaryEntry\x12\x17\n\x0f\x64ictionary_size\x18\x16 \x01(\x04\x12\x10\n\x08messages\x18\x17 \x03(\t\x12\x16\n\x0emessages_error\x18\x18 \x01(\t\x12\r\n\x05state\x18\x19 \x01(\t\x12\x13\n\x0bstate_error\x18\x1a \x01(\t\"D\n\x17TerminateProcessRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"K\n\x18TerminateProcessResponse\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nterminated\x18\x03 \x01(\x08\"~\n\x15GarbageCollectRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x12\n\nbatch_size\x18\x03 \x01(\r\x12\x15\n\x08pause_ms\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x12\n\ntimeout_ms\x18\x05 \x01(\rB\x0b\n\t_pause_ms\"\xcc\x01\n\x16GarbageCollectResponse\x12\x11\n\tcollected\x18\x01 \x01(\x04\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x03\x12\x10\n\x08vanished\x18\x03 \x01(\x04\x12\x0f\n\x07\x62\x61tches\x18\x04 \x01(\x04\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x1f\n\x17processes_memory_before\x18\x06 \x01(\x04\x12\x1e\n\x16processes_memory_after\x18\x07 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x08 \x01(\x04\"=\n\x16TerminateShellsRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\rinclude_local\x18\x02 \x01(\x08\"q\n\x0fTerminatedShell\x12\x0b\n\x03pid\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x0e\n\x06remote\x18\x03 \x01(\x08\x12\x19\n\x11group_leader_node\x18\x04 \x01(\t\x12\x18\n\x10\x63urrent_function\x18\x05 \x01(\t\"[\n\x17TerminateShellsResponse\x12\x30\n\nterminated\x18\x01 \x03(\x0b\x32\x1c.beamside.v1.TerminatedShell\x12\x0e\n\x06spared\x18\x02 \x01(\x04\x32\x86\x04\n\tProcesses\x12V\n\rListProcesses\x12!.beamside.v1.ListProcessesRequest\x1a\".beamside.v1.ListProcessesResponse\x12M\n\nGetProcess\x12\x1e.beamside.v1.GetProcessRequest\x1a\x1f.beamside.v1.GetProcessResponse\x12_\n\x10TerminateProcess\x12$.beamside.v1.TerminateProcessRequest\x1a%.beamside.v1.TerminateProcessResponse\x12Y\n\x0eGarbageCollect\x12\".beamside.v1.GarbageCollectRequest\x1a#.beamside.v1.GarbageCollectResponse\x12\\\n\x0fTerminateShells\x12#.beamside.v1.TerminateShellsRequest\x1a$.beamside.v1.TerminateShellsResponse\x12\x38\n\x03Top\x12\x17.beamside.v1.TopRequest\x1a\x16.beamside.v1.TopUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'beamside.v1.processes_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTPROCESSESREQUEST']._serialized_start=45
-  _globals['_LISTPROCESSESREQUEST']._serialized_end=176
-  _globals['_PROCESSSUMMARY']._serialized_start=179
-  _globals['_PROCESSSUMMARY']._serialized_end=386
-  _globals['_LISTPROCESSESRESPONSE']._serialized_start=389
-  _globals['_LISTPROCESSESRESPONSE']._serialized_end=557
-  _globals['_GETPROCESSREQUEST']._serialized_start=560
-  _globals['_GETPROCESSREQUEST']._serialized_end=688
-  _globals['_DICTIONARYENTRY']._serialized_start=690
-  _globals['_DICTIONARYENTRY']._serialized_end=735
-  _globals['_GETPROCESSRESPONSE']._serialized_start=738
-  _globals['_GETPROCESSRESPONSE']._serialized_end=1323
-  _globals['_TERMINATEPROCESSREQUEST']._serialized_start=1325
-  _globals['_TERMINATEPROCESSREQUEST']._serialized_end=1393
-  _globals['_TERMINATEPROCESSRESPONSE']._serialized_start=1395
-  _globals['_TERMINATEPROCESSRESPONSE']._serialized_end=1470
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=1472
-  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=1598
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=1601
-  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=1805
-  _globals['_TERMINATESHELLSREQUEST']._serialized_start=1807
-  _globals['_TERMINATESHELLSREQUEST']._serialized_end=1868
-  _globals['_TERMINATEDSHELL']._serialized_start=1870
-  _globals['_TERMINATEDSHELL']._serialized_end=1983
-  _globals['_TERMINATESHELLSRESPONSE']._serialized_start=1985
-  _globals['_TERMINATESHELLSRESPONSE']._serialized_end=2076
-  _globals['_PROCESSES']._serialized_start=2079
-  _globals['_PROCESSES']._serialized_end=2539
+  _globals['_TOPREQUEST']._serialized_start=44
+  _globals['_TOPREQUEST']._serialized_end=138
+  _globals['_TOPENTRY']._serialized_start=140
+  _globals['_TOPENTRY']._serialized_end=259
+  _globals['_TOPUPDATE']._serialized_start=261
+  _globals['_TOPUPDATE']._serialized_end=383
+  _globals['_LISTPROCESSESREQUEST']._serialized_start=386
+  _globals['_LISTPROCESSESREQUEST']._serialized_end=517
+  _globals['_PROCESSSUMMARY']._serialized_start=520
+  _globals['_PROCESSSUMMARY']._serialized_end=727
+  _globals['_LISTPROCESSESRESPONSE']._serialized_start=730
+  _globals['_LISTPROCESSESRESPONSE']._serialized_end=898
+  _globals['_GETPROCESSREQUEST']._serialized_start=901
+  _globals['_GETPROCESSREQUEST']._serialized_end=1029
+  _globals['_DICTIONARYENTRY']._serialized_start=1031
+  _globals['_DICTIONARYENTRY']._serialized_end=1076
+  _globals['_GETPROCESSRESPONSE']._serialized_start=1079
+  _globals['_GETPROCESSRESPONSE']._serialized_end=1664
+  _globals['_TERMINATEPROCESSREQUEST']._serialized_start=1666
+  _globals['_TERMINATEPROCESSREQUEST']._serialized_end=1734
+  _globals['_TERMINATEPROCESSRESPONSE']._serialized_start=1736
+  _globals['_TERMINATEPROCESSRESPONSE']._serialized_end=1811
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_start=1813
+  _globals['_GARBAGECOLLECTREQUEST']._serialized_end=1939
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_start=1942
+  _globals['_GARBAGECOLLECTRESPONSE']._serialized_end=2146
+  _globals['_TERMINATESHELLSREQUEST']._serialized_start=2148
+  _globals['_TERMINATESHELLSREQUEST']._serialized_end=2209
+  _globals['_TERMINATEDSHELL']._serialized_start=2211
+  _globals['_TERMINATEDSHELL']._serialized_end=2324
+  _globals['_TERMINATESHELLSRESPONSE']._serialized_start=2326
+  _globals['_TERMINATESHELLSRESPONSE']._serialized_end=2417
+  _globals['_PROCESSES']._serialized_start=2420
+  _globals['_PROCESSES']._serialized_end=2938
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TopRequest(_message.Message):
+    __slots__ = ("node", "sort_by", "limit", "interval_ms", "count")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SORT_BY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    sort_by: str
+    limit: int
+    interval_ms: int
+    count: int
+    def __init__(self, node: _Optional[str] = ..., sort_by: _Optional[str] = ..., limit: _Optional[int] = ..., interval_ms: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
+class TopEntry(_message.Message):
+    __slots__ = ("process", "reductions_change", "memory_change", "new")
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    REDUCTIONS_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_CHANGE_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    process: ProcessSummary
+    reductions_change: int
+    memory_change: int
+    new: bool
+    def __init__(self, process: _Optional[_Union[ProcessSummary, _Mapping]] = ..., reductions_change: _Optional[int] = ..., memory_change: _Optional[int] = ..., new: _Optional[bool] = ...) -> None: ...
+
+class TopUpdate(_message.Message):
+    __slots__ = ("node", "seq", "processes", "process_count", "truncated")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    seq: int
+    processes: _containers.RepeatedCompositeFieldContainer[TopEntry]
+    process_count: int
+    truncated: bool
+    def __init__(self, node: _Optional[str] = ..., seq: _Optional[int] = ..., processes: _Optional[_Iterable[_Union[TopEntry, _Mapping]]] = ..., process_count: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
 class ListProcessesRequest(_message.Message):
     __slots__ = ("node", "sort_by", "limit", "name_filter", "module_filter", "sample_ms")
     NODE_FIELD_NUMBER: _ClassVar[int]

@@ -59,6 +59,11 @@ class ProcessesStub:
                 request_serializer=beamside_dot_v1_dot_processes__pb2.TerminateShellsRequest.SerializeToString,
                 response_deserializer=beamside_dot_v1_dot_processes__pb2.TerminateShellsResponse.FromString,
                 _registered_method=True)
+        self.Top = channel.unary_stream(
+                '/beamside.v1.Processes/Top',
+                request_serializer=beamside_dot_v1_dot_processes__pb2.TopRequest.SerializeToString,
+                response_deserializer=beamside_dot_v1_dot_processes__pb2.TopUpdate.FromString,
+                _registered_method=True)
 
 
 class ProcessesServicer:
@@ -99,6 +104,14 @@ class ProcessesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Top(self, request, context):
+        """The top processes again every interval, as observer_cli shows them: each
+        update with what changed since the previous one (viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +139,11 @@ def add_ProcessesServicer_to_server(servicer, server):
                     servicer.TerminateShells,
                     request_deserializer=beamside_dot_v1_dot_processes__pb2.TerminateShellsRequest.FromString,
                     response_serializer=beamside_dot_v1_dot_processes__pb2.TerminateShellsResponse.SerializeToString,
+            ),
+            'Top': grpc.unary_stream_rpc_method_handler(
+                    servicer.Top,
+                    request_deserializer=beamside_dot_v1_dot_processes__pb2.TopRequest.FromString,
+                    response_serializer=beamside_dot_v1_dot_processes__pb2.TopUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +281,33 @@ class Processes:
             '/beamside.v1.Processes/TerminateShells',
             beamside_dot_v1_dot_processes__pb2.TerminateShellsRequest.SerializeToString,
             beamside_dot_v1_dot_processes__pb2.TerminateShellsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Top(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/beamside.v1.Processes/Top',
+            beamside_dot_v1_dot_processes__pb2.TopRequest.SerializeToString,
+            beamside_dot_v1_dot_processes__pb2.TopUpdate.FromString,
             options,
             channel_credentials,
             insecure,
