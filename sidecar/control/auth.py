@@ -49,6 +49,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Nodes/RemoveNode": Role.OPERATOR,
         "Processes/ListProcesses": Role.VIEWER,
         "Processes/Top": Role.VIEWER,
+        "Nodes/ApplicationTree": Role.VIEWER,
         "Processes/GetProcess": Role.VIEWER,
         "Processes/TerminateProcess": Role.OPERATOR,
         "Processes/GarbageCollect": Role.OPERATOR,

@@ -284,6 +284,11 @@ async def test_every_method_with_grpcurl(
         ("Alarms/Clear", alarm, lambda r: "active" not in r),
         ("Metrics/Live", {"node": node, "count": 1}, lambda r: r["values"]["process_count"] > 10),
         (
+            "Nodes/ApplicationTree",
+            {"node": node, "application": "kernel"},
+            lambda r: r["applications"][0]["tree"]["registeredName"] == "kernel_sup",
+        ),
+        (
             "Processes/Top",
             {"node": node, "count": 1, "limit": 5},
             lambda r: r["seq"] == 1 and len(r["processes"]) == 5,
@@ -311,7 +316,7 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 1 == 26
+    assert methods == len(calls) + 1 == 27
     # Top keeps sending: grpcurl prints each update as it comes
     top = await plane.grpcurl(
         "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}

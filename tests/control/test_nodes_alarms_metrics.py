@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc import aio
 
 from sidecar.alarms.engine import Finding
@@ -252,3 +253,39 @@ async def test_live_top(control_factory: ControlFactory, otp25_node: ErlangNode)
             raise AssertionError("an update every 10 ms")
     except aio.AioRpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "interval_ms" in exc.details()
+
+
+async def test_application_tree(control_factory: ControlFactory, otp25_node: ErlangNode) -> None:
+    """Nodes/ApplicationTree: applications with their supervision trees, as
+    observer shows them: ids, types, strategies, registered names; bounded."""
+    plane = await control_factory([otp25_node])
+
+    async def tree(**kw: object) -> nodes_pb2.ApplicationTreeResponse:
+        request = nodes_pb2.ApplicationTreeRequest(node=otp25_node.name, **kw)
+        return await plane.call(plane.nodes.ApplicationTree, request)
+
+    (kernel,) = (await tree(application="kernel")).applications
+    assert kernel.name == "kernel" and kernel.version and kernel.master.startswith("<")
+    top = kernel.tree
+    assert top.registered_name == "kernel_sup" and top.strategy == "one_for_all"
+    assert top.child_count == len(top.children) > 3 and not top.truncated
+    children = {c.id: c for c in top.children}
+    safe = children["kernel_safe_sup"]
+    assert safe.type == "supervisor" and safe.strategy == "one_for_one"
+    assert safe.registered_name == "kernel_safe_sup" and safe.pid.startswith("<")
+    config = children["kernel_config"]
+    assert config.type == "worker" and config.modules == ["kernel_config"]
+
+    bounded = (await tree(application="kernel", max_children=2)).applications[0].tree
+    assert bounded.truncated and not bounded.children and bounded.child_count > 2
+    shallow = (await tree(application="kernel", max_depth=1)).applications[0].tree
+    (safe_sup,) = [c for c in shallow.children if c.id == "kernel_safe_sup"]
+    assert safe_sup.truncated and not safe_sup.children  # below the depth: counted only
+
+    every = {a.name: a for a in (await tree()).applications}
+    assert {"kernel", "stdlib"} <= set(every)
+    assert every["stdlib"].master == "" and not every["stdlib"].HasField("tree")  # a library
+
+    with pytest.raises(aio.AioRpcError) as raised:
+        await tree(application="no_such_app")
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND

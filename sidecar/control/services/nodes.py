@@ -10,12 +10,15 @@ from sidecar.control import validate
 from sidecar.control.base import Context, Deps, NodeCalls, OpsModule
 from sidecar.control.errors import RpcFailure, invalid, not_found, text
 from sidecar.control.gen.beamside.v1 import nodes_pb2 as pb
+from sidecar.erldist.term import Atom
 from sidecar.erldist.tls import TlsConfig
 from sidecar.model import NodeSnapshot, NodeState, NodeStatus, Release
 
 import grpc  # isort: skip
 
 OPS: OpsModule = "beamside_ops_node"  # erl_agents/beamside_ops_node.erl
+APPS: OpsModule = "beamside_ops_apps"  # erl_agents/beamside_ops_apps.erl
+APP_TREE_MS = 5000  # the agent's bound on the whole walk
 
 _LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -66,6 +69,27 @@ def summary(status: NodeStatus) -> pb.NodeSummary:
         last_error=status.last_error,
         discovered_by=status.discovered_by or "",
     )
+
+
+def _supervision(node: dict[Any, Any]) -> pb.SupervisionNode:
+    """One supervisor or worker of app_tree's reply (nested at most max_depth)."""
+    return pb.SupervisionNode(
+        id=text(node.get("id")),
+        pid=text(node.get("pid")),
+        registered_name=text(node.get("name")),
+        type=text(node.get("type")),
+        modules=[text(m) for m in node.get("modules", []) if m],
+        strategy=text(node.get("strategy")),
+        child_count=_count(node.get("child_count")),
+        active=_count(node.get("active")),
+        children=[_supervision(c) for c in node.get("children", []) if isinstance(c, dict)],
+        truncated=node.get("truncated") is True,
+        error=text(node.get("error")),
+    )
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and 0 <= value < 2**32 else 0
 
 
 def _releases(snap: NodeSnapshot | None) -> tuple[Release, ...]:
@@ -149,3 +173,35 @@ class NodesService:
         if not await self.deps.manager.remove_target(node):
             raise not_found(f"{node} is not a managed node")
         return pb.RemoveNodeResponse(removed=True)
+
+    async def ApplicationTree(
+        self, request: pb.ApplicationTreeRequest, context: Context
+    ) -> pb.ApplicationTreeResponse:
+        app = validate.atom(request.application, "application") if request.application else ""
+        opts = {
+            Atom("max_depth"): validate.limit(request.max_depth, "max_depth", 6, 20),
+            Atom("max_children"): validate.limit(request.max_children, "max_children", 100, 1000),
+            Atom("timeout_ms"): APP_TREE_MS,
+        }
+        reply = await self.calls.ops(
+            request.node,
+            APPS,
+            "app_tree",
+            [app.encode() if app else Atom("all"), opts],
+            APP_TREE_MS / 1000 + 1,
+        )
+        return pb.ApplicationTreeResponse(
+            applications=[
+                pb.ApplicationInfo(
+                    name=text(a.get("name")),
+                    version=text(a.get("version")),
+                    description=text(a.get("description")),
+                    master=text(a.get("master")),
+                    tree=_supervision(a["tree"]) if isinstance(a.get("tree"), dict) else None,
+                    error=text(a.get("error")),
+                )
+                for a in reply.get("applications", [])
+                if isinstance(a, dict)
+            ],
+            truncated=reply.get("truncated") is True,
+        )

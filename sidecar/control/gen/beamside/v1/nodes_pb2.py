@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65\x61mside/v1/nodes.proto\x12\x0b\x62\x65\x61mside.v1\"\"\n\x10ListNodesRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\"\xb5\x01\n\x0bNodeSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x13\n\x0botp_release\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x15\n\rdiscovered_by\x18\t \x01(\t\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.beamside.v1.NodeSummary\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"A\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xe4\x02\n\x0fGetNodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x41\n\x0bsystem_info\x18\x02 \x03(\x0b\x32,.beamside.v1.GetNodeResponse.SystemInfoEntry\x12.\n\x0c\x61pplications\x18\x03 \x03(\x0b\x32\x18.beamside.v1.Application\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x17\n\x0frelease_version\x18\x05 \x01(\t\x12\x16\n\x0erelease_source\x18\x06 \x01(\t\x12\x14\n\x0c\x65rts_version\x18\x07 \x01(\t\x12&\n\x08releases\x18\x08 \x03(\x0b\x32\x14.beamside.v1.Release\x1a\x31\n\x0fSystemInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x07Release\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"e\n\x0e\x41\x64\x64NodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\x0b\x63ookie_file\x18\x02 \x01(\tH\x00\x12\x14\n\ncookie_env\x18\x03 \x01(\tH\x00\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\tB\x08\n\x06\x63ookie\"F\n\x0f\x41\x64\x64NodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x0b\n\x03tls\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"%\n\x12RemoveNodeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\xae\x02\n\x05Nodes\x12J\n\tListNodes\x12\x1d.beamside.v1.ListNodesRequest\x1a\x1e.beamside.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.beamside.v1.GetNodeRequest\x1a\x1c.beamside.v1.GetNodeResponse\x12\x44\n\x07\x41\x64\x64Node\x12\x1b.beamside.v1.AddNodeRequest\x1a\x1c.beamside.v1.AddNodeResponse\x12M\n\nRemoveNode\x12\x1e.beamside.v1.RemoveNodeRequest\x1a\x1f.beamside.v1.RemoveNodeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x62\x65\x61mside/v1/nodes.proto\x12\x0b\x62\x65\x61mside.v1\"d\n\x16\x41pplicationTreeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x13\n\x0b\x61pplication\x18\x02 \x01(\t\x12\x11\n\tmax_depth\x18\x03 \x01(\r\x12\x14\n\x0cmax_children\x18\x04 \x01(\r\"\xeb\x01\n\x0fSupervisionNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\t\x12\x17\n\x0fregistered_name\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0f\n\x07modules\x18\x05 \x03(\t\x12\x10\n\x08strategy\x18\x06 \x01(\t\x12\x13\n\x0b\x63hild_count\x18\x07 \x01(\r\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\r\x12.\n\x08\x63hildren\x18\t \x03(\x0b\x32\x1c.beamside.v1.SupervisionNode\x12\x11\n\ttruncated\x18\n \x01(\x08\x12\r\n\x05\x65rror\x18\x0b \x01(\t\"\x90\x01\n\x0f\x41pplicationInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06master\x18\x04 \x01(\t\x12*\n\x04tree\x18\x05 \x01(\x0b\x32\x1c.beamside.v1.SupervisionNode\x12\r\n\x05\x65rror\x18\x06 \x01(\t\"`\n\x17\x41pplicationTreeResponse\x12\x32\n\x0c\x61pplications\x18\x01 \x03(\x0b\x32\x1c.beamside.v1.ApplicationInfo\x12\x11\n\ttruncated\x18\x02 \x01(\x08\"\"\n\x10ListNodesRequest\x12\x0e\n\x06\x66\x61mily\x18\x01 \x01(\t\"\xb5\x01\n\x0bNodeSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\n\n\x02up\x18\x03 \x01(\x08\x12\x13\n\x0botp_release\x18\x04 \x01(\t\x12\x16\n\x0euptime_seconds\x18\x05 \x01(\x01\x12\r\n\x05state\x18\x06 \x01(\t\x12\x15\n\ragent_version\x18\x07 \x01(\x05\x12\x12\n\nlast_error\x18\x08 \x01(\t\x12\x15\n\rdiscovered_by\x18\t \x01(\t\"<\n\x11ListNodesResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.beamside.v1.NodeSummary\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"A\n\x0b\x41pplication\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xe4\x02\n\x0fGetNodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x41\n\x0bsystem_info\x18\x02 \x03(\x0b\x32,.beamside.v1.GetNodeResponse.SystemInfoEntry\x12.\n\x0c\x61pplications\x18\x03 \x03(\x0b\x32\x18.beamside.v1.Application\x12\x14\n\x0crelease_name\x18\x04 \x01(\t\x12\x17\n\x0frelease_version\x18\x05 \x01(\t\x12\x16\n\x0erelease_source\x18\x06 \x01(\t\x12\x14\n\x0c\x65rts_version\x18\x07 \x01(\t\x12&\n\x08releases\x18\x08 \x03(\x0b\x32\x14.beamside.v1.Release\x1a\x31\n\x0fSystemInfoEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x07Release\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"e\n\x0e\x41\x64\x64NodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x15\n\x0b\x63ookie_file\x18\x02 \x01(\tH\x00\x12\x14\n\ncookie_env\x18\x03 \x01(\tH\x00\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\tB\x08\n\x06\x63ookie\"F\n\x0f\x41\x64\x64NodeResponse\x12&\n\x04node\x18\x01 \x01(\x0b\x32\x18.beamside.v1.NodeSummary\x12\x0b\n\x03tls\x18\x02 \x01(\x08\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"%\n\x12RemoveNodeResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x32\x8c\x03\n\x05Nodes\x12J\n\tListNodes\x12\x1d.beamside.v1.ListNodesRequest\x1a\x1e.beamside.v1.ListNodesResponse\x12\x44\n\x07GetNode\x12\x1b.beamside.v1.GetNodeRequest\x1a\x1c.beamside.v1.GetNodeResponse\x12\x44\n\x07\x41\x64\x64Node\x12\x1b.beamside.v1.AddNodeRequest\x1a\x1c.beamside.v1.AddNodeResponse\x12M\n\nRemoveNode\x12\x1e.beamside.v1.RemoveNodeRequest\x1a\x1f.beamside.v1.RemoveNodeResponse\x12\\\n\x0f\x41pplicationTree\x12#.beamside.v1.ApplicationTreeRequest\x1a$.beamside.v1.ApplicationTreeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,30 +33,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._loaded_options = None
   _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_options = b'8\001'
-  _globals['_LISTNODESREQUEST']._serialized_start=40
-  _globals['_LISTNODESREQUEST']._serialized_end=74
-  _globals['_NODESUMMARY']._serialized_start=77
-  _globals['_NODESUMMARY']._serialized_end=258
-  _globals['_LISTNODESRESPONSE']._serialized_start=260
-  _globals['_LISTNODESRESPONSE']._serialized_end=320
-  _globals['_GETNODEREQUEST']._serialized_start=322
-  _globals['_GETNODEREQUEST']._serialized_end=352
-  _globals['_APPLICATION']._serialized_start=354
-  _globals['_APPLICATION']._serialized_end=419
-  _globals['_GETNODERESPONSE']._serialized_start=422
-  _globals['_GETNODERESPONSE']._serialized_end=778
-  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_start=729
-  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_end=778
-  _globals['_RELEASE']._serialized_start=780
-  _globals['_RELEASE']._serialized_end=836
-  _globals['_ADDNODEREQUEST']._serialized_start=838
-  _globals['_ADDNODEREQUEST']._serialized_end=939
-  _globals['_ADDNODERESPONSE']._serialized_start=941
-  _globals['_ADDNODERESPONSE']._serialized_end=1011
-  _globals['_REMOVENODEREQUEST']._serialized_start=1013
-  _globals['_REMOVENODEREQUEST']._serialized_end=1046
-  _globals['_REMOVENODERESPONSE']._serialized_start=1048
-  _globals['_REMOVENODERESPONSE']._serialized_end=1085
-  _globals['_NODES']._serialized_start=1088
-  _globals['_NODES']._serialized_end=1390
+  _globals['_APPLICATIONTREEREQUEST']._serialized_start=40
+  _globals['_APPLICATIONTREEREQUEST']._serialized_end=140
+  _globals['_SUPERVISIONNODE']._serialized_start=143
+  _globals['_SUPERVISIONNODE']._serialized_end=378
+  _globals['_APPLICATIONINFO']._serialized_start=381
+  _globals['_APPLICATIONINFO']._serialized_end=525
+  _globals['_APPLICATIONTREERESPONSE']._serialized_start=527
+  _globals['_APPLICATIONTREERESPONSE']._serialized_end=623
+  _globals['_LISTNODESREQUEST']._serialized_start=625
+  _globals['_LISTNODESREQUEST']._serialized_end=659
+  _globals['_NODESUMMARY']._serialized_start=662
+  _globals['_NODESUMMARY']._serialized_end=843
+  _globals['_LISTNODESRESPONSE']._serialized_start=845
+  _globals['_LISTNODESRESPONSE']._serialized_end=905
+  _globals['_GETNODEREQUEST']._serialized_start=907
+  _globals['_GETNODEREQUEST']._serialized_end=937
+  _globals['_APPLICATION']._serialized_start=939
+  _globals['_APPLICATION']._serialized_end=1004
+  _globals['_GETNODERESPONSE']._serialized_start=1007
+  _globals['_GETNODERESPONSE']._serialized_end=1363
+  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_start=1314
+  _globals['_GETNODERESPONSE_SYSTEMINFOENTRY']._serialized_end=1363
+  _globals['_RELEASE']._serialized_start=1365
+  _globals['_RELEASE']._serialized_end=1421
+  _globals['_ADDNODEREQUEST']._serialized_start=1423
+  _globals['_ADDNODEREQUEST']._serialized_end=1524
+  _globals['_ADDNODERESPONSE']._serialized_start=1526
+  _globals['_ADDNODERESPONSE']._serialized_end=1596
+  _globals['_REMOVENODEREQUEST']._serialized_start=1598
+  _globals['_REMOVENODEREQUEST']._serialized_end=1631
+  _globals['_REMOVENODERESPONSE']._serialized_start=1633
+  _globals['_REMOVENODERESPONSE']._serialized_end=1670
+  _globals['_NODES']._serialized_start=1673
+  _globals['_NODES']._serialized_end=2069
 # @@protoc_insertion_point(module_scope)

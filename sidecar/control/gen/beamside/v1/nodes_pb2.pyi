@@ -6,6 +6,68 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ApplicationTreeRequest(_message.Message):
+    __slots__ = ("node", "application", "max_depth", "max_children")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    application: str
+    max_depth: int
+    max_children: int
+    def __init__(self, node: _Optional[str] = ..., application: _Optional[str] = ..., max_depth: _Optional[int] = ..., max_children: _Optional[int] = ...) -> None: ...
+
+class SupervisionNode(_message.Message):
+    __slots__ = ("id", "pid", "registered_name", "type", "modules", "strategy", "child_count", "active", "children", "truncated", "error")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    REGISTERED_NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MODULES_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    CHILD_COUNT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CHILDREN_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    pid: str
+    registered_name: str
+    type: str
+    modules: _containers.RepeatedScalarFieldContainer[str]
+    strategy: str
+    child_count: int
+    active: int
+    children: _containers.RepeatedCompositeFieldContainer[SupervisionNode]
+    truncated: bool
+    error: str
+    def __init__(self, id: _Optional[str] = ..., pid: _Optional[str] = ..., registered_name: _Optional[str] = ..., type: _Optional[str] = ..., modules: _Optional[_Iterable[str]] = ..., strategy: _Optional[str] = ..., child_count: _Optional[int] = ..., active: _Optional[int] = ..., children: _Optional[_Iterable[_Union[SupervisionNode, _Mapping]]] = ..., truncated: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ApplicationInfo(_message.Message):
+    __slots__ = ("name", "version", "description", "master", "tree", "error")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    TREE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    description: str
+    master: str
+    tree: SupervisionNode
+    error: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., description: _Optional[str] = ..., master: _Optional[str] = ..., tree: _Optional[_Union[SupervisionNode, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ApplicationTreeResponse(_message.Message):
+    __slots__ = ("applications", "truncated")
+    APPLICATIONS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    applications: _containers.RepeatedCompositeFieldContainer[ApplicationInfo]
+    truncated: bool
+    def __init__(self, applications: _Optional[_Iterable[_Union[ApplicationInfo, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+
 class ListNodesRequest(_message.Message):
     __slots__ = ("family",)
     FAMILY_FIELD_NUMBER: _ClassVar[int]

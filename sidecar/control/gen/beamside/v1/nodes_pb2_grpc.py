@@ -54,6 +54,11 @@ class NodesStub:
                 request_serializer=beamside_dot_v1_dot_nodes__pb2.RemoveNodeRequest.SerializeToString,
                 response_deserializer=beamside_dot_v1_dot_nodes__pb2.RemoveNodeResponse.FromString,
                 _registered_method=True)
+        self.ApplicationTree = channel.unary_unary(
+                '/beamside.v1.Nodes/ApplicationTree',
+                request_serializer=beamside_dot_v1_dot_nodes__pb2.ApplicationTreeRequest.SerializeToString,
+                response_deserializer=beamside_dot_v1_dot_nodes__pb2.ApplicationTreeResponse.FromString,
+                _registered_method=True)
 
 
 class NodesServicer:
@@ -88,6 +93,14 @@ class NodesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ApplicationTree(self, request, context):
+        """The running applications and the supervision tree below each one, as
+        observer's Applications tab shows them, bounded (viewer).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_NodesServicer_to_server(servicer, server):
                     servicer.RemoveNode,
                     request_deserializer=beamside_dot_v1_dot_nodes__pb2.RemoveNodeRequest.FromString,
                     response_serializer=beamside_dot_v1_dot_nodes__pb2.RemoveNodeResponse.SerializeToString,
+            ),
+            'ApplicationTree': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApplicationTree,
+                    request_deserializer=beamside_dot_v1_dot_nodes__pb2.ApplicationTreeRequest.FromString,
+                    response_serializer=beamside_dot_v1_dot_nodes__pb2.ApplicationTreeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class Nodes:
             '/beamside.v1.Nodes/RemoveNode',
             beamside_dot_v1_dot_nodes__pb2.RemoveNodeRequest.SerializeToString,
             beamside_dot_v1_dot_nodes__pb2.RemoveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApplicationTree(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/beamside.v1.Nodes/ApplicationTree',
+            beamside_dot_v1_dot_nodes__pb2.ApplicationTreeRequest.SerializeToString,
+            beamside_dot_v1_dot_nodes__pb2.ApplicationTreeResponse.FromString,
             options,
             channel_credentials,
             insecure,
