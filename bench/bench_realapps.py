@@ -42,10 +42,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -335,13 +338,101 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f}"
 
 
+@dataclass
+class _PlainNode:
+    """A plain node as plugin_costs reads an application's."""
+
+    name: str
+    os_pid: int
+    kind: str = "libraries"
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+RABBIT_PLUGINS = "/usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins"
+LIBRARIES = (
+    "{ok, _} = application:ensure_all_started(folsom),"
+    ' [ok = folsom_metrics:new_counter(list_to_atom("bench_c" ++ integer_to_list(I)))'
+    " || I <- lists:seq(1, 20)],"
+    " ok = folsom_metrics:new_histogram(bench_h),"
+    " [folsom_metrics:notify(bench_h, N) || N <- lists:seq(1, 100)],"
+    " {ok, _} = application:ensure_all_started(poolboy),"
+    " Me = self(), spawn(fun() -> {ok, _} = poolboy:start_link([{name, {local, bench_pool}},"
+    " {worker_module, bench_worker}, {size, 5}, {max_overflow, 0}], []),"
+    " Me ! up, receive stop -> ok end end), receive up -> ok end,"
+    " {ok, _} = application:ensure_all_started(prometheus), ok."
+)
+WORKER = [
+    "-module(bench_worker).",
+    "-export([start_link/1, init/1, handle_call/3, handle_cast/2]).",
+    "start_link(_) -> gen_server:start_link(bench_worker, [], []).",
+    "init([]) -> {ok, #{}}.",
+    "handle_call(_, _, S) -> {reply, ok, S}.",
+    "handle_cast(_, S) -> {noreply, S}.",
+]
+
+
+async def bench_libraries(collects: int) -> list[str]:
+    """poolboy (5 workers) and folsom (20 counters, a histogram) on a plain OTP 25
+    node, with prometheus.erl 4.9 (RabbitMQ's bundled copy on the code path)
+    rendering its default collectors: the plugin sections' costs, and one
+    beamside tick against one prometheus.erl scrape on the same node."""
+    from tests.agents.conftest import load_source
+    from tests.support.nodes import Epmd, ErlangNode
+
+    (prometheus,) = glob.glob(f"{RABBIT_PLUGINS}/prometheus-*/ebin")
+    (quantile,) = glob.glob(f"{RABBIT_PLUGINS}/quantile_estimator-*/ebin")
+    with Epmd() as epmd, tempfile.TemporaryDirectory() as tmp:
+        node = ErlangNode(
+            "otp25",
+            epmd_port=epmd.port,
+            log_dir=tmp,
+            extra_args=["-pa", prometheus, "-pa", quantile],
+        ).start()
+        local = LocalNode(f"bench-libs@{node.host}", node.cookie, epmd_port=epmd.port)
+        try:
+            load_source(node, WORKER)
+            assert node.eval(LIBRARIES) == "ok"
+            pid = node.os_pid
+            assert pid is not None
+            out = [f"### poolboy, folsom and prometheus.erl on a plain OTP 25 node ({node.name})"]
+            out += await plugin_costs(local, _PlainNode(node.name, pid), node, collects)  # type: ignore[arg-type]
+
+            async def evaluate(expr: str) -> None:
+                await asyncio.to_thread(node.eval, expr)
+
+            idle = await node_cpu(pid, lambda: evaluate("ok."), collects)
+            scrape = await node_cpu(
+                pid, lambda: evaluate("_ = prometheus_text_format:format(), ok."), collects
+            )
+            tick = await node_cpu(
+                pid, lambda: agents.collect(local, node.name, PLAIN_TICK, timeout=30), collects
+            )
+            theirs = statistics.median(scrape) - statistics.median(idle)
+            out.append(
+                f"one prometheus.erl 4.9 scrape of its default collectors: node CPU p50 "
+                f"{theirs * 1000:.1f} ms (the evaluation's own {ms(idle)} ms taken off); "
+                f"one beamside plain tick {ms(tick)} ms; ratio "
+                f"{statistics.median(tick) / theirs:.2f}"
+            )
+            return out
+        finally:
+            await local.close()
+            node.kill()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--apps", nargs="+", choices=APP_KINDS, default=list(APP_KINDS))
+    ap.add_argument("--apps", nargs="+", choices=[*APP_KINDS, "libraries"],
+                    default=[*APP_KINDS, "libraries"])  # fmt: skip
     ap.add_argument("--collects", type=int, default=10, help="collects of each kind (10)")
     args = ap.parse_args()
     for kind in args.apps:
-        for line in await bench_app(launcher(kind), args.collects):
+        lines = (
+            await bench_libraries(args.collects)
+            if kind == "libraries"
+            else await bench_app(launcher(kind), args.collects)
+        )
+        for line in lines:
             print(line, flush=True)
         print(flush=True)
 

@@ -220,11 +220,15 @@ async def test_spool_full_drops_oldest_segment(loki: LokiDouble, tmp_path: Path)
         n = 2000  # ~400 KB of incompressible lines: six times the spool
         for i in range(n):
             sink.publish(entry(i, pad=200))
-            if i % 20 == 0:
-                await asyncio.sleep(0.001)
+            if i % 20 == 19:
+                # Let the spool keep up, 5 KB at a time: on a loaded machine
+                # its thread lags, memory (16 KB) overflows first and the
+                # oldest entries go as queue_full (counted too: CI saw it),
+                # not through the spool this test is about.
+                assert await wait_until(lambda: not sink._spills)
         assert await wait_until(lambda: not sink._spills)
         dropped = sink.dropped_total["spool_full"]
-        assert dropped > n // 2
+        assert dropped > n // 2 and sink.dropped_total["queue_full"] == 0
         assert sink.spool_bytes <= 64 * 1024
         loki.set_mode("ok")
         assert await wait_until(lambda: sink.idle, timeout=20)
