@@ -131,3 +131,23 @@ async def test_sessions_users_and_queues(xmpp: Xmpp) -> None:
     snap = await xmpp.snapshot({"plugins": ["os_mon"]})
     assert snap.ejabberd is None and "ejabberd" not in snap.plugin_names
     assert offending(app.node, offsets) == []
+
+
+async def test_ejabberds_own_alarms_are_forwarded(xmpp: Xmpp) -> None:
+    """ejabberd replaces SASL's default alarm handler with its own
+    (ejabberd_system_monitor): an alarm set on its alarm_handler, as its
+    monitor sets them, reaches beamside through the handler attach adds."""
+    app = xmpp.app
+    assert app.probe.eval("gen_event:which_handlers(alarm_handler).") == "[ejabberd_system_monitor]"
+    await agents.attach(xmpp.local, xmpp.name)
+    app.probe.eval('alarm_handler:set_alarm({bs_xmpp_alarm, "a test alarm"}), ok.')
+    try:
+        snap = await xmpp.snapshot()
+        assert snap.alarms is not None and snap.alarms.sasl_alarms is not None
+        ids = [a.id for a in snap.alarms.sasl_alarms]
+        assert any("bs_xmpp_alarm" in i for i in ids), ids
+    finally:
+        app.probe.eval("alarm_handler:clear_alarm(bs_xmpp_alarm), ok.")
+    snap = await xmpp.snapshot()
+    assert snap.alarms is not None and snap.alarms.sasl_alarms is not None
+    assert not [a for a in snap.alarms.sasl_alarms if "bs_xmpp_alarm" in a.id]
