@@ -15,4 +15,6 @@ def test_every_service_calls_a_shipped_module_of_its_own() -> None:
     # the shared helpers are no service's module
     assert "beamside_ops" in AGENT_MODULES and "beamside_ops" not in modules
     services = [code, config, eval, nodes, processes, tables]
-    assert sorted(s.OPS for s in services) == sorted(modules)
+    # OPS, and APPS for the Nodes service's application trees: each module one service's
+    used = [getattr(s, name) for s in services for name in ("OPS", "APPS") if hasattr(s, name)]
+    assert sorted(used) == sorted(modules)
