@@ -29,7 +29,9 @@
 %%%                                1000, <= 10000); the state, the messages
 %%%                                and the dictionary values are printed
 %%%                                with their secrets redacted
-%%%                                (beamside_redact) unless reveal => true
+%%%                                (beamside_redact) unless reveal => true;
+%%%                                sys:get_status the same way with
+%%%                                sys_status => true
 %%%   terminate(Target, Reason, Opts)  exit(Pid, Reason), then waits up to
 %%%                                wait_ms (1000) to see it gone; only after
 %%%                                the safety check of beamside_ops_safety
@@ -348,7 +350,11 @@ process_(P, Opts) ->
                         false -> #{state_error => <<"not asked">>};
                         _ -> state(P, Dict, maps:get(initial_call, M), Opts)
                     end,
-            {ok, maps:merge(maps:merge(Base, Msgs), State)};
+            Status = case maps:get(sys_status, Opts, false) of
+                         true -> sys_status(P, Dict, maps:get(initial_call, M), Opts);
+                         _ -> #{}
+                     end,
+            {ok, maps:merge(maps:merge(maps:merge(Base, Msgs), State), Status)};
         {error, timeout} ->
             timeout(<<"process_info did not answer within 5 s">>);
         {error, Why} ->
@@ -386,13 +392,17 @@ messages(P, Len, Opts) ->
 %% sys:get_state only for processes that answer system messages (started by
 %% proc_lib): anything else would keep the request in its queue forever.
 state(P, Dict, IC, Opts) ->
+    ask_sys(Dict, IC, Opts, fun(T) -> sys:get_state(P, T) end).
+
+%% Ask(Timeout) of an OTP process (sys:get_state or sys:get_status), bounded.
+ask_sys(Dict, IC, Opts, Ask) ->
     OTP = lists:keymember('$initial_call', 1, Dict) orelse mod_of(IC) =:= proc_lib,
     case OTP of
         false ->
             #{state_error => <<"not an OTP process (sys:get_state not attempted)">>};
         true ->
             T = int(state_timeout_ms, Opts, 1000, 1, 10000),
-            Get = fun() -> text(shown(sys:get_state(P, T), Opts), state_opts(Opts)) end,
+            Get = fun() -> text(shown(Ask(T), Opts), state_opts(Opts)) end,
             case bounded(Get, T + 500, [{max_heap_size, #{size => ?HELPER_HEAP, kill => true,
                                                             error_logger => false}}]) of
                 {ok, Text} ->
@@ -401,11 +411,19 @@ state(P, Dict, IC, Opts) ->
                     #{state_error => timeout_text(T)};
                 {error, timeout} ->
                     #{state_error => timeout_text(T)};
-                {error, {raised, exit, {Why, {sys, get_state, _}}}} ->
+                {error, {raised, exit, {Why, {sys, _, _}}}} ->
                     #{state_error => text(Why, Opts)};
                 {error, Why} ->
                     #{state_error => text(Why, Opts)}
             end
+    end.
+
+%% sys:get_status, as state/4 asks sys:get_state: only of an OTP process, in a
+%% helper with a time and heap limit, printed with its secrets redacted.
+sys_status(P, Dict, IC, Opts) ->
+    case ask_sys(Dict, IC, Opts, fun(T) -> sys:get_status(P, T) end) of
+        #{state := Text} -> #{sys_status => Text};
+        #{state_error := Why} -> #{sys_status_error => Why}
     end.
 
 %% A term as it may be shown: its secrets redacted unless reveal => true.

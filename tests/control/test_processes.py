@@ -111,6 +111,14 @@ async def test_get_process_details_and_state(plane: ControlPlane, otp25_node: Er
     assert sup.links and sup.links_count >= len(sup.links)
     assert sup.trap_exit and sup.stacktrace and sup.status == "waiting"
     assert any(e.key == "'$initial_call'" for e in sup.dictionary)
+    assert sup.sys_status == "" and sup.sys_status_error == ""  # not asked
+    status = await plane.call(
+        plane.processes.GetProcess,
+        pb.GetProcessRequest(node=node, pid="kernel_sup", sys_status=True),
+    )
+    # sys:get_status: {status, Pid, {module, gen_server}, [Dict, running, Parent, Debug, Misc]}
+    assert status.sys_status.startswith("{status,<") and "gen_server" in status.sys_status
+    assert "kernel_sup" in status.sys_status and status.sys_status_error == ""
 
     # An OTP process that never answers system messages: sys:get_state times
     # out cleanly, the rest of the answer is there, and nothing is left waiting.
@@ -125,6 +133,13 @@ async def test_get_process_details_and_state(plane: ControlPlane, otp25_node: Er
     )
     took = time.monotonic() - started
     assert stuck.state == "" and "timed out after 300 ms" in stuck.state_error
+    stuck_status = await plane.call(
+        plane.processes.GetProcess,
+        pb.GetProcessRequest(
+            node=node, pid="stuck", skip_state=True, sys_status=True, state_timeout_ms=300
+        ),
+    )
+    assert stuck_status.sys_status == "" and "timed out" in stuck_status.sys_status_error
     assert stuck.registered_name == "stuck" and 0.3 <= took < 3
     after = int(await otp25_node.aeval("erlang:system_info(process_count)."))
     assert after <= before + 1  # no helper left behind (the rpc process may linger)
@@ -132,7 +147,8 @@ async def test_get_process_details_and_state(plane: ControlPlane, otp25_node: Er
         plane.processes.GetProcess,
         pb.GetProcessRequest(node=node, pid="stuck", skip_state=True, messages=0),
     )
-    assert skipped.state_error == "not asked" and skipped.message_queue_len == 1
+    # the two system messages it never read: get_state's and get_status's
+    assert skipped.state_error == "not asked" and skipped.message_queue_len == 2
     assert list(skipped.messages) == []
 
 

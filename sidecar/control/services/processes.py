@@ -170,9 +170,10 @@ class ProcessesService:
             Atom("messages"): messages,
             Atom("state"): not request.skip_state,
             Atom("state_timeout_ms"): state_timeout,
+            Atom("sys_status"): request.sys_status,
         }
-        # process_info (5 s) + copying messages (5 s) + sys:get_state, each bounded.
-        timeout = 10.5 + state_timeout / 1000
+        # process_info (5 s) + copying messages (5 s) + sys:get_state (+ get_status), bounded.
+        timeout = 10.5 + (2 if request.sys_status else 1) * state_timeout / 1000
         p = await self.calls.ops(request.node, OPS, "process", [target, opts], timeout)
         clear = current_caller().role > Role.VIEWER
         shown = _same if clear else redact_text
@@ -213,6 +214,8 @@ class ProcessesService:
             messages_error=text(p.get("messages_error")),
             state=shown(text(p.get("state"))),
             state_error=shown(text(p.get("state_error"))),
+            sys_status=shown(text(p.get("sys_status"))),
+            sys_status_error=shown(text(p.get("sys_status_error"))),
         )
 
     async def TerminateProcess(

@@ -101,18 +101,20 @@ class ListProcessesResponse(_message.Message):
     def __init__(self, processes: _Optional[_Iterable[_Union[ProcessSummary, _Mapping]]] = ..., process_count: _Optional[int] = ..., walked: _Optional[int] = ..., vanished: _Optional[int] = ..., truncated: _Optional[bool] = ..., duration_us: _Optional[int] = ...) -> None: ...
 
 class GetProcessRequest(_message.Message):
-    __slots__ = ("node", "pid", "messages", "skip_state", "state_timeout_ms")
+    __slots__ = ("node", "pid", "messages", "skip_state", "state_timeout_ms", "sys_status")
     NODE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     SKIP_STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    SYS_STATUS_FIELD_NUMBER: _ClassVar[int]
     node: str
     pid: str
     messages: int
     skip_state: bool
     state_timeout_ms: int
-    def __init__(self, node: _Optional[str] = ..., pid: _Optional[str] = ..., messages: _Optional[int] = ..., skip_state: _Optional[bool] = ..., state_timeout_ms: _Optional[int] = ...) -> None: ...
+    sys_status: bool
+    def __init__(self, node: _Optional[str] = ..., pid: _Optional[str] = ..., messages: _Optional[int] = ..., skip_state: _Optional[bool] = ..., state_timeout_ms: _Optional[int] = ..., sys_status: _Optional[bool] = ...) -> None: ...
 
 class DictionaryEntry(_message.Message):
     __slots__ = ("key", "value")
@@ -123,7 +125,7 @@ class DictionaryEntry(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class GetProcessResponse(_message.Message):
-    __slots__ = ("pid", "registered_name", "status", "current_function", "initial_call", "memory", "message_queue_len", "reductions", "heap_size", "total_heap_size", "stack_size", "trap_exit", "priority", "group_leader", "links", "links_count", "monitors", "monitored_by", "stacktrace", "garbage_collection", "dictionary", "dictionary_size", "messages", "messages_error", "state", "state_error")
+    __slots__ = ("pid", "registered_name", "status", "current_function", "initial_call", "memory", "message_queue_len", "reductions", "heap_size", "total_heap_size", "stack_size", "trap_exit", "priority", "group_leader", "links", "links_count", "monitors", "monitored_by", "stacktrace", "garbage_collection", "dictionary", "dictionary_size", "messages", "messages_error", "state", "state_error", "sys_status", "sys_status_error")
     PID_FIELD_NUMBER: _ClassVar[int]
     REGISTERED_NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +152,8 @@ class GetProcessResponse(_message.Message):
     MESSAGES_ERROR_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     STATE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SYS_STATUS_FIELD_NUMBER: _ClassVar[int]
+    SYS_STATUS_ERROR_FIELD_NUMBER: _ClassVar[int]
     pid: str
     registered_name: str
     status: str
@@ -176,7 +180,9 @@ class GetProcessResponse(_message.Message):
     messages_error: str
     state: str
     state_error: str
-    def __init__(self, pid: _Optional[str] = ..., registered_name: _Optional[str] = ..., status: _Optional[str] = ..., current_function: _Optional[str] = ..., initial_call: _Optional[str] = ..., memory: _Optional[int] = ..., message_queue_len: _Optional[int] = ..., reductions: _Optional[int] = ..., heap_size: _Optional[int] = ..., total_heap_size: _Optional[int] = ..., stack_size: _Optional[int] = ..., trap_exit: _Optional[bool] = ..., priority: _Optional[str] = ..., group_leader: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., links_count: _Optional[int] = ..., monitors: _Optional[_Iterable[str]] = ..., monitored_by: _Optional[_Iterable[str]] = ..., stacktrace: _Optional[_Iterable[str]] = ..., garbage_collection: _Optional[str] = ..., dictionary: _Optional[_Iterable[_Union[DictionaryEntry, _Mapping]]] = ..., dictionary_size: _Optional[int] = ..., messages: _Optional[_Iterable[str]] = ..., messages_error: _Optional[str] = ..., state: _Optional[str] = ..., state_error: _Optional[str] = ...) -> None: ...
+    sys_status: str
+    sys_status_error: str
+    def __init__(self, pid: _Optional[str] = ..., registered_name: _Optional[str] = ..., status: _Optional[str] = ..., current_function: _Optional[str] = ..., initial_call: _Optional[str] = ..., memory: _Optional[int] = ..., message_queue_len: _Optional[int] = ..., reductions: _Optional[int] = ..., heap_size: _Optional[int] = ..., total_heap_size: _Optional[int] = ..., stack_size: _Optional[int] = ..., trap_exit: _Optional[bool] = ..., priority: _Optional[str] = ..., group_leader: _Optional[str] = ..., links: _Optional[_Iterable[str]] = ..., links_count: _Optional[int] = ..., monitors: _Optional[_Iterable[str]] = ..., monitored_by: _Optional[_Iterable[str]] = ..., stacktrace: _Optional[_Iterable[str]] = ..., garbage_collection: _Optional[str] = ..., dictionary: _Optional[_Iterable[_Union[DictionaryEntry, _Mapping]]] = ..., dictionary_size: _Optional[int] = ..., messages: _Optional[_Iterable[str]] = ..., messages_error: _Optional[str] = ..., state: _Optional[str] = ..., state_error: _Optional[str] = ..., sys_status: _Optional[str] = ..., sys_status_error: _Optional[str] = ...) -> None: ...
 
 class TerminateProcessRequest(_message.Message):
     __slots__ = ("node", "pid", "reason")
