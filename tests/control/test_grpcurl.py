@@ -289,6 +289,11 @@ async def test_every_method_with_grpcurl(
             lambda r: r["applications"][0]["tree"]["registeredName"] == "kernel_sup",
         ),
         (
+            "Ports/ListPorts",
+            {"node": node, "kind": "tcp"},
+            lambda r: any("listen" in p.get("state", "") for p in r["ports"]),
+        ),
+        (
             "Processes/Top",
             {"node": node, "count": 1, "limit": 5},
             lambda r: r["seq"] == 1 and len(r["processes"]) == 5,
@@ -316,7 +321,7 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 1 == 27
+    assert methods == len(calls) + 1 == 28
     # Top keeps sending: grpcurl prints each update as it comes
     top = await plane.grpcurl(
         "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}
