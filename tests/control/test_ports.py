@@ -53,7 +53,7 @@ receive {holder_ports, LP, CP, UP, SP} -> {LP, CP, UP, SP} after 5000 -> timeout
 """
 
 
-async def _hold(node: ErlangNode) -> tuple[int, int, int, int]:
+async def hold_ports(node: ErlangNode) -> tuple[int, int, int, int]:
     printed = await node.aeval(HOLDER)
     m = re.fullmatch(r"\{(\d+),(\d+),(\d+),(\d+)\}", printed)
     assert m is not None, printed
@@ -74,7 +74,7 @@ async def test_list_ports_finds_sockets_with_peer_owner_and_bytes(
     ends, its owner and its bytes; a connection from the test with the test's
     address as peer; UDP; a socket-module socket; kinds, sort and limit."""
     plane = await control_factory([any_node])
-    listen, connected, udp, sock = await _hold(any_node)
+    listen, connected, udp, sock = await hold_ports(any_node)
     _reader, writer = await asyncio.open_connection("127.0.0.1", listen)
     try:
         await any_node.aeval("beamside_port_holder ! accept, ok.")
@@ -168,7 +168,7 @@ async def test_port_types_metric_counts_the_sockets_opened(
     holder opens (listener, connection, accepted end)."""
     await agents.ensure_loaded(local, otp28_node.name)
     before = await _tcp_inet(local, otp28_node)
-    await _hold(otp28_node)
+    await hold_ports(otp28_node)
     try:
         assert await _tcp_inet(local, otp28_node) == before + 3
     finally:
