@@ -17,7 +17,7 @@
 %%%                output, queue_size, memory, os_pid (-1 when none),
 %%%                options => #{Name => Text}}
 %%%       kind   tcp | udp | sctp (inet driver ports), socket (the socket
-%%%              module), file (efile), spawn (a port with an OS pid: an
+%%%              module), file (efile, before OTP 21), spawn (a port with an OS pid: an
 %%%              external program; driver is then its command), fd (an
 %%%              N/M file descriptor port), driver (any other driver:
 %%%              forker, tty_sl, a driver of an application)
@@ -40,10 +40,13 @@
 %%%   Options: kind (a binary: one kind above, or absent for all); sort_by
 %%%   (input | output | queue_size | memory | id, default input, largest
 %%%   first); limit (100, <= 2000); timeout_ms (5000, <= 60000) for the
-%%%   whole walk, which stops at the deadline with truncated => true.
+%%%   whole walk, which stops at the deadline with truncated => true (in
+%%%   the first pass: the listing covers the ports walked; in the second:
+%%%   the entries not yet detailed are left out).
 %%%   Ports closed during the walk are counted in vanished.  Every inet
 %%%   call is one port control of prim_inet (what inet:i() does), answered
-%%%   by the driver without waiting for the port's owner; getstat for the
+%%%   by the driver: it waits for the port's lock, never for its owner
+%%%   process; a port closed in between raises, caught.  getstat for the
 %%%   sort runs on every inet port, the address, status and option calls
 %%%   only on the ports listed.  socket:which_sockets/0 asks the socket
 %%%   registry: it runs in its own helper with a 1 s limit.
@@ -90,13 +93,27 @@ list(Kind, Sort, Limit, Deadline) ->
         walk(All ++ Sockets, Kind, Deadline, #{n => 0, seen => [], types => #{}, vanished => 0}),
     Key = fun(E) -> sort_key(Sort, E) end,
     Top = lists:sublist(lists:sort(fun(A, B) -> Key(A) =< Key(B) end, Seen), Limit),
-    Listed = [detail(E) || E <- Top],
-    {ok, #{ports => [E || E <- Listed, E =/= vanished],
+    {Listed, Gone, Late} = details(Top, Deadline, [], 0),
+    {ok, #{ports => Listed,
            total => length(All) + length(Sockets),
            walked => Walked,
-           vanished => Vanished + length([E || E <- Listed, E =:= vanished]),
-           truncated => Stopped,
+           vanished => Vanished + Gone,
+           truncated => Stopped orelse Late,
            by_type => Types}}.
+
+%% The details of the chosen ones, until the deadline (the rest left out).
+details([], _Deadline, Acc, Gone) ->
+    {lists:reverse(Acc), Gone, false};
+details([E | Es], Deadline, Acc, Gone) ->
+    case erlang:monotonic_time(millisecond) >= Deadline of
+        true ->
+            {lists:reverse(Acc), Gone, true};
+        false ->
+            case detail(E) of
+                vanished -> details(Es, Deadline, Acc, Gone + 1);
+                D -> details(Es, Deadline, [D | Acc], Gone)
+            end
+    end.
 
 %% Largest first; ties (and sort_by id) in the order the VM lists them.
 sort_key(id, #{n := N}) -> N;

@@ -21,8 +21,9 @@ from tests.control.conftest import ControlFactory, ControlPlane
 from tests.support.nodes import ErlangNode
 
 # A registered process holding a listener on 127.0.0.1, a connection to it
-# made on the node (1000 bytes sent and read), a UDP socket and a listening
-# socket of the socket module; it answers their port numbers.
+# made on the node (1000 bytes sent and read), a UDP socket, a listening
+# socket of the socket module and a spawned program; it answers the port
+# numbers.
 HOLDER = """
 Self = self(),
 spawn(fun() ->
@@ -38,13 +39,15 @@ spawn(fun() ->
     ok = socket:bind(S, #{family => inet, addr => loopback, port => 0}),
     ok = socket:listen(S),
     {ok, #{port := SP}} = socket:sockname(S),
+    Prog = open_port({spawn, "sleep 600"}, []),
+    {os_pid, _} = erlang:port_info(Prog, os_pid),
     {ok, CP} = inet:port(C),
     {ok, UP} = inet:port(U),
     Self ! {holder_ports, LP, CP, UP, SP},
     Loop = fun Loop(Held) ->
                receive
                    accept -> {ok, Peer} = gen_tcp:accept(L, 5000), Loop([Peer | Held]);
-                   stop -> socket:close(S), ok
+                   stop -> socket:close(S), port_close(Prog), ok
                end
            end,
     Loop([])
@@ -112,6 +115,14 @@ async def test_list_ports_finds_sockets_with_peer_owner_and_bytes(
         assert sock_port.owner_name == "beamside_port_holder"
         assert sock_port.options["protocol"] == "tcp"
 
+        (prog,) = [
+            p
+            for p in (await _list(plane, any_node, kind="spawn", limit=2000)).ports
+            if p.driver == "sleep 600"
+        ]
+        assert prog.os_pid > 1 and prog.owner_name == "beamside_port_holder"
+        assert prog.id.startswith("#Port<") and prog.local_address == ""
+
         # sorted on output, largest first; the limit; counts over all kinds
         everything = await _list(plane, any_node, sort_by="output", limit=3)
         assert len(everything.ports) == 3 and everything.walked == everything.total
@@ -119,6 +130,7 @@ async def test_list_ports_finds_sockets_with_peer_owner_and_bytes(
         assert outputs == sorted(outputs, reverse=True) and outputs[0] >= 1000
         types = {t.type: t.count for t in everything.types}
         assert types["tcp_inet"] >= 4 and types["udp_inet"] >= 1 and types["socket"] >= 1
+        assert types["spawn"] >= 1
         assert sum(types.values()) == everything.walked
         by_id = await _list(plane, any_node, sort_by="id", limit=2000)
         ids = [int(m.group(1)) for p in by_id.ports if (m := re.match(r"#Port<0\.(\d+)>", p.id))]
@@ -126,6 +138,33 @@ async def test_list_ports_finds_sockets_with_peer_owner_and_bytes(
     finally:
         writer.close()
         await any_node.aeval("beamside_port_holder ! stop, ok.")
+
+
+async def test_ports_closing_during_the_walk_are_skipped(
+    control_factory: ControlFactory, otp25_node: ErlangNode
+) -> None:
+    """A churn of UDP sockets opened and closed while the walk runs: the
+    listing still answers, the ports closed under it counted in vanished."""
+    plane = await control_factory([otp25_node])
+    await otp25_node.aeval(
+        "C = spawn(fun() -> Loop = fun L() ->"
+        "  Ss = [element(2, gen_udp:open(0)) || _ <- lists:seq(1, 200)],"
+        "  [gen_udp:close(S) || S <- Ss],"
+        "  receive stop -> ok after 0 -> L() end end, Loop() end),"
+        " register(port_churn, C), ok."
+    )
+    try:
+        vanished = 0
+        for _ in range(20):
+            reply = await _list(plane, otp25_node, kind="udp", limit=2000)
+            assert all(p.kind == "udp" and p.id.startswith("#Port<") for p in reply.ports)
+            assert len(reply.ports) <= reply.walked <= reply.total
+            vanished += reply.vanished
+            if vanished:
+                break
+        assert vanished > 0
+    finally:
+        await otp25_node.aeval("port_churn ! stop, ok.")
 
 
 async def test_list_ports_invalid_requests(
