@@ -49,6 +49,7 @@ from .gen.beamside.v1 import (
     eval_pb2,
     metrics_pb2,
     nodes_pb2,
+    ports_pb2,
     processes_pb2,
     tables_pb2,
 )
@@ -59,6 +60,7 @@ from .services.config import ConfigService
 from .services.eval import EvalService
 from .services.metrics import MetricsService
 from .services.nodes import NodesService
+from .services.ports import PortsService
 from .services.processes import ProcessesService
 from .services.tables import TablesService
 
@@ -77,6 +79,7 @@ _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (eval_pb2, "Eval"),
     (alarms_pb2, "Alarms"),
     (metrics_pb2, "Metrics"),
+    (ports_pb2, "Ports"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DESCRIPTORS)
 
@@ -372,6 +375,7 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
         "Eval": EvalService(deps, enabled=config.eval_enabled),
         "Alarms": AlarmsService(deps),
         "Metrics": MetricsService(deps),
+        "Ports": PortsService(deps),
     }
     for module, name in _DESCRIPTORS:
         service = module.DESCRIPTOR.services_by_name[name]

@@ -39,6 +39,7 @@ from sidecar.control.gen.beamside.v1 import (
     eval_pb2_grpc,
     metrics_pb2_grpc,
     nodes_pb2_grpc,
+    ports_pb2_grpc,
     processes_pb2_grpc,
     tables_pb2_grpc,
 )
@@ -125,6 +126,10 @@ class ControlPlane:
     @property
     def alarms(self) -> alarms_pb2_grpc.AlarmsStub:
         return alarms_pb2_grpc.AlarmsStub(self.channel)
+
+    @property
+    def ports(self) -> ports_pb2_grpc.PortsStub:
+        return ports_pb2_grpc.PortsStub(self.channel)
 
     @property
     def metrics(self) -> metrics_pb2_grpc.MetricsStub:

@@ -26,6 +26,7 @@ from sidecar.control.gen.beamside.v1 import (
     eval_pb2,
     metrics_pb2,
     nodes_pb2,
+    ports_pb2,
     processes_pb2,
     tables_pb2,
 )
@@ -93,6 +94,7 @@ def test_every_method_has_a_role() -> None:
         eval_pb2,
         alarms_pb2,
         metrics_pb2,
+        ports_pb2,
     )
     methods = {
         f"/{service.full_name}/{m.name}"

@@ -4,6 +4,7 @@ README, the auth matrix and the status codes of bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from sidecar.alarms.model import Severity
 from sidecar.model import NodeState
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
+from tests.control.test_ports import hold_ports
 from tests.support.nodes import ErlangNode
 from tests.support.waiting import eventually
 
@@ -45,6 +47,7 @@ async def test_reflection_health_and_nodes(plane: ControlPlane, otp25_node: Erla
         "beamside.v1.Eval",
         "beamside.v1.Alarms",
         "beamside.v1.Metrics",
+        "beamside.v1.Ports",
         "grpc.health.v1.Health",
     } <= services
 
@@ -102,6 +105,31 @@ async def test_longest_queue_inspect_and_gc(plane: ControlPlane, otp25_node: Erl
     (audit,) = [a for a in plane.audits if a.action == "Processes/GarbageCollect"]
     assert audit.ok and audit.node == otp25_node.name and audit.role == "operator"
     assert audit.details["request"]["pid"] == "flooded"
+
+
+async def test_which_process_holds_that_connection(
+    plane: ControlPlane, otp25_node: ErlangNode
+) -> None:
+    """The README's ListPorts line, as a viewer: our own connection to a
+    listener on the node, found by its peer (our address) with its owner."""
+    listen, *_ = await hold_ports(otp25_node)
+    _reader, writer = await asyncio.open_connection("127.0.0.1", listen)
+    try:
+        await otp25_node.aeval("beamside_port_holder ! accept, ok.")
+        ours = f"127.0.0.1:{writer.get_extra_info('sockname')[1]}"
+        found = await plane.grpcurl(
+            "beamside.v1.Ports/ListPorts",
+            {"node": otp25_node.name, "kind": "tcp", "sortBy": "output", "limit": 20},
+            token="viewer-token-1234",
+        )
+        assert found.status == "OK", found.stderr
+        (conn,) = [p for p in found.json["ports"] if p.get("remoteAddress") == ours]
+        assert conn["ownerName"] == "beamside_port_holder" and conn["state"] == "connected"
+        assert conn["localAddress"] == f"127.0.0.1:{listen}"
+        assert {t["type"] for t in found.json["types"]} >= {"tcp_inet", "udp_inet", "socket"}
+    finally:
+        writer.close()
+        await otp25_node.aeval("beamside_port_holder ! stop, ok.")
 
 
 async def test_auth_matrix(plane: ControlPlane, otp25_node: ErlangNode) -> None:
@@ -289,6 +317,11 @@ async def test_every_method_with_grpcurl(
             lambda r: r["applications"][0]["tree"]["registeredName"] == "kernel_sup",
         ),
         (
+            "Ports/ListPorts",
+            {"node": node, "kind": "tcp"},
+            lambda r: any("listen" in p.get("state", "") for p in r["ports"]),
+        ),
+        (
             "Processes/Top",
             {"node": node, "count": 1, "limit": 5},
             lambda r: r["seq"] == 1 and len(r["processes"]) == 5,
@@ -316,7 +349,7 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 1 == 27
+    assert methods == len(calls) + 1 == 28
     # Top keeps sending: grpcurl prints each update as it comes
     top = await plane.grpcurl(
         "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}
