@@ -51,6 +51,7 @@ from .gen.beamside.v1 import (
     nodes_pb2,
     processes_pb2,
     tables_pb2,
+    trace_pb2,
 )
 from .identity import CALLER
 from .services.alarms import AlarmsService
@@ -61,6 +62,7 @@ from .services.metrics import MetricsService
 from .services.nodes import NodesService
 from .services.processes import ProcessesService
 from .services.tables import TablesService
+from .services.trace import TraceService
 
 __all__ = ["Deps", "bound_port", "create_server", "serve", "set_serving"]
 
@@ -77,6 +79,7 @@ _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (eval_pb2, "Eval"),
     (alarms_pb2, "Alarms"),
     (metrics_pb2, "Metrics"),
+    (trace_pb2, "Trace"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DESCRIPTORS)
 
@@ -372,6 +375,7 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
         "Eval": EvalService(deps, enabled=config.eval_enabled),
         "Alarms": AlarmsService(deps),
         "Metrics": MetricsService(deps),
+        "Trace": TraceService(deps),
     }
     for module, name in _DESCRIPTORS:
         service = module.DESCRIPTOR.services_by_name[name]
