@@ -43,7 +43,10 @@
 %%%
 %%% Stop reasons: count, rate, duration, mailbox, backlog, caller (stop/1),
 %%% caller_gone (idle_ms without a poll), sidecar_down (the node of the
-%%% rpc's group leader, the sidecar, disconnected: SIGKILL included).
+%%% rpc's group leader, the sidecar, disconnected: SIGKILL included),
+%%% detached (beamside_sysmon, which every attach runs, ended: a detach, or
+%%% the last sidecar gone; the tracer ends before the modules are removed,
+%%% and start refuses to run without it).
 %%% On stop the tracer removes what it set and only that: the trace
 %%% pattern on the traced functions (local and global) and its flags on the
 %%% processes (erlang:trace/3 with false).  The BEAM gives each process one
@@ -309,16 +312,30 @@ init(Parent, Ref, {Owner, Setup}, Opts) ->
                             depth => beamside_ops:int(depth, Opts, 20, 1, 100)},
               window = Now, last_poll = Now},
     monitor_node(Owner, true),
-    case set(Setup) of
+    case attached() andalso set(Setup) of
         {ok, Info, Cleanup, Filter} ->
             Duration = beamside_ops:int(duration_ms, Opts, 60000, 100, 3600000),
             erlang:send_after(Duration, self(), '$beamside_trace_duration'),
             erlang:send_after(St0#st.idle_ms, self(), '$beamside_trace_idle'),
             Parent ! {Ref, {ok, Info}},
             loop(St0#st{cleanup = Cleanup, filter = Filter});
+        false ->
+            Parent ! {Ref, beamside_ops:precondition(<<"beamside is not attached here">>)},
+            ok;
         {error, _} = E ->
             Parent ! {Ref, E},
             ok
+    end.
+
+%% Tied to the agents as their other processes are: beamside_sysmon's end
+%% (detach, the last sidecar gone) ends the trace before the modules go.
+attached() ->
+    case whereis(beamside_sysmon) of
+        Pid when is_pid(Pid) ->
+            _ = erlang:monitor(process, Pid, [{tag, '$beamside_trace_detached'}]),
+            true;
+        _ ->
+            false
     end.
 
 set({calls, {M, F, A} = MFA, MS}) ->
@@ -406,6 +423,9 @@ handle('$beamside_trace_idle', #st{idle_ms = Idle, last_poll = Last} = St) ->
     end;
 handle({nodedown, Owner}, #st{owner = Owner} = St) ->
     halt_trace(sidecar_down, St),
+    exit(normal);
+handle({'$beamside_trace_detached', _, process, _, _}, St) ->
+    halt_trace(detached, St),
     exit(normal);
 handle({'EXIT', _, _}, St) ->
     St;

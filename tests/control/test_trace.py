@@ -17,7 +17,7 @@ import pytest
 import yaml
 from grpc import aio
 
-from sidecar.control.gen.beamside.v1 import trace_pb2, trace_pb2_grpc
+from sidecar.control.gen.beamside.v1 import nodes_pb2, trace_pb2, trace_pb2_grpc
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
 from tests.support.daemon_proc import BeamsideProcess
@@ -63,16 +63,17 @@ def events(messages: Sequence[trace_pb2.TraceMessage]) -> list[trace_pb2.TraceEv
 async def no_residue(
     node: ErlangNode, tracers: Sequence[str], traced: str | None, pid: str
 ) -> None:
-    """Nothing of the trace left: the pattern, the process's flags, the tracer."""
-    if traced is not None:
-        assert await node.aeval(f"erlang:trace_info({traced}, traced).") == "{traced,false}"
-    assert await node.aeval(f'erlang:trace_info(list_to_pid("{pid}"), flags).') == "{flags,[]}"
+    """Nothing of the trace left (within 15 s: a cancelled call's trace is
+    stopped in the background): the pattern, the process's flags, the tracer."""
     alive = " orelse ".join(f'is_process_alive(list_to_pid("{t}"))' for t in tracers)
+    pattern = f"erlang:trace_info({traced}, traced)" if traced is not None else "{traced,false}"
+    check = f'{{{pattern}, erlang:trace_info(list_to_pid("{pid}"), flags), {alive}}}.'
     for _ in range(150):
-        if await node.aeval(f"{alive}.") == "false":
+        left = await node.aeval(check)
+        if left == "{{traced,false},{flags,[]},false}":
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"tracers {tracers} still alive after 15 s")
+    raise AssertionError(f"left on {node.name}: {left}")
 
 
 @pytest.mark.parametrize("runtime", ["otp25", "otp28", "elixir"])
@@ -141,6 +142,39 @@ async def test_family_trace_keeps_the_global_budget(
     assert all(n.reason in ("count", "budget") for n in end.nodes), end
     for member in members:
         await no_residue(member, [started[member.name]], TRACED, busy[member.name])
+
+
+async def test_caller_going_or_a_detach_ends_the_trace(
+    otp25_node: ErlangNode, control_factory: ControlFactory, busy_beam: str
+) -> None:
+    """A cancelled call stops the trace on the node at once; so does removing
+    the node (the detach ends beamside_sysmon, which the tracer watches)."""
+    plane = await control_factory([otp25_node])
+    busy = await start_busy(otp25_node, busy_beam)
+    long = trace_pb2.StartTraceRequest(
+        node=otp25_node.name,
+        module="trace_busy",
+        rate_events=100000,
+        max_events_per_node=100000,
+        budget=100000,
+        max_duration_ms=600000,
+    )
+    call = trace_pb2_grpc.TraceStub(plane.channel).Start(long, timeout=60)
+    tracer = (await call.read()).started.tracer
+    assert (await call.read()).event.text  # running
+    call.cancel()
+    await no_residue(otp25_node, [tracer], TRACED, busy)
+
+    call = trace_pb2_grpc.TraceStub(plane.channel).Start(long, timeout=60)
+    tracer = (await call.read()).started.tracer
+    assert await otp25_node.aeval(f"erlang:trace_info({TRACED}, traced).") == "{traced,local}"
+    await plane.call(plane.nodes.RemoveNode, nodes_pb2.RemoveNodeRequest(node=otp25_node.name))
+    await no_residue(otp25_node, [tracer], TRACED, busy)
+    last = await call.read()
+    while last.WhichOneof("item") != "end":
+        last = await call.read()
+    (ended,) = last.end.nodes
+    assert ended.reason in ("node_down", "detached", "caller_gone"), ended
 
 
 async def test_messages_of_a_registered_process(

@@ -236,9 +236,16 @@ class TraceService:
                         node, OPS, "poll", [tracer, want[node]], RPC_TIMEOUT
                     )
 
-                polled, lost = await self.calls.on_family(
-                    [self.calls.status(n) for n in running], poll
-                )
+                members = []
+                for node in list(running):
+                    member = self.deps.manager.status(node)
+                    if member is None:  # removed meanwhile: its detach ended the trace
+                        trace = running.pop(node)
+                        trace.reason, trace.detail = "node_down", "no longer managed"
+                        ended.append(trace)
+                    else:
+                        members.append(member)
+                polled, lost = await self.calls.on_family(members, poll)
                 full = False
                 for node, failure in lost.items():
                     trace = running.pop(node)
