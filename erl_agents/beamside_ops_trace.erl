@@ -49,11 +49,14 @@
 %%% and start refuses to run without it).
 %%% On stop the tracer removes what it set and only that: the trace
 %%% pattern on the traced functions (local and global) and its flags on the
-%%% processes (erlang:trace/3 with false).  The BEAM gives each process one
-%%% tracer: start fails (precondition) when the process to trace already
-%%% has one, and a call trace uses `all' processes: one running beside
-%%% another tool's call trace of the same processes would take their flags
-%%% over.  After stopping the tracer discards the trace messages still in
+%%% processes it traces (one walk of the processes at stop: the flags of the
+%%% processes other tracers trace are left alone).  The BEAM gives each
+%%% process one tracer: start fails (precondition) when the process to
+%%% trace already has one, and a call trace covers `all' processes except
+%%% those another tracer traces already (their calls are not in the trace).
+%%% The trace pattern is per function: another tool's pattern on the same
+%%% function is replaced, and removed at the end; so is the node's one
+%%% setting for the processes spawned later (erlang:trace(new, ...)).  After stopping the tracer discards the trace messages still in
 %%% its mailbox and waits for the last poll (or idle_ms) before it exits.
 %%%
 %%% Each event is a map: time (ns since the epoch), pid (text), type (call,
@@ -351,7 +354,14 @@ set({calls, {M, F, A} = MFA, MS}) ->
             %% not ourselves: formatting an event may call the traced function
             erlang:trace(self(), false, Flags),
             Cleanup = fun() ->
-                              erlang:trace(all, false, Flags),
+                              %% our processes only: erlang:trace(all, false, ...)
+                              %% would clear other tracers' call flags too (and
+                              %% OTP 28 makes itself their tracer when given ours)
+                              erlang:trace(new, false, Flags),
+                              Me = self(),
+                              _ = [catch erlang:trace(P, false, Flags)
+                                   || P <- erlang:processes(),
+                                      erlang:trace_info(P, tracer) =:= {tracer, Me}],
                               erlang:trace_pattern(MFA, false, [local]),
                               ok
                       end,

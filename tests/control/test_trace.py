@@ -86,6 +86,13 @@ async def test_busy_function_tiny_rate_stops_by_itself(
     node = node_factory(runtime)
     plane = await control_factory([node])
     busy = await start_busy(node, busy_beam)
+    # another tool's trace of another process: left as it was
+    other = await node.aeval(
+        "begin T = spawn(fun() -> receive stop -> ok end end),"
+        " V = spawn(fun() -> receive stop -> ok end end),"
+        " erlang:trace(V, true, [call, send, {tracer, T}]), pid_to_list(V) end."
+    )
+    other_flags = f"erlang:trace_info(list_to_pid({other}), flags)."
     messages = await run(
         plane,
         node=node.name,
@@ -110,6 +117,7 @@ async def test_busy_function_tiny_rate_stops_by_itself(
     assert (ended.node, ended.reason, ended.events) == (node.name, "rate", 5)
     assert messages[-1].end.events == 5 and not messages[-1].end.budget_reached
     await no_residue(node, [started.tracer], TRACED, busy)
+    assert await node.aeval(other_flags) == "{flags,[call,send]}"
     (start, stop) = [a for a in plane.audits if a.action.startswith("Trace/")]
     assert (start.action, start.ok, start.details["nodes"]) == ("Trace/Start", True, [node.name])
     assert stop.action == "Trace/Stop" and stop.details["nodes"] == {node.name: "rate"}
