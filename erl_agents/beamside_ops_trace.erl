@@ -56,7 +56,12 @@
 %%% those another tracer traces already (their calls are not in the trace).
 %%% The trace pattern is per function: another tool's pattern on the same
 %%% function is replaced, and removed at the end; so is the node's one
-%%% setting for the processes spawned later (erlang:trace(new, ...)).  After stopping the tracer discards the trace messages still in
+%%% setting for the processes spawned later (erlang:trace(new, ...)).
+%%% A tracer killed from outside (exit(Pid, kill)) cannot clean up: the VM
+%%% drops the flags of its processes at their next event, but the pattern
+%%% stays (erlang:trace_info({M, F, A}, traced)) until a trace of the same
+%%% function ends.  Calls of another tool's pattern that reach the tracer
+%%% through its flags are dropped (counted in discarded).  After stopping the tracer discards the trace messages still in
 %%% its mailbox and waits for the last poll (or idle_ms) before it exits.
 %%%
 %%% Each event is a map: time (ns since the epoch), pid (text), type (call,
@@ -350,7 +355,11 @@ set({calls, {M, F, A} = MFA, MS}) ->
                                      io_lib:format("no function matches ~p:~p/~p", [M, F, A])));
         true ->
             Flags = [call, timestamp],
-            erlang:trace(all, true, [{tracer, self()} | Flags]),
+            try erlang:trace(all, true, [{tracer, self()} | Flags])
+            catch error:Why ->
+                    erlang:trace_pattern(MFA, false, [local]),
+                    erlang:error(Why)
+            end,
             %% not ourselves: formatting an event may call the traced function
             erlang:trace(self(), false, Flags),
             Cleanup = fun() ->
@@ -451,7 +460,13 @@ event(T, #st{total = Total, count = Count} = St) ->
           end,
     case wanted(T, St) of
         false ->
-            St;
+            %% another tool's pattern firing in our processes: dropped, and
+            %% the mailbox still looked at now and then
+            Foreign = St#st{discarded = St#st.discarded + 1},
+            case Foreign#st.discarded band 1023 of
+                0 -> over_queue(Foreign);
+                _ -> Foreign
+            end;
         true when St1#st.in_window > St1#st.rate_n ->
             halt_trace(rate, St1);
         true ->
@@ -481,6 +496,12 @@ wanted({trace_ts, _, Type, {M, _, _}, _, _}, #st{filter = F})
     F(M);
 wanted(_, _) ->
     true.
+
+over_queue(St) ->
+    case erlang:process_info(self(), message_queue_len) of
+        {message_queue_len, Q} when Q > St#st.max_queue -> halt_trace(mailbox, St);
+        _ -> St
+    end.
 
 %% Remove our flags and patterns (once), and drop what is still queued.
 halt_trace(_Reason, #st{stopped = S} = St) when S =/= running ->
