@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -148,6 +149,9 @@ async def test_family_trace_keeps_the_global_budget(
     # each node counted min(per node, budget) = 100 at most: two nodes at least
     assert len({e.node for e in streamed}) >= 2
     assert all(n.reason in ("count", "budget") for n in end.nodes), end
+    # every node, a budget of 10
+    every = await run(plane, all_nodes=True, module="trace_busy", rate_events=10000, budget=10)
+    assert len(events(every)) == every[-1].end.events == 10 and every[-1].end.budget_reached
     for member in members:
         await no_residue(member, [started[member.name]], TRACED, busy[member.name])
 
@@ -211,6 +215,18 @@ async def test_messages_of_a_registered_process(
     assert messages[-1].end.nodes[0].reason == "count"
     tracer = messages[0].started.tracer
     await no_residue(otp28_node, [tracer], None, echo.strip('"'))
+    # a quiet process: the trace ends at its maximum duration
+    quiet = await otp28_node.aeval(
+        "begin Q = spawn(fun() -> receive stop -> ok end end),"
+        " register(trace_quiet, Q), pid_to_list(Q) end."
+    )
+    started = time.monotonic()
+    messages = await run(
+        plane, node=otp28_node.name, process="trace_quiet", receive=True, max_duration_ms=500
+    )
+    assert 0.5 <= time.monotonic() - started < 5
+    assert not events(messages) and messages[-1].end.nodes[0].reason == "duration"
+    await no_residue(otp28_node, [messages[0].started.tracer], None, quiet.strip('"'))
 
 
 async def test_bad_requests_are_refused_clearly(
