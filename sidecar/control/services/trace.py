@@ -213,20 +213,20 @@ class TraceService:
             True,
             {"nodes": sorted(running), "failed": sorted(failures)},
         )
-        for node, trace in sorted(running.items()):
-            matched = started[node].get("matched")
-            yield pb.TraceMessage(
-                started=pb.TraceStarted(
-                    node=node,
-                    tracer=trace.tracer,
-                    matched=matched if type(matched) is int and matched >= 0 else 0,
-                )
-            )
         streamed = 0
         budget_reached = False
         # the nodes keep the duration; this is a backstop should one not answer
         deadline = time.monotonic() + duration_ms / 1000 + 10
         try:
+            for node, trace in sorted(running.items()):
+                matched = started[node].get("matched")
+                yield pb.TraceMessage(
+                    started=pb.TraceStarted(
+                        node=node,
+                        tracer=trace.tracer,
+                        matched=matched if type(matched) is int and matched >= 0 else 0,
+                    )
+                )
             while running and not budget_reached and time.monotonic() < deadline:
                 asked = {node: min(POLL_BATCH, budget - streamed) for node in running}
 
