@@ -41,7 +41,9 @@
 %%%   chars       each event's text: io_lib's chars_limit and a byte cut
 %%%               (1024, 64..8192); depth (20)
 %%%
-%%% Stop reasons: count, rate, duration, mailbox, backlog, caller (stop/1),
+%%% Stop reasons: count, rate, duration, mailbox, backlog, dist_busy (at a
+%%% poll, the connection to the sidecar has dist_buf_busy_limit bytes
+%%% queued: the buffer is dropped rather than added to it), caller (stop/1),
 %%% caller_gone (idle_ms without a poll), sidecar_down (the node of the
 %%% rpc's group leader, the sidecar, disconnected: SIGKILL included),
 %%% detached (beamside_sysmon, which every attach runs, ended: a detach, or
@@ -411,7 +413,12 @@ handle(T, #st{stopped = running} = St) when element(1, T) =:= trace_ts ->
     event(T, St);
 handle(T, St) when element(1, T) =:= trace_ts; element(1, T) =:= trace ->
     St#st{discarded = St#st.discarded + 1};
-handle({'$beamside_trace', From, Ref, {poll, Max}}, St) ->
+handle({'$beamside_trace', From, Ref, {poll, Max}}, St0) ->
+    %% the reply goes over the sidecar's connection: not onto a busy one
+    St = case dist_busy(St0#st.owner) of
+             true -> (halt_trace(dist_busy, St0))#st{buf = [], buf_len = 0, buf_bytes = 0};
+             false -> St0
+         end,
     {Events, Rest} = take(Max, lists:reverse(St#st.buf)),
     Bytes = lists:sum([byte_size(maps:get(text, E)) || E <- Events]),
     St1 = St#st{buf = lists:reverse(Rest), buf_len = St#st.buf_len - length(Events),
@@ -496,6 +503,25 @@ wanted({trace_ts, _, Type, {M, _, _}, _, _}, #st{filter = F})
     F(M);
 wanted(_, _) ->
     true.
+
+%% The connection to the sidecar has a dist_buf_busy_limit of output queued
+%% (a TCP controller port's queue; a TLS one's mailbox, as messages).
+dist_busy(Owner) ->
+    Limit = erlang:system_info(dist_buf_busy_limit),
+    case lists:keyfind(Owner, 1, erlang:system_info(dist_ctrl)) of
+        {_, Port} when is_port(Port) ->
+            case erlang:port_info(Port, queue_size) of
+                {queue_size, Q} -> Q >= Limit;
+                _ -> false
+            end;
+        {_, Pid} when is_pid(Pid) ->
+            case erlang:process_info(Pid, message_queue_len) of
+                {message_queue_len, Q} -> Q >= Limit div 1024;
+                _ -> false
+            end;
+        _ ->
+            false
+    end.
 
 over_queue(St) ->
     case erlang:process_info(self(), message_queue_len) of
