@@ -50,8 +50,8 @@
 %%% the last sidecar gone; the tracer ends before the modules are removed,
 %%% and start refuses to run without it).
 %%% On stop the tracer removes what it set and only that: the trace
-%%% pattern on the traced functions (local and global) and its flags on the
-%%% processes it traces (one walk of the processes at stop: the flags of the
+%%% pattern on the traced functions (a `local' one: local and remote calls)
+%%% and its flags on the processes it traces (one walk of the processes at stop: the flags of the
 %%% processes other tracers trace are left alone).  The BEAM gives each
 %%% process one tracer: start fails (precondition) when the process to
 %%% trace already has one, and a call trace covers `all' processes except
@@ -63,8 +63,14 @@
 %%% drops the flags of its processes at their next event, but the pattern
 %%% stays (erlang:trace_info({M, F, A}, traced)) until a trace of the same
 %%% function ends.  Calls of another tool's pattern that reach the tracer
-%%% through its flags are dropped (counted in discarded).  After stopping the tracer discards the trace messages still in
-%%% its mailbox and waits for the last poll (or idle_ms) before it exits.
+%%% through its flags are dropped (counted in discarded).  After stopping,
+%%% the tracer discards the trace messages still in its mailbox and waits
+%%% for the last poll (or idle_ms) before it exits.
+%%%
+%%% Cost: the tracer formats at most N events per Ms (a rate over N stops
+%%% it) and holds at most buffer events and max_queue messages; a call the
+%%% match spec rejects costs the VM its match spec run and never reaches
+%%% the tracer (bench/bench_trace.py measures both).
 %%%
 %%% Each event is a map: time (ns since the epoch), pid (text), type (call,
 %%% return_from, exception_from, send, receive), text: recon_trace's line,
