@@ -16,6 +16,8 @@
 %%%   beamside_ops_eval     eval/2
 %%%   beamside_ops_apps     applications and supervision trees: app_tree/2
 %%%   beamside_ops_ports    ports and sockets: ports/1
+%%%   beamside_ops_trace    call and message traces: start/2, poll/2, stop/1
+%%%                         (a bounded tracer process per trace)
 %%% This module runs no tool itself: it has the option clamping, the bounded
 %%% printing of terms, the helper process with a deadline, and the error
 %%% shape the others use.

@@ -98,7 +98,13 @@ class Daemon:
         self.http = MetricsServer(self.registry, host, port, ready=lambda: self.manager.ready)
         # The control plane: bound now (a taken port fails at startup), served in run().
         self.grpc = create_server(
-            Deps(self.manager, self.alarms, self.checker, audit=self.notifier.audit),
+            Deps(
+                self.manager,
+                self.alarms,
+                self.checker,
+                audit=self.notifier.audit,
+                trace_events=self.notifier.trace_event,
+            ),
             config.grpc,
         )
         self.otlp: OtlpBridge | None = None

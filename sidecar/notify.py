@@ -409,6 +409,10 @@ class Notifier:
         level = "notice" if record.ok else "warning"
         self._emit("audit", level, record.node, family, record.time_ns, fields)
 
+    def trace_event(self, node: str, time_ns: int, details: Mapping[str, Any]) -> None:
+        """A traced call or message streamed by ``Trace/Start``."""
+        self._emit("trace", "info", node, self._family_of(node), time_ns, details)
+
     # -- metrics --------------------------------------------------------------
 
     def metric_families(self) -> list[Metric]:

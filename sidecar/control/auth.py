@@ -71,6 +71,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Alarms/Clear": Role.OPERATOR,
         "Alarms/Comment": Role.OPERATOR,
         "Metrics/Live": Role.VIEWER,
+        "Trace/Start": Role.OPERATOR,  # audited by the service: start and end
     }.items()
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -44,6 +44,7 @@ OpsModule = Literal[
     "beamside_ops_eval",
     "beamside_ops_apps",
     "beamside_ops_ports",
+    "beamside_ops_trace",
 ]
 # The sidecar waits this much longer than the agent's own bound: the agent
 # answers {error, {timeout, _}} itself rather than leaving us guessing.
@@ -56,13 +57,16 @@ class Deps:
 
     ``audit`` receives every audit record (``Notifier.audit`` logs it to
     ``sidecar.audit`` and ships it to Loki); when None, the records are only
-    logged to ``sidecar.audit``.
+    logged to ``sidecar.audit``.  ``trace_events`` receives each traced
+    event streamed (node, time in ns, the line's fields: ``Notifier.trace_event``
+    ships it to Loki as ``kind="trace"``); None: no copy.
     """
 
     manager: NodeManager
     alarms: AlarmEngine
     checker: AlarmChecker
     audit: AuditSink | None = None
+    trace_events: Callable[[str, int, Mapping[str, Any]], None] | None = None
 
 
 class NodeCalls:

@@ -52,6 +52,7 @@ from .gen.beamside.v1 import (
     ports_pb2,
     processes_pb2,
     tables_pb2,
+    trace_pb2,
 )
 from .identity import CALLER
 from .services.alarms import AlarmsService
@@ -63,6 +64,7 @@ from .services.nodes import NodesService
 from .services.ports import PortsService
 from .services.processes import ProcessesService
 from .services.tables import TablesService
+from .services.trace import TraceService
 
 __all__ = ["Deps", "bound_port", "create_server", "serve", "set_serving"]
 
@@ -80,6 +82,7 @@ _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (alarms_pb2, "Alarms"),
     (metrics_pb2, "Metrics"),
     (ports_pb2, "Ports"),
+    (trace_pb2, "Trace"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DESCRIPTORS)
 
@@ -376,6 +379,7 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
         "Alarms": AlarmsService(deps),
         "Metrics": MetricsService(deps),
         "Ports": PortsService(deps),
+        "Trace": TraceService(deps),
     }
     for module, name in _DESCRIPTORS:
         service = module.DESCRIPTOR.services_by_name[name]

@@ -3,7 +3,7 @@
 Labels are the stream's identity in Loki and every distinct label set is a
 stream Loki indexes, so only low-cardinality labels are allowed (SPEC §5):
 ``job``, ``cluster``, ``family``, ``node``, ``kind`` (``log``,
-``notification``, ``alarm``, ``audit``) and ``level``.  Everything else -
+``notification``, ``alarm``, ``audit``, ``trace``) and ``level``.  Everything else -
 the message, the metadata, who did what - goes in the line, as compact JSON.
 
 Label values are sanitized rather than rejected (a log event must never be
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
-Kind = Literal["log", "notification", "alarm", "audit"]
+Kind = Literal["log", "notification", "alarm", "audit", "trace"]
 KINDS: Final[frozenset[str]] = frozenset(get_args(Kind))
 
 # syslog severities (what Erlang's logger uses), plus "unknown"

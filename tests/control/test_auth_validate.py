@@ -29,6 +29,7 @@ from sidecar.control.gen.beamside.v1 import (
     ports_pb2,
     processes_pb2,
     tables_pb2,
+    trace_pb2,
 )
 from sidecar.control.server import SERVICE_NAMES, request_details
 from sidecar.control.validate import atom, continuation_decode, limit, pid_or_name, table
@@ -95,6 +96,7 @@ def test_every_method_has_a_role() -> None:
         alarms_pb2,
         metrics_pb2,
         ports_pb2,
+        trace_pb2,
     )
     methods = {
         f"/{service.full_name}/{m.name}"
@@ -109,6 +111,7 @@ def test_every_method_has_a_role() -> None:
     assert is_mutating("/beamside.v1.Processes/GarbageCollect")
     assert not is_mutating("/beamside.v1.Processes/ListProcesses")
     assert not is_mutating("/grpc.health.v1.Health/Check")
+    assert is_mutating("/beamside.v1.Trace/Start")  # operator
 
 
 def test_authenticator() -> None:

@@ -223,7 +223,7 @@ async def test_every_method_with_grpcurl(
     node_factory: NodeFactory,
     tmp_path: Path,
 ) -> None:
-    """Each of the 25 methods once through grpcurl, in its JSON form."""
+    """Each of the 28 methods once through grpcurl, in its JSON form."""
     plane = await control_factory([otp25_node], family="shop", auth=True, eval_enabled=True)
     node = otp25_node.name
     late = node_factory("otp28")
@@ -349,7 +349,7 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 1 == 28
+    assert methods == len(calls) + 2 == 29  # + TerminateProcess and Trace/Start
     # Top keeps sending: grpcurl prints each update as it comes
     top = await plane.grpcurl(
         "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}
@@ -360,3 +360,19 @@ async def test_every_method_with_grpcurl(
         docs.append(doc)
         text = text[end:].strip()
     assert [d["seq"] for d in docs] == [1, 2], top.stdout
+    # Trace/Start streams: started, the events, then why it ended
+    trace = await plane.grpcurl(
+        "beamside.v1.Trace/Start",
+        {"node": node, "module": "beamside_agent", "maxEventsPerNode": 3, "rateEvents": 1000},
+    )
+    assert trace.status == "OK", trace.stderr
+    decoder, text, docs = json.JSONDecoder(), trace.stdout.strip(), []
+    while text:
+        doc, end = decoder.raw_decode(text)
+        docs.append(doc)
+        text = text[end:].strip()
+    assert docs[0]["started"]["node"] == node and docs[0]["started"]["matched"] > 5
+    events = [d["event"] for d in docs if "event" in d]  # the agent's own collects
+    assert len(events) == 3 and all(" beamside_agent:" in e["text"] for e in events), docs
+    (ended,) = docs[-1]["end"]["nodes"]
+    assert ended["reason"] == "count" and ended["events"] == "3", docs[-1]

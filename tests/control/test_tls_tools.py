@@ -35,6 +35,8 @@ from sidecar.control.gen.beamside.v1 import (
     nodes_pb2,
     processes_pb2,
     tables_pb2,
+    trace_pb2,
+    trace_pb2_grpc,
 )
 from sidecar.control.services.nodes import tls_for_added
 from sidecar.daemon import Daemon
@@ -193,6 +195,22 @@ async def test_every_tool_family_over_tls(
     assert len(updates) == 2 and all(u.node == node for u in updates)
     assert all(u.values["process_count"] > 20 and u.values["memory_total"] > 1e6 for u in updates)
     assert updates[0].at.ToNanoseconds() < updates[1].at.ToNanoseconds()
+
+    # Trace: the agent's own collects, polled over the TLS connection (whose
+    # controller is a process, not a port: the tracer's busy check reads its queue)
+    traced = [
+        message
+        async for message in trace_pb2_grpc.TraceStub(plane.channel).Start(
+            trace_pb2.StartTraceRequest(
+                node=node, module="beamside_agent", max_events_per_node=2, rate_events=1000
+            ),
+            metadata=plane.metadata(OPERATOR),
+            timeout=30,
+        )
+    ]
+    assert [m.WhichOneof("item") for m in traced] == ["started", "event", "event", "end"]
+    assert all(" beamside_agent:" in m.event.text for m in traced[1:3])
+    assert [(n.node, n.reason) for n in traced[-1].end.nodes] == [(node, "count")]
 
     # Alarms: what the checker raised for the node is listed with it as source
     plane.engine.update(
