@@ -15,6 +15,7 @@
 %%%   beamside_ops_env      application env: get_env/3, set_env/4, env_dump/2
 %%%   beamside_ops_eval     eval/2
 %%%   beamside_ops_apps     applications and supervision trees: app_tree/2
+%%%   beamside_ops_alloc    memory allocators, carriers against blocks: allocators/1
 %%% This module runs no tool itself: it has the option clamping, the bounded
 %%% printing of terms, the helper process with a deadline, and the error
 %%% shape the others use.

@@ -50,6 +50,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Processes/ListProcesses": Role.VIEWER,
         "Processes/Top": Role.VIEWER,
         "Nodes/ApplicationTree": Role.VIEWER,
+        "Memory/Allocators": Role.VIEWER,
         "Processes/GetProcess": Role.VIEWER,
         "Processes/TerminateProcess": Role.OPERATOR,
         "Processes/GarbageCollect": Role.OPERATOR,

@@ -43,6 +43,7 @@ OpsModule = Literal[
     "beamside_ops_env",
     "beamside_ops_eval",
     "beamside_ops_apps",
+    "beamside_ops_alloc",
 ]
 # The sidecar waits this much longer than the agent's own bound: the agent
 # answers {error, {timeout, _}} itself rather than leaving us guessing.

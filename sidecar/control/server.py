@@ -47,6 +47,7 @@ from .gen.beamside.v1 import (
     code_pb2,
     config_pb2,
     eval_pb2,
+    memory_pb2,
     metrics_pb2,
     nodes_pb2,
     processes_pb2,
@@ -57,6 +58,7 @@ from .services.alarms import AlarmsService
 from .services.code import CodeService
 from .services.config import ConfigService
 from .services.eval import EvalService
+from .services.memory import MemoryService
 from .services.metrics import MetricsService
 from .services.nodes import NodesService
 from .services.processes import ProcessesService
@@ -77,6 +79,7 @@ _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (eval_pb2, "Eval"),
     (alarms_pb2, "Alarms"),
     (metrics_pb2, "Metrics"),
+    (memory_pb2, "Memory"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DESCRIPTORS)
 
@@ -372,6 +375,7 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
         "Eval": EvalService(deps, enabled=config.eval_enabled),
         "Alarms": AlarmsService(deps),
         "Metrics": MetricsService(deps),
+        "Memory": MemoryService(deps),
     }
     for module, name in _DESCRIPTORS:
         service = module.DESCRIPTOR.services_by_name[name]

@@ -6,7 +6,7 @@ from typing import get_args
 
 from sidecar.agents import AGENT_MODULES
 from sidecar.control.base import OpsModule
-from sidecar.control.services import code, config, eval, nodes, processes, tables
+from sidecar.control.services import code, config, eval, memory, nodes, processes, tables
 
 
 def test_every_service_calls_a_shipped_module_of_its_own() -> None:
@@ -14,7 +14,7 @@ def test_every_service_calls_a_shipped_module_of_its_own() -> None:
     assert modules <= set(AGENT_MODULES)
     # the shared helpers are no service's module
     assert "beamside_ops" in AGENT_MODULES and "beamside_ops" not in modules
-    services = [code, config, eval, nodes, processes, tables]
+    services = [code, config, eval, memory, nodes, processes, tables]
     # OPS, and APPS for the Nodes service's application trees: each module one service's
     used = [getattr(s, name) for s in services for name in ("OPS", "APPS") if hasattr(s, name)]
     assert sorted(used) == sorted(modules)
