@@ -34,8 +34,8 @@
 %%% Cost: erlang:system_info({allocator, A}) is read once per allocator; it
 %%% locks each instance in turn and its reply grows with the instances (one
 %%% per scheduler, plus one): about 0.3-0.5 ms for the ten allocators of a
-%%% node with 2 schedulers (OTP 25 and 28), so some tens of ms at 64
-%%% schedulers.  That is why the periodic collect (beamside_vm) reads only
+%%% node with 2 schedulers, 11-22 ms with 64 (OTP 28 and 25, measured on a
+%%% 2-core VM).  That is why the periodic collect (beamside_vm) reads only
 %%% {allocator_sizes, A}; this tool is for an operator who asks.
 %%%
 %%% Against erlang:memory(total): erlang:memory counts blocks, not
