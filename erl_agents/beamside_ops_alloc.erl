@@ -9,7 +9,8 @@
 %%%   allocators(Opts)  every alloc_util allocator (or those named), summed
 %%%                     over its instances or one entry per instance:
 %%%       #{allocators => [Entry], mseg_cache => [Cache], totals => Sizes,
-%%%         memory_total, instances_seen, truncated}
+%%%         memory_total, memory_code (erlang:memory/1), instances_seen,
+%%%         truncated}
 %%%       Entry: #{alloc, instance (-1 when summed), instances, mbcs, sbcs,
 %%%                mbcs_pool, blocks_size, carriers_size, usage}
 %%%         mbcs | sbcs | mbcs_pool: #{blocks, blocks_size, carriers,
@@ -39,15 +40,18 @@
 %%% {allocator_sizes, A}; this tool is for an operator who asks.
 %%%
 %%% Against erlang:memory(total): erlang:memory counts blocks, not
-%%% carriers.  The sum of blocks_size over all allocators (totals, with no
-%%% filter) is below memory_total by what the VM allocates outside
-%%% alloc_util (sys_alloc directly: tables sized at start and the like), a
-%%% nearly fixed amount: measured with 2 schedulers, 3.6 MB on OTP 25 and
-%%% 4.2 MB on OTP 28 on an idle node (28 % and 15 % of its memory), 4.0 MB
-%%% and 4.5 MB with 60 MB more in ETS and binaries (5 %).  The sidecar's
-%%% test bounds the gap at 0..8 MB.  The sum of carriers_size is the memory
-%%% the allocators hold from the OS, above memory_total by the
-%%% fragmentation.
+%%% carriers, and on the JIT (x86_64, aarch64) it counts the machine code
+%%% (in erlang:memory(code)), which lives outside alloc_util; the rest of
+%%% `code' is literal_alloc's blocks.  So memory_total = the sum of
+%%% blocks_size over all allocators (totals, with no filter) + memory_code
+%%% - literal_alloc's blocks_size, give or take a little the VM allocates
+%%% elsewhere: measured with 2 schedulers on OTP 25 and 28, 0.4-0.65 MB on
+%%% plain nodes (idle or with 100-500 modules loaded), 0.4-0.5 MB on
+%%% ejabberd, Yaws and an Elixir app, 1.6 MB on RabbitMQ (74 MB in all);
+%%% without the code term the gap was 3.6-30 MB, growing with the code
+%%% loaded.  The sidecar's tests bound it at 4 MB.  The sum of
+%%% carriers_size is the memory the allocators hold from the OS, above the
+%%% blocks by the fragmentation.
 %%% ===========================================================================
 -module(beamside_ops_alloc).
 
@@ -120,8 +124,9 @@ look(Allocs, PerInstance, Sort, Limit) ->
                                                                         carriers_size := TC}) ->
                                  #{blocks_size => TB + B, carriers_size => TC + C}
                          end, #{blocks_size => 0, carriers_size => 0}, Entries),
+    [{total, Total}, {code, Code}] = erlang:memory([total, code]),
     {ok, #{allocators => Listed, totals => Totals, mseg_cache => mseg_cache(),
-           memory_total => erlang:memory(total), instances_seen => length(Instances),
+           memory_total => Total, memory_code => Code, instances_seen => length(Instances),
            truncated => length(Entries) > Limit}}.
 
 %% [{Alloc, InstanceNo, #{Kind => kind_sizes()}}] of one allocator; none when

@@ -85,6 +85,7 @@ class MemoryService:
             blocks_bytes=_count(totals.get("blocks_size")),
             carriers_bytes=_count(totals.get("carriers_size")),
             memory_total_bytes=_count(reply.get("memory_total")),
+            memory_code_bytes=_count(reply.get("memory_code")),
             segment_cache=[
                 pb.SegmentCache(
                     instance=c.get("instance") if type(c.get("instance")) is int else -1,

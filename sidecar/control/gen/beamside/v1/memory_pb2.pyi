@@ -69,17 +69,19 @@ class SegmentCache(_message.Message):
     def __init__(self, instance: _Optional[int] = ..., calls: _Optional[int] = ..., hits: _Optional[int] = ..., hit_rate: _Optional[float] = ...) -> None: ...
 
 class AllocatorsResponse(_message.Message):
-    __slots__ = ("allocators", "blocks_bytes", "carriers_bytes", "memory_total_bytes", "segment_cache", "truncated")
+    __slots__ = ("allocators", "blocks_bytes", "carriers_bytes", "memory_total_bytes", "segment_cache", "truncated", "memory_code_bytes")
     ALLOCATORS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_BYTES_FIELD_NUMBER: _ClassVar[int]
     CARRIERS_BYTES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
     SEGMENT_CACHE_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_CODE_BYTES_FIELD_NUMBER: _ClassVar[int]
     allocators: _containers.RepeatedCompositeFieldContainer[AllocatorUsage]
     blocks_bytes: int
     carriers_bytes: int
     memory_total_bytes: int
     segment_cache: _containers.RepeatedCompositeFieldContainer[SegmentCache]
     truncated: bool
-    def __init__(self, allocators: _Optional[_Iterable[_Union[AllocatorUsage, _Mapping]]] = ..., blocks_bytes: _Optional[int] = ..., carriers_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., segment_cache: _Optional[_Iterable[_Union[SegmentCache, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    memory_code_bytes: int
+    def __init__(self, allocators: _Optional[_Iterable[_Union[AllocatorUsage, _Mapping]]] = ..., blocks_bytes: _Optional[int] = ..., carriers_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., segment_cache: _Optional[_Iterable[_Union[SegmentCache, _Mapping]]] = ..., truncated: _Optional[bool] = ..., memory_code_bytes: _Optional[int] = ...) -> None: ...
