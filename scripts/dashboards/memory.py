@@ -106,7 +106,8 @@ def memory() -> Json:
         timeseries(
             "Allocated vs used",
             "Bytes in all allocator carriers against erlang:memory(total): the gap is "
-            "memory taken from the OS but not in use.",
+            "memory taken from the OS but not in use, less the JIT's code, which "
+            "erlang:memory(total) counts outside the allocators.",
             [
                 prom(f"erlang_vm_allocated_bytes{sel()}", "{{node}} carriers"),
                 prom(

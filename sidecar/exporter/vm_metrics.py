@@ -520,6 +520,10 @@ def _memory(n: NodeWriter, snap: NodeSnapshot) -> None:
 
 
 def _allocators(n: NodeWriter, s: Mapping[str, Any], snap: NodeSnapshot) -> None:
+    # Per type, instances summed: prometheus.erl's erlang_vm_allocators is per
+    # instance (labels alloc, instance_no, kind, usage), from the full
+    # {allocator, A} whose cost grows with the schedulers (11-22 ms a tick at
+    # 64); per instance and carrier counts are Memory/Allocators' instead.
     total_carriers = 0.0
     for alloc, sizes in _sorted(s):
         if not isinstance(sizes, dict) or alloc == "mseg_alloc":  # not alloc_util: its cache

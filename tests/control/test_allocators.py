@@ -1,4 +1,4 @@
-"""Memory/Allocators on real OTP 25 and OTP 28 nodes: carriers against
+"""Memory/Allocators on real OTP 25, OTP 28 and Elixir nodes: carriers against
 blocks per allocator, per instance, mseg_alloc's cache, and the sum of blocks
 against erlang:memory(total)."""
 
@@ -38,7 +38,7 @@ def consistent(entry: pb.AllocatorUsage) -> None:
     assert entry.average_block_bytes == pytest.approx(average)
 
 
-@pytest.mark.parametrize("runtime", ["otp25", "otp28"])
+@pytest.mark.parametrize("runtime", ["otp25", "otp28", "elixir"])
 async def test_allocators(
     runtime: Runtime, node_factory: NodeFactory, control_factory: ControlFactory
 ) -> None:
