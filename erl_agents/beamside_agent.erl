@@ -132,6 +132,9 @@
 %%%        (beamside_plugin_yaws; option max_servers): servers, connections,
 %%%        requests; plugins.lager (beamside_plugin_lager): sync mode, event
 %%%        queue; versions.releases (release_handler:which_releases/0).
+%%%    11  collect/1: the `allocators' section has mseg_alloc's segment
+%%%        cache under the key mseg_alloc (cache_calls, cache_hits,
+%%%        cached_segments, instances; see beamside_vm).
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -265,6 +268,9 @@
 %%%     allocators             #{Alloc => #{mbcs_blocks_size, mbcs_carriers_size,
 %%%                            mbcs_pool_blocks_size, mbcs_pool_carriers_size,
 %%%                            sbcs_blocks_size, sbcs_carriers_size, instances}}
+%%%                            per alloc_util allocator, and mseg_alloc =>
+%%%                            #{cache_calls, cache_hits, cached_segments,
+%%%                            instances}: its segment cache (since v11)
 %%%     allocated_areas        erlang:system_info(allocated_areas) as a map
 %%%     limits                 counts and limits (processes, ports, atoms, ets,
 %%%                            modules, old code, registered names, dist links,
@@ -466,7 +472,7 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 10).
+-define(VERSION, 11).
 -define(RELEASES_MS, 500).
 -define(MAX_RELEASES, 20).
 -define(PREFIX, "beamside_").

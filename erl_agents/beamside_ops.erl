@@ -18,6 +18,7 @@
 %%%   beamside_ops_ports    ports and sockets: ports/1
 %%%   beamside_ops_trace    call and message traces: start/2, poll/2, stop/1
 %%%                         (a bounded tracer process per trace)
+%%%   beamside_ops_alloc    memory allocators, carriers against blocks: allocators/1
 %%% This module runs no tool itself: it has the option clamping, the bounded
 %%% printing of terms, the helper process with a deadline, and the error
 %%% shape the others use.

@@ -93,10 +93,21 @@ def memory() -> Json:
             "bytes",
             stack=True,
         ),
+        fragmentation_table(),
+        timeseries(
+            "Segment cache hit ratio (mseg_alloc)",
+            "Carriers mseg_alloc served from its cache of freed segments over all it was "
+            "asked for, since the node started: a low ratio with many calls means carriers "
+            "are mapped and unmapped over and over.",
+            [prom(f"erlang_vm_mseg_alloc_cache_hit_ratio{sel()}", "{{node}}")],
+            "percentunit",
+            max_=1,
+        ),
         timeseries(
             "Allocated vs used",
             "Bytes in all allocator carriers against erlang:memory(total): the gap is "
-            "memory taken from the OS but not in use.",
+            "memory taken from the OS but not in use, less the JIT's code, which "
+            "erlang:memory(total) counts outside the allocators.",
             [
                 prom(f"erlang_vm_allocated_bytes{sel()}", "{{node}} carriers"),
                 prom(
@@ -181,4 +192,42 @@ def memory() -> Json:
         "largest processes, the host.",
         standard_vars(),
         panels,
+    )
+
+
+def fragmentation_table() -> Json:
+    """Per node and allocator: carriers against blocks and their ratio, most fragmented first."""
+    by = "sum by (node, alloc)"
+    return table(
+        "Fragmentation by allocator",
+        "Per allocator type (instances summed): bytes in carriers (held from the OS), in "
+        "blocks (used) and their ratio. Memory/Allocators shows the same per instance, "
+        "with carrier counts and mseg_alloc's cache per instance.",
+        [
+            prom(f"{by} (erlang_vm_allocator_carriers_bytes{sel()})", "", instant=True, table=True),
+            prom(f"{by} (erlang_vm_allocator_blocks_bytes{sel()})", "", instant=True, table=True),
+            prom(f"{by} (erlang_vm_allocator_usage_ratio{sel()})", "", instant=True, table=True),
+        ],
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True},
+                    "renameByName": {
+                        "Value #A": "carriers",
+                        "Value #B": "blocks",
+                        "Value #C": "usage",
+                    },
+                },
+            },
+            {"id": "sortBy", "options": {"sort": [{"field": "usage", "desc": False}]}},
+        ],
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": name},
+                "properties": [{"id": "unit", "value": unit}],
+            }
+            for name, unit in (("carriers", "bytes"), ("blocks", "bytes"), ("usage", "percentunit"))
+        ],
     )

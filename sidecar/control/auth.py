@@ -51,6 +51,7 @@ METHOD_ROLES: Mapping[str, Role] = {
         "Processes/Top": Role.VIEWER,
         "Nodes/ApplicationTree": Role.VIEWER,
         "Ports/ListPorts": Role.VIEWER,
+        "Memory/Allocators": Role.VIEWER,
         "Processes/GetProcess": Role.VIEWER,
         "Processes/TerminateProcess": Role.OPERATOR,
         "Processes/GarbageCollect": Role.OPERATOR,

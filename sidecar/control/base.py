@@ -45,6 +45,7 @@ OpsModule = Literal[
     "beamside_ops_apps",
     "beamside_ops_ports",
     "beamside_ops_trace",
+    "beamside_ops_alloc",
 ]
 # The sidecar waits this much longer than the agent's own bound: the agent
 # answers {error, {timeout, _}} itself rather than leaving us guessing.

@@ -47,6 +47,7 @@ from .gen.beamside.v1 import (
     code_pb2,
     config_pb2,
     eval_pb2,
+    memory_pb2,
     metrics_pb2,
     nodes_pb2,
     ports_pb2,
@@ -59,6 +60,7 @@ from .services.alarms import AlarmsService
 from .services.code import CodeService
 from .services.config import ConfigService
 from .services.eval import EvalService
+from .services.memory import MemoryService
 from .services.metrics import MetricsService
 from .services.nodes import NodesService
 from .services.ports import PortsService
@@ -83,6 +85,7 @@ _DESCRIPTORS: tuple[tuple[Any, str], ...] = (
     (metrics_pb2, "Metrics"),
     (ports_pb2, "Ports"),
     (trace_pb2, "Trace"),
+    (memory_pb2, "Memory"),
 )
 SERVICE_NAMES: tuple[str, ...] = tuple(f"beamside.v1.{name}" for _, name in _DESCRIPTORS)
 
@@ -380,6 +383,7 @@ def create_server(deps: Deps, config: GrpcConfig) -> aio.Server:
         "Metrics": MetricsService(deps),
         "Ports": PortsService(deps),
         "Trace": TraceService(deps),
+        "Memory": MemoryService(deps),
     }
     for module, name in _DESCRIPTORS:
         service = module.DESCRIPTOR.services_by_name[name]

@@ -37,6 +37,7 @@ from sidecar.control.gen.beamside.v1 import (
     code_pb2_grpc,
     config_pb2_grpc,
     eval_pb2_grpc,
+    memory_pb2_grpc,
     metrics_pb2_grpc,
     nodes_pb2_grpc,
     ports_pb2_grpc,
@@ -118,6 +119,10 @@ class ControlPlane:
     @property
     def config(self) -> config_pb2_grpc.ConfigStub:
         return config_pb2_grpc.ConfigStub(self.channel)
+
+    @property
+    def memory(self) -> memory_pb2_grpc.MemoryStub:
+        return memory_pb2_grpc.MemoryStub(self.channel)
 
     @property
     def eval(self) -> eval_pb2_grpc.EvalStub:

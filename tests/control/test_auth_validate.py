@@ -24,6 +24,7 @@ from sidecar.control.gen.beamside.v1 import (
     code_pb2,
     config_pb2,
     eval_pb2,
+    memory_pb2,
     metrics_pb2,
     nodes_pb2,
     ports_pb2,
@@ -97,6 +98,7 @@ def test_every_method_has_a_role() -> None:
         metrics_pb2,
         ports_pb2,
         trace_pb2,
+        memory_pb2,
     )
     methods = {
         f"/{service.full_name}/{m.name}"

@@ -322,6 +322,14 @@ async def test_every_method_with_grpcurl(
             lambda r: any("listen" in p.get("state", "") for p in r["ports"]),
         ),
         (
+            "Memory/Allocators",
+            {"node": node, "allocators": ["binary_alloc"]},
+            lambda r: (
+                r["allocators"][0]["allocator"] == "binary_alloc"
+                and int(r["allocators"][0]["carriersBytes"]) > 0
+            ),
+        ),
+        (
             "Processes/Top",
             {"node": node, "count": 1, "limit": 5},
             lambda r: r["seq"] == 1 and len(r["processes"]) == 5,
@@ -349,7 +357,7 @@ async def test_every_method_with_grpcurl(
     for service in listed.stdout.split():
         if service.startswith("beamside.v1."):
             methods += len((await plane.grpcurl(f"list {service}")).stdout.split())
-    assert methods == len(calls) + 2 == 29  # + TerminateProcess and Trace/Start
+    assert methods == len(calls) + 2 == 30  # + TerminateProcess and Trace/Start
     # Top keeps sending: grpcurl prints each update as it comes
     top = await plane.grpcurl(
         "beamside.v1.Processes/Top", {"node": node, "count": 2, "intervalMs": 1000, "limit": 3}

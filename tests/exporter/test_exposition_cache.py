@@ -546,6 +546,8 @@ async def test_real_nodes_with_os_mon_and_mnesia(
         assert f'node="{otp28_node.name}"'.encode() in body
         assert b"erlang_os_mon_cpu_load1{" in body
         assert b"erlang_mnesia_tablewise_size{" in body
+        assert b"erlang_vm_mseg_alloc_calls_total{" in body  # agent v11: mseg_alloc's cache
+        assert b"erlang_vm_mseg_alloc_cache_hit_ratio{" in body
         assert dropped(body) == {}
     lint = promtool_check_metrics(full.exposition(TEXT))
     assert lint.returncode == 0, lint.stdout + lint.stderr
