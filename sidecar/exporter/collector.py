@@ -117,7 +117,7 @@ class BeamsideCollector(Collector):
         snapshots = list(self._source.snapshots.values())
         statuses = list(self._source.statuses())
         try:
-            nodes = self.cache.exposition(snapshots, fmt)
+            nodes = self.cache.parts(snapshots, fmt)
         except Unsupported:  # a name outside the legacy set, escaping=allow-utf-8
             return generate(fmt, self)
         # fresh at every scrape (a dozen series per node): formatted as the node texts
@@ -125,7 +125,9 @@ class BeamsideCollector(Collector):
             own = self._own_text(statuses, fmt) + format_families(self._beamside_rest(), fmt)
         except Unsupported:
             own = format_families(self._beamside(statuses), fmt)
-        return b"".join((nodes, own, b"# EOF\n" if fmt.openmetrics else b""))
+        # one join: the body is never copied to add the last parts
+        nodes += (own, b"# EOF\n" if fmt.openmetrics else b"")
+        return b"".join(nodes)
 
     def _beamside(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
         """beamside's own families, fresh at every scrape."""

@@ -26,8 +26,8 @@ with the default ``underscores``, ``allow-utf-8`` or ``values`` escaping:
 sample lines are the same bytes in both formats, only headers and ``# EOF``
 differ); a format that rewrites them (``escaping=dots``) gets its own render,
 kept in the same entry.  Entries of nodes no longer in the snapshots are
-dropped at the next scrape.  The joined body is not kept: it is the size of
-every node's text again (40 KB a node), and joining costs a copy.
+dropped at the next scrape.  The body of a scrape is not kept: it is the
+size of every node's text with its labels again (40 KB a node).
 beamside's own families (a dozen series per node) are built fresh at every
 scrape and formatted by :func:`format_families` the same way; a family of
 another shape (histograms, ``_created``, timestamps) goes through
@@ -47,7 +47,9 @@ first), for ``beamside_series_dropped_total``.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
+from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -228,13 +230,30 @@ def _unchanged(fmt: Format, name: str, sample: bool) -> bool:
     return same
 
 
+# Stand-ins in a kept text (see NodeText): the node, family and cluster
+# labels are on every line, most of a node's text, and written back by one
+# bytes.replace each at scrape time.
+_STAND_INS: Final = {"cluster": "\x01", "family": "\x02", "node": "\x03"}
+_STAND_IN_ORDER: Final = ("cluster", "family", "node")
+_ALL_THREE: Final = "\x04"
+
+
 @dataclass(frozen=True, eq=False)
 class NodeText:
     """One node's samples as exposition text, one block of lines per family.
 
-    Kept for every node between scrapes, so only ``blocks`` is the node's
-    own: the other fields are equal for most nodes and shared between them
-    (one object per distinct value), which halves the memory a node costs."""
+    Kept for every node between scrapes, so only ``body`` and its offsets
+    are the node's own: the other fields are equal for most nodes and shared
+    between them (one object per distinct value).  ``body`` holds the
+    families' blocks one after the other, the base labels written as
+    stand-ins (byte 4 for ``cluster="..",family="..",node=".."`` where the
+    three are next to each other, else bytes 1, 2 and 3 for each value;
+    :meth:`expand` puts them back): the 47 KB of text of the recorded OTP 25
+    reply are kept in 29 KB, and its 69 KB with a Kubernetes node name too.  A
+    line holds either byte 4 or each of the others once, so a block's place
+    in the expanded text follows from the lines before it.  A node whose
+    label values hold those bytes themselves keeps its text as written
+    (``labels`` None)."""
 
     #: family names (as the renderers give them) in the order of their first sample
     order: tuple[str, ...]
@@ -242,13 +261,32 @@ class NodeText:
     index: Mapping[str, int]
     #: family name -> (kind, doc) for its header
     meta: Mapping[str, tuple[str, str]]
-    #: per family of ``order``, the node's sample lines, each ending in a newline
-    blocks: tuple[bytes, ...]
+    #: the sample lines of every family of ``order``, each ending in a newline
+    body: bytes
+    #: where each family's block starts in the expanded text (and the last ends)
+    starts: array[int]
+    #: what the stand-ins stand for: cluster, family and node values, and
+    #: the three labels together (None: the text is written as it is)
+    labels: tuple[bytes, bytes, bytes, bytes] | None
     #: names written as they are in ``blocks``, to tell which formats it serves
     sample_names: frozenset[str]
     label_names: frozenset[str]
     #: plugin samples dropped over the budget, by family name
     dropped: Mapping[str, int]
+
+    def expand(self) -> bytes:
+        """The text with its label values (``starts`` are its offsets)."""
+        if self.labels is None:
+            return self.body
+        cluster, family, node, three = self.labels
+        full = self.body.replace(b"\x04", three).replace(b"\x01", cluster)
+        return full.replace(b"\x02", family).replace(b"\x03", node)
+
+    @property
+    def blocks(self) -> tuple[bytes, ...]:
+        """Per family of ``order``, the node's sample lines (a copy, for tests)."""
+        full, starts = self.expand(), self.starts
+        return tuple(full[starts[i] : starts[i + 1]] for i in range(len(self.order)))
 
     def serves(self, fmt: Format) -> bool:
         """True if ``fmt`` writes every name of this (canonical) text unchanged."""
@@ -261,6 +299,9 @@ class _Skeleton(NamedTuple):
     """A family's line up to the value, with the node's labels still to fill in."""
 
     sample: str
+    #: whether ``template`` has the base labels as one field, ``{three}``
+    #: (they sort next to each other among the own labels)
+    joined: bool
     #: ``str.format(**base)`` -> the line up to the value (no own labels)
     prefix: str
     #: the sample name as written and ``{``: with the node's base label text
@@ -292,15 +333,22 @@ def _skeleton(
     prefix, template = [], []
     # sorted by label name (as prometheus_client writes them), own labels over base ones
     own = {k: i for i, k in enumerate(keys)}
-    for label in sorted({*BASE_LABELS, *keys}):
+    labels = sorted({*BASE_LABELS, *keys})
+    base_at = [i for i, label in enumerate(labels) if label not in own]
+    joined = len(base_at) == len(BASE_LABELS) and base_at[-1] - base_at[0] == len(base_at) - 1
+    for label in labels:
         written = label if fmt is None else _label_name(fmt, label)
         if label in own:
             template.append(f'{_brace(_brace(written))}="{{{{{own[label]}}}}}"')
         else:
             prefix.append(f'{_brace(written)}="{{{label}}}"')
-            template.append(f'{_brace(_brace(written))}="{{{label}}}"')
+            if not joined:
+                template.append(f'{_brace(_brace(written))}="{{{label}}}"')
+            elif label == labels[base_at[0]]:
+                template.append("{three}")
     skeleton = _Skeleton(
         sample,
+        joined,
         f"{_brace(head)}{{{{{','.join(prefix)}}}}} ",
         head + "{",
         f"{_brace(_brace(head))}{{{{{{{{{','.join(template)}}}}}}}}} ",
@@ -309,12 +357,21 @@ def _skeleton(
 
 
 class _Family:
-    __slots__ = ("doc", "keys", "kind", "lines", "prefix", "sample", "template")
+    __slots__ = ("doc", "joined", "keys", "kind", "lines", "prefix", "sample", "template")
 
     def __init__(
-        self, keys: tuple[str, ...], kind: str, doc: str, prefix: str, template: str, sample: str
+        self,
+        keys: tuple[str, ...],
+        kind: str,
+        doc: str,
+        prefix: str,
+        template: str,
+        sample: str,
+        joined: bool,
     ) -> None:
         self.keys = keys
+        #: whether its lines have the base labels as one stand-in
+        self.joined = joined
         self.sample = sample
         self.kind = kind
         self.doc = doc
@@ -328,20 +385,30 @@ class _Family:
 class _TextWriter(NodeWriter):
     """Formats one node's samples as exposition lines, as prometheus_client would."""
 
-    def __init__(self, snap: NodeSnapshot, series_budget: int | None, fmt: Format | None) -> None:
+    def __init__(
+        self,
+        snap: NodeSnapshot,
+        series_budget: int | None,
+        fmt: Format | None,
+        stand_ins: bool = True,
+    ) -> None:
         super().__init__(snap, series_budget)
         self._fmt = fmt
         self._families: dict[str, _Family] = {}
-        self._base = {k: _esc(v) for k, v in self.base.items()}
-        self._base_braced = {k: _brace(v) for k, v in self._base.items()}
-        # what a family without labels of its own has between its braces
-        self._base_text = (
-            ",".join(
-                f'{label if fmt is None else _label_name(fmt, label)}="{self._base[label]}"'
-                for label in sorted(BASE_LABELS)
-            )
-            + "} "
+        values = {k: _esc(v) for k, v in self.base.items()}
+        three = ",".join(
+            f'{label if fmt is None else _label_name(fmt, label)}="{values[label]}"'
+            for label in sorted(BASE_LABELS)
         )
+        #: the real values and the three labels, when written with stand-ins
+        self._values: dict[str, str] | None = None
+        if stand_ins and not any(c in v for v in values.values() for c in "\x01\x02\x03\x04"):
+            self._values = {**values, "three": three}
+            values, three = dict(_STAND_INS), _ALL_THREE
+        self._base_braced = {k: _brace(v) for k, v in values.items()}
+        self._base_braced["three"] = _brace(three)
+        # what a family without labels of its own has between its braces
+        self._base_text = three + "} "
 
     # gauge/counter as NodeWriter's, inlined: they run for every sample (the
     # plugin budget and the number rule unchanged, see NodeWriter._add)
@@ -397,24 +464,53 @@ class _TextWriter(NodeWriter):
         skeleton = _skeleton(self._fmt, kind, name, doc, keys)
         if keys:
             template = skeleton.template.format(**self._base_braced)
-            family = _Family(keys, kind, doc, "", template, skeleton.sample)
+            family = _Family(keys, kind, doc, "", template, skeleton.sample, skeleton.joined)
         else:
-            family = _Family(keys, kind, doc, skeleton.open + self._base_text, "", skeleton.sample)
+            prefix = skeleton.open + self._base_text
+            family = _Family(keys, kind, doc, prefix, "", skeleton.sample, True)
         self._families[name] = family
         return family
 
-    def finish(self) -> NodeText:
+    def finish(self) -> NodeText | None:
+        """The node's text; None when a line lacks a stand-in (a plugin's own
+        label named like a base one): render again without them."""
         families = self._families
         order, index = _shared_order(tuple(families))
         meta = tuple((k, f.kind, f.doc) for k, f in families.items())
+        blocks = [
+            ("\n".join(f.lines) + "\n").encode() if f.lines else b"" for f in families.values()
+        ]
+        body = b"".join(blocks)
+        labels = None
+        each = grow = count = together = 0
+        if self._values is not None:
+            cluster, family, node, three = (
+                self._values[k].encode() for k in (*_STAND_IN_ORDER, "three")
+            )
+            labels = (cluster, family, node, three)
+            # how much longer a line gets when expanded
+            each, grow = len(cluster) + len(family) + len(node) - 3, len(three) - 1
+        starts = array("I", [0])
+        position = 0
+        for f, block in zip(families.values(), blocks, strict=True):
+            lines = len(f.lines)
+            count += lines
+            position += len(block) + (lines * grow if f.joined else lines * each)
+            together += lines if f.joined else 0
+            starts.append(position)
+        # each line as its family's template says: no stand-in from a value
+        if labels is not None and (
+            body.count(b"\x04") != together
+            or any(body.count(c) != count - together for c in (b"\x01", b"\x02", b"\x03"))
+        ):
+            return None
         return NodeText(
             order=order,
             index=index,
             meta=_METAS.get(meta) or _METAS.put(meta, {k: (kind, doc) for k, kind, doc in meta}),
-            blocks=tuple(
-                ("\n".join(f.lines) + "\n").encode() if f.lines else b""
-                for f in families.values()
-            ),
+            body=body,
+            starts=starts,
+            labels=labels,
             sample_names=_shared(frozenset([f.sample for f in families.values()])),
             label_names=_shared(
                 frozenset(self.base).union(*[f.keys for f in families.values() if f.keys])
@@ -446,7 +542,13 @@ def render_text(
     """One node's text: names as they are (``fmt`` None), or escaped for ``fmt``."""
     writer = _TextWriter(snap, series_budget, fmt)
     render_node(writer, snap)
-    return writer.finish()
+    text = writer.finish()
+    if text is None:
+        writer = _TextWriter(snap, series_budget, fmt, stand_ins=False)
+        render_node(writer, snap)
+        text = writer.finish()
+        assert text is not None  # written as it is: nothing to check
+    return text
 
 
 def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
@@ -461,16 +563,16 @@ def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
             if name not in headers:
                 kind, doc = text.meta[name]
                 headers[name] = _header(fmt, kind, name, doc)
+    # every node's blocks with their labels (the body's size again, while the
+    # scrape lasts), then the families interleaved from them
+    nodes = []
+    for text in texts:
+        full, starts = text.expand(), text.starts
+        nodes.append((text.index, [full[a:b] for a, b in itertools.pairwise(starts)]))
     parts: list[bytes] = []
     for name, header in headers.items():
         parts.append(header)
-        parts.extend(
-            [
-                block
-                for text in texts
-                if (i := text.index.get(name)) is not None and (block := text.blocks[i])
-            ]
-        )
+        parts += [b[i] for index, b in nodes if (i := index.get(name)) is not None and b[i]]
     return parts
 
 
@@ -666,8 +768,12 @@ class ExpositionCache:
                 for node in [n for n in list(table) if n not in keep]:
                     table.pop(node, None)
 
-    def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> bytes:
-        """The node families of ``snaps`` in ``fmt``."""
+    def parts(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> list[bytes]:
+        """The node families of ``snaps`` in ``fmt``, in pieces to join."""
         texts = [self.node_text(snap, fmt) for snap in snaps]
         self.forget_others(snap.node for snap in snaps)
-        return b"".join(join_texts(texts, fmt))
+        return join_texts(texts, fmt)
+
+    def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> bytes:
+        """The node families of ``snaps`` in ``fmt``."""
+        return b"".join(self.parts(snaps, fmt))

@@ -587,6 +587,57 @@ def test_nodes_of_one_release_share_what_is_not_their_own() -> None:
     assert all(first.modules[m] is second.modules[m] for m in first.modules)
 
 
+def test_kept_text_holds_the_base_labels_once_per_node() -> None:
+    """A node's kept text has a byte for its node, family and cluster
+    labels: under half the size of the text it writes, the same bytes once
+    expanded."""
+    name = "rabbit@rabbitmq-server-0.rabbitmq-nodes.default.svc.cluster.local"
+    snap = replace(golden_snapshot("otp25"), node=name, family="rabbitmq", cluster="prod-eu-1")
+    text = render_text(snap)
+    full, starts = text.expand(), text.starts
+    three = f'cluster="prod-eu-1",family="rabbitmq",node="{name}"'.encode()
+    assert text.labels == (b"prod-eu-1", b"rabbitmq", name.encode(), three)
+    assert len(text.body) < 0.4 * len(full)  # 29 of 69 KB
+    lines = full.count(b"\n")
+    assert full.count(f'node="{name}"'.encode()) == lines > 400
+    # most lines hold the three labels together (one stand-in), the others each value
+    assert lines > text.body.count(b"\x04") > lines // 2
+    assert text.body.count(b"\x04") + text.body.count(b"\x03") == lines
+    assert not any(c in full for c in (b"\x01", b"\x02", b"\x03", b"\x04"))
+    assert list(starts)[-1] == len(full) and b"".join(text.blocks) == full
+    registry = build_registry(Source([snap]), "t")
+    for fmt in FORMATS:
+        check(registry, fmt, f"expanded {fmt}")
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        {"node": "odd\x03\x01@h"},  # a stand-in byte in a value: written as it is
+        {"cluster": "a\x02b", "family": 'q"\\\n'},  # escaped values, stand-in bytes
+    ],
+    ids=["node", "cluster-family"],
+)
+def test_label_values_holding_stand_in_bytes_are_written_as_they_are(
+    labels: dict[str, str],
+) -> None:
+    snap = replace(golden_snapshot("otp28"), **labels)
+    text = render_text(snap)
+    assert text.labels is None and text.expand() == text.body
+    check(build_registry(Source([snap, golden_snapshot("otp25")]), "t"), TEXT, str(labels))
+
+
+def test_a_plugin_label_named_like_a_base_label_renders_without_stand_ins() -> None:
+    """A renderer's own label called ``node`` (no renderer has one today;
+    user plugins' are renamed ``plugin_node``) would win over the base one,
+    as in a dict merge: its line has no stand-in for the node, and the
+    writer says so rather than keep a text it could not expand."""
+    snap = golden_snapshot("otp25")
+    writer = exposition_module._TextWriter(snap, None, None)
+    writer.gauge("erlang_vm_user_plugin_peer", "a peer", 1.0, node="other@h")
+    assert writer.finish() is None
+
+
 class StatusSource(Source):
     """Nodes in every state, with failures, labels to escape, no success yet."""
 
