@@ -43,6 +43,7 @@ from .exposition import (
     format_lines,
     generate,
     go_float,
+    write_texts,
 )
 from .vm_metrics import vm_metric_families
 
@@ -112,22 +113,27 @@ class BeamsideCollector(Collector):
 
     def exposition(self, fmt: Format) -> bytes:
         """What ``generate``/``generate_latest`` would give for ``fmt``, from the cache."""
+        body = self.exposition_buffer(fmt)
+        return body if isinstance(body, bytes) else bytes(body)
+
+    def exposition_buffer(self, fmt: Format) -> bytes | bytearray:
+        """:meth:`exposition` as the HTTP server sends it: the body built in
+        one buffer of its size, never copied."""
         # list() of a dict's values is atomic under the GIL: the manager may replace
         # snapshots meanwhile, this scrape renders the ones it read
         snapshots = list(self._source.snapshots.values())
         statuses = list(self._source.statuses())
         try:
-            nodes = self.cache.parts(snapshots, fmt)
+            texts = self.cache.texts(snapshots, fmt)
         except Unsupported:  # a name outside the legacy set, escaping=allow-utf-8
             return generate(fmt, self)
-        # fresh at every scrape (a dozen series per node): formatted as the node texts
+        # fresh at every scrape (a dozen series per node): formatted as the node
+        # texts, after them (the plugin series they dropped are counted there)
         try:
             own = self._own_text(statuses, fmt) + format_families(self._beamside_rest(), fmt)
         except Unsupported:
             own = format_families(self._beamside(statuses), fmt)
-        # one join: the body is never copied to add the last parts
-        nodes += (own, b"# EOF\n" if fmt.openmetrics else b"")
-        return b"".join(nodes)
+        return write_texts(texts, fmt, own + (b"# EOF\n" if fmt.openmetrics else b""))
 
     def _beamside(self, statuses: Sequence[NodeStatus]) -> Iterator[Metric]:
         """beamside's own families, fresh at every scrape."""
@@ -319,6 +325,9 @@ class BeamsideRegistry(CollectorRegistry):
 
     def exposition(self, fmt: Format) -> bytes:
         return self.collector.exposition(fmt)
+
+    def exposition_buffer(self, fmt: Format) -> bytes | bytearray:
+        return self.collector.exposition_buffer(fmt)
 
 
 def build_registry(

@@ -47,7 +47,6 @@ first), for ``beamside_series_dropped_total``.
 from __future__ import annotations
 
 import functools
-import itertools
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -551,8 +550,14 @@ def render_text(
     return text
 
 
-def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
-    """The families of ``texts`` (node order), each header once then every block."""
+def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> bytearray:
+    """The families of ``texts`` (node order), each header once then every
+    block, followed by ``tail``.
+
+    Each family's place in the body is known from the nodes' offsets, so
+    the body is one buffer of its final size, filled node after node from
+    one expanded text at a time: a scrape holds the body and one node's
+    text, never a copy of every node's."""
     headers: dict[str, bytes] = {}
     seen: set[int] = set()
     for text in texts:
@@ -563,17 +568,28 @@ def join_texts(texts: Sequence[NodeText], fmt: Format) -> list[bytes]:
             if name not in headers:
                 kind, doc = text.meta[name]
                 headers[name] = _header(fmt, kind, name, doc)
-    # every node's blocks with their labels (the body's size again, while the
-    # scrape lasts), then the families interleaved from them
-    nodes = []
+    size = {name: len(header) for name, header in headers.items()}
     for text in texts:
-        full, starts = text.expand(), text.starts
-        nodes.append((text.index, [full[a:b] for a, b in itertools.pairwise(starts)]))
-    parts: list[bytes] = []
+        starts = text.starts
+        for name, a, b in zip(text.order, starts, starts[1:], strict=False):
+            size[name] += b - a
+    out = bytearray(sum(size.values()) + len(tail))
+    cursor: dict[str, int] = {}
+    at = 0
     for name, header in headers.items():
-        parts.append(header)
-        parts += [b[i] for index, b in nodes if (i := index.get(name)) is not None and b[i]]
-    return parts
+        out[at : at + len(header)] = header
+        cursor[name] = at + len(header)
+        at += size[name]
+    for text in texts:
+        full = memoryview(text.expand())
+        starts = text.starts
+        for name, a, b in zip(text.order, starts, starts[1:], strict=False):
+            if b > a:
+                to = cursor[name]
+                out[to : to + b - a] = full[a:b]
+                cursor[name] = to + b - a
+    out[at:] = tail
+    return out
 
 
 # --------------------------------------------------------------------------- families
@@ -768,12 +784,13 @@ class ExpositionCache:
                 for node in [n for n in list(table) if n not in keep]:
                     table.pop(node, None)
 
-    def parts(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> list[bytes]:
-        """The node families of ``snaps`` in ``fmt``, in pieces to join."""
+    def texts(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> list[NodeText]:
+        """The texts of ``snaps`` in ``fmt`` (for :func:`write_texts`), their
+        drops counted; what is kept for other nodes is dropped."""
         texts = [self.node_text(snap, fmt) for snap in snaps]
         self.forget_others(snap.node for snap in snaps)
-        return join_texts(texts, fmt)
+        return texts
 
     def exposition(self, snaps: Sequence[NodeSnapshot], fmt: Format) -> bytes:
         """The node families of ``snaps`` in ``fmt``."""
-        return b"".join(self.parts(snaps, fmt))
+        return bytes(write_texts(self.texts(snaps, fmt), fmt))

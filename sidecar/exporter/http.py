@@ -91,9 +91,10 @@ class MetricsServer:
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 fmt = format_of(encoder)
                 registry = outer.registry
+                body: bytes | bytearray
                 try:
                     if fmt is not None and isinstance(registry, BeamsideRegistry):
-                        body = registry.exposition(fmt)  # the cached node texts
+                        body = registry.exposition_buffer(fmt)  # the cached node texts
                     else:
                         body = encoder(registry)
                 except Exception:
@@ -109,7 +110,7 @@ class MetricsServer:
             def _reply(
                 self,
                 code: int,
-                body: bytes,
+                body: bytes | bytearray,
                 content_type: str = "text/plain; charset=utf-8",
                 headers: dict[str, str] | None = None,
             ) -> None:
