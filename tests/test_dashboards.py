@@ -33,7 +33,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,9 +45,13 @@ import yaml
 
 from sidecar.alarms.catalogue import BUILTIN
 from sidecar.config import LOG_LEVELS
+from sidecar.loki.model import LogEntry
+from sidecar.model import NodeSnapshot, Release
+from sidecar.notify import Notifier
 from tests.conftest import NodeFactory
 from tests.support.alertmanager import Alertmanager
 from tests.support.daemon_proc import BeamsideProcess
+from tests.support.golden import golden_snapshot
 from tests.support.loki_double import LokiDouble
 from tests.support.nodes import ErlangNode, free_port, grpcurl_path
 from tests.support.prometheus import Prometheus
@@ -77,7 +81,14 @@ NEEDS_UNIT = {"timeseries", "stat", "gauge", "bargauge"}
 DS_VARS = {"prometheus": "${prometheus}", "loki": "${loki}"}
 
 LOKI_LABELS = {"job", "cluster", "family", "node", "kind", "level"}
-LOKI_KINDS = {"log", "notification", "alarm", "audit"}
+LOKI_KINDS = {"log", "notification", "alarm", "audit", "trace"}
+# What Grafana's Loki datasource stores at the top of an annotation (its
+# LokiAnnotationsQueryEditor): the schema's AnnotationQuery is closed and has
+# none of them (its `target` is a TODO there), so the schema check leaves them
+# out and test_loki_annotations_* check them instead.
+LOKI_ANNOTATION_KEYS = {
+    "expr", "maxLines", "queryType", "titleFormat", "textFormat", "tagKeys", "instant",
+}  # fmt: skip
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -115,6 +126,23 @@ def per_peer_panels(board: dict[str, Any]) -> set[int]:
     return ids
 
 
+def loki_annotations(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in board.get("annotations", {}).get("list", [])
+        if a.get("datasource", {}).get("type") == "loki"
+    ]
+
+
+def schema_view(board: dict[str, Any]) -> dict[str, Any]:
+    """The board as the schema can judge it: the Loki annotation keys out."""
+    board = copy.deepcopy(board)
+    for note in loki_annotations(board):
+        for key in LOKI_ANNOTATION_KEYS:
+            note.pop(key, None)
+    return board
+
+
 def variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {v["name"]: v for v in board["templating"]["list"]}
 
@@ -140,7 +168,7 @@ def validator() -> Any:
 def test_dashboard_validates_against_grafana_schema(path: Path, validator: Any) -> None:
     errors = [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}"
-        for e in validator.iter_errors(load(path))
+        for e in validator.iter_errors(schema_view(load(path)))
     ]
     assert not errors, "\n".join(errors)
 
@@ -156,6 +184,9 @@ def test_schema_catches_mistakes(validator: Any, boards: dict[str, dict[str, Any
     board = copy.deepcopy(boards["beamside-overview.json"])
     board["panels"][1]["gridPos"] = {"w": 4}
     assert not validator.is_valid(board)
+    board = copy.deepcopy(boards["beamside-node.json"])
+    board["annotations"]["list"][0]["iconColour"] = "red"  # only the Loki keys are let through
+    assert not validator.is_valid(schema_view(board))
 
 
 def test_schema_is_generated_from_grafana_schema() -> None:
@@ -531,6 +562,61 @@ def test_log_panels_select_streams_in_loki_double(boards: dict[str, dict[str, An
         assert checked >= 6
 
 
+def test_loki_annotations_mark_release_changes(boards: dict[str, dict[str, Any]]) -> None:
+    """The node board marks a change of the permanent release on its graphs:
+    the annotation's query, run by the Loki double over the line beamside's
+    notifier really writes for it (and over other notifications that must
+    not match), finds that one line, and every field its title, text and
+    tags name is a label of the result (stream labels and ``| json`` fields)."""
+    notes = {name: loki_annotations(board) for name, board in boards.items()}
+    assert [len(n) for n in notes.values()].count(1) == 1 and sum(map(len, notes.values())) == 1
+    (note,) = notes["beamside-node.json"]
+    assert note["datasource"] == {"type": "loki", "uid": DS_VARS["loki"]} and note["enable"]
+    assert set(note) - {"datasource", "enable", "iconColor", "name"} <= LOKI_ANNOTATION_KEYS
+    query = parse_logql(note["expr"])
+    labels = {m[0]: (m[1], m[2]) for m in query.matchers}
+    assert labels["kind"] == ("=", "notification") and "json" in query.stages
+    for var in ("cluster", "family", "node"):
+        assert labels[var] == ("=~", f"${var}")
+
+    golden = golden_snapshot("otp25")
+    assert golden.versions is not None
+
+    def with_releases(*releases: Release, at: float) -> NodeSnapshot:
+        assert golden.versions is not None
+        return replace(golden, versions=golden.versions._replace(releases=releases), taken_at=at)
+
+    sent: list[LogEntry] = []
+    notifier = Notifier("test", lambda node: "app", sent.append)
+    now = time.time()
+    notifier.on_snapshot(with_releases(Release("shop", "1.0.0", "permanent"), at=now - 2))
+    notifier.on_node_state(golden.node, "attached", "test")  # a notification that must not match
+    notifier.on_snapshot(
+        with_releases(
+            Release("shop", "1.1.0", "permanent"), Release("shop", "1.0.0", "old"), at=now - 1
+        )
+    )
+    assert len(sent) >= 2
+    streams = [{"stream": e.label_dict, "values": [[str(e.time_ns), e.line]]} for e in sent]
+    values = {"cluster": "test", "family": "(app)", "node": f"({_escape_regex(golden.node)})"}
+    with LokiDouble() as double:
+        pushed = httpx.post(double.push_url, json={"streams": streams}, timeout=10)
+        assert pushed.status_code == 204, pushed.text
+        reply = httpx.get(
+            double.url + "/loki/api/v1/query_range",
+            params={"query": substitute(note["expr"], values)},
+            timeout=10,
+        )
+    assert reply.status_code == 200, reply.text
+    result = reply.json()["data"]["result"]
+    assert len(result) == 1 and len(result[0]["values"]) == 1, result
+    found = result[0]["stream"]
+    assert (found["release"], found["version"], found["old_version"]) == ("shop", "1.1.0", "1.0.0")
+    named = re.findall(r"\{\{\s*(\w+)\s*\}\}", note["titleFormat"] + note["textFormat"])
+    named += note["tagKeys"].split(",")
+    assert named and all(n in found for n in named), (named, found)
+
+
 # --------------------------------------------------------------------------- live
 
 
@@ -715,7 +801,7 @@ def test_every_prometheus_query_returns_data(
         assert not leaking, "per-peer queries with data in the default mode:\n" + "\n".join(leaking)
 
         # The log panels over what beamside itself sent to Loki: a node's
-        # error log, the attach notifications, the alarm, an audited call.
+        # error log, the attach notifications, the alarm, an audited call, a trace.
         full.eval('logger:error("dashboard e2e error"), ok.')
         grpc_port = int(str(config["grpc"]["listen"]).rsplit(":", 1)[1])
         gc = subprocess.run(
@@ -733,7 +819,42 @@ def test_every_prometheus_query_returns_data(
             check=False,
         )
         assert gc.returncode == 0, gc.stderr
-        kinds = {"log", "notification", "alarm", "audit"}
+        # a trace of three calls: its events are the kind="trace" lines
+        tracing = subprocess.Popen(
+            [
+                grpcurl_path(),
+                "-plaintext",
+                "-d",
+                json.dumps(
+                    {
+                        "node": full.name,
+                        "module": "lists",
+                        "function": "seq",
+                        "arity": 2,
+                        "max_events_per_node": 3,
+                        "max_duration_ms": 20_000,
+                    }
+                ),
+                f"127.0.0.1:{grpc_port}",
+                "beamside.v1.Trace/Start",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 25
+            while tracing.poll() is None:
+                assert time.monotonic() < deadline, "the trace did not stop at 3 events"
+                full.eval("_ = lists:seq(1, 3), ok.")
+                time.sleep(0.2)
+            out, err = tracing.communicate(timeout=10)
+            assert tracing.returncode == 0 and out.count('"event"') == 3, (out, err)
+        finally:
+            if tracing.poll() is None:
+                tracing.kill()
+                tracing.communicate()
+        kinds = {"log", "notification", "alarm", "audit", "trace"}
         deadline = time.monotonic() + 20
         while {e.label_dict["kind"] for e in loki.entries({"job": "beamside"})} != kinds:
             assert time.monotonic() < deadline, "beamside did not send every kind to Loki"

@@ -140,7 +140,12 @@ def layout(items: Iterable[Json]) -> list[Json]:
 
 
 def dashboard(
-    uid: str, title: str, description: str, variables: list[Json], panels: Iterable[Json]
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[Json],
+    panels: Iterable[Json],
+    annotations: Sequence[Json] = (),
 ) -> Json:
     return {
         "uid": uid,
@@ -158,7 +163,7 @@ def dashboard(
         "timezone": "browser",
         "version": 1,
         "weekStart": "",
-        "annotations": {"list": []},
+        "annotations": {"list": list(annotations)},
         "links": [
             {
                 "asDropdown": True,

@@ -1,4 +1,4 @@
-"""The logs dashboard: what beamside ships to Loki (logs, notifications, audit, alarms)."""
+"""The logs dashboard: what beamside ships to Loki (logs, notifications, audit, alarms, traces)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,12 @@ def logs_dashboard() -> Json:
         ),
         timeseries(
             "Lines by kind",
-            "Lines per interval by kind: logs, notifications, alarms and audit records.",
+            "Lines per interval by kind: logs, notifications, alarms, audit records and "
+            "trace events.",
             [
                 loki(
                     "sum by (kind) (count_over_time("
-                    f"{stream('log|notification|alarm|audit')}[$__interval]))",
+                    f"{stream('log|notification|alarm|audit|trace')}[$__interval]))",
                     "{{kind}}",
                 )
             ],
@@ -72,11 +73,20 @@ def logs_dashboard() -> Json:
             f"{stream('alarm')}{search} | json",
             h=10,
         ),
+        logs(
+            "Trace events",
+            "Events of the traces started with Trace/Start (calls, returns, messages), "
+            "formatted as recon_trace does (each trace's start and stop, with its reason, "
+            "are audit records).",
+            f"{stream('trace')}{search} | json",
+            h=10,
+        ),
     ]
     return dashboard(
         "beamside-logs",
         "beamside / Logs and notifications",
-        "What beamside ships to Loki: node logs, notifications, audit records and alarms.",
+        "What beamside ships to Loki: node logs, notifications, audit records, alarms and "
+        "trace events.",
         variables,
         panels,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .board import dashboard, standard_vars
 from .panels import LABELS_ONLY, UP_MAPPING, gauge, logs, row, stat, table, timeseries
-from .queries import RATE, Json, alarm_note, alarm_steps, eq, prom, sel, stream
+from .queries import RATE, Json, alarm_note, alarm_steps, eq, loki_annotation, prom, sel, stream
 
 
 def node_detail() -> Json:
@@ -221,6 +221,31 @@ def node_detail() -> Json:
             w=4,
             h=8,
         ),
+        row("Ports"),
+        timeseries(
+            "Ports by kind",
+            "Open ports by driver (tcp_inet, udp_inet, efile, spawn, ...), as "
+            "recon:port_types counts them; the Ports/ListPorts tool lists them one by one.",
+            [prom(f"erlang_vm_ports_by_kind{sel()}", "{{kind}}")],
+            "short",
+            stack=True,
+        ),
+        timeseries(
+            "Port traffic by kind",
+            "Bytes per second read (+) and written (-) by the open ports of each kind.",
+            [
+                prom(
+                    f"sum by (kind) (rate(erlang_vm_port_input_bytes{sel()}[{RATE}]))",
+                    "{{kind}} in",
+                ),
+                prom(
+                    f"-sum by (kind) (rate(erlang_vm_port_output_bytes{sel()}[{RATE}]))",
+                    "{{kind}} out",
+                ),
+            ],
+            "Bps",
+            min_=None,
+        ),
         row("Applications and alarms"),
         table(
             "Applications",
@@ -228,6 +253,21 @@ def node_detail() -> Json:
             [
                 prom(
                     f"max by (application, version) (erlang_vm_application_info{sel()})",
+                    "",
+                    instant=True,
+                    table=True,
+                )
+            ],
+            transformations=LABELS_ONLY,
+        ),
+        table(
+            "Releases",
+            "The releases release_handler knows (permanent, current, old, unpacked): shown "
+            "when the node runs sasl. A change of the permanent release is marked on the "
+            'graphs (annotation "Release changes").',
+            [
+                prom(
+                    f"max by (release, version, status) (erlang_vm_release_info{sel()})",
                     "",
                     instant=True,
                     table=True,
@@ -260,4 +300,14 @@ def node_detail() -> Json:
         "One BEAM node: attachment, limits, load, memory, applications, alarms and logs.",
         standard_vars(loki_too=True, single_node=True),
         panels,
+        [
+            loki_annotation(
+                "Release changes",
+                f'{stream("notification")} |= "release_changed" | json',
+                title="{{release}} {{version}} permanent",
+                text="{{message}}",
+                tags="node",
+                color="purple",
+            )
+        ],
     )

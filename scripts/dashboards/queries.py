@@ -34,7 +34,7 @@ SEVERITY_COLOR = {
 
 # Loki: the labels beamside sets on its streams (SPEC §5) and their values.
 LOKI_JOB = "beamside"
-LOKI_KINDS = ("log", "notification", "alarm", "audit")
+LOKI_KINDS = ("log", "notification", "alarm", "audit", "trace")
 
 
 def eq(label: str, value: str, op: str = "=") -> str:
@@ -90,6 +90,23 @@ def loki(expr: str, legend: str | None = None) -> Json:
     if legend is not None:
         target["legendFormat"] = legend
     return target
+
+
+def loki_annotation(name: str, expr: str, *, title: str, text: str, tags: str, color: str) -> Json:
+    """A dashboard annotation from Loki lines, as Grafana's Loki datasource
+    stores it: the query and the title/text/tag patterns (``{{field}}``,
+    fields of ``| json`` included) at the top level of the annotation."""
+    return {
+        "datasource": LOKI,
+        "enable": True,
+        "iconColor": color,
+        "name": name,
+        "expr": expr,
+        "queryType": "range",
+        "titleFormat": title,
+        "textFormat": text,
+        "tagKeys": tags,
+    }
 
 
 def stream(kind: str | None = None, *, level: bool = False) -> str:
