@@ -1,6 +1,7 @@
 """Trace/Start against real nodes: limits stop the trace and leave no trace
-flags, a cluster trace keeps its global budget, message traces, bad match
-specs, the lines in Loki, and no tracer left after a sidecar SIGKILL."""
+flags, a cluster trace keeps its global budget, the tracer's backlog and
+mailbox bounds, message traces, bad match specs, the lines in Loki, and no
+tracer left after a sidecar SIGKILL."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import yaml
 from grpc import aio
 
 from sidecar.control.gen.beamside.v1 import nodes_pb2, trace_pb2, trace_pb2_grpc
+from sidecar.erldist.term import Atom
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
 from tests.support.daemon_proc import BeamsideProcess
@@ -227,6 +229,72 @@ async def test_messages_of_a_registered_process(
     assert 0.5 <= time.monotonic() - started < 5
     assert not events(messages) and messages[-1].end.nodes[0].reason == "duration"
     await no_residue(otp28_node, [messages[0].started.tracer], None, quiet.strip('"'))
+
+
+async def test_backlog_and_mailbox_stop_the_trace(
+    otp25_node: ErlangNode, control_factory: ControlFactory, busy_beam: str
+) -> None:
+    """The tracer's own bounds, through the agent's API: events nobody polls
+    stop the trace at ``buffer`` (backlog) instead of queueing, and a
+    mailbox past ``max_queue`` (the tracer suspended while the calls go on)
+    stops it (mailbox); each time the events it kept are polled, and nothing
+    is left once the last poll took them."""
+    node = otp25_node
+    plane = await control_factory([node])
+    busy = await start_busy(node, busy_beam)
+    local = plane.manager.local
+    spec = {
+        Atom("type"): Atom("calls"),
+        Atom("module"): b"trace_busy",
+        Atom("function"): b"f",
+        Atom("arity"): 1,
+        Atom("match_spec"): b"",
+        Atom("return_trace"): False,
+    }
+    wide = {Atom("count"): 100_000, Atom("rate"): (100_000, 1000), Atom("duration_ms"): 30_000}
+
+    async def agent(function: str, *args: object) -> dict[Atom, object]:
+        ok, reply = await local.rpc(
+            node.name, "beamside_ops_trace", function, list(args), timeout=10
+        )
+        assert ok == Atom("ok"), reply
+        assert isinstance(reply, dict)
+        return reply
+
+    async def stopped(tracer: bytes) -> dict[Atom, object]:
+        """The first poll after the trace stopped (the calls go on: ~1 a ms)."""
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            state = await agent("poll", tracer, 10_000)
+            if state[Atom("state")] != Atom("running"):
+                return state
+        raise AssertionError(f"the trace is still running: {state}")
+
+    # backlog: 10 events kept, the 11th stops the trace
+    started = await agent("start", spec, {**wide, Atom("buffer"): 10})
+    tracer = started[Atom("tracer")]
+    assert isinstance(tracer, bytes)
+    await asyncio.sleep(0.5)
+    state = await agent("poll", tracer, 10_000)
+    assert state[Atom("state")] == Atom("backlog"), state
+    assert len(state[Atom("events")]) == 10 == state[Atom("total")]  # type: ignore[arg-type]
+    await no_residue(node, [tracer.decode()], TRACED, busy)
+
+    # mailbox: the tracer suspended, the trace messages pile up past 10
+    started = await agent("start", spec, {**wide, Atom("max_queue"): 10})
+    tracer = started[Atom("tracer")]
+    assert isinstance(tracer, bytes)
+    pid = f'list_to_pid("{tracer.decode()}")'
+    # one eval: a suspension ends with the process that asked for it
+    queued = await node.aeval(
+        f"begin P = {pid}, true = erlang:suspend_process(P), timer:sleep(300),"
+        " {message_queue_len, Q} = process_info(P, message_queue_len),"
+        " true = erlang:resume_process(P), Q end."
+    )
+    assert int(queued) > 10
+    state = await stopped(tracer)
+    assert state[Atom("state")] == Atom("mailbox"), state
+    await no_residue(node, [tracer.decode()], TRACED, busy)
 
 
 async def test_bad_requests_are_refused_clearly(
