@@ -6,7 +6,8 @@ samples are formatted once per snapshot, by :class:`_TextWriter` fed by the
 same section renderers as :func:`~sidecar.exporter.vm_metrics.vm_metric_families`,
 into one block of sample lines per family; a scrape writes, for each family
 in the order prometheus_client would, its ``# HELP``/``# TYPE`` lines once,
-then every node's block.  The bytes are those of prometheus_client's
+then every node's block (:func:`write_texts`: one buffer of the body's size,
+filled node after node, each node's text expanded from its stand-ins once).  The bytes are those of prometheus_client's
 ``generate_latest`` (text 0.0.4) and ``openmetrics.exposition.generate_latest``
 over ``vm_metric_families`` of the same snapshots (tests/exporter checks it):
 same float formatting (``floatToGoString``), label escaping, sorted labels,
@@ -16,7 +17,7 @@ added, node after node).
 A node's text is rendered when its snapshot arrives (:meth:`ExpositionCache.prepare`,
 called by the node manager) while scrapes read every snapshot of it, and
 otherwise by the scrape that needs it: no snapshot is rendered in vain, and a
-scrape of nodes that keep up costs a join.
+scrape of nodes that keep up costs a copy of their texts.
 
 Identity tells "changed": the node manager replaces a node's ``NodeSnapshot``
 object when a new one arrives, so an entry is reused while
