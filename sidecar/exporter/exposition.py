@@ -7,9 +7,10 @@ same section renderers as :func:`~sidecar.exporter.vm_metrics.vm_metric_families
 into one block of sample lines per family; a scrape writes, for each family
 in the order prometheus_client would, its ``# HELP``/``# TYPE`` lines once,
 then every node's block (:func:`write_texts`: one buffer of the body's size,
-filled node after node, each node's text expanded from its stand-ins once).  The bytes are those of prometheus_client's
-``generate_latest`` (text 0.0.4) and ``openmetrics.exposition.generate_latest``
-over ``vm_metric_families`` of the same snapshots (tests/exporter checks it):
+filled node after node, each node's text expanded from its stand-ins once).
+The bytes are those of prometheus_client's ``generate_latest`` (text 0.0.4)
+and ``openmetrics.exposition.generate_latest`` over ``vm_metric_families``
+of the same snapshots (tests/exporter checks it):
 same float formatting (``floatToGoString``), label escaping, sorted labels,
 counter ``_total``, info ``_info``, family order (where its first sample is
 added, node after node).
