@@ -135,6 +135,14 @@
 %%%    11  collect/1: the `allocators' section has mseg_alloc's segment
 %%%        cache under the key mseg_alloc (cache_calls, cache_hits,
 %%%        cached_segments, instances; see beamside_vm).
+%%%    12  collect/1: the sections only the sidecar's exporter reads
+%%%        (?PACKED: allocators, allocated_areas, run_queues, statistics,
+%%%        scheduler_utilization, msacc, ports, ets, kernel, dist) come
+%%%        packed, when they are maps, as one term_to_binary'd map under
+%%%        the key `packed' (the sidecar keeps those bytes, a quarter of
+%%%        the terms' size in its memory, and decodes them when it renders
+%%%        /metrics); one of them that failed stays `{error, Reason}' at
+%%%        the top level.
 %%%
 %%% info() -> map()
 %%%   What the node runs: `agent_version', `node', `otp_release',
@@ -261,7 +269,9 @@
 %%%   section is computed on its own: a section that fails is
 %%%   `{error, Reason}' in the snapshot and the others are still there.
 %%%   Top-level keys: agent_version, node, system_time_us, uptime_ms,
-%%%   duration_us, timings (#{Section => microseconds}) and the sections
+%%%   duration_us, timings (#{Section => microseconds}), packed (the
+%%%   sections of ?PACKED that are maps, as term_to_binary(#{Section =>
+%%%   map()}): see version 12) and the sections
 %%%     versions               otp_release, erts_version, system_architecture,
 %%%                            emulator_flavor, applications #{App => Vsn}
 %%%     memory                 erlang:memory() + persistent_term bytes
@@ -472,7 +482,10 @@
 -export([safe/1, run_bounded/3, reason/1, opt/3, to_bin/1, mfa_bin/1, pid_bin/1,
          running_apps/1, int_opt/4, truncate/2, hex/1]).
 
--define(VERSION, 11).
+-define(VERSION, 12).
+%% sections only the sidecar's exporter reads: sent packed (version 12)
+-define(PACKED, [allocators, allocated_areas, run_queues, statistics,
+                 scheduler_utilization, msacc, ports, ets, kernel, dist]).
 -define(RELEASES_MS, 500).
 -define(MAX_RELEASES, 20).
 -define(PREFIX, "beamside_").
@@ -604,12 +617,15 @@ collect_(Opts) ->
                   V = safe(fun() -> section(S, Opts, Ctx) end),
                   {Acc#{S => V}, Ts#{S => erlang:monotonic_time(microsecond) - S0}}
           end, {#{}, #{}}, Wanted),
-    Snap#{agent_version => ?VERSION,
-          node => node(),
-          system_time_us => SysTime,
-          uptime_ms => uptime_ms(),
-          timings => Timings,
-          duration_us => erlang:monotonic_time(microsecond) - T0}.
+    Packed = maps:filter(fun(K, V) -> is_map(V) andalso lists:member(K, ?PACKED) end, Snap),
+    (maps:without(maps:keys(Packed), Snap))#{
+        agent_version => ?VERSION,
+        node => node(),
+        system_time_us => SysTime,
+        uptime_ms => uptime_ms(),
+        timings => Timings,
+        packed => term_to_binary(Packed),
+        duration_us => erlang:monotonic_time(microsecond) - T0}.
 
 opt_in(env_keys, Opts) -> is_list(maps:get(env_keys, Opts, false));
 opt_in(Opt, Opts) -> maps:get(Opt, Opts, false) =:= true.

@@ -212,8 +212,9 @@ async def _live(daemon: Daemon, node: str, interval: float, out: IO[str]) -> Non
             seen = snapshot.taken_at
             procs = snapshot.limits.process_count if snapshot.limits else None
             memory = snapshot.memory.get("total") if snapshot.memory else None
-            queue = number(snapshot.trees.get("run_queues", {}).get("normal"))
-            reds = number(snapshot.trees.get("statistics", {}).get("reductions"))
+            trees, _ = snapshot.exporter_trees()
+            queue = number(trees.get("run_queues", {}).get("normal"))
+            reds = number(trees.get("statistics", {}).get("reductions"))
             rate = ""
             if reds is not None:
                 if previous is not None and snapshot.taken_at > previous[0]:

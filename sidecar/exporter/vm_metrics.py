@@ -16,7 +16,7 @@ section the node answered with ``{error, Reason}`` or sent misshapen is in
 ``snapshot.errors`` and yields no series but a
 ``beamside_agent_section_error{section}`` sample; the other sections of the
 same snapshot still render.  The sections only the exporter reads come as
-the maps the node sent (``snapshot.trees``, ``snapshot.plugins``), read here
+the maps the node sent (``snapshot.exporter_trees()``, ``snapshot.plugins``), read here
 with the rules of :mod:`sidecar.agents.terms` and never trusted to be
 well-formed (keys of mixed types, any value where a number is expected).
 
@@ -370,6 +370,8 @@ class NodeWriter:
         self._in_plugins = False
         #: plugin samples dropped over the budget, by family name
         self.dropped: dict[str, int] = {}
+        #: the snapshot's exporter sections, decoded for this render
+        self.trees: Mapping[str, Mapping[str, Any]] = {}
 
     @contextmanager
     def plugins(self) -> Iterator[None]:
@@ -449,7 +451,7 @@ num = number  # the model's rule: a boolean is not a number
 
 # --------------------------------------------------------------------------- sections
 
-#: renders one section kept as sent (``snapshot.trees``, ``snapshot.plugins``)
+#: renders one section kept as sent (``snapshot.exporter_trees()``, ``snapshot.plugins``)
 Renderer = Callable[[NodeWriter, Mapping[str, Any], NodeSnapshot], None]
 
 
@@ -631,7 +633,7 @@ def _limits(n: NodeWriter, snap: NodeSnapshot) -> None:
         s.socket_count,
         api="socket",
     )
-    ports = snap.trees.get("ports")
+    ports = n.trees.get("ports")
     kinds = ports.get("by_kind") if ports else None
     if isinstance(kinds, dict):
         inet = sum(
@@ -1875,7 +1877,7 @@ def _bound(tree: Mapping[str, Any], render: Renderer) -> SectionRenderer:
 
 def _tree(key: str, render: Renderer) -> SectionRenderer:
     def section(n: NodeWriter, snap: NodeSnapshot) -> None:
-        tree = snap.trees.get(key)
+        tree = n.trees.get(key)
         if tree is not None:
             render(n, tree, snap)
 
@@ -1951,8 +1953,11 @@ def _agent(n: NodeWriter, snap: NodeSnapshot) -> None:
 def render_node(n: NodeWriter, snap: NodeSnapshot) -> None:
     """Every sample of one node's snapshot, in exposition order, into ``n``."""
     _agent(n, snap)
+    n.trees, unpacked = snap.exporter_trees()
+    if "packed" in unpacked or "packed" in snap.errors:
+        _section_error(n, "packed")
     for key, render in _SECTIONS:
-        if key in snap.errors:
+        if key in snap.errors or key in unpacked:
             _section_error(n, key)
         else:
             _guarded(n, key, render, snap)

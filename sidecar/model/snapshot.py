@@ -6,6 +6,14 @@ exporter, the alarm checks and the notifier read the :class:`NodeSnapshot`
 it returns.  A section the node failed to compute or that has a shape we do
 not understand is an entry of :attr:`NodeSnapshot.errors` (its value field
 is None); the other sections of the same reply are unaffected.
+
+The sections only the exporter reads (:data:`EXPORTER_SECTIONS`) are kept
+as the node sent them: from agent version 12 packed in one binary
+(:attr:`NodeSnapshot.packed`, a quarter of the memory of the decoded maps,
+13 KB less a node for the recorded OTP 25 reply), decoded by
+:meth:`NodeSnapshot.exporter_trees` when /metrics renders the snapshot;
+earlier agents (and the recorded replies of the tests) sent them as maps
+(:attr:`NodeSnapshot.trees`).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sidecar.agents.terms import is_error, mapping, normalize, number, shown, text
+from sidecar.erldist.errors import DecodeError
+from sidecar.erldist.term import decode as decode_term
 
 from .sections import (
     Alarms,
@@ -156,10 +166,37 @@ class NodeSnapshot:
     plugins: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: plugin names in the order to render (sorted), errors included
     plugin_names: tuple[str, ...] = ()
-    #: :data:`EXPORTER_SECTIONS`: their maps as sent (checked to be maps)
+    #: :data:`EXPORTER_SECTIONS`: their maps as sent (checked to be maps),
+    #: agents before version 12
     trees: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: :data:`EXPORTER_SECTIONS` that are maps, as the node packed them
+    #: (``term_to_binary``, agent version 12): see :meth:`exporter_trees`
+    packed: bytes | None = None
     #: sections (``limits``, ``plugins.mnesia``) the node failed or sent misshapen
     errors: Mapping[str, SectionError] = field(default_factory=dict)
+
+    def exporter_trees(self) -> tuple[Mapping[str, Mapping[str, Any]], Mapping[str, SectionError]]:
+        """The :data:`EXPORTER_SECTIONS` of the snapshot as maps, with the
+        sections of :attr:`packed` that are no maps (or ``packed`` if it does
+        not decode into a map) as errors: decoded at every call (the
+        exporter's render, once per snapshot), never kept."""
+        if self.packed is None:
+            return self.trees, {}
+        try:
+            term = decode_term(self.packed)
+        except DecodeError as exc:
+            return self.trees, {"packed": SectionError("packed", str(exc), malformed=True)}
+        if type(term) is not dict:
+            return self.trees, {"packed": SectionError("packed", "not a map", malformed=True)}
+        trees = dict(self.trees)
+        errors: dict[str, SectionError] = {}
+        for key in EXPORTER_SECTIONS:
+            tree = term.get(key)
+            if type(tree) is dict:
+                trees[key] = tree
+            elif tree is not None:
+                errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
+        return trees, errors
 
 
 #: plugins decoded into their own snapshot field (os_mon has parts of its own)
@@ -215,6 +252,10 @@ def decode_snapshot(
             errors[key] = _error(term, key)
         else:
             errors[key] = SectionError(key, f"{key} is not a map", malformed=True)
+    packed = get("packed")
+    if packed is not None and type(packed) is not bytes:
+        errors["packed"] = SectionError("packed", "packed is not a binary", malformed=True)
+        packed = None
     os_mon: OsMon | None = None
     typed_plugins: dict[str, Any] = {}
     plugins: dict[str, Mapping[str, Any]] = {}
@@ -265,6 +306,7 @@ def decode_snapshot(
         plugins=plugins,
         plugin_names=tuple(names),
         trees=trees,
+        packed=packed,
         errors=errors,
         **typed,
     )

@@ -13,6 +13,7 @@ from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter.vm_metrics import vm_metric_families
 from sidecar.model import NodeSnapshot, decode_snapshot
+from tests.support.golden import unpacked
 from tests.support.nodes import ErlangNode
 
 
@@ -26,7 +27,8 @@ async def local(cookie: str, epmd_port: int) -> AsyncIterator[LocalNode]:
 async def collect_reply(
     local: LocalNode, node: ErlangNode, opts: dict[str, Any] | None = None, family: str = "test"
 ) -> tuple[NodeSnapshot, dict[str, Any]]:
-    """One collect: the typed snapshot the manager would store, and the raw reply."""
+    """One collect: the typed snapshot the manager would store, and the raw
+    reply (its packed sections also at the top level: :func:`unpacked`)."""
     taken = time.time()
     t0 = time.perf_counter()
     data = await agents.collect(local, node.name, opts, timeout=30)
@@ -38,7 +40,7 @@ async def collect_reply(
         taken_at=taken,
         duration=time.perf_counter() - t0,
     )
-    return snap, data
+    return snap, unpacked(data)
 
 
 async def snapshot(

@@ -12,7 +12,7 @@ from sidecar.agents import AGENT_MODULES, AGENT_VERSION
 from sidecar.agents.config import BUILTIN_PLUGINS
 from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom, Charlist, Pid
-from sidecar.model import NodeSnapshot
+from sidecar.model import EXPORTER_SECTIONS, NodeSnapshot
 from tests.agents.conftest import (
     NO_RESIDUE,
     RESIDUE_EXPR,
@@ -88,6 +88,9 @@ async def test_lifecycle_on_every_runtime(any_node: ErlangNode, local: LocalNode
     assert section_errors(dict(data)) == {}
     assert section_errors(data["alarms"]) == {}
     assert data["agent_version"] == AGENT_VERSION
+    # the exporter's sections come packed: the snapshot keeps the bytes
+    assert isinstance(data["packed"], bytes) and snap.packed == data["packed"] and not snap.trees
+    assert snap.exporter_trees() == ({k: data[k] for k in EXPORTER_SECTIONS}, {})
     assert data["node"] == node.name
     assert data["memory"]["total"] == data["memory"]["processes"] + data["memory"]["system"]
     assert data["versions"]["otp_release"].decode() == info.otp_release

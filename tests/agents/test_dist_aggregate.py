@@ -18,6 +18,7 @@ from typing import Any
 from sidecar import agents
 from sidecar.erldist.node import LocalNode
 from tests.conftest import NodeFactory
+from tests.support.golden import unpacked
 from tests.support.nodes import ErlangNode
 
 SOCKET_SUMS = (
@@ -45,7 +46,7 @@ def _mesh(node_factory: NodeFactory) -> tuple[list[ErlangNode], ErlangNode]:
 
 async def _dist(local: LocalNode, node: ErlangNode, **opts: Any) -> dict[str, Any]:
     data = await agents.collect(local, node.name, {"sections": ["dist"], **opts}, timeout=30)
-    dist: dict[str, Any] = data["dist"]
+    dist: dict[str, Any] = unpacked(data)["dist"]
     return dist
 
 

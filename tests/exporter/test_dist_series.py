@@ -102,7 +102,7 @@ async def test_the_per_peer_cap_keeps_the_sums_whole(
     node = nodes[0]
     await agents.ensure_loaded(local, node.name)
     capped = await _snap(local, node, dist_per_peer=True, max_peers=2)
-    tree = capped.trees["dist"]
+    tree = capped.exporter_trees()[0]["dist"]
     samples = _dist_samples(capped)
     (omitted,) = samples["beamside_dist_peers_omitted"]
     assert omitted.value == 3  # 4 mesh peers and us, 2 listed

@@ -35,6 +35,7 @@ from sidecar.erldist.term import (
     Pid,
     Port,
     Reference,
+    encode,
 )
 from sidecar.exporter.vm_metrics import vm_metric_families
 from sidecar.loki.model import LogEntry
@@ -93,6 +94,8 @@ SCALARS: Final = {
 }
 #: keys of the reply the snapshot does not keep
 IGNORED: Final = frozenset({"node", "timings"})
+#: where agent version 12 sends the exporter sections (none in the recorded replies)
+PACKED: Final = "packed"
 #: sections whose term must be a map (the event sections may also be an atom)
 MAP_SECTIONS: Final = (
     frozenset(TYPED) - {"dist_nodes", "code_events", "config_events"}
@@ -164,7 +167,7 @@ def with_value(
 
 def test_the_tests_know_every_key_of_the_replies() -> None:
     for name in RUNTIMES:
-        known = set(TYPED) | set(SCALARS) | set(EXPORTER_SECTIONS) | {"plugins"} | IGNORED
+        known = set(TYPED) | set(SCALARS) | set(EXPORTER_SECTIONS) | {"plugins", PACKED} | IGNORED
         assert set(reply(name)) <= known, name
 
 
@@ -911,3 +914,25 @@ def test_fuzzed_replies_never_raise(seed: int, caplog: pytest.LogCaptureFixture)
         ]
         assert failed == [], context
     assert sent  # the notifier published (events and alarms), it did not just return
+
+
+@pytest.mark.parametrize("name", RUNTIMES)
+def test_packed_sections_decode_to_the_same_maps(name: str) -> None:
+    """Agent version 12 packs the exporter sections: the snapshot keeps the
+    bytes, and :meth:`exporter_trees` gives back the maps of the unpacked
+    reply, no error."""
+    plain = golden_snapshot(name)
+    snap = golden_snapshot(name, pack=True)
+    assert snap.trees == {} and isinstance(snap.packed, bytes)
+    assert snap.exporter_trees() == (plain.trees, {})
+    assert plain.exporter_trees() == (plain.trees, {})
+    assert dataclasses.replace(plain, trees={}) == dataclasses.replace(
+        snap, packed=None
+    )  # the rest decodes alike
+    # a packed section that is no map is that section's error, the others stay
+    inner = {k: v for k, v in plain.trees.items() if k != "ets"}
+    odd = dataclasses.replace(
+        snap, packed=encode({Atom(k): v for k, v in {**inner, "ets": 7}.items()})
+    )
+    trees, errors = odd.exporter_trees()
+    assert trees == inner and set(errors) == {"ets"} and errors["ets"].malformed

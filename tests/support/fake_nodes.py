@@ -292,15 +292,21 @@ class CollectTemplate:
         if not (type(reply) is tuple and len(reply) == 2 and reply[0] == _OK):
             raise ValueError(f"not a collect reply: {reply!r:.200}")
         data = _copy_maps(reply[1])
+        # the sections an agent of version 12 or later packs: patched inside
+        # the packed binary (a binary of the same size: the offsets hold)
+        packed = data.get(_A("packed"))
+        inner = _copy_maps(decode(packed)) if type(packed) is bytes else None
         planted: list[tuple[int, str, int]] = []
         for i, (path, how) in enumerate(_PATCHES.items()):
-            parent = data
+            parent = inner if isinstance(inner, dict) and _A(path[0]) in inner else data
             for key in path[:-1]:
                 parent = parent.get(_A(key)) if isinstance(parent, dict) else None
             leaf = _A(path[-1])
             if isinstance(parent, dict) and type(parent.get(leaf)) is int and parent[leaf] >= 0:
                 planted.append((_SENTINEL_BASE + i, how, parent[leaf]))
                 parent[leaf] = _SENTINEL_BASE + i
+        if inner is not None:
+            data[_A("packed")] = encode(inner)
         body = encode((_OK, data))[1:]
         patches = []
         for sentinel, how, value in planted:

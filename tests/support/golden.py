@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
 
-from sidecar.erldist.term import Atom, decode
+from sidecar.erldist.term import Atom, decode, encode
 from sidecar.exporter.vm_metrics import vm_metric_families
-from sidecar.model import NodeSnapshot, decode_snapshot
+from sidecar.model import EXPORTER_SECTIONS, NodeSnapshot, decode_snapshot
 
 __all__ = [
     "KINDS",
@@ -29,8 +29,10 @@ __all__ = [
     "RUNTIMES",
     "exposition",
     "golden_snapshot",
+    "packed",
     "prom_path",
     "reply",
+    "unpacked",
     "variant",
 ]
 
@@ -71,15 +73,33 @@ def variant(reply: dict[str, object], kind: str) -> dict[str, object]:
     return out
 
 
+def packed(reply: dict[str, object]) -> dict[str, object]:
+    """``reply`` as an agent of version 12 sends it: the exporter sections
+    that are maps packed in one ``term_to_binary``'d map under ``packed``."""
+    inner = {Atom(k): v for k, v in reply.items() if k in EXPORTER_SECTIONS and type(v) is dict}
+    out = {k: v for k, v in reply.items() if k not in inner}
+    out[Atom("packed")] = encode(inner)
+    return out
+
+
+def unpacked(reply: dict[str, Any]) -> dict[str, Any]:
+    """A collect reply of agent version 12 with its packed sections also at
+    the top level, as earlier agents sent them (``packed`` left as it is)."""
+    inner = reply.get("packed")
+    return {**reply, **decode(inner)} if isinstance(inner, bytes) else reply
+
+
 def node_name(name: str, kind: str = "") -> str:
     return f"{name}-{kind}@127.0.0.1" if kind else f"{name}@127.0.0.1"
 
 
-def golden_snapshot(name: str, kind: str = "") -> NodeSnapshot:
+def golden_snapshot(name: str, kind: str = "", *, pack: bool = False) -> NodeSnapshot:
     """The snapshot of runtime ``name``'s reply (or its ``kind`` variant),
-    decoded as the .prom files were rendered from."""
+    decoded as the .prom files were rendered from (``pack``: the reply as
+    agent version 12 sends it)."""
+    term = variant(reply(name), kind)
     return decode_snapshot(
-        variant(reply(name), kind),
+        packed(term) if pack else term,
         node=node_name(name, kind),
         family=FAMILY,
         cluster=CLUSTER,
