@@ -297,6 +297,68 @@ async def test_backlog_and_mailbox_stop_the_trace(
     await no_residue(node, [tracer.decode()], TRACED, busy)
 
 
+async def test_a_busy_connection_to_beamside_stops_the_trace(
+    otp25_node: ErlangNode, control_factory: ControlFactory, busy_beam: str
+) -> None:
+    """``dist_busy``: when a poll finds the node's connection to beamside with
+    ``dist_buf_busy_limit`` queued, the tracer stops and drops what it kept
+    rather than add it to that queue. Here beamside stops reading from the
+    node while the node sends it megabytes until the connection stays busy
+    (sends with ``nosuspend`` refused for half a second: the kernel's
+    buffers are full and the port's queue holds the rest); the poll sent
+    meanwhile is answered once beamside reads again."""
+    node = otp25_node
+    plane = await control_factory([node])
+    busy = await start_busy(node, busy_beam)
+    local = plane.manager.local
+    spec = {
+        Atom("type"): Atom("calls"),
+        Atom("module"): b"trace_busy",
+        Atom("function"): b"f",
+        Atom("arity"): 1,
+        Atom("match_spec"): b"",
+        Atom("return_trace"): False,
+    }
+    opts = {
+        Atom("count"): 100_000,
+        Atom("rate"): (100_000, 1000),
+        Atom("duration_ms"): 30_000,
+        Atom("buffer"): 10_000,
+    }
+    ok, started = await local.rpc(
+        node.name, "beamside_ops_trace", "start", [spec, opts], timeout=10
+    )
+    assert ok == Atom("ok"), started
+    tracer = started[Atom("tracer")]
+    connection = local.connection(node.name)
+    assert connection is not None
+    transport = connection._writer.transport
+    transport.pause_reading()
+    try:
+        # megabytes to a name nobody has on beamside's node until the
+        # connection stays busy (the kernel's buffers full): refused for 0.5 s
+        sent = await node.aeval(
+            f"begin B = binary:copy(<<0>>, 1048576), Dest = {{nobody_here, '{local.name}'}},"
+            " F = fun Loop(N, _) when N >= 256 -> N;"
+            "          Loop(N, 10) -> N;"
+            "          Loop(N, Refused) -> case erlang:send(Dest, B, [nosuspend]) of"
+            "                               nosuspend -> timer:sleep(50), Loop(N, Refused + 1);"
+            "                               _ -> Loop(N + 1, 0) end end,"
+            " F(0, 0) end."
+        )
+        assert 0 < int(sent) < 256, sent  # busy before 256 MB
+        poll = asyncio.ensure_future(
+            local.rpc(node.name, "beamside_ops_trace", "poll", [tracer, 10_000], timeout=60)
+        )
+        await asyncio.sleep(1.0)  # the poll reaches the tracer (our writes still go out)
+    finally:
+        transport.resume_reading()
+    ok, state = await poll
+    assert ok == Atom("ok") and state[Atom("state")] == Atom("dist_busy"), state
+    assert state[Atom("events")] == []  # what it kept was dropped, not sent
+    await no_residue(node, [tracer.decode()], TRACED, busy)
+
+
 async def test_bad_requests_are_refused_clearly(
     otp25_node: ErlangNode, control_factory: ControlFactory
 ) -> None:
