@@ -570,26 +570,36 @@ def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> by
             if name not in headers:
                 kind, doc = text.meta[name]
                 headers[name] = _header(fmt, kind, name, doc)
-    size = {name: len(header) for name, header in headers.items()}
+    # families by their place in the body; a node's families as those places
+    # (one list per distinct family order: most nodes share one)
+    slot = {name: i for i, name in enumerate(headers)}
+    plans: dict[int, list[int]] = {}
+    size = [len(header) for header in headers.values()]
     for text in texts:
+        plan = plans.get(id(text.order))
+        if plan is None:
+            plan = plans[id(text.order)] = [slot[name] for name in text.order]
         starts = text.starts
-        for name, a, b in zip(text.order, starts, starts[1:], strict=False):
-            size[name] += b - a
-    out = bytearray(sum(size.values()) + len(tail))
-    cursor: dict[str, int] = {}
+        a = 0
+        for i, b in zip(plan, starts[1:], strict=False):
+            size[i] += b - a
+            a = b
+    out = bytearray(sum(size) + len(tail))
+    cursor: list[int] = []
     at = 0
-    for name, header in headers.items():
+    for i, header in enumerate(headers.values()):
         out[at : at + len(header)] = header
-        cursor[name] = at + len(header)
-        at += size[name]
+        cursor.append(at + len(header))
+        at += size[i]
     for text in texts:
         full = memoryview(text.expand())
-        starts = text.starts
-        for name, a, b in zip(text.order, starts, starts[1:], strict=False):
+        a = 0
+        for i, b in zip(plans[id(text.order)], text.starts[1:], strict=False):
             if b > a:
-                to = cursor[name]
+                to = cursor[i]
                 out[to : to + b - a] = full[a:b]
-                cursor[name] = to + b - a
+                cursor[i] = to + b - a
+            a = b
     out[at:] = tail
     return out
 
