@@ -20,6 +20,7 @@ import yaml
 from grpc import aio
 
 from sidecar.control.gen.beamside.v1 import nodes_pb2, trace_pb2, trace_pb2_grpc
+from sidecar.erldist.node import LocalNode
 from sidecar.erldist.term import Atom
 from tests.conftest import NodeFactory
 from tests.control.conftest import ControlFactory, ControlPlane
@@ -38,6 +39,21 @@ BUSY = (
     " pid_to_list(spawn(fun() -> L(0) end)) end."
 )
 TRACED = "{trace_busy, f, 1}"
+# beamside_ops_trace:start/2's spec of every call to trace_busy:f/1, and
+# limits wide enough that only the one a test is about stops the trace
+BUSY_CALLS = {
+    Atom("type"): Atom("calls"),
+    Atom("module"): b"trace_busy",
+    Atom("function"): b"f",
+    Atom("arity"): 1,
+    Atom("match_spec"): b"",
+    Atom("return_trace"): False,
+}
+WIDE_LIMITS = {
+    Atom("count"): 100_000,
+    Atom("rate"): (100_000, 1000),
+    Atom("duration_ms"): 30_000,
+}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +77,16 @@ async def run(plane: ControlPlane, **fields: object) -> list[trace_pb2.TraceMess
 
 def events(messages: Sequence[trace_pb2.TraceMessage]) -> list[trace_pb2.TraceEvent]:
     return [m.event for m in messages if m.WhichOneof("item") == "event"]
+
+
+async def ops_trace(
+    local: LocalNode, node: str, function: str, *args: object, timeout: float = 10
+) -> dict[Atom, object]:
+    """``beamside_ops_trace:Function(Args...)``'s ``V`` of ``{ok, V}``, a map."""
+    ok, reply = await local.rpc(node, "beamside_ops_trace", function, list(args), timeout=timeout)
+    assert ok == Atom("ok"), reply
+    assert isinstance(reply, dict)
+    return reply
 
 
 async def no_residue(
@@ -243,23 +269,9 @@ async def test_backlog_and_mailbox_stop_the_trace(
     plane = await control_factory([node])
     busy = await start_busy(node, busy_beam)
     local = plane.manager.local
-    spec = {
-        Atom("type"): Atom("calls"),
-        Atom("module"): b"trace_busy",
-        Atom("function"): b"f",
-        Atom("arity"): 1,
-        Atom("match_spec"): b"",
-        Atom("return_trace"): False,
-    }
-    wide = {Atom("count"): 100_000, Atom("rate"): (100_000, 1000), Atom("duration_ms"): 30_000}
 
     async def agent(function: str, *args: object) -> dict[Atom, object]:
-        ok, reply = await local.rpc(
-            node.name, "beamside_ops_trace", function, list(args), timeout=10
-        )
-        assert ok == Atom("ok"), reply
-        assert isinstance(reply, dict)
-        return reply
+        return await ops_trace(local, node.name, function, *args)
 
     async def stopped(tracer: bytes) -> dict[Atom, object]:
         """The first poll after the trace stopped (the calls go on: ~1 a ms)."""
@@ -271,7 +283,7 @@ async def test_backlog_and_mailbox_stop_the_trace(
         raise AssertionError(f"the trace is still running: {state}")
 
     # backlog: 10 events kept, the 11th stops the trace
-    started = await agent("start", spec, {**wide, Atom("buffer"): 10})
+    started = await agent("start", BUSY_CALLS, {**WIDE_LIMITS, Atom("buffer"): 10})
     tracer = started[Atom("tracer")]
     assert isinstance(tracer, bytes)
     await asyncio.sleep(0.5)
@@ -281,7 +293,7 @@ async def test_backlog_and_mailbox_stop_the_trace(
     await no_residue(node, [tracer.decode()], TRACED, busy)
 
     # mailbox: the tracer suspended, the trace messages pile up past 10
-    started = await agent("start", spec, {**wide, Atom("max_queue"): 10})
+    started = await agent("start", BUSY_CALLS, {**WIDE_LIMITS, Atom("max_queue"): 10})
     tracer = started[Atom("tracer")]
     assert isinstance(tracer, bytes)
     pid = f'list_to_pid("{tracer.decode()}")'
@@ -311,25 +323,9 @@ async def test_a_busy_connection_to_beamside_stops_the_trace(
     plane = await control_factory([node])
     busy = await start_busy(node, busy_beam)
     local = plane.manager.local
-    spec = {
-        Atom("type"): Atom("calls"),
-        Atom("module"): b"trace_busy",
-        Atom("function"): b"f",
-        Atom("arity"): 1,
-        Atom("match_spec"): b"",
-        Atom("return_trace"): False,
-    }
-    opts = {
-        Atom("count"): 100_000,
-        Atom("rate"): (100_000, 1000),
-        Atom("duration_ms"): 30_000,
-        Atom("buffer"): 10_000,
-    }
-    ok, started = await local.rpc(
-        node.name, "beamside_ops_trace", "start", [spec, opts], timeout=10
-    )
-    assert ok == Atom("ok"), started
-    tracer = started[Atom("tracer")]
+    limits = {**WIDE_LIMITS, Atom("buffer"): 10_000}
+    tracer = (await ops_trace(local, node.name, "start", BUSY_CALLS, limits))[Atom("tracer")]
+    assert isinstance(tracer, bytes)
     connection = local.connection(node.name)
     assert connection is not None
     transport = connection._writer.transport
@@ -348,13 +344,13 @@ async def test_a_busy_connection_to_beamside_stops_the_trace(
         )
         assert 0 < int(sent) < 256, sent  # busy before 256 MB
         poll = asyncio.ensure_future(
-            local.rpc(node.name, "beamside_ops_trace", "poll", [tracer, 10_000], timeout=60)
+            ops_trace(local, node.name, "poll", tracer, 10_000, timeout=60)
         )
         await asyncio.sleep(1.0)  # the poll reaches the tracer (our writes still go out)
     finally:
         transport.resume_reading()
-    ok, state = await poll
-    assert ok == Atom("ok") and state[Atom("state")] == Atom("dist_busy"), state
+    state = await poll
+    assert state[Atom("state")] == Atom("dist_busy"), state
     assert state[Atom("events")] == []  # what it kept was dropped, not sent
     await no_residue(node, [tracer.decode()], TRACED, busy)
 

@@ -49,14 +49,11 @@ Walk(Top, "")
 
 
 @pytest.fixture
-def beamside(app: RunningApp) -> Iterator[Beamside]:
-    proc = Beamside(app.node, app.workdir / "beamside", name="apptree")
-    try:
-        proc.start()
-        proc.wait_attached(collects=1)
-        yield proc
-    finally:
-        proc.detach()
+def beamside(app: RunningApp) -> Beamside:
+    """``beamside run`` attached to the node (detached by ``app``'s teardown)."""
+    proc = app.beamside(name="apptree")
+    proc.wait_attached(collects=1)
+    return proc
 
 
 def flatten(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, str, str, str]]:

@@ -6,7 +6,6 @@ AMQP listener with its acceptors' owner."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,14 +18,11 @@ AMQP_091 = b"AMQP\x00\x00\x09\x01"
 
 
 @pytest.fixture
-def beamside(app: RunningApp) -> Iterator[Beamside]:
-    proc = Beamside(app.node, app.workdir / "beamside", name="ports")
-    try:
-        proc.start()
-        proc.wait_attached(collects=1)
-        yield proc
-    finally:
-        proc.detach()
+def beamside(app: RunningApp) -> Beamside:
+    """``beamside run`` attached to the node (detached by ``app``'s teardown)."""
+    proc = app.beamside(name="ports")
+    proc.wait_attached(collects=1)
+    return proc
 
 
 def test_amqp_connection_found_with_peer_and_owner(app: RunningApp, beamside: Beamside) -> None:
