@@ -1,17 +1,19 @@
 """Build of beamside: everything is in pyproject.toml but the optional
-compiled term codec (issue 15).
+compiled modules (issue 15): the term codec, and the exporter's line writer.
 
-``sidecar/erldist/term.py`` is compiled with mypyc into an extension module
-that takes its place (an extension module is found before the ``.py`` beside
-it).  The build must never make an install fail: without mypyc, without a C
-compiler, or with ``BEAMSIDE_PURE_PYTHON=1``, nothing is compiled, any
-extension left in the source tree by an earlier editable build is removed,
-and the pure-Python module is used.
+The modules of ``sidecar.compiled.COMPILED`` are compiled with mypyc into
+extension modules that take their place (an extension module is found before
+the ``.py`` beside it), one library per group.  The build must never make an
+install fail: without mypyc, without a C compiler, or with
+``BEAMSIDE_PURE_PYTHON=1``, nothing is compiled, any extension left in the
+source tree by an earlier editable build is removed, and the pure-Python
+modules are used.
 
-What is compiled is a copy of term.py in which ``_SOURCE_SHA256`` holds the
-SHA-256 of the real file, so a test (and the benchmark) can tell a compiled
-module built from an older term.py (``sidecar.erldist.termbuild`` reads it),
-and ``_COMPILED`` is True (a few hot reads have a branch for each build).
+What is compiled is a copy of the package in which each compiled module's
+``_SOURCE_SHA256`` holds the SHA-256 of its real file, so a test (and the
+benchmarks) can tell a compiled module built from an older source
+(``sidecar.compiled`` reads it), and term.py's ``_COMPILED`` is True (a few
+hot reads have a branch for each build).
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
-PACKAGE = ROOT / "sidecar" / "erldist"
-MODULE = "sidecar.erldist.term"
-# The modules mypy must see to check term.py: the compiled copy imports them
-# (at run time, the installed ones).
-DEPENDENCIES = ("errors.py", "termtypes.py")
+PACKAGE = ROOT / "sidecar"
+#: group (its library: ``<group>__mypyc``) -> its modules; as in sidecar/compiled.py
+#: (not imported from there: the build environment lacks the package's dependencies)
+COMPILED = {
+    "sidecar.erldist.term": ("sidecar.erldist.term",),
+    "sidecar.exporter.render": ("sidecar.exporter.vm_metrics", "sidecar.exporter.exposition"),
+}
 METADATA_COMMANDS = {"egg_info", "dist_info", "sdist"}
 PLACEHOLDER = "_SOURCE_SHA256: Final[str | None] = None\n"
+#: term.py's build switch
 COMPILED_FLAG = "_COMPILED: Final = False\n"
 
 
@@ -43,50 +48,79 @@ def note(message: str) -> None:
     print(f"beamside setup.py: {message}", file=sys.stderr, flush=True)
 
 
+def module_path(root: Path, module: str) -> Path:
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
+
 def staged_copy() -> Path:
-    """term.py and what it imports under build/mypyc-src/, the hash filled in."""
-    source = (PACKAGE / "term.py").read_bytes()
-    text = source.decode("utf-8")
-    for line in (PLACEHOLDER, COMPILED_FLAG):
-        if text.count(line) != 1:
-            raise RuntimeError(f"term.py must hold the line {line.strip()!r} once")
-    digest = hashlib.sha256(source).hexdigest()
+    """The package's sources under build/mypyc-src/ (mypy checks the compiled
+    modules against what they import), the hashes filled in."""
     stage = ROOT / "build" / "mypyc-src"
     shutil.rmtree(stage, ignore_errors=True)
-    (stage / "sidecar" / "erldist").mkdir(parents=True)
-    (stage / "sidecar" / "__init__.py").write_text("")
-    (stage / "sidecar" / "erldist" / "__init__.py").write_text("")
-    for name in DEPENDENCIES:
-        shutil.copyfile(PACKAGE / name, stage / "sidecar" / "erldist" / name)
-    copy = stage / "sidecar" / "erldist" / "term.py"
-    staged = text.replace(PLACEHOLDER, f'_SOURCE_SHA256: Final[str | None] = "{digest}"\n')
-    copy.write_text(staged.replace(COMPILED_FLAG, "_COMPILED: Final = True\n"), encoding="utf-8")
-    return copy
+    shutil.copytree(
+        PACKAGE, stage / "sidecar", ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__")
+    )
+    for group in COMPILED.values():
+        for module in group:
+            source = module_path(ROOT, module).read_bytes()
+            text = source.decode("utf-8")
+            if text.count(PLACEHOLDER) != 1:
+                raise RuntimeError(f"{module} must hold the line {PLACEHOLDER.strip()!r} once")
+            digest = hashlib.sha256(source).hexdigest()
+            text = text.replace(PLACEHOLDER, f'_SOURCE_SHA256: Final[str | None] = "{digest}"\n')
+            if module == "sidecar.erldist.term":
+                if text.count(COMPILED_FLAG) != 1:
+                    raise RuntimeError(f"term.py must hold the line {COMPILED_FLAG.strip()!r} once")
+                text = text.replace(COMPILED_FLAG, "_COMPILED: Final = True\n")
+            module_path(stage, module).write_text(text, encoding="utf-8")
+    return stage
 
 
 @functools.cache  # one translation per process, however many commands ask
 def compiled_extensions() -> list[Any]:
     if os.environ.get("BEAMSIDE_PURE_PYTHON") == "1":
-        note("BEAMSIDE_PURE_PYTHON=1: the term codec stays pure Python")
+        note("BEAMSIDE_PURE_PYTHON=1: every module stays pure Python")
         return []
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
-        note(f"mypyc is not available ({exc}): the term codec stays pure Python")
+        note(f"mypyc is not available ({exc}): every module stays pure Python")
         return []
     started = time.monotonic()
     try:
-        copy = staged_copy()
-        # mypyc names the module from the copy's packages: sidecar.erldist.term.
+        stage = staged_copy()
+        groups = [
+            ([str(module_path(stage, m).relative_to(ROOT)) for m in modules], group)
+            for group, modules in COMPILED.items()
+        ]
+        # mypyc names each module from the copy's packages (sidecar.erldist.term, ...)
         extensions: list[Any] = mypycify(
-            [str(copy.relative_to(ROOT)), "--strict"], opt_level="3", target_dir="build/mypyc"
+            [path for paths, _ in groups for path in paths] + ["--strict"],
+            opt_level="3",
+            target_dir="build/mypyc",
+            separate=groups,
         )
     except BaseException as exc:  # mypy reports its errors with SystemExit
-        note(f"mypyc could not translate term.py ({exc!r:.300}): it stays pure Python")
+        note(f"mypyc could not translate the modules ({exc!r:.300}): they stay pure Python")
         return []
     names = sorted(ext.name for ext in extensions)
-    note(f"mypyc translated term.py in {time.monotonic() - started:.1f} s: {', '.join(names)}")
+    note(f"mypyc translated them in {time.monotonic() - started:.1f} s: {', '.join(names)}")
     return extensions
+
+
+def _extension_files(directory: Path) -> list[Path]:
+    """What a build may have left in one of the compiled modules' directories."""
+    found: list[Path] = []
+    for group, modules in COMPILED.items():
+        stems = [m.rpartition(".")[2] for m in modules] + [f"{group.rpartition('.')[2]}__mypyc"]
+        for stem in stems:
+            for suffix in ("so", "pyd"):
+                found.extend(directory.glob(f"{stem}.*.{suffix}"))
+    return sorted(set(found))
+
+
+def _directories(root: Path) -> list[Path]:
+    return sorted({module_path(root, m).parent for g in COMPILED.values() for m in g})
 
 
 class OptionalBuildExt(build_ext):
@@ -107,18 +141,15 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler, a compiler error, a missing header...
-            note(f"compiling the term codec failed ({exc!r:.300}): it stays pure Python")
+            note(f"compiling failed ({exc!r:.300}): it stays pure Python")
             self._discard_all()
             return
-        note(f"compiled the term codec in {time.monotonic() - started:.1f} s")
+        note(f"compiled in {time.monotonic() - started:.1f} s")
 
     def _outputs(self) -> list[Path]:
         """Every file an extension of this build may have left, here or in the tree."""
-        found: list[Path] = []
-        for directory in (Path(self.build_lib) / "sidecar" / "erldist", PACKAGE):
-            for pattern in ("term.*.so", "term__mypyc.*.so", "term.*.pyd", "term__mypyc.*.pyd"):
-                found.extend(directory.glob(pattern))
-        return found
+        directories = _directories(Path(self.build_lib)) + _directories(ROOT)
+        return [path for directory in directories for path in _extension_files(directory)]
 
     def _discard_all(self) -> None:
         # A shim without its library (or an old library) must not be imported.
@@ -127,8 +158,8 @@ class OptionalBuildExt(build_ext):
         self.extensions = []
 
     def _remove_inplace_leftovers(self) -> None:
-        for pattern in ("term.*.so", "term__mypyc.*.so", "term.*.pyd", "term__mypyc.*.pyd"):
-            for path in PACKAGE.glob(pattern):
+        for directory in _directories(ROOT):
+            for path in _extension_files(directory):
                 note(f"removing {path.relative_to(ROOT)} (an earlier build's; pure Python now)")
                 path.unlink()
 
@@ -139,6 +170,6 @@ class OptionalBuildExt(build_ext):
 # A stand-in: it makes setuptools run build_ext (and tag the wheel for this
 # platform); OptionalBuildExt replaces it with what mypyc makes, or nothing.
 setup(
-    ext_modules=[Extension(MODULE, sources=[])],
+    ext_modules=[Extension("sidecar.erldist.term", sources=[])],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -40,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import erlang  # type: ignore[import-untyped]
 
-from sidecar.erldist import term, termbuild
+from sidecar import compiled
+from sidecar.erldist import term
 
 N_PROCS = 10_000
 
@@ -102,11 +103,11 @@ def main() -> None:
     parser.add_argument("--erl", default=shutil.which("erl") or "erl", help="OTP node to use")
     args = parser.parse_args()
 
-    stale = termbuild.stale_reason(term)
+    stale = compiled.stale_reason(term)
     if stale is not None:
         sys.exit(f"bench_term: {stale}")
-    codecs: dict[str, Any] = {"pure": termbuild.load_pure()}
-    if termbuild.is_compiled(term):
+    codecs: dict[str, Any] = {"pure": compiled.load_pure(["sidecar.erldist.term"])[0]}
+    if compiled.is_compiled(term):
         codecs = {"compiled": term, **codecs}
 
     payload = make_payload(args.erl)
@@ -152,7 +153,8 @@ def main() -> None:
         f"{os.cpu_count()} cpus, best of {args.runs}"
     )
     if "compiled" in codecs:
-        print(f"compiled: {Path(str(term.__file__)).name}, from term.py {termbuild.built_from()}")
+        made_from = compiled.built_from(term)
+        print(f"compiled: {Path(str(term.__file__)).name}, from term.py {made_from}")
     else:
         print("compiled: none (sidecar.erldist.term is pure Python here): pure figures only")
     print()

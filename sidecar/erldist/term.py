@@ -35,7 +35,7 @@ malformed or hostile input raises :class:`DecodeError` and never a
 
 ``pip install`` compiles this module with mypyc where it can (``setup.py``;
 about 3x faster decoding); this source is the fallback and is tested alongside
-(:mod:`sidecar.erldist.termbuild`).  After editing it, run ``pip install -e .``
+(:mod:`sidecar.compiled`).  After editing it, run ``pip install -e .``
 again: a test refuses a compiled module built from another version.  The
 value classes live in :mod:`sidecar.erldist.termtypes`, shared by both builds.
 """
@@ -128,7 +128,7 @@ bytes beats a call into ``struct`` (here, in the interpreter, it is the other
 way round), so a few hot reads take the branch that suits the build."""
 _SOURCE_SHA256: Final[str | None] = None
 """The SHA-256 of the term.py a compiled build was made from (setup.py fills it
-in the copy it compiles; None here): see :mod:`sidecar.erldist.termbuild`."""
+in the copy it compiles; None here): see :mod:`sidecar.compiled`."""
 
 _INFLATION_FLOOR: Final = 1 << 16
 """A term this small inflated passes whatever its ratio (tiny terms compress well)."""

@@ -70,6 +70,10 @@ from sidecar.model import NodeSnapshot
 
 from .vm_metrics import BASE_LABELS, NodeWriter, render_node
 
+_SOURCE_SHA256: Final[str | None] = None
+"""The SHA-256 of the source a compiled build was made from (setup.py fills
+it in the copy it compiles; None here): see :mod:`sidecar.compiled`."""
+
 __all__ = [
     "OPENMETRICS",
     "TEXT",

@@ -64,6 +64,10 @@ from sidecar.model.sections import (
     Yaws,
 )
 
+_SOURCE_SHA256: Final[str | None] = None
+"""The SHA-256 of the source a compiled build was made from (setup.py fills
+it in the copy it compiles; None here): see :mod:`sidecar.compiled`."""
+
 __all__ = ["BASE_LABELS", "SECTION_ERROR", "NodeWriter", "render_node", "vm_metric_families"]
 
 log = logging.getLogger(__name__)

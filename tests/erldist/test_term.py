@@ -38,8 +38,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sidecar import compiled
 from sidecar.erldist import term as installed_term
-from sidecar.erldist import termbuild
 from sidecar.erldist.errors import DecodeError, EncodeError
 from sidecar.erldist.term import (
     DEFAULT_LIMITS,
@@ -64,7 +64,10 @@ from tests.support.nodes import RuntimeNotAvailable, runtime_executable
 # and errors are shared (sidecar.erldist.termtypes, errors), so expected values
 # are the same objects' types for both.
 
-CODECS: dict[str, ModuleType] = {"installed": installed_term, "pure": termbuild.load_pure()}
+CODECS: dict[str, ModuleType] = {
+    "installed": installed_term,
+    "pure": compiled.load_pure(["sidecar.erldist.term"])[0],
+}
 _codec: ModuleType = installed_term
 
 
@@ -97,42 +100,14 @@ def encode_into(out: bytearray, term: Any) -> None:
 
 def test_each_build_is_the_one_it_says(codec: ModuleType) -> None:
     pure = CODECS["pure"]
-    assert not termbuild.is_compiled(pure) and pure.__name__ == termbuild.PURE_NAME
+    assert not compiled.is_compiled(pure) and pure.__name__ == "sidecar.erldist._pure.term"
     assert pure is not installed_term and pure.decode is not installed_term.decode
     assert _codec is codec
-    # A compiled module can only be in use when the files it is made of exist.
-    assert termbuild.is_compiled(installed_term) == _compiled_files_exist()
+    # the compiled copy takes its branches for native arithmetic (tests/test_compiled.py
+    # checks it is in use where it can be built, and fresh)
+    assert installed_term._COMPILED is compiled.is_compiled(installed_term)
+    assert pure._COMPILED is False and compiled.built_from(pure) is None
 
-
-def _compiled_files_exist() -> bool:
-    return any(termbuild.SOURCE.parent.glob("term.*.so"))
-
-
-def _can_compile() -> bool:
-    """mypyc and a C compiler are here: `pip install -e .` builds the compiled codec."""
-    import importlib.util
-    import shutil
-    import sysconfig
-
-    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
-    return importlib.util.find_spec("mypyc") is not None and shutil.which(compiler) is not None
-
-
-def test_the_compiled_build_is_in_use_where_it_can_be_built_and_is_fresh() -> None:
-    if os.environ.get("BEAMSIDE_PURE_PYTHON") == "1":
-        assert not termbuild.is_compiled(installed_term), "BEAMSIDE_PURE_PYTHON=1 builds none"
-        return
-    if _can_compile():
-        assert termbuild.is_compiled(installed_term), (
-            "mypyc and a C compiler are here but sidecar.erldist.term is pure Python: "
-            "run `pip install -e '.[dev]'` again (or look for 'beamside setup.py' in its output)"
-        )
-    # Built from the term.py in the tree, not an older one.
-    assert termbuild.stale_reason(installed_term) is None, termbuild.stale_reason(installed_term)
-    if termbuild.is_compiled(installed_term):
-        assert termbuild.built_from(installed_term) == termbuild.source_sha256()
-        assert installed_term._COMPILED is True  # its branches for native arithmetic
-    assert CODECS["pure"]._COMPILED is False and termbuild.built_from(CODECS["pure"]) is None
 
 GOLDEN_PATH = Path(__file__).resolve().parent.parent / "vectors" / "golden.json"
 GOLDEN: dict[str, dict[str, str]] = json.loads(GOLDEN_PATH.read_text(encoding="utf-8"))

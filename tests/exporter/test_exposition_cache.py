@@ -43,6 +43,7 @@ from sidecar.exporter.exposition import (
     OPENMETRICS,
     TEXT,
     Format,
+    NodeText,
     generate,
     go_float,
     render_text,
@@ -671,22 +672,18 @@ def test_own_families_written_line_by_line_are_prometheus_clients_bytes(
     assert b'reason="we\\"ird"' in body and b"beamside_snapshot_age_seconds{" in body
 
 
-def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_each_one(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_each_one() -> None:
     snaps = [golden_snapshot(name) for name in RUNTIMES]
     source = Source(snaps)
     registry = build_registry(source, "t")
     cache = registry.collector.cache
-    renders: list[float] = []
-    real_render = exposition_module.render_text
+    node = snaps[0].node
 
-    def counting(snap: NodeSnapshot, *args: Any, **kwargs: Any) -> Any:
-        if snap.node == snaps[0].node:
-            renders.append(snap.taken_at)
-        return real_render(snap, *args, **kwargs)
-
-    monkeypatch.setattr(exposition_module, "render_text", counting)
+    def kept() -> tuple[NodeSnapshot, NodeText] | None:
+        """The snapshot whose text the cache keeps for the node, and that text
+        (a render makes a new NodeText: the same object means no render)."""
+        entry = cache._entries.get(node)
+        return None if entry is None else (entry.snapshot, entry.texts[None])
 
     def arrives(seconds: float) -> tuple[NodeSnapshot, bool]:
         snap = replace(snaps[0], taken_at=2e9 + seconds)
@@ -699,27 +696,31 @@ def test_a_new_snapshot_is_rendered_ahead_only_while_scrapes_read_each_one(
 
     # never scraped: a new snapshot waits for a scrape, which renders it
     first, ahead = arrives(0)
-    assert not ahead and renders == []
+    assert not ahead and kept() is None
     scrape("first scrape")
-    assert renders == [first.taken_at]
+    rendered = kept()
+    assert rendered is not None and rendered[0] is first
     # scrapes read every snapshot: each is rendered as it arrives, a scrape only joins
     for t in (15, 30, 45):
         snap, ahead = arrives(t)
-        assert ahead and renders[-1] == snap.taken_at
-        assert not cache.prepare(snap)  # once
+        rendered = kept()
+        assert ahead and rendered is not None and rendered[0] is snap
+        assert not cache.prepare(snap) and kept() == rendered  # once
         scrape(f"warm at {t}")
         check(registry, TEXT, "the other format, from the same text")
-        assert renders[-1] == snap.taken_at and renders.count(snap.taken_at) == 1
+        assert kept() == rendered  # the same text object: not rendered again
     # two snapshots between scrapes (scraped less often than collected): the
     # first one after a read is still rendered ahead, then the node is lazy
-    renders.clear()
-    arrives(60)
-    arrives(75)
+    _, ahead_60 = arrives(60)
+    snap_75, ahead_75 = arrives(75)
+    rendered = kept()
+    assert ahead_60 and ahead_75 and rendered is not None and rendered[0] is snap_75
     scrape("after two snapshots")
-    assert renders == [2e9 + 60, 2e9 + 75]
-    renders.clear()
-    arrives(90)
+    assert kept() == rendered
+    before = kept()
+    _, ahead_90 = arrives(90)
     last, ahead = arrives(105)
-    assert not ahead and renders == []
+    assert not ahead_90 and not ahead and kept() == before  # nothing rendered
     scrape("lazy")
-    assert renders == [last.taken_at]
+    rendered = kept()
+    assert rendered is not None and rendered[0] is last
