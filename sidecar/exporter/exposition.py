@@ -361,11 +361,15 @@ def _skeleton(
     return _SKELETONS.put(key, skeleton)  # type: ignore[no-any-return]
 
 
-class _Family:
-    __slots__ = ("doc", "joined", "keys", "kind", "lines", "prefix", "sample", "template")
+class _Form:
+    """A family as every node with stand-ins writes it (memoized across nodes:
+    only the values of the base labels differ, and those are stand-ins)."""
+
+    __slots__ = ("doc", "joined", "keys", "kind", "name", "prefix", "sample", "template")
 
     def __init__(
         self,
+        name: str,
         keys: tuple[str, ...],
         kind: str,
         doc: str,
@@ -374,6 +378,7 @@ class _Family:
         sample: str,
         joined: bool,
     ) -> None:
+        self.name = name
         self.keys = keys
         #: whether its lines have the base labels as one stand-in
         self.joined = joined
@@ -384,7 +389,36 @@ class _Family:
         self.prefix = prefix
         #: the same as a str.format template, one field per own label value
         self.template = template
+
+
+_FORMS: Final = _Bounded()
+
+
+class _Family:
+    """A family's lines in one render, with what its hot path reads of its form."""
+
+    __slots__ = ("form", "keys", "lines", "prefix", "template")
+
+    def __init__(self, form: _Form) -> None:
+        self.form = form
+        self.keys = form.keys
+        self.prefix = form.prefix
+        self.template = form.template
         self.lines: list[str] = []
+
+
+@dataclass(frozen=True, eq=False)
+class _Shape:
+    """What a node's text shares with every node whose families are the same forms."""
+
+    order: tuple[str, ...]
+    index: Mapping[str, int]
+    meta: Mapping[str, tuple[str, str]]
+    sample_names: frozenset[str]
+    label_names: frozenset[str]
+
+
+_SHAPES: Final = _Bounded()
 
 
 class _TextWriter(NodeWriter):
@@ -466,25 +500,37 @@ class _TextWriter(NodeWriter):
         known = self._families.get(name)
         if known is not None:  # as vm_metrics._Families.get
             raise ValueError(f"{name}: labels {keys} != {known.keys}")
+        if self._values is not None:  # stand-ins: the same form for every node
+            key = (self._fmt, kind, name, doc, keys)
+            form: _Form | None = _FORMS.get(key)
+            if form is None:
+                form = _FORMS.put(key, self._form(kind, name, doc, keys))
+        else:
+            form = self._form(kind, name, doc, keys)
+        family = self._families[name] = _Family(form)
+        return family
+
+    def _form(self, kind: str, name: str, doc: str, keys: tuple[str, ...]) -> _Form:
         skeleton = _skeleton(self._fmt, kind, name, doc, keys)
         if keys:
             template = skeleton.template.format(**self._base_braced)
-            family = _Family(keys, kind, doc, "", template, skeleton.sample, skeleton.joined)
-        else:
-            prefix = skeleton.open + self._base_text
-            family = _Family(keys, kind, doc, prefix, "", skeleton.sample, True)
-        self._families[name] = family
-        return family
+            return _Form(name, keys, kind, doc, "", template, skeleton.sample, skeleton.joined)
+        prefix = skeleton.open + self._base_text
+        return _Form(name, keys, kind, doc, prefix, "", skeleton.sample, True)
 
     def finish(self) -> NodeText | None:
         """The node's text; None when a line lacks a stand-in (a plugin's own
         label named like a base one): render again without them."""
-        families = self._families
-        order, index = _shared_order(tuple(families))
-        meta = tuple((k, f.kind, f.doc) for k, f in families.items())
-        blocks = [
-            ("\n".join(f.lines) + "\n").encode() if f.lines else b"" for f in families.values()
-        ]
+        families = list(self._families.values())
+        forms = tuple([f.form for f in families])
+        # with stand-ins the forms are shared, and so is their shape (memoized by
+        # the forms' identity); without, neither is, and nothing is kept
+        shape: _Shape | None = _SHAPES.get(forms) if self._values is not None else None
+        if shape is None:
+            shape = _shape(forms, frozenset(self.base))
+            if self._values is not None:
+                _SHAPES.put(forms, shape)
+        blocks = [("\n".join(f.lines) + "\n").encode() if f.lines else b"" for f in families]
         body = b"".join(blocks)
         labels = None
         each = grow = count = together = 0
@@ -497,11 +543,12 @@ class _TextWriter(NodeWriter):
             each, grow = len(cluster) + len(family) + len(node) - 3, len(three) - 1
         starts = array("I", [0])
         position = 0
-        for f, block in zip(families.values(), blocks, strict=True):
+        for f, block in zip(families, blocks, strict=True):
             lines = len(f.lines)
             count += lines
-            position += len(block) + (lines * grow if f.joined else lines * each)
-            together += lines if f.joined else 0
+            joined = f.form.joined
+            position += len(block) + (lines * grow if joined else lines * each)
+            together += lines if joined else 0
             starts.append(position)
         # each line as its family's template says: no stand-in from a value
         if labels is not None and (
@@ -510,18 +557,28 @@ class _TextWriter(NodeWriter):
         ):
             return None
         return NodeText(
-            order=order,
-            index=index,
-            meta=_METAS.get(meta) or _METAS.put(meta, {k: (kind, doc) for k, kind, doc in meta}),
+            order=shape.order,
+            index=shape.index,
+            meta=shape.meta,
             body=body,
             starts=starts,
             labels=labels,
-            sample_names=_shared(frozenset([f.sample for f in families.values()])),
-            label_names=_shared(
-                frozenset(self.base).union(*[f.keys for f in families.values() if f.keys])
-            ),
+            sample_names=shape.sample_names,
+            label_names=shape.label_names,
             dropped=dict(self.dropped) if self.dropped else _NO_DROPS,
         )
+
+
+def _shape(forms: tuple[_Form, ...], base: frozenset[str]) -> _Shape:
+    order, index = _shared_order(tuple([f.name for f in forms]))
+    meta = tuple([(f.name, f.kind, f.doc) for f in forms])
+    return _Shape(
+        order,
+        index,
+        _METAS.get(meta) or _METAS.put(meta, {name: (kind, doc) for name, kind, doc in meta}),
+        _shared(frozenset([f.sample for f in forms])),
+        _shared(base.union(*[f.keys for f in forms if f.keys])),
+    )
 
 
 def _shared_order(order: tuple[str, ...]) -> tuple[tuple[str, ...], Mapping[str, int]]:
