@@ -49,6 +49,7 @@ first), for ``beamside_series_dropped_total``.
 from __future__ import annotations
 
 import functools
+import string
 import threading
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -241,6 +242,8 @@ def _unchanged(fmt: Format, name: str, sample: bool) -> bool:
 _STAND_INS: Final = {"cluster": "\x01", "family": "\x02", "node": "\x03"}
 _STAND_IN_ORDER: Final = ("cluster", "family", "node")
 _ALL_THREE: Final = "\x04"
+_STAND_IN_BYTES: Final = b"\x01\x02\x03\x04"
+_BASE_SET: Final = frozenset(BASE_LABELS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -365,7 +368,7 @@ class _Form:
     """A family as every node with stand-ins writes it (memoized across nodes:
     only the values of the base labels differ, and those are stand-ins)."""
 
-    __slots__ = ("doc", "joined", "keys", "kind", "name", "prefix", "sample", "template")
+    __slots__ = ("doc", "joined", "keys", "kind", "name", "parts", "prefix", "sample", "slots")
 
     def __init__(
         self,
@@ -387,8 +390,21 @@ class _Form:
         self.doc = doc
         #: the whole line up to the value (no own labels)
         self.prefix = prefix
-        #: the same as a str.format template, one field per own label value
-        self.template = template
+        # the line with own labels (``template``, a str.format template taking
+        # their values in ``keys`` order) as the text around each value, and
+        # which value goes where: joined, cheaper than parsing the template
+        parts: list[str] = []
+        slots: list[int] = []
+        text = ""  # an escaped brace ends a literal too: up to the next field
+        for literal, field, _, _ in string.Formatter().parse(template):
+            text += literal
+            if field is not None:
+                parts.append(text)
+                slots.append(int(field))
+                text = ""
+        parts.append(text)
+        self.parts: tuple[str, ...] = tuple(parts)
+        self.slots: tuple[int, ...] = tuple(slots)
 
 
 _FORMS: Final = _Bounded()
@@ -397,14 +413,26 @@ _FORMS: Final = _Bounded()
 class _Family:
     """A family's lines in one render, with what its hot path reads of its form."""
 
-    __slots__ = ("form", "keys", "lines", "prefix", "template")
+    __slots__ = ("form", "keys", "lines", "parts", "prefix", "slots")
 
     def __init__(self, form: _Form) -> None:
         self.form = form
         self.keys = form.keys
         self.prefix = form.prefix
-        self.template = form.template
+        self.parts = form.parts
+        self.slots = form.slots
         self.lines: list[str] = []
+
+    def line(self, values: Sequence[str], number: float) -> str:
+        """A sample line: the own label values (in ``keys`` order) escaped and
+        put in their places, then the value."""
+        parts = self.parts
+        pieces = [parts[0]]
+        for i, slot in enumerate(self.slots):
+            pieces.append(_esc(values[slot]))
+            pieces.append(parts[i + 1])
+        pieces.append(go_float(number))
+        return "".join(pieces)
 
 
 @dataclass(frozen=True, eq=False)
@@ -444,6 +472,8 @@ class _TextWriter(NodeWriter):
         if stand_ins and not any(c in v for v in values.values() for c in "\x01\x02\x03\x04"):
             self._values = {**values, "three": three}
             values, three = dict(_STAND_INS), _ALL_THREE
+        #: a family has an own label named like a base one (see finish)
+        self._lacking = False
         self._base_braced = {k: _brace(v) for k, v in values.items()}
         self._base_braced["three"] = _brace(three)
         # what a family without labels of its own has between its braces
@@ -476,9 +506,7 @@ class _TextWriter(NodeWriter):
         if labels:
             if family is None or family.keys != tuple(labels):
                 family = self._family(kind, name, doc, tuple(labels))
-            family.lines.append(
-                family.template.format(*[_esc(v) for v in labels.values()]) + go_float(value)
-            )
+            family.lines.append(family.line(list(labels.values()), value))
         else:
             if family is None or family.keys:
                 family = self._family(kind, name, doc, ())
@@ -491,16 +519,17 @@ class _TextWriter(NodeWriter):
         if family is None or family.keys != tuple(labels):
             family = self._family(kind, name, doc, tuple(labels))
         if family.keys:
-            line = family.template.format(*[_esc(v) for v in labels.values()])
+            family.lines.append(family.line(list(labels.values()), number))
         else:
-            line = family.prefix
-        family.lines.append(line + go_float(number))
+            family.lines.append(family.prefix + go_float(number))
 
     def _family(self, kind: str, name: str, doc: str, keys: tuple[str, ...]) -> _Family:
         known = self._families.get(name)
         if known is not None:  # as vm_metrics._Families.get
             raise ValueError(f"{name}: labels {keys} != {known.keys}")
         if self._values is not None:  # stand-ins: the same form for every node
+            if keys and not _BASE_SET.isdisjoint(keys):
+                self._lacking = True  # its lines lack a base label's stand-in
             key = (self._fmt, kind, name, doc, keys)
             form: _Form | None = _FORMS.get(key)
             if form is None:
@@ -550,10 +579,12 @@ class _TextWriter(NodeWriter):
             position += len(block) + (lines * grow if joined else lines * each)
             together += lines if joined else 0
             starts.append(position)
-        # each line as its family's template says: no stand-in from a value
+        # each line as its family's template says: no line without a stand-in,
+        # none from a value (a line has either byte 4 or each of the others)
         if labels is not None and (
-            body.count(b"\x04") != together
-            or any(body.count(c) != count - together for c in (b"\x01", b"\x02", b"\x03"))
+            self._lacking
+            or len(body) - len(body.translate(None, _STAND_IN_BYTES))
+            != together + 3 * (count - together)
         ):
             return None
         return NodeText(

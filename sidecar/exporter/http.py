@@ -6,12 +6,13 @@ choice from the Accept header (``choose_encoder``: OpenMetrics for Prometheus,
 text 0.0.4 by default, with the content type it gives); a registry from
 :func:`~sidecar.exporter.collector.build_registry` writes it from its per-node
 text cache (the same bytes), any other registry through prometheus_client.
-The body is gzipped (level 1: cheap) when the scraper accepts gzip.
+The body is gzipped when the scraper accepts gzip, at level 1 with ISA-L's
+igzip (``isal``) where it is installed: 4 ms for the 15 MB body of 300 nodes
+against zlib's 24 ms at its own level 1 (bench/RESULTS.md), zlib otherwise.
 """
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 from collections.abc import Callable
@@ -24,7 +25,21 @@ from prometheus_client.registry import CollectorRegistry
 from .collector import BeamsideRegistry
 from .exposition import format_of
 
+try:  # a dependency where wheels exist (pyproject.toml); zlib elsewhere
+    from isal.igzip import compress as _gzip
+except ImportError:  # pragma: no cover - installed wherever the tests run
+    from gzip import compress as _gzip  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
+
+#: the fastest level of either compressor that still compresses
+#: (ISA-L's 0 leaves the body a third larger)
+GZIP_LEVEL = 1
+
+
+def gzip_body(body: bytes | bytearray) -> bytes:
+    """``body`` as a gzip member (``Content-Encoding: gzip``)."""
+    return _gzip(body, GZIP_LEVEL)
 
 
 class MetricsServer:
@@ -103,7 +118,7 @@ class MetricsServer:
                     return
                 headers = {}
                 if "gzip" in self.headers.get("Accept-Encoding", ""):
-                    body = gzip.compress(body, compresslevel=1)
+                    body = gzip_body(body)
                     headers["Content-Encoding"] = "gzip"
                 self._reply(200, body, content_type, headers)
 

@@ -38,6 +38,7 @@ from sidecar import agents
 from sidecar.alarms.model import Alarm, AlarmKey, Severity
 from sidecar.erldist.node import LocalNode
 from sidecar.exporter import exposition as exposition_module
+from sidecar.exporter import http as http_module
 from sidecar.exporter.collector import BeamsideRegistry, build_registry
 from sidecar.exporter.exposition import (
     OPENMETRICS,
@@ -418,6 +419,8 @@ def test_prometheus_gets_openmetrics_and_gzip_decodes_to_the_same_body(
     assert zheaders["Content-Encoding"] == "gzip"
     assert len(zipped) < len(body) // 3
     assert gzip.decompress(zipped) == body
+    # by ISA-L, a dependency on this machine's platform (pyproject.toml)
+    assert http_module._gzip.__module__ == "isal.igzip"
     text, theaders = scrape(server.url, accept="text/plain")
     assert theaders["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert_same(text, generate(TEXT, server.registry), "text over HTTP")
