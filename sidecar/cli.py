@@ -162,12 +162,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .daemon import Daemon
+    from .daemon import Daemon, tune_gc
     from .own_logging import setup_json_logging
 
     config = load_config(args.config)
     shard = shard_for(config.sharding, args.shard_index, args.shard_count)
     setup_json_logging()
+    tune_gc()
 
     async def main() -> None:
         try:

@@ -383,3 +383,41 @@ def test_demo_over_tls_runs_and_cleans_up() -> None:
     assert " over TLS (verify_peer both ways" in text
     (probe,) = [c for c in demo_commands(text) if " probe " in c]
     assert " --cacertfile " in probe and " --certfile " in probe and " --keyfile " in probe
+
+
+def test_run_tunes_the_collector_before_the_daemon_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`beamside run` sets the daemon's GC thresholds (and freezes start-up
+    objects) before anything is built: checked here with the port taken, so
+    the daemon stops at its first step, after the tuning."""
+    from sidecar import daemon, own_logging
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(daemon, "tune_gc", lambda: tuned.append(True))
+    # the test process keeps its own logging
+    monkeypatch.setattr(own_logging, "setup_json_logging", lambda: None)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = tmp_path / "beamside.yaml"
+        config.write_text(
+            f'cluster: t\nhttp: {{listen: "127.0.0.1:{port}"}}\ngrpc: {{listen: "127.0.0.1:0"}}\n'
+            'targets: [{nodes: ["a@127.0.0.1"], cookie: "c"}]\n'
+        )
+        from sidecar.cli import main
+
+        assert main(["run", "--config", str(config)]) == EXIT_USAGE
+    assert tuned == [True]
+
+
+def test_tune_gc_sets_the_daemon_thresholds_in_its_own_process() -> None:
+    code = (
+        "import gc; from sidecar.daemon import GC_THRESHOLDS, tune_gc; tune_gc(); "
+        "print(gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.split() == ["True", "True"]
