@@ -3,14 +3,17 @@ compiled modules (issue 15): the term codec, and the exporter's line writer.
 
 The modules of ``sidecar.compiled.COMPILED`` are compiled with mypyc into
 extension modules that take their place (an extension module is found before
-the ``.py`` beside it), one library per group.  The build must never make an
+the ``.py`` beside it), one library per group; the C extensions of
+``C_EXTENSIONS`` are built beside them (the pure-Python function each one
+replaces stays the fallback).  The build must never make an
 install fail: without mypyc, without a C compiler, or with
 ``BEAMSIDE_PURE_PYTHON=1``, nothing is compiled, any extension left in the
 source tree by an earlier editable build is removed, and the pure-Python
 modules are used.
 
 What is compiled is a copy of the package in which each compiled module's
-``_SOURCE_SHA256`` holds the SHA-256 of its real file, so a test (and the
+``_SOURCE_SHA256`` holds the SHA-256 of its real file (a C extension gets
+it as a macro), so a test (and the
 benchmarks) can tell a compiled module built from an older source
 (``sidecar.compiled`` reads it), and term.py's ``_COMPILED`` is True (a few
 hot reads have a branch for each build).
@@ -38,6 +41,9 @@ COMPILED = {
     "sidecar.erldist.term": ("sidecar.erldist.term",),
     "sidecar.exporter.render": ("sidecar.exporter.vm_metrics", "sidecar.exporter.exposition"),
 }
+#: hand-written C extensions -> their source (each the compiled form of a
+#: pure-Python function beside it; as in sidecar/compiled.py)
+C_EXTENSIONS = {"sidecar.exporter._scatter": "sidecar/exporter/_scatter.c"}
 METADATA_COMMANDS = {"egg_info", "dist_info", "sdist"}
 PLACEHOLDER = "_SOURCE_SHA256: Final[str | None] = None\n"
 #: term.py's build switch
@@ -76,6 +82,22 @@ def staged_copy() -> Path:
     return stage
 
 
+def c_extensions() -> list[Extension]:
+    """The C extensions, each with the SHA-256 of its source (``_SOURCE_SHA256``)."""
+    extensions = []
+    for name, source in C_EXTENSIONS.items():
+        digest = hashlib.sha256((ROOT / source).read_bytes()).hexdigest()
+        extensions.append(
+            Extension(
+                name,
+                [source],
+                define_macros=[("SOURCE_SHA256", f'"{digest}"')],
+                extra_compile_args=["-O2"],
+            )
+        )
+    return extensions
+
+
 @functools.cache  # one translation per process, however many commands ask
 def compiled_extensions() -> list[Any]:
     if os.environ.get("BEAMSIDE_PURE_PYTHON") == "1":
@@ -84,8 +106,8 @@ def compiled_extensions() -> list[Any]:
     try:
         from mypyc.build import mypycify
     except ImportError as exc:
-        note(f"mypyc is not available ({exc}): every module stays pure Python")
-        return []
+        note(f"mypyc is not available ({exc}): only the C extensions are built")
+        return c_extensions()
     started = time.monotonic()
     try:
         stage = staged_copy()
@@ -102,25 +124,27 @@ def compiled_extensions() -> list[Any]:
         )
     except BaseException as exc:  # mypy reports its errors with SystemExit
         note(f"mypyc could not translate the modules ({exc!r:.300}): they stay pure Python")
-        return []
+        return c_extensions()
     names = sorted(ext.name for ext in extensions)
     note(f"mypyc translated them in {time.monotonic() - started:.1f} s: {', '.join(names)}")
-    return extensions
+    return extensions + c_extensions()
 
 
 def _extension_files(directory: Path) -> list[Path]:
     """What a build may have left in one of the compiled modules' directories."""
     found: list[Path] = []
+    stems = [name.rpartition(".")[2] for name in C_EXTENSIONS]
     for group, modules in COMPILED.items():
-        stems = [m.rpartition(".")[2] for m in modules] + [f"{group.rpartition('.')[2]}__mypyc"]
-        for stem in stems:
-            for suffix in ("so", "pyd"):
-                found.extend(directory.glob(f"{stem}.*.{suffix}"))
+        stems += [m.rpartition(".")[2] for m in modules] + [f"{group.rpartition('.')[2]}__mypyc"]
+    for stem in stems:
+        for suffix in ("so", "pyd"):
+            found.extend(directory.glob(f"{stem}.*.{suffix}"))
     return sorted(set(found))
 
 
 def _directories(root: Path) -> list[Path]:
-    return sorted({module_path(root, m).parent for g in COMPILED.values() for m in g})
+    modules = [*C_EXTENSIONS, *(m for group in COMPILED.values() for m in group)]
+    return sorted({module_path(root, m).parent for m in modules})
 
 
 class OptionalBuildExt(build_ext):

@@ -13,6 +13,7 @@ After editing one of these modules, run ``pip install -e .`` again.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -28,6 +29,11 @@ COMPILED: Final = {
     "sidecar.erldist.term": ("sidecar.erldist.term",),
     "sidecar.exporter.render": ("sidecar.exporter.vm_metrics", "sidecar.exporter.exposition"),
 }
+#: hand-written C extensions (setup.py), each the compiled form of a pure-Python
+#: function: module -> (its source file, the module and name of that function)
+C_EXTENSIONS: Final = {
+    "sidecar.exporter._scatter": ("_scatter.c", "sidecar.exporter.exposition", "_scatter_py"),
+}
 PURE_PACKAGE: Final = "_pure"
 """Pure copies of ``pkg.mod`` are ``pkg._pure.mod``."""
 
@@ -41,7 +47,8 @@ def source(module: ModuleType) -> Path:
     if package.endswith(f".{PURE_PACKAGE}"):
         package = package.rpartition(".")[0]
     directory = Path(str(importlib.import_module(package).__file__)).resolve().parent
-    return directory / f"{leaf}.py"
+    c_source = C_EXTENSIONS.get(f"{package}.{leaf}")
+    return directory / (c_source[0] if c_source else f"{leaf}.py")
 
 
 def is_compiled(module: ModuleType) -> bool:
@@ -73,8 +80,13 @@ def stale_reason(module: ModuleType) -> str | None:
 
 
 def installed() -> list[ModuleType]:
-    """Every module of :data:`COMPILED`, as imported (compiled or not)."""
-    return [importlib.import_module(name) for group in COMPILED.values() for name in group]
+    """Every module of :data:`COMPILED`, as imported (compiled or not), and
+    the C extensions that were built."""
+    modules = [importlib.import_module(name) for group in COMPILED.values() for name in group]
+    for name in C_EXTENSIONS:
+        with contextlib.suppress(ImportError):  # not built: its pure-Python function serves
+            modules.append(importlib.import_module(name))
+    return modules
 
 
 def load_pure(names: Sequence[str]) -> list[ModuleType]:
@@ -127,6 +139,7 @@ def _load_source(pure_name: str, path: Path, package: str) -> ModuleType:
 
 __all__ = [
     "COMPILED",
+    "C_EXTENSIONS",
     "built_from",
     "installed",
     "is_compiled",

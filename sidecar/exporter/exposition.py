@@ -284,11 +284,7 @@ class NodeText:
 
     def expand(self) -> bytes:
         """The text with its label values (``starts`` are its offsets)."""
-        if self.labels is None:
-            return self.body
-        cluster, family, node, three = self.labels
-        full = self.body.replace(b"\x04", three).replace(b"\x01", cluster)
-        return full.replace(b"\x02", family).replace(b"\x03", node)
+        return _expand(self.body, self.labels)
 
     @property
     def blocks(self) -> tuple[bytes, ...]:
@@ -644,14 +640,63 @@ def render_text(
     return text
 
 
+def _expand(body: bytes, labels: tuple[bytes, bytes, bytes, bytes] | None) -> bytes:
+    if labels is None:
+        return body
+    cluster, family, node, three = labels
+    full = body.replace(b"\x04", three).replace(b"\x01", cluster)
+    return full.replace(b"\x02", family).replace(b"\x03", node)
+
+
+def _scatter_py(
+    out: bytearray,
+    cursors: array[int],
+    body: bytes,
+    labels: tuple[bytes, bytes, bytes, bytes] | None,
+    starts: array[int],
+    plan: array[int],
+) -> None:
+    """One node's text into the body: each family block of ``body`` expanded
+    (``starts``: the expanded text's block offsets) and copied to
+    ``out[cursors[plan[i]]:]``, that cursor advanced.
+
+    The pure-Python build of ``sidecar/exporter/_scatter.c`` (its header is
+    the manual), which does the same without a Python object per block and
+    without the expanded copy.  Both write the same bytes, and raise
+    ValueError when the arguments do not agree (the compiled one also for a
+    stand-in across a block's end, which this one cannot see)."""
+    full = memoryview(_expand(body, labels))
+    if len(starts) != len(plan) + 1 or starts[0] != 0 or starts[-1] != len(full):
+        raise ValueError("starts: not the offsets of the expanded body")
+    a = 0
+    for i, b in zip(plan, starts[1:], strict=False):
+        if b < a:
+            raise ValueError("starts: offsets go back")
+        if b > a:
+            if i >= len(cursors):
+                raise ValueError("plan: a family beyond cursors")
+            to = cursors[i]
+            if to + b - a > len(out):
+                raise ValueError("a block beyond the end of out")
+            out[to : to + b - a] = full[a:b]
+            cursors[i] = to + b - a
+        a = b
+
+
+try:  # built by setup.py with the compiled modules, where a C compiler exists
+    from ._scatter import scatter as _scatter
+except ImportError:  # pragma: no cover - built wherever the tests run
+    _scatter = _scatter_py
+
+
 def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> bytearray:
     """The families of ``texts`` (node order), each header once then every
     block, followed by ``tail``.
 
     Each family's place in the body is known from the nodes' offsets, so
-    the body is one buffer of its final size, filled node after node from
-    one expanded text at a time: a scrape holds the body and one node's
-    text, never a copy of every node's."""
+    the body is one buffer of its final size, filled node after node
+    (:func:`_scatter_py`, compiled where it can be): a scrape holds the body,
+    never a copy of every node's text."""
     headers: dict[str, bytes] = {}
     seen: set[int] = set()
     for text in texts:
@@ -663,35 +708,28 @@ def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> by
                 kind, doc = text.meta[name]
                 headers[name] = _header(fmt, kind, name, doc)
     # families by their place in the body; a node's families as those places
-    # (one list per distinct family order: most nodes share one)
+    # (one plan per distinct family order: most nodes share one)
     slot = {name: i for i, name in enumerate(headers)}
-    plans: dict[int, list[int]] = {}
+    plans: dict[int, array[int]] = {}
     size = [len(header) for header in headers.values()]
     for text in texts:
         plan = plans.get(id(text.order))
         if plan is None:
-            plan = plans[id(text.order)] = [slot[name] for name in text.order]
+            plan = plans[id(text.order)] = array("I", [slot[name] for name in text.order])
         starts = text.starts
         a = 0
         for i, b in zip(plan, starts[1:], strict=False):
             size[i] += b - a
             a = b
     out = bytearray(sum(size) + len(tail))
-    cursor: list[int] = []
+    cursors = array("Q")
     at = 0
     for i, header in enumerate(headers.values()):
         out[at : at + len(header)] = header
-        cursor.append(at + len(header))
+        cursors.append(at + len(header))
         at += size[i]
     for text in texts:
-        full = memoryview(text.expand())
-        a = 0
-        for i, b in zip(plans[id(text.order)], text.starts[1:], strict=False):
-            if b > a:
-                to = cursor[i]
-                out[to : to + b - a] = full[a:b]
-                cursor[i] = to + b - a
-            a = b
+        _scatter(out, cursors, text.body, text.labels, text.starts, plans[id(text.order)])
     out[at:] = tail
     return out
 

@@ -10,13 +10,19 @@ odd label values and numbers, the plugin series budget.
 
 from __future__ import annotations
 
+import os
+from array import array
 from types import ModuleType
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sidecar import compiled
 from sidecar.exporter import exposition, vm_metrics
-from sidecar.exporter.exposition import Format, generate
+from sidecar.exporter._scatter import scatter as compiled_scatter
+from sidecar.exporter.exposition import OPENMETRICS, Format, generate
 from tests.exporter.test_exposition_cache import (
     FORMAT_IDS,
     FORMATS,
@@ -79,3 +85,121 @@ def test_each_build_is_the_one_it_says() -> None:
     assert all(not compiled.is_compiled(m) for m in modules)
     assert pure_exposition.render_text is not exposition.render_text
     assert pure_exposition.NodeWriter is pure_metrics.NodeWriter
+
+
+# --------------------------------------------------------------------------- scatter
+# write_texts puts each node's text into the body with sidecar/exporter/_scatter.c
+# where it was built, else exposition._scatter_py: the same bytes, the same refusals.
+
+SCATTERS = {"pure": exposition._scatter_py, "compiled": compiled_scatter}
+#: examples per property (BEAMSIDE_FUZZ_EXAMPLES for a longer run)
+EXAMPLES = int(os.environ.get("BEAMSIDE_FUZZ_EXAMPLES", "300"))
+
+
+def test_write_texts_with_the_pure_scatter_writes_the_same_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    snaps = [*golden_all(), odd_snapshot()]
+    _, pure_exposition = PURE
+    texts = [exposition.render_text(snap, OPENMETRICS) for snap in snaps]
+    expected = bytes(exposition.write_texts(texts, OPENMETRICS))
+    monkeypatch.setattr(pure_exposition, "_scatter", exposition._scatter_py)
+    assert bytes(pure_exposition.write_texts(texts, OPENMETRICS)) == expected
+    assert exposition._scatter is compiled_scatter  # the installed build uses the C one
+
+
+LABELS = (b"cl", b'fam"', b"node@host", b'cluster="cl",family="fam",node="n"')
+
+
+@st.composite
+def node_texts(draw: st.DrawFn) -> tuple[bytes, tuple[bytes, ...] | None, list[int]]:
+    """A text with stand-ins, its labels and its expanded block offsets."""
+    labels = draw(st.sampled_from([LABELS, (b"", b"", b"", b""), None]))
+    blocks = draw(st.lists(st.lists(st.binary(max_size=12), max_size=6), max_size=6))
+    body, starts, at = b"", [0], 0
+    for block in blocks:
+        for piece in block:
+            # plain bytes (without stand-ins when expanded) and a stand-in
+            piece = piece.translate(None, b"\x01\x02\x03\x04") if labels else piece
+            stand_in = draw(st.sampled_from([b"", b"\x01", b"\x02", b"\x03", b"\x04"]))
+            body += piece + stand_in
+            at += len(piece)
+            if stand_in:
+                at += len(labels[stand_in[0] - 1]) if labels else 1
+        starts.append(at)
+    return body, labels, starts
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=node_texts(), data=st.data())
+def test_both_scatters_write_the_same_bytes(
+    case: tuple[bytes, tuple[bytes, ...] | None, list[int]], data: st.DataObject
+) -> None:
+    body, labels, starts = case
+    families = len(starts) - 1
+    plan = data.draw(st.permutations(range(families)))
+    sizes = [starts[i + 1] - starts[i] for i in range(families)]
+    # each family's place: a gap before it, the node's block, a gap after
+    gaps = data.draw(st.lists(st.integers(0, 3), min_size=families, max_size=families))
+    results = []
+    for scatter in SCATTERS.values():
+        cursors, at = array("Q"), 0
+        for family in range(families):
+            cursors.append(at + gaps[family])
+            at += gaps[family] + sizes[plan.index(family)] + 1
+        out = bytearray(b"." * at)
+        scatter(out, cursors, body, labels, array("I", starts), array("I", plan))
+        results.append((bytes(out), list(cursors)))
+    assert results[0] == results[1]
+    expanded = exposition._expand(body, labels)  # type: ignore[arg-type]
+    assert sorted(results[0][0].replace(b".", b"")) == sorted(expanded.replace(b".", b""))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(
+    out_size=st.integers(0, 64),
+    cursors=st.lists(st.integers(0, 2**64 - 1), max_size=4),
+    body=st.binary(max_size=40),
+    labels=st.sampled_from([LABELS, None]),
+    starts=st.lists(st.integers(0, 2**32 - 1), max_size=5),
+    plan=st.lists(st.integers(0, 2**32 - 1), max_size=4),
+)
+def test_the_compiled_scatter_refuses_arguments_that_disagree(
+    out_size: int,
+    cursors: list[int],
+    body: bytes,
+    labels: tuple[bytes, ...] | None,
+    starts: list[int],
+    plan: list[int],
+) -> None:
+    """Any offsets: ValueError or a write inside ``out``, never a crash; and
+    where the pure one writes, the compiled one writes the same."""
+    outcomes = []
+    for scatter in SCATTERS.values():
+        out = bytearray(out_size)
+        cursor_array = array("Q", cursors)
+        try:
+            scatter(out, cursor_array, body, labels, array("I", starts), array("I", plan))
+        except ValueError:
+            outcomes.append(None)
+        else:
+            assert len(out) == out_size
+            outcomes.append((bytes(out), list(cursor_array)))
+    pure, compiled_outcome = outcomes
+    if pure is not None and compiled_outcome is not None:
+        assert pure == compiled_outcome
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("not a bytearray", array("Q"), b"", None, array("I", [0]), array("I")),
+        (bytearray(4), array("I", [0]), b"", None, array("I", [0]), array("I")),
+        (bytearray(4), array("Q"), b"", (b"a", b"b"), array("I", [0]), array("I")),
+        (bytearray(4), array("Q"), b"", None, array("Q", [0]), array("I")),
+        (bytearray(4), array("Q", [0]), b"\x01", LABELS, array("I", [0, 1]), array("I", [0])),
+    ],
+)
+def test_the_compiled_scatter_says_what_is_wrong(args: tuple[Any, ...]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        compiled_scatter(*args)
