@@ -5,8 +5,15 @@
 # filesystem: mount the config, the cookie (a file) and a spool directory.
 
 FROM python:3.11-slim AS build
+# A C compiler for setup.py: the term codec and the line writer compiled with
+# mypyc, the scatter extension (several times faster; pure Python without it).
+# Debian's current gcc of the base image: pinning a version breaks on its updates.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sidecar ./sidecar
 # Wheels for beamside and every dependency, so the final stage installs offline.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

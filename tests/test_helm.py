@@ -747,6 +747,11 @@ def test_dockerfile_structure() -> None:
     assert "!sidecar" in ignored  # the one package (the exporter lives in it)
     copied = {c.value[0] for c in commands if c.cmd == "COPY"}
     assert "sidecar" in copied
+    # the build stage compiles what setup.py compiles: it has setup.py and a C compiler
+    assert "!setup.py" in ignored and "**/*.so" in ignored  # never a local build's .so
+    build_stage = commands[: max(i for i, c in enumerate(commands) if c.cmd == "FROM")]
+    assert any("setup.py" in c.value for c in build_stage if c.cmd == "COPY")
+    assert any(" gcc " in f" {c.value[0]} " for c in build_stage if c.cmd == "RUN")
 
 
 def test_user_plugins_from_a_config_map() -> None:
