@@ -55,7 +55,7 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from prometheus_client.exposition import generate_latest as _text_generate
 from prometheus_client.metrics_core import (
@@ -648,39 +648,40 @@ def _expand(body: bytes, labels: tuple[bytes, bytes, bytes, bytes] | None) -> by
     return full.replace(b"\x02", family).replace(b"\x03", node)
 
 
-def _scatter_py(
-    out: bytearray,
-    cursors: array[int],
-    body: bytes,
-    labels: tuple[bytes, bytes, bytes, bytes] | None,
-    starts: array[int],
-    plan: array[int],
-) -> None:
-    """One node's text into the body: each family block of ``body`` expanded
-    (``starts``: the expanded text's block offsets) and copied to
-    ``out[cursors[plan[i]]:]``, that cursor advanced.
+#: a node's text for :func:`_scatter_py`: body, labels, starts, and its plan
+#: (per family block, the family's place in the body)
+_Scattered: TypeAlias = (
+    "tuple[bytes, tuple[bytes, bytes, bytes, bytes] | None, array[int], array[int]]"
+)
+
+
+def _scatter_py(out: bytearray, cursors: array[int], nodes: Sequence[_Scattered]) -> None:
+    """The nodes' texts into the body: each family block of a node's
+    ``body`` expanded (``starts``: the expanded text's block offsets) and
+    copied to ``out[cursors[plan[i]]:]``, that cursor advanced.
 
     The pure-Python build of ``sidecar/exporter/_scatter.c`` (its header is
-    the manual), which does the same without a Python object per block and
-    without the expanded copy.  Both write the same bytes, and raise
-    ValueError when the arguments do not agree (the compiled one also for a
-    stand-in across a block's end, which this one cannot see)."""
-    full = memoryview(_expand(body, labels))
-    if len(starts) != len(plan) + 1 or starts[0] != 0 or starts[-1] != len(full):
-        raise ValueError("starts: not the offsets of the expanded body")
-    a = 0
-    for i, b in zip(plan, starts[1:], strict=False):
-        if b < a:
-            raise ValueError("starts: offsets go back")
-        if b > a:
-            if i >= len(cursors):
-                raise ValueError("plan: a family beyond cursors")
-            to = cursors[i]
-            if to + b - a > len(out):
-                raise ValueError("a block beyond the end of out")
-            out[to : to + b - a] = full[a:b]
-            cursors[i] = to + b - a
-        a = b
+    the manual), which does the same without a Python object per block,
+    without the expanded copy and without the GIL.  Both write the same
+    bytes, and raise ValueError when the arguments do not agree (the compiled
+    one also for a stand-in across a block's end, which this one cannot see)."""
+    for body, labels, starts, plan in nodes:
+        full = memoryview(_expand(body, labels))
+        if len(starts) != len(plan) + 1 or starts[0] != 0 or starts[-1] != len(full):
+            raise ValueError("starts: not the offsets of the expanded body")
+        a = 0
+        for i, b in zip(plan, starts[1:], strict=False):
+            if b < a:
+                raise ValueError("starts: offsets go back")
+            if b > a:
+                if i >= len(cursors):
+                    raise ValueError("plan: a family beyond cursors")
+                to = cursors[i]
+                if to + b - a > len(out):
+                    raise ValueError("a block beyond the end of out")
+                out[to : to + b - a] = full[a:b]
+                cursors[i] = to + b - a
+            a = b
 
 
 try:  # built by setup.py with the compiled modules, where a C compiler exists
@@ -695,8 +696,8 @@ def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> by
 
     Each family's place in the body is known from the nodes' offsets, so
     the body is one buffer of its final size, filled node after node
-    (:func:`_scatter_py`, compiled where it can be): a scrape holds the body,
-    never a copy of every node's text."""
+    (:func:`_scatter_py`, in C where it was built: without the GIL): a scrape
+    holds the body, never a copy of every node's text."""
     headers: dict[str, bytes] = {}
     seen: set[int] = set()
     for text in texts:
@@ -728,8 +729,7 @@ def write_texts(texts: Sequence[NodeText], fmt: Format, tail: bytes = b"") -> by
         out[at : at + len(header)] = header
         cursors.append(at + len(header))
         at += size[i]
-    for text in texts:
-        _scatter(out, cursors, text.body, text.labels, text.starts, plans[id(text.order)])
+    _scatter(out, cursors, [(t.body, t.labels, t.starts, plans[id(t.order)]) for t in texts])
     out[at:] = tail
     return out
 

@@ -88,7 +88,7 @@ def test_each_build_is_the_one_it_says() -> None:
 
 
 # --------------------------------------------------------------------------- scatter
-# write_texts puts each node's text into the body with sidecar/exporter/_scatter.c
+# write_texts puts the nodes' texts into the body with sidecar/exporter/_scatter.c
 # where it was built, else exposition._scatter_py: the same bytes, the same refusals.
 
 SCATTERS = {"pure": exposition._scatter_py, "compiled": compiled_scatter}
@@ -131,27 +131,38 @@ def node_texts(draw: st.DrawFn) -> tuple[bytes, tuple[bytes, ...] | None, list[i
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=node_texts(), data=st.data())
+@given(cases=st.lists(node_texts(), min_size=1, max_size=3), data=st.data())
 def test_both_scatters_write_the_same_bytes(
-    case: tuple[bytes, tuple[bytes, ...] | None, list[int]], data: st.DataObject
+    cases: list[tuple[bytes, tuple[bytes, ...] | None, list[int]]], data: st.DataObject
 ) -> None:
-    body, labels, starts = case
-    families = len(starts) - 1
-    plan = data.draw(st.permutations(range(families)))
-    sizes = [starts[i + 1] - starts[i] for i in range(families)]
-    # each family's place: a gap before it, the node's block, a gap after
+    """Nodes of the same families in their own orders, each family's blocks
+    one after the other in the body, with gaps (the headers) between."""
+    families = len(cases[0][2]) - 1
+    cases = [case for case in cases if len(case[2]) - 1 == families]
+    plans = [data.draw(st.permutations(range(families))) for _ in cases]
+    sizes = [0] * families
+    for (_, _, starts), plan in zip(cases, plans, strict=True):
+        for i, family in enumerate(plan):
+            sizes[family] += starts[i + 1] - starts[i]
     gaps = data.draw(st.lists(st.integers(0, 3), min_size=families, max_size=families))
+    nodes = [
+        (body, labels, array("I", starts), array("I", plan))
+        for (body, labels, starts), plan in zip(cases, plans, strict=True)
+    ]
     results = []
     for scatter in SCATTERS.values():
         cursors, at = array("Q"), 0
         for family in range(families):
             cursors.append(at + gaps[family])
-            at += gaps[family] + sizes[plan.index(family)] + 1
+            at += gaps[family] + sizes[family] + 1
         out = bytearray(b"." * at)
-        scatter(out, cursors, body, labels, array("I", starts), array("I", plan))
+        scatter(out, cursors, nodes)  # type: ignore[arg-type]
         results.append((bytes(out), list(cursors)))
     assert results[0] == results[1]
-    expanded = exposition._expand(body, labels)  # type: ignore[arg-type]
+    expanded = b"".join(
+        exposition._expand(body, labels)  # type: ignore[arg-type]
+        for body, labels, _ in cases
+    )
     assert sorted(results[0][0].replace(b".", b"")) == sorted(expanded.replace(b".", b""))
 
 
@@ -179,7 +190,7 @@ def test_the_compiled_scatter_refuses_arguments_that_disagree(
         out = bytearray(out_size)
         cursor_array = array("Q", cursors)
         try:
-            scatter(out, cursor_array, body, labels, array("I", starts), array("I", plan))
+            scatter(out, cursor_array, [(body, labels, array("I", starts), array("I", plan))])
         except ValueError:
             outcomes.append(None)
         else:
@@ -190,16 +201,36 @@ def test_the_compiled_scatter_refuses_arguments_that_disagree(
         assert pure == compiled_outcome
 
 
+NODE = (b"", None, array("I", [0]), array("I"))
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ("not a bytearray", array("Q"), b"", None, array("I", [0]), array("I")),
-        (bytearray(4), array("I", [0]), b"", None, array("I", [0]), array("I")),
-        (bytearray(4), array("Q"), b"", (b"a", b"b"), array("I", [0]), array("I")),
-        (bytearray(4), array("Q"), b"", None, array("Q", [0]), array("I")),
-        (bytearray(4), array("Q", [0]), b"\x01", LABELS, array("I", [0, 1]), array("I", [0])),
+        ("not a bytearray", array("Q"), [NODE]),
+        (bytearray(4), array("I", [0]), [NODE]),
+        (bytearray(4), array("Q"), [(b"", (b"a", b"b"), array("I", [0]), array("I"))]),
+        (bytearray(4), array("Q"), [(b"", None, array("Q", [0]), array("I"))]),
+        (bytearray(4), array("Q", [0]), [(b"\x01", LABELS, array("I", [0, 1]), array("I", [0]))]),
+        (bytearray(4), array("Q"), [NODE, (b"", None)]),
+        (bytearray(4), array("Q"), [NODE, "not a tuple"]),
+        (bytearray(4), array("Q"), 7),
     ],
 )
 def test_the_compiled_scatter_says_what_is_wrong(args: tuple[Any, ...]) -> None:
     with pytest.raises((ValueError, TypeError)):
         compiled_scatter(*args)
+
+
+def test_the_compiled_scatter_releases_every_buffer_it_took() -> None:
+    """After a refusal half-way through the nodes, the buffers it took are
+    released: the body can be resized again."""
+    out = bytearray(8)
+    bad = (b"x", None, array("I", [0, 5]), array("I", [0]))
+    with pytest.raises(ValueError):
+        compiled_scatter(out, array("Q", [0]), [NODE, bad, "not a tuple"])
+    with pytest.raises(ValueError):
+        compiled_scatter(out, array("Q", [0]), [NODE, "not a tuple", bad])
+    out.extend(b"more")  # BufferError if a view of it were still held
+    for node in (NODE, bad):
+        node[2].append(1)  # the same for the nodes' arrays
