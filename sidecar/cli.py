@@ -162,17 +162,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .daemon import Daemon, tune_gc
+    from .daemon import Daemon
+    from .gc_policy import tune_at_start
     from .own_logging import setup_json_logging
 
     config = load_config(args.config)
     shard = shard_for(config.sharding, args.shard_index, args.shard_count)
     setup_json_logging()
-    tune_gc()
+    tune_at_start()
 
     async def main() -> None:
         try:
-            daemon = Daemon(config, shard=shard)
+            daemon = Daemon(config, shard=shard, gc_tuning=True)
         except OSError as exc:
             raise UsageError(
                 f"cannot listen on {config.http_listen[0]}:{config.http_listen[1]}: {exc.strerror}"

@@ -8,9 +8,7 @@ the final state can still be scraped while detaching.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from typing import Final
 
 from sidecar.exporter.collector import MetricsProvider, build_registry
 from sidecar.exporter.http import MetricsServer
@@ -27,29 +25,12 @@ from .control.server import bound_port, create_server, set_serving
 from .discovery.sharding import SINGLE, ShardSpec
 from .erldist.names import NodeName, default_local_name, parse_node_name
 from .erldist.node import LocalNode
+from .gc_policy import keep_tuned
 from .loki.sink import LokiSink
 from .manager import NodeManager
 from .notify import Notifier
 
 log = logging.getLogger(__name__)
-
-#: CPython's cyclic collector thresholds for the daemon.  The default first
-#: threshold (700 container allocations) suits small programs: a daemon that
-#: decodes a reply of hundreds of containers per node and tick, and keeps
-#: every node's last one, ran a full collection of everything it holds every
-#: few seconds (2,000 nodes at 15 s: 20 full collections in 100 s, 6.5 s of
-#: collector time; with these, 1.3 s and no full one: bench/RESULTS.md).
-#: Cycles are still collected, later.
-GC_THRESHOLDS: Final = (20_000, 20, 10)
-
-
-def tune_gc() -> None:
-    """For the daemon's process, once, before it starts: the start-up objects
-    (modules, classes, configuration) moved out of the collector's sight, and
-    :data:`GC_THRESHOLDS`."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def local_name_for(config: Config) -> NodeName:
@@ -61,9 +42,16 @@ def local_name_for(config: Config) -> NodeName:
 
 class Daemon:
     def __init__(
-        self, config: Config, *, epmd_port: int | None = None, shard: ShardSpec = SINGLE
+        self,
+        config: Config,
+        *,
+        epmd_port: int | None = None,
+        shard: ShardSpec = SINGLE,
+        gc_tuning: bool = False,
     ) -> None:
         self.config = config
+        #: the collector's thresholds follow the nodes (``beamside run``'s process)
+        self.gc_tuning = gc_tuning
         # The default cookie is never used: every target brings its own.
         self.local = LocalNode(
             local_name_for(config),
@@ -153,6 +141,11 @@ class Daemon:
             extra={"cluster": self.config.cluster},
         )
         refresher: asyncio.Task[None] | None = None
+        gc_tuner: asyncio.Task[None] | None = None
+        if self.gc_tuning:
+            gc_tuner = asyncio.create_task(
+                keep_tuned(lambda: len(self.manager.statuses())), name="gc thresholds"
+            )
         try:
             if self.loki is not None:
                 await self.loki.start()
@@ -169,8 +162,9 @@ class Daemon:
             await stop.wait()
             log.info("stopping: detaching from %d node(s)", len(self.manager.statuses()))
         finally:
-            if refresher is not None:
-                refresher.cancel()
+            for task in (refresher, gc_tuner):
+                if task is not None:
+                    task.cancel()
             await set_serving(self.grpc, False)
             await self.grpc.stop(2.0)  # in-flight calls get 2 s
             await self.manager.stop()
