@@ -7,7 +7,11 @@ same section renderers as :func:`~sidecar.exporter.vm_metrics.vm_metric_families
 into one block of sample lines per family; a scrape writes, for each family
 in the order prometheus_client would, its ``# HELP``/``# TYPE`` lines once,
 then every node's block (:func:`write_texts`: one buffer of the body's size,
-filled node after node, each node's text expanded from its stand-ins once).
+filled node after node by ``_scatter.c`` without the GIL, each node's text
+expanded from its stand-ins as it is copied).  This module and
+:mod:`~sidecar.exporter.vm_metrics` are compiled with mypyc where ``pip
+install`` can (:mod:`sidecar.compiled`); after editing either, run ``pip
+install -e .`` again.
 The bytes are those of prometheus_client's ``generate_latest`` (text 0.0.4)
 and ``openmetrics.exposition.generate_latest`` over ``vm_metric_families``
 of the same snapshots (tests/exporter checks it):

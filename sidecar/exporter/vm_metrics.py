@@ -28,6 +28,10 @@ budget: with ``series_budget`` set, the plugin sections (``snapshot.plugins``:
 mnesia, os_mon, application plugins) of a node get at most that many
 samples, the rest are dropped and counted by family; core VM sections and
 ``beamside_agent_section_error`` are never dropped.
+
+Compiled with mypyc together with :mod:`~sidecar.exporter.exposition` where
+``pip install`` can (:mod:`sidecar.compiled`): a subclass of
+:class:`NodeWriter` must live in one of those two modules.
 """
 
 from __future__ import annotations
