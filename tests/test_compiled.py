@@ -23,9 +23,16 @@ MODULES += list(compiled.C_EXTENSIONS)
 
 
 def can_compile() -> bool:
-    """mypyc and a C compiler are here: `pip install -e .` builds the compiled modules."""
+    """mypyc, a C compiler and Python's headers are here: `pip install -e .`
+    builds the compiled modules (a Debian python3 without python3-dev has no
+    headers: the build falls back to pure Python, as it must)."""
     compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
-    return importlib.util.find_spec("mypyc") is not None and shutil.which(compiler) is not None
+    headers = Path(sysconfig.get_paths()["include"], "Python.h").exists()
+    return (
+        importlib.util.find_spec("mypyc") is not None
+        and shutil.which(compiler) is not None
+        and headers
+    )
 
 
 def extension_files(name: str) -> list[str]:
