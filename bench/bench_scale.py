@@ -392,6 +392,7 @@ def write_config(
     interval: float,
     *,
     shard: tuple[int, int] | None = None,
+    per_peer: bool = False,
 ) -> int:
     """A daemon config for ``names``; returns its HTTP port."""
     port = free_port()
@@ -405,6 +406,8 @@ def write_config(
     }
     if shard is not None:
         config["sharding"] = {"count": shard[1], "index": shard[0]}
+    if per_peer:
+        config["metrics"] = {"dist_per_peer": True}
     path.write_text(yaml.safe_dump(config))
     return port
 
@@ -540,7 +543,9 @@ class Bench:
         self._daemons += 1
         label = f"d{self._daemons}" + (f"_shard{shard[0]}of{shard[1]}" if shard else "")
         config = self.work / f"{label}.yaml"
-        port = write_config(config, names, self.cookie_file, interval, shard=shard)
+        port = write_config(
+            config, names, self.cookie_file, interval, shard=shard, per_peer=self.args.per_peer
+        )
         d = Daemon(label, config, port, self.work / f"{label}.log",
                    {"ERL_EPMD_PORT": str(self.fake_epmd_port)})  # fmt: skip
         d.start()
@@ -1029,6 +1034,11 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="real nodes in one full mesh; fakes replay a meshed node",
     )
+    ap.add_argument(
+        "--per-peer",
+        action="store_true",
+        help="the daemons with metrics.dist_per_peer (every peer's series; with --mesh)",
+    )
     ap.add_argument("--window", type=float, default=60.0, help="measurement window, s (60)")
     ap.add_argument(
         "--shard-window", type=float, default=30.0, help="CPU window of a sharded run, s (30)"
@@ -1073,7 +1083,8 @@ def main() -> None:
         f"bench_scale {datetime.date.today().isoformat()}: CPython {platform.python_version()}, "
         f"{os.cpu_count()} cores ({cpu_model()}), {mem_total_gb():.1f} GB RAM, load "
         f"{os.getloadavg()[0]:.1f}; {args.real} real + {args.simulated} simulated nodes"
-        f"{', mesh' if args.mesh else ''}{' (quick)' if args.quick else ''}",
+        f"{', mesh' if args.mesh else ''}{', per-peer series' if args.per_peer else ''}"
+        f"{' (quick)' if args.quick else ''}",
         flush=True,
     )
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
