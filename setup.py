@@ -165,7 +165,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # no compiler, a compiler error, a missing header...
-            note(f"compiling failed ({exc!r:.300}): it stays pure Python")
+            note(f"compiling failed ({exc!r:.300}): every module stays pure Python")
             self._discard_all()
             return
         note(f"compiled in {time.monotonic() - started:.1f} s")
